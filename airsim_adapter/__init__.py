@@ -1,0 +1,1 @@
+"""AirSim adapter and headless AirSim-compatible simulator (issue: AirSim adapter; not implemented yet)."""

@@ -1,0 +1,42 @@
+"""Chunk: everything generated for one ChunkKey, as numpy arrays.
+
+Array orientation, for every layer: row 0 is the north edge, column 0 the west edge (as in
+GeoTIFF and images). Height grids have (size + 1) x (size + 1) samples on the shared-border grid:
+sample [i, j] lies at world (west + j * res, north - i * res), so neighbouring chunks share their
+border samples. Pixel layers are size x size with pixel [i, j] centred half a pixel inside that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .keys import ChunkKey
+from .settlements import Building
+
+
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    key: ChunkKey
+    resolution: float  # metres per pixel
+    bounds: tuple[float, float, float, float]  # west, south, east, north (world metres)
+    ortho: np.ndarray  # (H, W, 3) uint8 albedo, sRGB
+    dem: np.ndarray  # (H+1, W+1) float32 bare-earth height, water surface over water (m)
+    dsm: np.ndarray  # (H+1, W+1) float32 surface height incl. buildings (m)
+    semantic: np.ndarray  # (H, W) uint8 class ids (worldstream.core.biomes.CLASSES)
+    instances: np.ndarray  # (H, W) uint32 building ids, 0 = none
+    water: np.ndarray  # (H+1, W+1) bool, water at the sample
+    buildings: tuple[Building, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for name in ("ortho", "dem", "dsm", "semantic", "instances", "water"):
+            getattr(self, name).setflags(write=False)
+
+    @property
+    def size(self) -> int:
+        return self.semantic.shape[0]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"ortho": self.ortho, "dem": self.dem, "dsm": self.dsm, "semantic": self.semantic,
+                "instances": self.instances, "water": self.water}

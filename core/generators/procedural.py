@@ -1,0 +1,325 @@
+"""The embedded default generator: procedural, deterministic, seamless and cascade-consistent.
+
+Per chunk: the macro relief (level-independent; on a 16 m world lattice at fine levels), the
+detail octaves the level resolves, settlements (roads, lots, buildings raising the DSM), then
+pixel layers: land cover from climate, slope and altitude, albedo, and building instances.
+Every value is a pure function of (seed, level, world position), so chunks can be generated alone,
+in any order or process, and agree bit for bit on shared samples (see core.noise for why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+import torch
+
+from .. import biomes, lattice, settlements, terrain
+from ..chunk import Chunk
+from ..device import default_device
+from ..errors import GeneratorError
+from ..hashing import hash2, salt
+from ..keys import ChunkKey
+from ..noise import Octave, fbm, gradient_noise, octaves
+from ..settlements import BLOCK, Building
+from ..spec import WorldSpec
+from . import register
+
+MACRO_LATTICE = 16.0  # metres; the macro relief's finest feature is 96 m
+URBAN_MIN_DENSITY = 0.12
+PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
+
+
+@register("procedural")
+class ProceduralGenerator:
+    """Parameters (WorldSpec.generator_params): relief, sea_level_bias, rivers, lakes (see
+    terrain.TerrainParams) and urbanization (settlement density multiplier, default 1)."""
+
+    def __init__(self, spec: WorldSpec):
+        self.spec = spec
+        params = spec.params
+        terrain_names = {f.name for f in fields(terrain.TerrainParams)}
+        unknown = set(params) - terrain_names - {"urbanization"}
+        if unknown:
+            raise GeneratorError(f"unknown procedural parameters {sorted(unknown)}; "
+                                 f"expected some of {sorted(terrain_names | {'urbanization'})}")
+        for k, v in params.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise GeneratorError(f"procedural parameter {k!r} must be a number, got {v!r}")
+        self.terrain_params = terrain.TerrainParams(**{k: float(v) for k, v in params.items() if k in terrain_names})
+        self.urbanization = float(params.get("urbanization", 1.0))
+        self.device = default_device()
+        seed = spec.seed
+        self.macro_octaves = terrain.MacroOctaves.for_seed(seed)
+        self.settlement_octaves = settlements.settlement_octaves(seed)
+        self.forest_octaves = octaves(seed, 30, 900.0, 3)
+        self.farm_octaves = octaves(seed, 31, 2500.0, 2)
+        self.snow_octaves = octaves(seed, 32, 400.0, 2)
+        self.broad_octaves = octaves(seed, 33, 320.0, 3)
+        self.crop_key = salt(seed, 34)
+        self.texture_key = salt(seed, 35)
+
+    # ---------------------------------------------------------------- fields at world points
+    def macro(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Macro fields evaluated directly (x, y float64 metres, broadcastable)."""
+        return terrain.macro_fields(x, y, self.macro_octaves, self.terrain_params)
+
+    def _macro_for_samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool):
+        if self.spec.resolution(level) >= MACRO_LATTICE:
+            return self.macro(x, y)  # samples sit on lattice nodes: identical to interpolation
+        if grid:
+            return lattice.on_grid(self.macro, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
+        return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
+
+    def blockensity(self, cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
+        """Gated settlement density and ground plane of blocks centred at (cx, cy), broadcastable.
+
+        Returns (..., 4) float32: density (0 = not urban), ground height at the centre (m) and its
+        east / north slopes, from the macro relief at the centre and 24 m east and north of it.
+        """
+        raw = settlements.raw_density(cx, cy, self.settlement_octaves, self.urbanization)
+        shape = raw.shape
+        raw = raw.reshape(-1)
+        out = torch.zeros(raw.shape + (4,), dtype=torch.float32, device=raw.device)
+        cand = torch.nonzero(raw > 0).reshape(-1)
+        if cand.numel():
+            px = cx.expand(shape).reshape(-1).index_select(0, cand)
+            py = cy.expand(shape).reshape(-1).index_select(0, cand)
+            k = cand.numel()
+            m = self.macro(torch.cat([px, px + PLANE_STEP, px]), torch.cat([py, py, py + PLANE_STEP]))
+            centre = {name: v[:k] for name, v in m.items()}
+            d = raw.index_select(0, cand) * settlements.gate(centre)
+            h = m["height"]
+            out[cand, 0] = torch.where(d > URBAN_MIN_DENSITY, d, torch.zeros_like(d))
+            out[cand, 1] = h[:k]
+            out[cand, 2] = (h[k:2 * k] - h[:k]) * (1.0 / PLANE_STEP)
+            out[cand, 3] = (h[2 * k:] - h[:k]) * (1.0 / PLANE_STEP)
+        return out.reshape(shape + (4,))
+
+    def _buildings_at(self, x: torch.Tensor, y: torch.Tensor, block: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Building hit (id, roof height) and block/lot location at world points.
+
+        x, y: float64, broadcast to block.shape[:-1]; block: (..., 4) from `blockensity`.
+        """
+        shape = block.shape[:-1]
+        density = block[..., 0]
+        loc = settlements.locate(x.expand(shape), y.expand(shape), density)
+        bid = torch.zeros(shape, dtype=torch.int64, device=x.device)
+        roof = torch.full(shape, -1e9, dtype=torch.float32, device=x.device)
+        urban = torch.nonzero(density.reshape(-1) > 0).reshape(-1)
+        if urban.numel():
+            sel = {k: v.reshape(-1).index_select(0, urban) for k, v in loc.items()}
+            blk = block.reshape(-1, 4).index_select(0, urban)
+            px = x.expand(shape).reshape(-1).index_select(0, urban)
+            py = y.expand(shape).reshape(-1).index_select(0, urban)
+            b = settlements.lot_building(self.spec.seed, sel["bx"], sel["by"], sel["li"], sel["lj"], blk[:, 0])
+            inside = (b["present"] & (sel["li"] < sel["n"]) & (sel["lj"] < sel["n"])
+                      & (px >= b["x0"]) & (px <= b["x1"]) & (py >= b["y0"]) & (py <= b["y1"]))
+            hit = torch.nonzero(inside).reshape(-1)
+            if hit.numel():
+                hb = {k: v.index_select(0, hit) for k, v in b.items()}
+                base = building_base(hb, blk.index_select(0, hit), sel["bx"].index_select(0, hit),
+                                     sel["by"].index_select(0, hit))
+                where = urban.index_select(0, hit)
+                bid.reshape(-1)[where] = hb["id"]
+                roof.reshape(-1)[where] = base + hb["height"]
+        return {"id": bid, "roof": roof, "loc": loc}
+
+    def _samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool, block: torch.Tensor):
+        """DEM, DSM and water at samples; x, y float64, separable grid ((1,W),(H,1)) or points."""
+        m = self._macro_for_samples(x, y, level, grid)
+        water = m["water"] > 0.5
+        raw = settlements.raw_density(x, y, self.settlement_octaves, self.urbanization)
+        amplitude = m["roughness"] * (1.0 - raw * 0.8) * (1.0 - torch.clamp(m["water"], 0.0, 1.0))
+        octs = terrain.detail_octaves(self.spec.seed, self.spec.base_resolution, level)
+        dem = m["height"] + terrain.detail_height(x, y, octs, amplitude)
+        b = self._buildings_at(x, y, block)
+        dsm = torch.maximum(dem, b["roof"])
+        return dem, dsm, water, m
+
+    # ---------------------------------------------------------------- chunks
+    def _block_table(self, west: float, south: float, east: float, north: float):
+        bx0, bx1 = int(np.floor(west / BLOCK)) - 1, int(np.floor(east / BLOCK)) + 1
+        by0, by1 = int(np.floor(south / BLOCK)) - 1, int(np.floor(north / BLOCK)) + 1
+        dev = self.device
+        bxs = torch.arange(bx0, bx1 + 1, dtype=torch.int64, device=dev)
+        bys = torch.arange(by0, by1 + 1, dtype=torch.int64, device=dev)
+        cx = ((bxs.to(torch.float64) + 0.5) * BLOCK).reshape(1, -1)
+        cy = ((bys.to(torch.float64) + 0.5) * BLOCK).reshape(-1, 1)
+        return bx0, by0, self.blockensity(cx, cy)  # (rows = by, cols = bx)
+
+    @staticmethod
+    def _lookup(table, bx0, by0, xs, ys):
+        """Block density at a separable grid of points: xs (W,), ys (H,) float64 -> (H, W)."""
+        cols = torch.floor(xs * (1.0 / BLOCK)).to(torch.int64) - bx0
+        rows = torch.floor(ys * (1.0 / BLOCK)).to(torch.int64) - by0
+        return table.index_select(0, rows).index_select(1, cols)
+
+    def chunk(self, key: ChunkKey) -> Chunk:
+        spec = self.spec
+        if key.level >= spec.levels:
+            raise GeneratorError(f"level {key.level} is outside this world's levels 0..{spec.levels - 1}")
+        with torch.no_grad():
+            return self._chunk(key)
+
+    def _chunk(self, key: ChunkKey) -> Chunk:
+        spec, dev = self.spec, self.device
+        n = spec.chunk_size
+        res = spec.resolution(key.level)
+        west, south, east, north = key.bounds(spec)
+        sx0, sy0 = key.sample_origin(spec)
+        cols = torch.arange(n + 1, dtype=torch.int64, device=dev)
+        xs = (cols + sx0).to(torch.float64) * res  # exact: integer times a power of two
+        ys = (sy0 + n - cols).to(torch.float64) * res  # row 0 = north
+        bx0, by0, table = self._block_table(west, south, east, north)
+
+        block_s = self._lookup(table, bx0, by0, xs, ys)
+        dem, dsm, water, m = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), key.level, True, block_s)
+
+        # pixel centres
+        pxs = (xs[:-1] + xs[1:]) * 0.5
+        pys = (ys[:-1] + ys[1:]) * 0.5
+        px, py = pxs.reshape(1, -1), pys.reshape(-1, 1)
+
+        def corners_mean(a):
+            return (a[:-1, :-1] + a[:-1, 1:] + a[1:, :-1] + a[1:, 1:]) * 0.25
+
+        gx = ((dem[:-1, 1:] + dem[1:, 1:]) - (dem[:-1, :-1] + dem[1:, :-1])) * (0.5 / res)
+        gy = ((dem[:-1, :-1] + dem[:-1, 1:]) - (dem[1:, :-1] + dem[1:, 1:])) * (0.5 / res)
+        pix = {
+            "water": corners_mean(water.to(torch.float32)),
+            "slope": torch.sqrt(gx * gx + gy * gy),
+            "temperature": corners_mean(m["temperature"]),
+            "moisture": corners_mean(m["moisture"]),
+            "coast": corners_mean(m["coast"]),
+            "mountain": corners_mean(m["mountain"]),
+            "forest_noise": fbm(px, py, self.forest_octaves) * (1.0 / 0.14),
+            "farm_noise": fbm(px, py, self.farm_octaves) * (1.0 / 0.14),
+            "snow_noise": fbm(px, py, self.snow_octaves) * (1.0 / 0.14),
+            "density": settlements.raw_density(px, py, self.settlement_octaves, self.urbanization),
+        }
+        semantic = biomes.classify(pix)
+
+        block_p = self._lookup(table, bx0, by0, pxs, pys)
+        b = self._buildings_at(px, py, block_p)
+        road = self._roads(b["loc"], table, bx0, by0)
+        urban_ground = (block_p[..., 0] > 0.35) & (pix["water"] <= 0.5)
+        semantic[urban_ground] = biomes.CLASS_IDS["urban_ground"]
+        semantic[road] = biomes.CLASS_IDS["road"]
+        building = b["id"] > 0
+        semantic[building] = biomes.CLASS_IDS["building"]
+
+        texture = (gradient_noise(px, py, Octave(2.0 * res, self.texture_key)) * 1.6
+                   + gradient_noise(px, py, Octave(8.0 * res, self.texture_key ^ 1)) * 1.2)
+        broad = fbm(px, py, self.broad_octaves) * (1.0 / 0.14)
+        crop = hash2(torch.floor(px * (1.0 / 90.0)).to(torch.int64), torch.floor(py * (1.0 / 160.0)).to(torch.int64),
+                     self.crop_key)
+        ortho = biomes.albedo(semantic, texture, broad, crop, b["id"], pix["moisture"])
+
+        buildings = self._building_list(key, table, bx0, by0)
+        return Chunk(
+            key=key, resolution=res, bounds=(west, south, east, north),
+            ortho=ortho.cpu().numpy(), dem=dem.cpu().numpy(), dsm=dsm.cpu().numpy(),
+            semantic=semantic.cpu().numpy(), instances=b["id"].to(torch.int64).cpu().numpy().astype(np.uint32),
+            water=water.cpu().numpy(), buildings=buildings,
+        )
+
+    def _roads(self, loc, table, bx0, by0) -> torch.Tensor:
+        """Road mask: on a block border where the block or its neighbour across it is urban."""
+        rows = loc["by"] - by0
+        cols = loc["bx"] - bx0
+        w = table.shape[1]
+        flat = table[..., 0].reshape(-1)
+
+        def urban(r, c):
+            return flat[(r * w + c).reshape(-1)].reshape(r.shape) > 0
+
+        here = urban(rows, cols)
+        hw_w = settlements.half_width(loc["bx"]).to(torch.float64)
+        hw_e = settlements.half_width(loc["bx"] + 1).to(torch.float64)
+        hw_s = settlements.half_width(loc["by"]).to(torch.float64)
+        hw_n = settlements.half_width(loc["by"] + 1).to(torch.float64)
+        west = (loc["lx"] < hw_w) & (here | urban(rows, cols - 1))
+        east = (loc["lx"] >= BLOCK - hw_e) & (here | urban(rows, cols + 1))
+        south = (loc["ly"] < hw_s) & (here | urban(rows - 1, cols))
+        north = (loc["ly"] >= BLOCK - hw_n) & (here | urban(rows + 1, cols))
+        return west | east | south | north
+
+    def _building_list(self, key: ChunkKey, table, bx0, by0) -> tuple[Building, ...]:
+        west, south, east, north = key.bounds(self.spec)
+        rows, cols = torch.nonzero(table[..., 0] > 0, as_tuple=True)
+        if rows.numel() == 0:
+            return ()
+        lots = torch.arange(4, dtype=torch.int64, device=table.device)
+        li = lots.reshape(1, 4, 1).expand(rows.numel(), 4, 4).reshape(-1)
+        lj = lots.reshape(1, 1, 4).expand(rows.numel(), 4, 4).reshape(-1)
+        bx = (cols + bx0).repeat_interleave(16)
+        by = (rows + by0).repeat_interleave(16)
+        blk = table[rows, cols].repeat_interleave(16, dim=0)
+        d = blk[:, 0]
+        b = settlements.lot_building(self.spec.seed, bx, by, li, lj, d)
+        n = settlements.lots_per_side(d)
+        keep = (b["present"] & (li < n) & (lj < n) & (b["x1"] >= west) & (b["x0"] <= east)
+                & (b["y1"] >= south) & (b["y0"] <= north))
+        idx = torch.nonzero(keep).reshape(-1)
+        if idx.numel() == 0:
+            return ()
+        sel = {k: v.index_select(0, idx) for k, v in b.items()}
+        base = building_base(sel, blk.index_select(0, idx), bx.index_select(0, idx), by.index_select(0, idx))
+        roof = base + sel["height"]
+        rows_out = zip(sel["id"].tolist(), sel["x0"].tolist(), sel["y0"].tolist(), sel["x1"].tolist(),
+                       sel["y1"].tolist(), base.tolist(), roof.tolist(), sel["floors"].tolist(),
+                       bx.index_select(0, idx).tolist(), by.index_select(0, idx).tolist(),
+                       li.index_select(0, idx).tolist(), lj.index_select(0, idx).tolist())
+        return tuple(Building(id=i, footprint=((x0, y0), (x1, y0), (x1, y1), (x0, y1)), base=bs, roof=rf, floors=fl,
+                              block=(bxi, byi), lot=(lii, lji))
+                     for i, x0, y0, x1, y1, bs, rf, fl, bxi, byi, lii, lji in rows_out)
+
+    # ---------------------------------------------------------------- point queries
+    def sample_heights(self, level: int, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """DEM and DSM at global integer sample indices (column = east, row = north) of `level`.
+
+        Bit-identical to the chunk grids: sample (c, r) is chunk (c // n, r // n)'s sample there.
+        """
+        dev = self.device
+        res = self.spec.resolution(level)
+        c = torch.as_tensor(np.asarray(col, dtype=np.int64).reshape(-1), device=dev)
+        r = torch.as_tensor(np.asarray(row, dtype=np.int64).reshape(-1), device=dev)
+        x = c.to(torch.float64) * res
+        y = r.to(torch.float64) * res
+        with torch.no_grad():
+            bcx = (torch.floor(x * (1.0 / BLOCK)) + 0.5) * BLOCK
+            bcy = (torch.floor(y * (1.0 / BLOCK)) + 0.5) * BLOCK
+            block = self.blockensity(bcx, bcy)
+            dem, dsm, _, _ = self._samples(x, y, level, False, block)
+        return dem.cpu().numpy(), dsm.cpu().numpy()
+
+    def heights_at(self, x, y, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ground (DEM) and surface (DSM) heights at world points, bilinear between the level's
+        samples exactly as the chunk mesh interpolates them. x, y: array-like metres, same shape."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        res = self.spec.resolution(level)
+        u, v = x.reshape(-1) / res, y.reshape(-1) / res
+        c0, r0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+        fu, fv = (u - c0).astype(np.float64), (v - r0).astype(np.float64)
+        cc = np.concatenate([c0, c0 + 1, c0, c0 + 1])
+        rr = np.concatenate([r0, r0, r0 + 1, r0 + 1])
+        dem, dsm = self.sample_heights(level, cc, rr)
+        k = u.size
+
+        def bilinear(a):
+            a = a.astype(np.float64).reshape(4, k)
+            return ((a[0] * (1 - fu) + a[1] * fu) * (1 - fv) + (a[2] * (1 - fu) + a[3] * fu) * fv).reshape(x.shape)
+
+        return bilinear(dem), bilinear(dsm)
+
+
+def building_base(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+    """Height (float32 m) a building's walls start from: its block's ground plane at the footprint
+    centre, sunk by slope x half-diagonal so that no corner floats above the ground."""
+    cx = ((b["x0"] + b["x1"]) * 0.5 - (bx.to(torch.float64) + 0.5) * BLOCK).to(torch.float32)
+    cy = ((b["y0"] + b["y1"]) * 0.5 - (by.to(torch.float64) + 0.5) * BLOCK).to(torch.float32)
+    half_diag = (torch.sqrt((b["x1"] - b["x0"]) ** 2 + (b["y1"] - b["y0"]) ** 2) * 0.5).to(torch.float32)
+    slope = torch.sqrt(block[:, 2] * block[:, 2] + block[:, 3] * block[:, 3])
+    return block[:, 1] + block[:, 2] * cx + block[:, 3] * cy - slope * half_diag - 0.5

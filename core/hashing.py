@@ -1,0 +1,58 @@
+"""Integer coordinate hashing on int64 tensors.
+
+Randomness in worldstream comes only from hashing integer coordinates, never from RNG state, so any
+sample can be evaluated alone, in any order, in any process. Every intermediate value stays below
+2**63 (32-bit words times constants below 2**27), so no operation ever overflows int64 and the
+results are identical on every backend and for every tensor shape.
+"""
+
+from __future__ import annotations
+
+import torch
+
+M32 = 0xFFFFFFFF
+_MUL = 0x45D9F3B  # odd multiplier from the well-known 32-bit integer finaliser
+
+
+def mix32(h: torch.Tensor) -> torch.Tensor:
+    """Avalanche a tensor of 32-bit words held in int64 (values in [0, 2**32))."""
+    h = torch.bitwise_and(torch.bitwise_xor(h >> 16, h) * _MUL, M32)
+    h = torch.bitwise_and(torch.bitwise_xor(h >> 16, h) * _MUL, M32)
+    return torch.bitwise_xor(h >> 16, h)
+
+
+def salt(seed: int, *tags: int) -> int:
+    """A 32-bit constant derived from the world seed and integer tags (pure Python, exact)."""
+    h = seed & M32
+    for t in (seed >> 32, *tags):
+        h = _mix32_int(h ^ (t & M32) ^ 0x9E3779B9)
+    return h
+
+
+def _mix32_int(h: int) -> int:
+    h = (((h >> 16) ^ h) * _MUL) & M32
+    h = (((h >> 16) ^ h) * _MUL) & M32
+    return (h >> 16) ^ h
+
+
+def hash_axis(coord: torch.Tensor, key: int) -> torch.Tensor:
+    """Hash signed int64 coordinates (any magnitude up to 2**62) into 32-bit words under `key`."""
+    lo = torch.bitwise_and(coord, M32)
+    hi = torch.bitwise_and(coord >> 32, M32)
+    return mix32(torch.bitwise_xor(mix32(torch.bitwise_xor(lo, key)), hi))
+
+
+def hash2(ix: torch.Tensor, iy: torch.Tensor, key: int) -> torch.Tensor:
+    """Hash a pair of int64 coordinate tensors (broadcastable) into 32-bit words.
+
+    The axes are hashed separately, so broadcast (H, 1) x (1, W) inputs cost two 1-D passes and
+    one full-size combine.
+    """
+    hx = hash_axis(ix, key)
+    hy = hash_axis(iy, _mix32_int(key ^ 0x68E31DA4))
+    return mix32(torch.bitwise_xor(hx, torch.bitwise_and(hy * 0x2C1B3C6, M32)))
+
+
+def unit_float(h: torch.Tensor) -> torch.Tensor:
+    """32-bit words -> float32 in [0, 1) (24 significant bits, exact)."""
+    return (h >> 8).to(torch.float32) * (1.0 / 16777216.0)

@@ -1,0 +1,39 @@
+"""World: the public entry point. `World(spec).chunk(key)` answers "what is here?" for any chunk."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .chunk import Chunk
+from .generators import create
+from .keys import ChunkKey
+from .spec import WorldSpec
+
+
+class World:
+    """A deterministic, unbounded world. Chunks are cached in a small LRU (by count)."""
+
+    def __init__(self, spec: WorldSpec, cache_chunks: int = 16):
+        self.spec = spec
+        self.generator = create(spec)
+        self._cache: OrderedDict[ChunkKey, Chunk] = OrderedDict()
+        self._cache_chunks = cache_chunks
+
+    def chunk(self, key: ChunkKey) -> Chunk:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        c = self.generator.chunk(key)
+        if self._cache_chunks > 0:
+            self._cache[key] = c
+            while len(self._cache) > self._cache_chunks:
+                self._cache.popitem(last=False)
+        return c
+
+    def height_at(self, x, y, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ground, surface) heights in metres at world points (x, y), as the level's chunks and
+        meshes give them (bilinear between samples); default level: the finest."""
+        level = self.spec.levels - 1 if level is None else level
+        return self.generator.heights_at(x, y, level)

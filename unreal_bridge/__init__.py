@@ -1,0 +1,1 @@
+"""Streaming bridge to Unreal / browsers (issue: streaming bridge; not implemented yet)."""
