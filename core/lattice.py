@@ -72,9 +72,18 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
     kx, tx = _axis(x, spacing)
     ky, ty = _axis(y, spacing)
     d = torch.tensor([-1, 0, 1, 2], dtype=torch.int64, device=x.device)
-    node_x = ((kx.reshape(-1, 1, 1) + d.reshape(1, 1, 4)).to(torch.float64)) * spacing  # (N,1,4)
-    node_y = ((ky.reshape(-1, 1, 1) + d.reshape(1, 4, 1)).to(torch.float64)) * spacing  # (N,4,1)
-    nodes = field(node_x, node_y)  # (N, 4, 4): [point, row, col]
+    cols = kx.reshape(-1, 1, 1) + d.reshape(1, 1, 4)  # (N, 1, 4)
+    rows = ky.reshape(-1, 1, 1) + d.reshape(1, 4, 1)  # (N, 4, 1)
+    x0, y0 = int(kx.min()) - 1, int(ky.min()) - 1
+    nx, ny = int(kx.max()) + 3 - x0, int(ky.max()) + 3 - y0
+    if nx * ny <= 4 * x.shape[0] + 4096:
+        # evaluate each node once on the points' bounding grid, then gather (same node values)
+        grid = field(((torch.arange(nx, device=x.device, dtype=torch.float64) + x0) * spacing).reshape(1, -1),
+                     ((torch.arange(ny, device=x.device, dtype=torch.float64) + y0) * spacing).reshape(-1, 1))
+        flat = (rows - y0) * nx + (cols - x0)  # (N, 4, 4): [point, row, col]
+        nodes = {k: v.reshape(-1)[flat] for k, v in grid.items()}
+    else:
+        nodes = field(cols.to(torch.float64) * spacing, rows.to(torch.float64) * spacing)
     wx = catmull_rom_weights(tx)
     wy = catmull_rom_weights(ty)
     out = {}
@@ -90,3 +99,13 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
             value = term if value is None else value + term
         out[name] = value
     return out
+
+
+def interpolate(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) -> dict[str, torch.Tensor]:
+    """`on_grid` for a separable grid (x (1, W), y (H, 1)), else `at_points` on the broadcast
+    points; both give the same bits for the same point. Returns tensors of the broadcast shape."""
+    if x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1:
+        return on_grid(field, x.reshape(-1), y.reshape(-1), spacing)
+    shape = torch.broadcast_shapes(x.shape, y.shape)
+    out = at_points(field, x.expand(shape).reshape(-1), y.expand(shape).reshape(-1), spacing)
+    return {k: v.reshape(shape) for k, v in out.items()}

@@ -11,7 +11,7 @@ seamless and level-independent, and chunk building lists are enumerated from the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -26,8 +26,7 @@ SIDEWALK = 2.5
 FLOOR_HEIGHT = 3.2
 
 
-@dataclass(frozen=True)
-class Building:
+class Building(NamedTuple):
     """One building; footprint corners counter-clockwise in world ENU metres (float64)."""
 
     id: int

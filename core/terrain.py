@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
+from . import lattice
 from .hashing import salt
 from .noise import Octave, eroded_fbm, fbm, octaves, ridged, smoothstep
 
 FBM_STD = 0.14  # measured standard deviation of a 3-4 octave `fbm`; fields below are in its units
 MACRO_FINEST = 96.0  # metres: the smallest lattice spacing in the macro relief
+SMOOTH_LATTICE = 512.0  # metres: world lattice the kilometre-scale fields are interpolated from
 
 
 @dataclass(frozen=True)
@@ -68,80 +70,104 @@ class MacroOctaves:
         )
 
 
-def macro_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves,
-                 params: TerrainParams = TerrainParams()) -> dict[str, torch.Tensor]:
-    """Level-independent relief and climate at world points.
-
-    x, y: float64 metres, broadcastable. Returns float32 tensors of the broadcast shape:
-    height (m, water surface over water), water (1 where water, else 0), water_level (m),
-    mountain (0..1 mountain mask), roughness (relative detail amplitude), temperature (deg C),
-    moisture (0..1), coast (0..1, 1 on low coastal land).
-    """
+def smooth_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves) -> dict[str, torch.Tensor]:
+    """The slowly varying inputs of the relief (kilometre scales), in fbm std units (float32):
+    domain warp (metres), continent, masks, river and lake fields, climate."""
     warp = 1400.0
     wx = fbm(x, y, octs.warp_x) * (warp / FBM_STD)
     wy = fbm(x, y, octs.warp_y) * (warp / FBM_STD)
     xw = x + wx.to(torch.float64)
     yw = y + wy.to(torch.float64)
+    z = 1.0 / FBM_STD
+    return {
+        "warp_x": wx, "warp_y": wy,
+        "continent": fbm(xw, yw, octs.continent) * z,
+        "mountain_mask": fbm(x, y, octs.mountain_mask) * z,
+        "hill_mask": fbm(x, y, octs.hill_mask) * z,
+        "plateau_mask": fbm(x, y, octs.plateau_mask) * z,
+        "rivers": fbm(xw, yw, octs.rivers) * z,
+        "lakes": fbm(x, y, octs.lakes) * z,
+        "temperature": fbm(x, y, octs.temperature) * z,
+        "moisture": fbm(x, y, octs.moisture) * z,
+    }
 
-    cont = fbm(xw, yw, octs.continent) * (1.0 / FBM_STD) - params.sea_level_bias
+
+def macro_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves,
+                 params: TerrainParams = TerrainParams()) -> dict[str, torch.Tensor]:
+    """Level-independent relief and climate at world points.
+
+    x, y: float64 metres, broadcastable. Returns float32 tensors of the broadcast shape:
+    height (m, water surface over water), water (1 where water, else 0), wetness (continuous,
+    > 0 exactly where water), water_level (m),
+    mountain (0..1 mountain mask), roughness (relative detail amplitude), temperature (deg C),
+    moisture (0..1), coast (0..1, 1 on low coastal land).
+    """
+    s = lattice.interpolate(lambda a, b: smooth_fields(a, b, octs), x, y, SMOOTH_LATTICE)
+    xw = x + s["warp_x"].to(torch.float64)
+    yw = y + s["warp_y"].to(torch.float64)
+
+    cont = s["continent"] - params.sea_level_bias
     base = (cont + 0.9) * 260.0  # smooth continental level: 0 m at the coast, ~250 m per std inland
 
     land = smoothstep(-0.3, 0.5, cont)
-    mountain = smoothstep(0.35, 1.3, fbm(x, y, octs.mountain_mask) * (1.0 / FBM_STD)) * land
+    mountain = smoothstep(0.35, 1.3, s["mountain_mask"]) * land
     peaks = ridged(xw, yw, octs.mountains)
     height_m = peaks * peaks * (2600.0 * params.relief) * mountain
 
-    hill_mask = smoothstep(-1.2, 1.5, fbm(x, y, octs.hill_mask) * (1.0 / FBM_STD))
+    hill_mask = smoothstep(-1.2, 1.5, s["hill_mask"])
     hills = eroded_fbm(xw, yw, octs.hills, erosion=0.6) * (1.0 / 0.083)
     height_h = hills * ((35.0 + 140.0 * hill_mask) * params.relief) * land
 
     h = base + height_m + height_h
 
     # plateaus: terraces with steep risers where the plateau mask is high
-    plateau = smoothstep(0.9, 1.5, fbm(x, y, octs.plateau_mask) * (1.0 / FBM_STD)) * land
+    plateau = smoothstep(0.9, 1.5, s["plateau_mask"]) * land
     step = 45.0
     t = h * (1.0 / step)
     tf = torch.floor(t)
     terraced = (tf + smoothstep(0.72, 0.95, t - tf)) * step
     h = h + (terraced - h) * plateau
 
-    water = (h < 0.0).to(torch.float32)
+    # wetness: a continuous signed score, > 0 in water, so interpolated shorelines stay smooth
+    wet = -h * 0.2
     water_level = torch.zeros_like(h)
 
     # rivers: the zero set of a warped field; valleys carved down to the smooth continental level
     river_level = base - 3.0
     if params.rivers > 0:
-        r = torch.abs(fbm(xw, yw, octs.rivers) * (1.0 / FBM_STD))
+        r = torch.abs(s["rivers"])
         on_land = smoothstep(8.0, 30.0, base)
         width = 0.035 * params.rivers
         valley = smoothstep(width, width + 0.22, r)  # 0 in the channel, 1 outside the valley
         carved = river_level + 1.5 + (h - river_level - 1.5) * valley
         lower = torch.minimum(h, carved)
         h = h + (lower - h) * on_land
-        in_river = (r < width) & (on_land > 0.5)
-        water = torch.where(in_river, torch.ones_like(water), water)
-        water_level = torch.where(in_river, river_level, water_level)
+        river_wet = (width - r) * (1.0 / width) - (1.0 - on_land) * 4.0
+        water_level = torch.where(river_wet > wet, river_level, water_level)
+        wet = torch.maximum(wet, river_wet)
 
     # lakes: rare basins flattened to a level just under the continental level
     if params.lakes > 0:
-        q = fbm(x, y, octs.lakes) * (1.0 / FBM_STD)
+        q = s["lakes"]
         lake_level = base - 1.0
         allowed = smoothstep(0.6, 0.3, mountain) * smoothstep(10.0, 30.0, base)
         shore = smoothstep(1.55, 1.8, q) * allowed
         h = h + (lake_level + 0.6 - h) * shore
-        in_lake = (q > 1.8) & (allowed > 0.99) & (water < 0.5)
-        water = torch.where(in_lake, torch.ones_like(water), water)
-        water_level = torch.where(in_lake, lake_level, water_level)
+        lake_wet = (q - 1.8) * 10.0 - (1.0 - allowed) * 4.0
+        water_level = torch.where(lake_wet > wet, lake_level, water_level)
+        wet = torch.maximum(wet, lake_wet)
 
+    water = (wet > 0).to(torch.float32)
     surface = torch.where(water > 0.5, water_level, h)
     coast = smoothstep(6.0, 1.0, surface) * (1.0 - water)
 
-    temperature = 17.0 + fbm(x, y, octs.temperature) * (7.0 / FBM_STD) - surface * 0.0065
-    moisture = torch.clamp(0.5 + fbm(x, y, octs.moisture) * (0.28 / FBM_STD) + coast * 0.2, 0.0, 1.0)
+    temperature = 17.0 + s["temperature"] * 7.0 - surface * 0.0065
+    moisture = torch.clamp(0.5 + s["moisture"] * 0.28 + coast * 0.2, 0.0, 1.0)
     roughness = (0.25 + 1.6 * mountain + 0.5 * hill_mask) * (1.0 - water)
     return {
         "height": surface,
         "water": water,
+        "wetness": wet,
         "water_level": water_level,
         "mountain": mountain,
         "roughness": roughness,

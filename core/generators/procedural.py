@@ -71,7 +71,7 @@ class ProceduralGenerator:
             return lattice.on_grid(self.macro, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
-    def blockensity(self, cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
+    def block_density(self, cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
         """Gated settlement density and ground plane of blocks centred at (cx, cy), broadcastable.
 
         Returns (..., 4) float32: density (0 = not urban), ground height at the centre (m) and its
@@ -99,7 +99,7 @@ class ProceduralGenerator:
     def _buildings_at(self, x: torch.Tensor, y: torch.Tensor, block: torch.Tensor) -> dict[str, torch.Tensor]:
         """Building hit (id, roof height) and block/lot location at world points.
 
-        x, y: float64, broadcast to block.shape[:-1]; block: (..., 4) from `blockensity`.
+        x, y: float64, broadcast to block.shape[:-1]; block: (..., 4) from `block_density`.
         """
         shape = block.shape[:-1]
         density = block[..., 0]
@@ -128,9 +128,10 @@ class ProceduralGenerator:
     def _samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool, block: torch.Tensor):
         """DEM, DSM and water at samples; x, y float64, separable grid ((1,W),(H,1)) or points."""
         m = self._macro_for_samples(x, y, level, grid)
-        water = m["water"] > 0.5
+        water = m["wetness"] > 0
         raw = settlements.raw_density(x, y, self.settlement_octaves, self.urbanization)
-        amplitude = m["roughness"] * (1.0 - raw * 0.8) * (1.0 - torch.clamp(m["water"], 0.0, 1.0))
+        dry = torch.clamp(-m["wetness"], 0.0, 1.0)  # detail fades to exactly 0 on the water
+        amplitude = m["roughness"] * (1.0 - raw * 0.8) * dry
         octs = terrain.detail_octaves(self.spec.seed, self.spec.base_resolution, level)
         dem = m["height"] + terrain.detail_height(x, y, octs, amplitude)
         b = self._buildings_at(x, y, block)
@@ -146,7 +147,7 @@ class ProceduralGenerator:
         bys = torch.arange(by0, by1 + 1, dtype=torch.int64, device=dev)
         cx = ((bxs.to(torch.float64) + 0.5) * BLOCK).reshape(1, -1)
         cy = ((bys.to(torch.float64) + 0.5) * BLOCK).reshape(-1, 1)
-        return bx0, by0, self.blockensity(cx, cy)  # (rows = by, cols = bx)
+        return bx0, by0, self.block_density(cx, cy)  # (rows = by, cols = bx)
 
     @staticmethod
     def _lookup(table, bx0, by0, xs, ys):
@@ -290,7 +291,7 @@ class ProceduralGenerator:
         with torch.no_grad():
             bcx = (torch.floor(x * (1.0 / BLOCK)) + 0.5) * BLOCK
             bcy = (torch.floor(y * (1.0 / BLOCK)) + 0.5) * BLOCK
-            block = self.blockensity(bcx, bcy)
+            block = self.block_density(bcx, bcy)
             dem, dsm, _, _ = self._samples(x, y, level, False, block)
         return dem.cpu().numpy(), dsm.cpu().numpy()
 

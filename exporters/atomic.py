@@ -1,0 +1,75 @@
+"""The one place that writes files: atomically, so an interrupted export never leaves a
+half-written file or chunk folder that looks complete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+TMP_MARK = ".tmp-"
+
+
+def write_file_atomic(path: Path | str, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_dir_atomic(path: Path | str, files: Mapping[str, bytes]) -> bool:
+    """Create folder `path` holding `files` (name -> bytes) all at once.
+
+    The files are written into a temporary sibling folder which is renamed into place when
+    complete, so `path` either does not exist or holds every file. Returns False (and writes
+    nothing) when `path` already exists.
+    """
+    path = Path(path)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.parent))
+    try:
+        for name, data in files.items():
+            if "/" in name or name.startswith("."):
+                raise ValueError(f"file names must be plain names, got {name!r}")
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if path.exists():  # another writer finished the same chunk first: theirs is complete
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return True
+
+
+def remove_stale_temporaries(root: Path | str) -> int:
+    """Delete temporary files/folders left by interrupted writes under `root`; returns the count."""
+    root = Path(root)
+    if not root.exists():
+        return 0
+    stale = [p for p in root.rglob(f"*{TMP_MARK}*")]
+    for p in sorted(stale, key=lambda p: len(p.parts), reverse=True):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return len(stale)

@@ -1,0 +1,180 @@
+"""The `worldstream` command line: generate, preview."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from worldstream import __version__
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in text.split(","))
+        return a, b
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers as X,Y (metres east,north), got {text!r}") from None
+
+
+def _levels(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.split(":")]
+        if len(parts) == 1:
+            parts = parts * 2
+        a, b = parts
+        if a < 0 or b < a:
+            raise ValueError
+        return a, b
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected levels as A:B with 0 <= A <= B (or one level), got {text!r}") from None
+
+
+def _spec_from_args(args):
+    from worldstream.core import WorldSpec
+
+    if getattr(args, "spec", None):
+        return WorldSpec.from_json(Path(args.spec).read_text())
+    params = json.loads(args.params) if args.params else {}
+    return WorldSpec(seed=args.seed, base_resolution=args.base_resolution, chunk_size=args.chunk_size,
+                     levels=args.num_levels, generator_params=params)
+
+
+def _add_world_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="world seed (same seed, same world, byte for byte)")
+    p.add_argument("--spec", help="read the WorldSpec from this world.json instead of the flags below")
+    p.add_argument("--base-resolution", type=float, default=64.0, help="metres per pixel at level 0 (power of two)")
+    p.add_argument("--chunk-size", type=int, default=256, help="pixels per chunk side (power of two)")
+    p.add_argument("--num-levels", type=int, default=7, help="number of levels in the world")
+    p.add_argument("--params", help='generator parameters as JSON, e.g. \'{"relief": 1.3, "urbanization": 2}\'')
+
+
+_WORKER_WORLD = None
+
+
+def _export_chunk(spec_json: str, key_path: str) -> tuple[str, dict[str, bytes]]:
+    global _WORKER_WORLD
+    import torch
+
+    from worldstream.core import ChunkKey, World, WorldSpec
+    from worldstream.exporters.sidecars import chunk_sidecars
+
+    torch.set_num_threads(1)
+    spec = WorldSpec.from_json(spec_json)
+    if _WORKER_WORLD is None or _WORKER_WORLD.spec != spec:
+        _WORKER_WORLD = World(spec, cache_chunks=0)
+    key = ChunkKey.parse(key_path)
+    return key_path, chunk_sidecars(_WORKER_WORLD.chunk(key), spec)
+
+
+def cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from worldstream.core import keys_in_radius
+    from worldstream.core.errors import WorldstreamError
+    from worldstream.exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
+
+    spec = _spec_from_args(args)
+    out = Path(args.out)
+    lo, hi = args.levels
+    if hi >= spec.levels:
+        raise WorldstreamError(f"--levels {lo}:{hi} goes past this world's levels 0..{spec.levels - 1}")
+    world_json = out / "world.json"
+    if world_json.exists():
+        from worldstream.core import WorldSpec
+        existing = WorldSpec.from_json(world_json.read_text())
+        if existing != spec:
+            raise WorldstreamError(f"{out} already holds a different world ({world_json}); use another --out")
+    write_file_atomic(world_json, spec.to_json().encode())
+    stale = remove_stale_temporaries(out / "chunks")
+    cx, cy = args.center
+    keys = [k for level in range(lo, hi + 1) for k in keys_in_radius(spec, cx, cy, args.radius, level)]
+    todo = [k for k in keys if not (out / "chunks" / k.path()).exists()]
+    print(f"world seed {spec.seed}: {len(keys)} chunks at levels {lo}..{hi}, {len(keys) - len(todo)} already "
+          f"done{f', {stale} stale temporaries removed' if stale else ''}", file=sys.stderr)
+    spec_json = spec.to_json()
+    bar = tqdm(total=len(todo), unit="chunk", disable=args.quiet)
+    if args.workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            for path, files in pool.map(_export_chunk, [spec_json] * len(todo), [k.path() for k in todo]):
+                write_dir_atomic(out / "chunks" / path, files)
+                bar.update()
+    else:
+        for k in todo:
+            path, files = _export_chunk(spec_json, k.path())
+            write_dir_atomic(out / "chunks" / path, files)
+            bar.update()
+    bar.close()
+    print(f"wrote {len(todo)} chunks to {out / 'chunks'}", file=sys.stderr)
+    return 0
+
+
+def cmd_preview(args) -> int:
+    from PIL import Image
+
+    from worldstream.core import World
+    from worldstream.core.preview import level_for, region, shaded_ortho
+    from worldstream.exporters.atomic import write_file_atomic
+    import io
+
+    spec = _spec_from_args(args)
+    world = World(spec, cache_chunks=0)
+    level = args.level if args.level is not None else level_for(world, args.size, args.pixels)
+    cx, cy = args.center
+    r = region(world, cx, cy, args.size, level)
+    img = Image.fromarray(shaded_ortho(r["ortho"], r["dsm"], float(r["resolution"])))
+    if max(img.size) > args.pixels:
+        img = img.resize((args.pixels, args.pixels), Image.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    write_file_atomic(args.out, buf.getvalue())
+    print(f"wrote {args.out}: {args.size:g} m square at level {level} ({spec.resolution(level):g} m/px)",
+          file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="worldstream", description="Unbounded deterministic 3D worlds, block by block.")
+    p.add_argument("--version", action="version", version=f"worldstream {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate and export the chunks around a point",
+                       description="Write DIR/world.json and DIR/chunks/{level}/{x}/{y}/ with height.tif, dem.tif, "
+                                   "normal.png, semantic.png, instances.png, ortho.png, annotations.json. Safe to "
+                                   "interrupt and rerun: finished chunks are skipped.")
+    _add_world_args(g)
+    g.add_argument("--center", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north)")
+    g.add_argument("--radius", type=float, default=500.0, help="half side of the square to cover, metres")
+    g.add_argument("--levels", type=_levels, default=(4, 6), help="levels A:B to generate (inclusive)")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--workers", type=int, default=1, help="worker processes")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
+
+    v = sub.add_parser("preview", help="render an ortho + hillshade picture of a region",
+                       description="Mosaic the chunks of a square region at a suitable level and shade them.")
+    _add_world_args(v)
+    v.add_argument("--center", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north)")
+    v.add_argument("--size", type=float, default=8000.0, help="side of the square, metres")
+    v.add_argument("--pixels", type=int, default=1024, help="output picture side in pixels")
+    v.add_argument("--level", type=int, help="force a level (default: chosen from --size and --pixels)")
+    v.add_argument("--out", required=True, help="PNG file to write")
+    v.set_defaults(func=cmd_preview)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from worldstream.core.errors import WorldstreamError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (WorldstreamError, OSError, json.JSONDecodeError) as exc:
+        print(f"worldstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"worldstream {args.command}: interrupted; finished chunks are kept, rerun to continue", file=sys.stderr)
+        return 130
