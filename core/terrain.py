@@ -21,7 +21,7 @@ from .hashing import salt
 from .noise import Octave, eroded_fbm, fbm, octaves, ridged, smoothstep
 
 FBM_STD = 0.14  # measured standard deviation of a 3-4 octave `fbm`; fields below are in its units
-MACRO_FINEST = 96.0  # metres: the smallest lattice spacing in the macro relief
+MACRO_FINEST = 192.0  # metres: the smallest lattice spacing in the macro relief (3 x s_0 at 64 m/px)
 SMOOTH_LATTICE = 512.0  # metres: world lattice the kilometre-scale fields are interpolated from
 
 
@@ -59,8 +59,8 @@ class MacroOctaves:
             warp_y=octaves(seed, 2, 9000.0, 3),
             continent=octaves(seed, 3, 60000.0, 4),
             mountain_mask=octaves(seed, 4, 36000.0, 3),
-            mountains=octaves(seed, 5, 6144.0, 7),  # 6144 m .. 96 m
-            hills=octaves(seed, 6, 3072.0, 6),  # 3072 m .. 96 m
+            mountains=octaves(seed, 5, 6144.0, 6),  # 6144 m .. 192 m
+            hills=octaves(seed, 6, 3072.0, 5),  # 3072 m .. 192 m
             hill_mask=octaves(seed, 7, 20000.0, 2),
             plateau_mask=octaves(seed, 8, 24000.0, 3),
             rivers=octaves(seed, 9, 14000.0, 3),

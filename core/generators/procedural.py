@@ -25,7 +25,7 @@ from ..settlements import BLOCK, Building
 from ..spec import WorldSpec
 from . import register
 
-MACRO_LATTICE = 16.0  # metres; the macro relief's finest feature is 96 m
+MACRO_LATTICE = 16.0  # metres; the macro relief's finest lattice is 192 m
 URBAN_MIN_DENSITY = 0.12
 PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
 

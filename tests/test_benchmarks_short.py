@@ -1,0 +1,27 @@
+"""Short forms of the benchmarks under bench/, so CI runs them (figures are printed, not timed
+here: speed targets are judged from the printed figures, never by a timed unit test)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_chunk_benchmark_runs_and_prints_every_level():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_chunks.py"), "--quick"],
+                         capture_output=True, text=True, check=True).stdout
+    print(out)
+    assert out.count("\n") >= 9 and "median of level medians" in out
+
+
+@pytest.mark.slow
+def test_determinism_benchmark_finds_zero_differing_bytes():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_determinism.py"), "--quick"],
+                       capture_output=True, text=True)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "forward vs reverse order: 0" in r.stdout and "another process (2 threads): 0" in r.stdout
