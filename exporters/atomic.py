@@ -12,6 +12,12 @@ from typing import Mapping
 TMP_MARK = ".tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_file_atomic(path: Path | str, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder, fsync and rename."""
     path = Path(path)
@@ -22,6 +28,7 @@ def write_file_atomic(path: Path | str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; finished files get normal modes
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -41,6 +48,7 @@ def write_dir_atomic(path: Path | str, files: Mapping[str, bytes]) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         for name, data in files.items():
             if "/" in name or name.startswith("."):
                 raise ValueError(f"file names must be plain names, got {name!r}")

@@ -204,8 +204,11 @@ class ProceduralGenerator:
         block_p = self._lookup(table, bx0, by0, pxs, pys)
         b = self._buildings_at(px, py, block_p)
         road = self._roads(b["loc"], table, bx0, by0)
-        urban_ground = (block_p[..., 0] > 0.35) & (pix["water"] <= 0.5)
+        dry = pix["water"] <= 0.5
+        urban_ground = (block_p[..., 0] > 0.35) & dry
         semantic[urban_ground] = biomes.CLASS_IDS["urban_ground"]
+        village_yard = (block_p[..., 0] > 0) & dry & (semantic == biomes.CLASS_IDS["forest"])
+        semantic[village_yard] = biomes.CLASS_IDS["grass"]  # gardens, not woods, between village houses
         semantic[road] = biomes.CLASS_IDS["road"]
         building = b["id"] > 0
         semantic[building] = biomes.CLASS_IDS["building"]

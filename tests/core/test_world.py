@@ -90,7 +90,8 @@ def test_same_bytes_in_another_process_with_another_thread_count(spec, world):
 @pytest.mark.parametrize("parent", [ChunkKey(1, 0, 0), ChunkKey(2, 0, -1), ChunkKey(5, 10, -20), ChunkKey(5, FAR, FAR)])
 def test_cascade_children_reproduce_their_parent(world, parent):
     """Tolerances: DEM and DSM decimated by 2 equal the parent's samples bit for bit; the ortho
-    averaged 2x2 differs by at most 8/255 in mean per channel and 20/255 in mean absolute value;
+    averaged 2x2 differs by at most 12/255 in mean per channel (towns: sub-pixel roads and houses are
+    point-sampled at coarse levels) and 20/255 in mean absolute value;
     the parent's class is among its 4 child pixels for >= 95% of pixels."""
     p = world.chunk(parent)
     h = p.size // 2
@@ -102,7 +103,7 @@ def test_cascade_children_reproduce_their_parent(world, parent):
         assert np.array_equal(c.dsm[::2, ::2], p.dsm[r0:r0 + h + 1, c0:c0 + h + 1])
         co = c.ortho.astype(np.float64).reshape(h, 2, h, 2, 3).mean(axis=(1, 3))
         po = p.ortho[r0:r0 + h, c0:c0 + h].astype(np.float64)
-        assert np.abs((co - po).mean(axis=(0, 1))).max() <= 8.0
+        assert np.abs((co - po).mean(axis=(0, 1))).max() <= 12.0
         assert np.abs(co - po).mean() <= 20.0
         quads = c.semantic.reshape(h, 2, h, 2).transpose(0, 2, 1, 3).reshape(h, h, 4)
         assert (quads == p.semantic[r0:r0 + h, c0:c0 + h, None]).any(-1).mean() >= 0.95

@@ -71,6 +71,12 @@ def test_atomic_dir_is_all_or_nothing(tmp_path):
     assert atomic.write_dir_atomic(target, {"a.bin": b"1", "b.bin": b"2"})
     assert not atomic.write_dir_atomic(target, {"a.bin": b"x"})  # finished chunks are never rewritten
     assert (target / "a.bin").read_bytes() == b"1"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == 0o777 & ~mask
+    assert ((target / "a.bin").stat().st_mode & 0o777) == 0o666 & ~mask
+    atomic.write_file_atomic(tmp_path / "f.json", b"{}")
+    assert ((tmp_path / "f.json").stat().st_mode & 0o777) == 0o666 & ~mask
 
 
 def test_generate_writes_every_file_and_reruns_skip(tmp_path):
