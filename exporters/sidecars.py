@@ -1,6 +1,6 @@
 """Chunk sidecars: heights, normals, classes, instances, ortho and annotations, as bytes.
 
-Encodings (also in docs/formats.md):
+Encodings (also in README.md, "Output files"):
 - height.tif / dem.tif: float32 GeoTIFF of the DSM / DEM samples ((n+1) x (n+1), metres).
 - normal.png: RGB8 per pixel, the DSM's unit normal in world ENU, channel = round((c + 1) * 127.5)
   for c in (east, north, up).
