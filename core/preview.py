@@ -6,20 +6,16 @@ import math
 
 import numpy as np
 
+from .heightfield import surface_normals
 from .keys import ChunkKey
 from .world import World
 
 
 def hillshade(grid: np.ndarray, resolution: float, azimuth_deg: float = 315.0, altitude_deg: float = 45.0) -> np.ndarray:
     """(H+1, W+1) height samples -> (H, W) float32 shade in [0, 1] (sun from azimuth, clockwise from north)."""
-    g = grid.astype(np.float64)
-    dzdx = ((g[:-1, 1:] + g[1:, 1:]) - (g[:-1, :-1] + g[1:, :-1])) * (0.5 / resolution)
-    dzdy = ((g[:-1, :-1] + g[:-1, 1:]) - (g[1:, :-1] + g[1:, 1:])) * (0.5 / resolution)
     az, alt = math.radians(azimuth_deg), math.radians(altitude_deg)
-    sun = np.array([math.sin(az) * math.cos(alt), math.cos(az) * math.cos(alt), math.sin(alt)])
-    n = np.stack([-dzdx, -dzdy, np.ones_like(dzdx)], axis=-1)
-    n /= np.linalg.norm(n, axis=-1, keepdims=True)
-    return np.clip(n @ sun, 0.0, 1.0).astype(np.float32)
+    sun = np.array([math.sin(az) * math.cos(alt), math.cos(az) * math.cos(alt), math.sin(alt)], dtype=np.float32)
+    return np.clip(surface_normals(grid, resolution) @ sun, 0.0, 1.0).astype(np.float32)
 
 
 def level_for(world: World, size_m: float, max_pixels: int) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from . import lattice
 from .hashing import salt
-from .noise import Octave, eroded_fbm, fbm, octaves, ridged, smoothstep
+from .noise import Octave, eroded_fbm, fbm, gradient_noise, octaves, ridged, smoothstep
 
 FBM_STD = 0.14  # measured standard deviation of a 3-4 octave `fbm`; fields below are in its units
 MACRO_FINEST = 192.0  # metres: the smallest lattice spacing in the macro relief (3 x s_0 at 64 m/px)
@@ -189,6 +189,5 @@ def detail_height(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], amplitud
     """
     total = torch.zeros(torch.broadcast_shapes(x.shape, y.shape), dtype=torch.float32, device=x.device)
     for o in octs:
-        from .noise import gradient_noise  # local import keeps the module's public surface small
         total = total + gradient_noise(x, y, o) * (o.spacing * 0.06) * amplitude
     return total

@@ -22,17 +22,9 @@ from PIL import Image
 
 from ..core.biomes import CLASSES, PALETTE
 from ..core.chunk import Chunk
+from ..core.heightfield import surface_normals
 from ..core.spec import WorldSpec
 from .geotiff import encode_height_geotiff
-
-
-def normals_from_heights(grid: np.ndarray, resolution: float) -> np.ndarray:
-    """(H+1, W+1) height samples (row 0 north) -> (H, W, 3) float32 unit normals in ENU."""
-    g = grid.astype(np.float64)
-    dzdx = ((g[:-1, 1:] + g[1:, 1:]) - (g[:-1, :-1] + g[1:, :-1])) * (0.5 / resolution)
-    dzdy = ((g[:-1, :-1] + g[:-1, 1:]) - (g[1:, :-1] + g[1:, 1:])) * (0.5 / resolution)
-    n = np.stack([-dzdx, -dzdy, np.ones_like(dzdx)], axis=-1)
-    return (n / np.linalg.norm(n, axis=-1, keepdims=True)).astype(np.float32)
 
 
 def encode_normals_png(normals: np.ndarray) -> bytes:
@@ -92,7 +84,7 @@ def chunk_sidecars(chunk: Chunk, spec: WorldSpec) -> dict[str, bytes]:
     return {
         "height.tif": encode_height_geotiff(chunk.dsm, west, north, res, spec.origin),
         "dem.tif": encode_height_geotiff(chunk.dem, west, north, res, spec.origin),
-        "normal.png": encode_normals_png(normals_from_heights(chunk.dsm, res)),
+        "normal.png": encode_normals_png(surface_normals(chunk.dsm, res)),
         "semantic.png": encode_semantic_png(chunk.semantic),
         "instances.png": encode_instances_png(chunk.instances),
         "ortho.png": _png(chunk.ortho, "RGB"),

@@ -13,8 +13,8 @@ from PIL import Image
 
 from worldstream.core import ChunkKey, PALETTE
 from worldstream.exporters import atomic
-from worldstream.exporters.sidecars import (chunk_sidecars, decode_instances, decode_normals_png,
-                                            normals_from_heights)
+from worldstream.core.heightfield import surface_normals as normals_from_heights
+from worldstream.exporters.sidecars import chunk_sidecars, decode_instances, decode_normals_png
 
 rasterio = pytest.importorskip("rasterio")
 
