@@ -21,8 +21,8 @@ from .hashing import salt
 from .noise import Octave, eroded_fbm, fbm, gradient_noise, octaves, ridged, smoothstep
 
 FBM_STD = 0.14  # measured standard deviation of a 3-4 octave `fbm`; fields below are in its units
-MACRO_FINEST = 192.0  # metres: the smallest lattice spacing in the macro relief (3 x s_0 at 64 m/px)
 SMOOTH_LATTICE = 512.0  # metres: world lattice the kilometre-scale fields are interpolated from
+# The macro relief's finest octave has a 192 m lattice (3 x s_0): finer detail comes from detail_octaves.
 
 
 @dataclass(frozen=True)
