@@ -1,0 +1,191 @@
+"""Chunk -> GLB bytes: the chunk mesh with PBR materials, embedded textures and annotations.
+
+Frames: glTF content is y-up metres, written as (E, U, -N) of world ENU. Vertices are relative to
+the chunk origin (south-west corner, height 0), so float32 stays exact far from the world origin;
+the one node carries the origin as its translation (float64 in JSON), so GLBs dropped together
+into Blender or three.js line up, and a 3D Tiles client (which turns glTF y-up into z-up) sees
+world ENU. glTFRuntime's LoadStaticMesh reads the mesh without the node: place the actor at the
+origin from `extras.worldstream.origin_unreal_cm` (see docs/frames.md).
+
+Annotations (EXT_mesh_features + EXT_structural_metadata):
+- terrain, water and roof primitives: feature ids from a texture (the semantic class per texel,
+  channel 0 of an 8-bit grey PNG, NEAREST sampler) into property table 0, `land_cover`
+  (name, code, colour);
+- roof and facade primitives: feature ids from the `_FEATURE_ID_0` vertex attribute into property
+  table 1, `building` (id, height, base and roof heights, floors); cliff faces in the facade
+  primitive carry the null feature id.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from PIL import Image
+
+from ..core import frames
+from ..core.biomes import CLASSES, PALETTE
+from ..core.chunk import Chunk
+from ..core.spec import WorldSpec
+from .chunk_mesh import NULL_FEATURE, ChunkMesh
+from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, LINEAR, LINEAR_MIPMAP_LINEAR, NEAREST, GltfBuilder
+
+GENERATOR = "worldstream"
+JPEG_QUALITY = 88
+
+MATERIALS = {  # surface kind -> (roughness, metallic)
+    "terrain": (0.95, 0.0),
+    "water": (0.08, 0.0),
+    "roof": (0.8, 0.0),
+    "facade": (0.75, 0.0),
+}
+
+
+def encode_jpeg(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(buf, format="JPEG", quality=JPEG_QUALITY,
+                                                                           optimize=False, subsampling=0)
+    return buf.getvalue()
+
+
+def encode_grey_png(values: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8), "L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def chunk_metadata(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict:
+    """What a reader needs to place and judge the chunk (also written as tile.json)."""
+    ox, oy = mesh.origin
+    lo = mesh.box_min + [ox, oy, 0.0]
+    hi = mesh.box_max + [ox, oy, 0.0]
+    unreal = frames.enu_to_unreal([ox, oy, 0.0])
+    return {
+        "format": "worldstream.chunk/1",
+        "key": {"level": chunk.key.level, "x": chunk.key.x, "y": chunk.key.y},
+        "resolution_m": chunk.resolution,
+        "bounds": dict(zip(("west", "south", "east", "north"), chunk.bounds)),
+        "origin_enu": [ox, oy, 0.0],
+        "origin_unreal_cm": [float(v) for v in unreal],
+        "geodetic_origin": {"lat": spec.origin.lat, "lon": spec.origin.lon, "alt": spec.origin.alt},
+        "geometric_error": mesh.geometric_error,
+        "max_error": mesh.max_error,
+        "mesh_source": mesh.source,
+        "skirt_depth": mesh.skirt_depth,
+        "enu_min": lo.tolist(),
+        "enu_max": hi.tolist(),
+        "triangles": mesh.triangle_count,
+        "grid_triangles": mesh.grid_triangles,
+        "buildings": len(mesh.buildings),
+        "frames": "vertices: glTF y-up metres (E, U, -N) relative to origin_enu; node translation = origin",
+    }
+
+
+def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> bytes:
+    b = GltfBuilder(f"{GENERATOR} chunk exporter")
+    b.use_extension("EXT_mesh_features")
+    b.use_extension("EXT_structural_metadata")
+    linear = b.sampler(LINEAR, LINEAR_MIPMAP_LINEAR)
+    nearest = b.sampler(NEAREST, NEAREST)
+    textures = {"ortho": b.texture(encode_jpeg(chunk.ortho), "image/jpeg", linear, "ortho")}
+    if mesh.facade is not None:
+        textures["facade"] = b.texture(encode_jpeg(mesh.facade), "image/jpeg", linear, "facade")
+    classes_tex = b.texture(encode_grey_png(chunk.semantic), "image/png", nearest, "semantic_class")
+
+    materials: dict[str, int] = {}
+    land_cover_table, building_table = _property_tables(b, mesh)
+    primitives = []
+    for prim in mesh.primitives:
+        rough, metal = MATERIALS[prim.kind]
+        if prim.kind not in materials:
+            materials[prim.kind] = b.add("materials", {
+                "name": prim.kind,
+                "pbrMetallicRoughness": {"baseColorTexture": {"index": textures[prim.texture]},
+                                         "metallicFactor": metal, "roughnessFactor": rough},
+                "doubleSided": False})
+        attributes = {
+            "POSITION": b.accessor(_to_gltf(prim.positions), ARRAY_BUFFER, min_max=True),
+            "NORMAL": b.accessor(_to_gltf(prim.normals), ARRAY_BUFFER),
+            "TEXCOORD_0": b.accessor(prim.uv, ARRAY_BUFFER),
+        }
+        feature_ids = []
+        if prim.texture == "ortho":
+            feature_ids.append({"featureCount": len(CLASSES), "texture": {"index": classes_tex, "texCoord": 0,
+                                                                           "channels": [0]},
+                                "propertyTable": land_cover_table, "label": "land_cover"})
+        if prim.feature is not None and building_table is not None:
+            # float32: vertex attributes need 4-byte elements, and floats hold ids < 2^24 exactly
+            attributes["_FEATURE_ID_0"] = b.accessor(prim.feature.astype(np.float32), ARRAY_BUFFER)
+            fid = {"featureCount": len(mesh.buildings), "attribute": 0, "propertyTable": building_table,
+                   "label": "building"}
+            if (prim.feature == NULL_FEATURE).any():
+                fid["nullFeatureId"] = NULL_FEATURE
+            feature_ids.append(fid)
+        tri = prim.triangles.astype(np.uint16 if len(prim.positions) < 65536 else np.uint32).reshape(-1)
+        p = {"attributes": attributes, "indices": b.accessor(tri, ELEMENT_ARRAY_BUFFER),
+             "material": materials[prim.kind], "mode": 4}
+        if feature_ids:
+            p["extensions"] = {"EXT_mesh_features": {"featureIds": feature_ids}}
+        primitives.append(p)
+
+    meta = chunk_metadata(chunk, spec, mesh)
+    mesh_index = b.add("meshes", {"name": f"chunk {chunk.key.path()}", "primitives": primitives})
+    ox, oy = mesh.origin
+    node = b.add("nodes", {"name": f"chunk {chunk.key.path()}", "mesh": mesh_index,
+                           "translation": [float(ox), 0.0, float(-oy)],
+                           "extras": {"worldstream": meta}})
+    b.doc["scenes"] = [{"nodes": [node]}]
+    b.doc["scene"] = 0
+    return b.glb()
+
+
+def _to_gltf(enu: np.ndarray) -> np.ndarray:
+    """(V, 3) ENU -> (V, 3) float32 glTF (E, U, -N)."""
+    return np.stack([enu[:, 0], enu[:, 2], -enu[:, 1]], axis=1).astype(np.float32)
+
+
+def _property_tables(b: GltfBuilder, mesh: ChunkMesh) -> tuple[int, int | None]:
+    """Write the schema and the property tables; returns (land_cover table, building table or None)."""
+    schema = {"id": "worldstream", "name": "worldstream annotations", "version": "1", "classes": {
+        "land_cover": {"name": "Land cover class", "properties": {
+            "name": {"type": "STRING", "required": True},
+            "code": {"type": "SCALAR", "componentType": "UINT8", "required": True},
+            "colour": {"type": "VEC3", "componentType": "UINT8", "description": "segmentation colour (sRGB)"}}},
+        "building": {"name": "Building", "properties": {
+            "id": {"type": "SCALAR", "componentType": "UINT32", "required": True,
+                   "description": "world-stable building id (also in instances.png)"},
+            "height": {"type": "SCALAR", "componentType": "FLOAT32", "description": "roof minus base, metres"},
+            "base_height": {"type": "SCALAR", "componentType": "FLOAT32", "description": "wall base, metres ENU"},
+            "roof_height": {"type": "SCALAR", "componentType": "FLOAT32", "description": "flat roof, metres ENU"},
+            "floors": {"type": "SCALAR", "componentType": "UINT16"}}}}}
+    codes = sorted(CLASSES)
+    names = [CLASSES[c].encode() for c in codes]
+    offsets = np.cumsum([0] + [len(n) for n in names]).astype(np.uint32)
+    tables = [{"name": "land_cover", "class": "land_cover", "count": len(codes), "properties": {
+        "name": {"values": b.view(b"".join(names)), "stringOffsets": b.view(offsets.tobytes()),
+                 "stringOffsetType": "UINT32"},
+        "code": {"values": b.view(np.array(codes, dtype=np.uint8).tobytes())},
+        "colour": {"values": b.view(np.array([PALETTE[c] for c in codes], dtype=np.uint8).tobytes())}}}]
+    building_table = None
+    if mesh.buildings:
+        bl = mesh.buildings
+        base = np.array([x.base for x in bl], dtype=np.float32)
+        roof = np.array([x.roof for x in bl], dtype=np.float32)
+        tables.append({"name": "building", "class": "building", "count": len(bl), "properties": {
+            "id": {"values": b.view(np.array([x.id for x in bl], dtype="<u4").tobytes())},
+            "height": {"values": b.view((roof - base).astype("<f4").tobytes())},
+            "base_height": {"values": b.view(base.astype("<f4").tobytes())},
+            "roof_height": {"values": b.view(roof.astype("<f4").tobytes())},
+            "floors": {"values": b.view(np.array([x.floors for x in bl], dtype="<u2").tobytes())}}})
+        building_table = 1
+    b.doc.setdefault("extensions", {})["EXT_structural_metadata"] = {"schema": schema, "propertyTables": tables}
+    return 0, building_table
+
+
+def export_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict[str, bytes]:
+    """{"mesh.glb": GLB, "tile.json": chunk metadata} for one chunk."""
+    glb = chunk_glb(chunk, spec, mesh)
+    meta = chunk_metadata(chunk, spec, mesh)
+    meta["glb_bytes"] = len(glb)
+    return {"mesh.glb": glb, "tile.json": (json.dumps(meta, indent=1) + "\n").encode()}

@@ -1,0 +1,257 @@
+"""A chunk's geometry: terrain (with skirts), water, building roofs and facades, ready to encode.
+
+Levels fine enough for buildings (resolution <= `buildings_max_resolution`) mesh the DEM and add
+every building the chunk owns as a closed box; coarser levels mesh the DSM, so towns stay as relief
+and the measured error still bounds everything the tile leaves out. Faces are then split by
+|n . z_up| < tau: horizontal ones take the ortho by planar projection, vertical ones (walls,
+cliffs) go to the facade atlas.
+
+Positions are float32 metres relative to the chunk origin (its south-west corner at height 0) in
+ENU; the origin itself is float64 (`ChunkMesh.origin`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.chunk import Chunk
+from ..core.errors import WorldstreamError
+from ..core.spec import WorldSpec
+from .building_mesh import building_mesh, owned_buildings
+from .facade import FaceGroups, bake, face_normals, facade_atlas, vertical_faces
+from .terrain_mesh import terrain_mesh
+
+
+NULL_FEATURE = 0xFFFF  # feature row of facade faces that belong to no building (cliffs)
+
+
+@dataclass(frozen=True)
+class MeshOptions:
+    """error_per_pixel: max vertical error as a fraction of the level's m/px (0.5 -> 0.5 m at
+    1 m/px); tau: |n . z_up| below which a face is vertical; buildings_max_resolution: coarsest
+    m/px with building boxes; facade_texels_per_metre / facade_max_size: atlas scale and cap."""
+
+    error_per_pixel: float = 0.5
+    tau: float = 0.25
+    buildings_max_resolution: float = 4.0
+    skirts: bool = True
+    facade_texels_per_metre: float = 4.0
+    facade_max_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if not self.error_per_pixel > 0:
+            raise WorldstreamError(f"error_per_pixel must be > 0, got {self.error_per_pixel}")
+        if not 0.0 <= self.tau < 1.0:
+            raise WorldstreamError(f"tau must be in [0, 1), got {self.tau}")
+        if self.facade_max_size < 16:
+            raise WorldstreamError(f"facade_max_size must be >= 16 texels, got {self.facade_max_size}")
+
+    def max_error(self, resolution: float) -> float:
+        return self.error_per_pixel * resolution
+
+    def has_buildings(self, resolution: float) -> bool:
+        return resolution <= self.buildings_max_resolution
+
+
+@dataclass(frozen=True, eq=False)
+class Primitive:
+    """kind: terrain | water | roof | facade; positions, normals: (V, 3) float32 ENU (normals
+    unit); uv: (V, 2) float32 (v down); triangles: (T, 3) uint32 counter-clockwise from outside;
+    feature: (V,) uint32 building row (NULL_FEATURE for none) or None; texture: "ortho" or "facade"."""
+
+    kind: str
+    positions: np.ndarray
+    normals: np.ndarray
+    uv: np.ndarray
+    triangles: np.ndarray
+    feature: np.ndarray | None
+    texture: str
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkMesh:
+    """Primitives plus what a tileset and a reader need: origin (east, north) float64 metres;
+    geometric_error: measured max vertical error (m) against `source` ("dem" or "dsm");
+    skirt_depth (m); box_min / box_max: (3,) float64 ENU bounds relative to the origin;
+    facade: (H, W, 3) uint8 atlas or None; buildings: the buildings drawn (feature rows)."""
+
+    primitives: tuple[Primitive, ...]
+    origin: tuple[float, float]
+    geometric_error: float
+    max_error: float
+    source: str
+    skirt_depth: float
+    box_min: np.ndarray
+    box_max: np.ndarray
+    facade: np.ndarray | None
+    buildings: tuple
+    grid_triangles: int
+
+    @property
+    def triangle_count(self) -> int:
+        return int(sum(len(p.triangles) for p in self.primitives))
+
+
+def grid_normals(grid: np.ndarray, resolution: float) -> np.ndarray:
+    """(n+1, n+1) heights (row 0 north) -> (n+1, n+1, 3) float32 unit ENU normals at the samples."""
+    g = grid.astype(np.float64)
+    dz_drow, dz_dcol = np.gradient(g, resolution)
+    n = np.stack([-dz_dcol, dz_drow, np.ones_like(g)], axis=-1)  # north = -row
+    return (n / np.linalg.norm(n, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def border_detail(grid: np.ndarray) -> float:
+    """Max departure of odd border samples from the midpoint of their even neighbours: how far
+    this level's edges stray from the next coarser level's (whose samples are the even ones)."""
+    worst = 0.0
+    for edge in (grid[0, :], grid[-1, :], grid[:, 0], grid[:, -1]):
+        e = edge.astype(np.float64)
+        worst = max(worst, float(np.abs(e[1::2] - 0.5 * (e[0:-1:2] + e[2::2])).max()))
+    return worst
+
+
+def skirt_depth(chunk: Chunk, grid: np.ndarray, options: MeshOptions) -> float:
+    """Depth (m) that hides the crack against a neighbour one level coarser or finer: both edges
+    are within their level's max error of the samples, and the finer edge departs from the coarser
+    samples by at most `border_detail` (counted twice: the finer neighbour's detail is unknown
+    here and does not exceed this level's in practice). Where the neighbour meshes the other
+    surface (DEM vs DSM), the building heights on the border are added."""
+    res = chunk.resolution
+    depth = options.max_error(2 * res) + options.max_error(res) + 2.0 * border_detail(grid) + 0.05 * res
+    if options.has_buildings(res) != options.has_buildings(2 * res) or \
+            options.has_buildings(res) != options.has_buildings(0.5 * res):
+        rim = np.concatenate([(chunk.dsm - chunk.dem)[i] for i in (0, -1)]
+                             + [(chunk.dsm - chunk.dem)[:, j] for j in (0, -1)])
+        depth += float(rim.max())
+    return depth
+
+
+def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions()) -> ChunkMesh:
+    n = chunk.size
+    res = chunk.resolution
+    extent = n * res
+    west, south, _, _ = chunk.bounds
+    with_buildings = options.has_buildings(res)
+    grid = chunk.dem if with_buildings else chunk.dsm
+    tm = terrain_mesh(grid, options.max_error(res))
+
+    # terrain vertices in ENU relative to the south-west corner
+    x = tm.cols.astype(np.float64) * res
+    y = (n - tm.rows).astype(np.float64) * res
+    pos = np.stack([x, y, tm.heights.astype(np.float64)], axis=1)
+    nrm = grid_normals(grid, res)[tm.rows, tm.cols]
+    uv = np.stack([x / extent, 1.0 - y / extent], axis=1)
+    tris = tm.triangles.astype(np.int64)
+
+    vertical = vertical_faces(face_normals(pos, tris), options.tau)
+    cliff_tris = tris[vertical]
+    tris = tris[~vertical]
+    wet = chunk.water[tm.rows, tm.cols]
+    water_face = wet[tris].all(axis=1)
+
+    primitives = []
+    depth = skirt_depth(chunk, grid, options) if options.skirts else 0.0
+    land = tris[~water_face]
+    if options.skirts:
+        pos, nrm, uv, skirt = _skirt(pos, nrm, uv, tm.border, depth)
+        land = np.concatenate([land, skirt])
+    primitives.append(_compact("terrain", pos, nrm, uv, land, None, "ortho"))
+    if water_face.any():
+        primitives.append(_compact("water", pos, nrm, uv, tris[water_face], None, "ortho"))
+
+    buildings = owned_buildings(chunk.buildings, chunk.bounds) if with_buildings else ()
+    facade_parts = []  # (positions, triangles, groups) of vertical faces
+    if buildings:
+        bm = building_mesh(buildings, (west, south))
+        buv = np.stack([bm.positions[:, 0] / extent, 1.0 - bm.positions[:, 1] / extent], axis=1)
+        flat = np.concatenate([bm.roof_triangles, bm.floor_triangles])
+        primitives.append(_compact("roof", bm.positions, bm.normals, buv, flat, bm.feature, "ortho"))
+        facade_parts.append(_wall_groups(bm))
+    if len(cliff_tris):
+        facade_parts.append(_cliff_groups(pos, cliff_tris, chunk, res))
+
+    facade_image = None
+    if facade_parts:
+        offsets = np.cumsum([0] + [len(p[0]) for p in facade_parts])[:-1]
+        fpos = np.concatenate([p[0] for p in facade_parts])
+        ftris = np.concatenate([p[1] + o for p, o in zip(facade_parts, offsets)])
+        fnrm = np.concatenate([p[2] for p in facade_parts])
+        ffeat = np.concatenate([p[3] for p in facade_parts])
+        texels = max(min(options.facade_texels_per_metre, 4.0 / res), 0.25)
+        atlas = facade_atlas(fpos, ftris, texels, options.facade_max_size)
+        # one face group per triangle; atlas triangles keep the source face order
+        corners = atlas.uv.astype(np.float64)[atlas.triangles] * [atlas.width, atlas.height]
+        meta = {k: np.concatenate([p[4][k] for p in facade_parts]) for k in facade_parts[0][4]}
+        groups = FaceGroups(corners=corners, world=fpos[atlas.vertex_map[atlas.triangles]], **meta)
+        facade_image = bake(groups, atlas.width, atlas.height, spec.seed)
+        primitives.append(_compact("facade", fpos[atlas.vertex_map], fnrm[atlas.vertex_map], atlas.uv,
+                                   atlas.triangles.astype(np.int64),
+                                   ffeat[atlas.vertex_map] if buildings else None, "facade"))
+
+    lo = np.min([p.positions.min(axis=0) for p in primitives], axis=0).astype(np.float64)
+    hi = np.max([p.positions.max(axis=0) for p in primitives], axis=0).astype(np.float64)
+    return ChunkMesh(primitives=tuple(primitives), origin=(west, south), geometric_error=tm.max_error,
+                     max_error=options.max_error(res), source="dem" if with_buildings else "dsm",
+                     skirt_depth=depth, box_min=lo, box_max=hi, facade=facade_image, buildings=buildings,
+                     grid_triangles=2 * n * n)
+
+
+def _compact(kind, pos, nrm, uv, tris, feature, texture) -> Primitive:
+    """Keep only the vertices the triangles use, renumbered in first-use order."""
+    used, inverse = np.unique(tris.reshape(-1), return_inverse=True)
+    return Primitive(kind=kind, positions=pos[used].astype(np.float32), normals=nrm[used].astype(np.float32),
+                     uv=uv[used].astype(np.float32), triangles=inverse.reshape(-1, 3).astype(np.uint32),
+                     feature=None if feature is None else feature[used].astype(np.uint32), texture=texture)
+
+
+def _skirt(pos, nrm, uv, border, depth):
+    """Append a vertical curtain hanging `depth` metres below the border loop (counter-clockwise
+    from above, so the outward side of edge a -> b is on its right)."""
+    k = len(border)
+    top = border
+    bottom = np.arange(len(pos), len(pos) + k)
+    drop = pos[border].copy()
+    drop[:, 2] -= depth
+    pos = np.concatenate([pos, drop])
+    nrm = np.concatenate([nrm, nrm[border]])
+    uv = np.concatenate([uv, uv[border]])
+    a, b = np.arange(k), (np.arange(k) + 1) % k
+    quads = np.concatenate([np.stack([bottom[a], bottom[b], top[b]], 1), np.stack([bottom[a], top[b], top[a]], 1)])
+    return pos, nrm, uv, quads
+
+
+def _wall_groups(bm):
+    """Walls for the atlas: (positions, triangles, normals, feature, per-triangle meta)."""
+    tris = bm.wall_triangles.astype(np.int64)
+    g = len(tris)
+    bids = np.array([b.id for b in bm.buildings], dtype=np.uint32)
+    wall = np.arange(g) // 2
+    quad_start = tris[0::2, 0]
+    # the facade coordinate s runs on around the building: walls 0..3 start at 0, L0, L0+L1, ...
+    lengths = np.linalg.norm(bm.positions[tris[0::2, 1], :2] - bm.positions[quad_start, :2], axis=1).reshape(-1, 4)
+    s0 = np.concatenate([np.zeros((len(lengths), 1)), np.cumsum(lengths, axis=1)[:, :3]], axis=1).reshape(-1)
+    meta = {"kind": np.zeros(g, dtype=np.int64), "building_id": bids[bm.feature[tris[:, 0]]], "s0": s0[wall],
+            "origin": bm.positions[quad_start][wall], "wall_dir": bm.wall_direction[wall],
+            "base": bm.positions[quad_start, 2][wall], "tint": np.zeros((g, 3))}
+    return bm.positions, tris, bm.normals, bm.feature, meta
+
+
+def _cliff_groups(pos, cliff_tris, chunk, res):
+    """Terrain faces steeper than tau, tinted by the ortho at their centre; one vertex copy per
+    face so that their normals stay flat."""
+    flat_pos = pos[cliff_tris.reshape(-1)]
+    flat_tris = np.arange(len(flat_pos)).reshape(-1, 3)
+    normals = np.repeat(face_normals(flat_pos, flat_tris), 3, axis=0)
+    centre = flat_pos.reshape(-1, 3, 3).mean(axis=1)
+    n = chunk.size
+    col = np.clip((centre[:, 0] / res).astype(np.int64), 0, n - 1)
+    row = np.clip((n - centre[:, 1] / res).astype(np.int64), 0, n - 1)
+    g = len(flat_tris)
+    meta = {"kind": np.ones(g, dtype=np.int64), "building_id": np.zeros(g, dtype=np.uint32), "s0": np.zeros(g),
+            "origin": centre, "wall_dir": np.zeros((g, 2)), "base": np.zeros(g),
+            "tint": chunk.ortho[row, col] / 255.0}
+    return flat_pos, flat_tris, normals, np.full(len(flat_pos), NULL_FEATURE, dtype=np.uint32), meta
+
+

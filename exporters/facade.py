@@ -1,0 +1,190 @@
+"""Vertical faces: the horizontal / vertical split, a UV atlas (xatlas) and a baked lateral texture.
+
+As in the method, faces with |n . z_up| < tau are vertical: they cannot take the ortho image by
+planar projection, so they get their own atlas. The texture baked into it here is procedural
+(floors, windows, doors, a plinth and a parapet on walls; rock strata tinted by the ortho on
+cliffs); the learned lateral-texture stage fills the same atlas later.
+
+A face group is a planar polygon (a wall quad, or one cliff triangle) with one affine map from
+atlas pixels to world positions; the baker rasterises groups, not triangles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xatlas
+from PIL import Image, ImageDraw
+
+from ..core.hashing import salt
+from ..core.settlements import FLOOR_HEIGHT
+
+PADDING = 2  # atlas texels between charts
+
+
+def vertical_faces(face_normals: np.ndarray, tau: float) -> np.ndarray:
+    """(T, 3) unit normals in ENU -> (T,) bool, True where |n . z_up| < tau (a vertical face)."""
+    return np.abs(face_normals[:, 2]) < tau
+
+
+def face_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(V, 3) positions and (T, 3) triangles -> (T, 3) float64 unit normals (right-hand winding)."""
+    p = positions[triangles].astype(np.float64)
+    n = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass(frozen=True, eq=False)
+class Atlas:
+    """vertex_map: (V',) int source vertex of each atlas vertex; triangles: (T, 3) int32 into the
+    atlas vertices (same faces, same order); uv: (V', 2) float32 in [0, 1], v down (glTF);
+    width, height: atlas size in texels; texels_per_metre: the scale used."""
+
+    vertex_map: np.ndarray
+    triangles: np.ndarray
+    uv: np.ndarray
+    width: int
+    height: int
+    texels_per_metre: float
+
+
+def facade_atlas(positions: np.ndarray, triangles: np.ndarray, texels_per_metre: float, max_size: int = 1024) -> Atlas:
+    """Chart and pack vertical faces with xatlas; the scale drops where the area would overflow
+    a max_size square. positions: (V, 3) float metres; triangles: (T, 3) int."""
+    p = positions.astype(np.float64)
+    area = float(np.linalg.norm(np.cross(p[triangles[:, 1]] - p[triangles[:, 0]],
+                                         p[triangles[:, 2]] - p[triangles[:, 0]]), axis=1).sum() * 0.5)
+    fit = np.sqrt(0.6 * max_size * max_size / max(area, 1e-9))  # packing fills about 60-70%
+    tpm = float(min(texels_per_metre, fit))
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(positions.astype(np.float32), triangles.astype(np.uint32))
+    charts = xatlas.ChartOptions()
+    charts.max_iterations = 1
+    pack = xatlas.PackOptions()
+    pack.padding = PADDING
+    pack.bilinear = True
+    pack.texels_per_unit = tpm
+    pack.rotate_charts = True
+    pack.rotate_charts_to_axis = True
+    atlas.generate(charts, pack)
+    if atlas.atlas_count != 1 or max(atlas.width, atlas.height) > max_size:
+        # packing filled less than estimated: shrink to fit and try again
+        shrink = 0.95 * max_size / max(atlas.width, atlas.height, max_size + 1)
+        return facade_atlas(positions, triangles, tpm * shrink, max_size)
+    vmap, idx, uv = atlas[0]
+    return Atlas(vertex_map=vmap.astype(np.int64), triangles=idx.astype(np.int32), uv=uv.astype(np.float32),
+                 width=int(atlas.width), height=int(atlas.height), texels_per_metre=tpm)
+
+
+@dataclass(frozen=True, eq=False)
+class FaceGroups:
+    """Planar face groups to bake. corners: (G, K, 2) float atlas pixel coordinates of each group's
+    polygon (K >= 3); world: (G, K, 3) positions of those corners (ENU metres); kind: (G,) 0 wall,
+    1 cliff; building_id: (G,) uint32 (walls); origin: (G, 3) the point where the facade
+    coordinate s is s0; s0: (G,) metres; wall_dir: (G, 2) unit facade direction; base: (G,)
+    building base height; tint: (G, 3) float 0..1 rock colour (cliffs)."""
+
+    corners: np.ndarray
+    world: np.ndarray
+    kind: np.ndarray
+    building_id: np.ndarray
+    origin: np.ndarray
+    s0: np.ndarray
+    wall_dir: np.ndarray
+    base: np.ndarray
+    tint: np.ndarray
+
+
+def bake(groups: FaceGroups, width: int, height: int, seed: int) -> np.ndarray:
+    """Bake the facade texture: (height, width, 3) uint8 sRGB; texels no group owns stay grey."""
+    owner = Image.new("I", (width, height), 0)
+    draw = ImageDraw.Draw(owner)
+    polys = [[(float(x), float(y)) for x, y in g] for g in groups.corners]
+    for i, poly in enumerate(polys):  # gutters first (outline), so that fills win inside charts
+        draw.polygon(poly, fill=i + 1, outline=i + 1, width=2)
+    for i, poly in enumerate(polys):
+        draw.polygon(poly, fill=i + 1)
+    own = np.asarray(owner, dtype=np.int32).reshape(-1) - 1
+    texel = np.flatnonzero(own >= 0)
+    g = own[texel]
+    u = (texel % width).astype(np.float32) + 0.5
+    v = (texel // width).astype(np.float32) + 0.5
+    affine = _affines(groups.corners[:, :3], groups.world[:, :3]).astype(np.float32)
+    out = np.full((width * height, 3), 128, dtype=np.uint8)
+    wall = groups.kind[g] == 0
+    for sel, paint in ((wall, _wall_colour), (~wall, _cliff_colour)):
+        if sel.any():
+            gs = g[sel]
+            a = affine[gs]
+            pos = u[sel, None] * a[:, 0] + v[sel, None] * a[:, 1] + a[:, 2]
+            out[texel[sel]] = paint(groups, gs, pos, seed)
+    return out.reshape(height, width, 3)
+
+
+def _affines(uv: np.ndarray, world: np.ndarray) -> np.ndarray:
+    """(G, 3, 2) pixel corners and (G, 3, 3) positions -> (G, 3, 3) M with [u, v, 1] @ M = xyz."""
+    a = np.concatenate([uv, np.ones(uv.shape[:2] + (1,))], axis=2)
+    det = np.linalg.det(a)
+    ok = np.abs(det) > 1e-9
+    m = np.zeros(world.shape)
+    m[ok] = np.linalg.solve(a[ok], world[ok])
+    m[~ok, 2] = world[~ok, 0]  # degenerate chart: one colour
+    return m
+
+
+PLASTER = np.array([[0.86, 0.82, 0.74], [0.78, 0.72, 0.64], [0.70, 0.66, 0.62], [0.88, 0.86, 0.80],
+                    [0.74, 0.60, 0.50], [0.62, 0.60, 0.58], [0.82, 0.76, 0.60], [0.66, 0.56, 0.48]])
+GLASS = np.array([0.16, 0.20, 0.26])
+WINDOW_PITCH = 3.0
+WINDOW_WIDTH = 1.3
+SILL = 0.9
+LINTEL = 2.3
+PARAPET = 0.6
+PLINTH = 1.1  # the base is sunk 0.5 m below the ground
+
+
+def _wall_colour(groups: FaceGroups, g: np.ndarray, pos: np.ndarray, seed: int) -> np.ndarray:
+    """(N,) groups and (N, 3) float32 wall points -> (N, 3) uint8 colours."""
+    bid = groups.building_id.astype(np.uint64)
+    plaster = (PLASTER[_cheap_hash(bid, np.uint64(salt(seed, 0xFACADE))) % len(PLASTER)] * 255).astype(np.float32)
+    origin = groups.origin.astype(np.float32)
+    direction = groups.wall_dir.astype(np.float32)
+    s = groups.s0.astype(np.float32)[g] + ((pos[:, 0] - origin[g, 0]) * direction[g, 0]
+                                           + (pos[:, 1] - origin[g, 1]) * direction[g, 1])
+    z = pos[:, 2] - groups.base.astype(np.float32)[g]
+    top = (groups.world[:, :, 2].max(axis=1) - groups.base).astype(np.float32)[g]
+    floor_z = z - 0.5
+    storey = np.floor(floor_z * (1.0 / FLOOR_HEIGHT))
+    in_floor = floor_z - storey * FLOOR_HEIGHT
+    bay = np.floor(s * (1.0 / WINDOW_PITCH))
+    col = s - (bay + 0.5) * WINDOW_PITCH
+    window = ((np.abs(col) < 0.5 * WINDOW_WIDTH) & (in_floor > SILL) & (in_floor < LINTEL)
+              & (floor_z > 0) & (z < top - PARAPET))
+    shade = np.where(z < PLINTH, 0.55, np.where(z > top - PARAPET, 0.8, np.where(in_floor < 0.15, 0.92, 1.0)))
+    out = plaster[g] * shade.astype(np.float32)[:, None]
+    if window.any():
+        w = np.flatnonzero(window)
+        cell = (bay[w].astype(np.int64) * 4096 + storey[w].astype(np.int64)).astype(np.uint64)
+        lit = (_cheap_hash(bid[g[w]] ^ cell, np.uint64(salt(seed, 0x117))) % 100) >= 93
+        out[w] = GLASS_RGB + lit[:, None] * LIT_RGB
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+GLASS_RGB = (GLASS * 255).astype(np.float32)
+LIT_RGB = np.array([115.0, 102.0, 56.0], dtype=np.float32)
+
+
+def _cheap_hash(x: np.ndarray, key: np.uint64) -> np.ndarray:
+    """uint64 -> uint64 in [0, 2^32): a multiply-xorshift mix (texture variety, not world data)."""
+    with np.errstate(over="ignore"):
+        h = (x ^ key) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(32)
+    return h & np.uint64(0xFFFFFFFF)
+
+
+def _cliff_colour(groups: FaceGroups, g: np.ndarray, pos: np.ndarray, seed: int) -> np.ndarray:
+    strata = 0.8 + 0.12 * np.sin(pos[:, 2] * 1.7) + 0.06 * np.sin(pos[:, 2] * 5.3 + pos[:, 0] * 0.2)
+    return np.clip(groups.tint[g] * 255.0 * strata[:, None], 0, 255).astype(np.uint8)

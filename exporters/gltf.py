@@ -1,0 +1,139 @@
+"""A minimal glTF 2.0 binary (GLB) builder: buffer views, accessors, images, textures, samplers.
+
+Pure and in memory: add numpy arrays and encoded images, then `glb()` returns the bytes. Every
+buffer view starts on an 8-byte boundary and both GLB chunks are padded to 8 bytes, as
+EXT_structural_metadata asks (and a multiple of glTF's 4); vertex attributes and indices get their buffer-view targets; POSITION
+accessors carry min and max, as the specification requires.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+ARRAY_BUFFER = 34962
+ELEMENT_ARRAY_BUFFER = 34963
+NEAREST, LINEAR, LINEAR_MIPMAP_LINEAR = 9728, 9729, 9987
+CLAMP_TO_EDGE = 33071
+
+_COMPONENT = {np.dtype(np.int8): 5120, np.dtype(np.uint8): 5121, np.dtype(np.int16): 5122,
+              np.dtype(np.uint16): 5123, np.dtype(np.uint32): 5125, np.dtype(np.float32): 5126}
+_TYPE = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
+
+
+class GltfBuilder:
+    """Accumulates one glTF document and its single binary buffer."""
+
+    def __init__(self, generator: str):
+        self.doc: dict = {"asset": {"version": "2.0", "generator": generator}}
+        self.bin = bytearray()
+
+    def _list(self, name: str) -> list:
+        return self.doc.setdefault(name, [])
+
+    def view(self, data: bytes, target: int | None = None) -> int:
+        while len(self.bin) % 8:
+            self.bin.append(0)
+        v = {"buffer": 0, "byteOffset": len(self.bin), "byteLength": len(data)}
+        if target is not None:
+            v["target"] = target
+        self.bin.extend(data)
+        views = self._list("bufferViews")
+        views.append(v)
+        return len(views) - 1
+
+    def accessor(self, array: np.ndarray, target: int | None = None, min_max: bool = False) -> int:
+        """(N,) or (N, k) array of a glTF component type -> accessor index."""
+        a = np.ascontiguousarray(array)
+        comps = 1 if a.ndim == 1 else a.shape[1]
+        acc = {"bufferView": self.view(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes(), target),
+               "componentType": _COMPONENT[a.dtype], "count": int(a.shape[0]), "type": _TYPE[comps]}
+        if min_max:
+            flat = a.reshape(a.shape[0], comps)
+            acc["min"] = [_num(v) for v in flat.min(axis=0)]
+            acc["max"] = [_num(v) for v in flat.max(axis=0)]
+        accessors = self._list("accessors")
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    def sampler(self, mag: int, min_: int, wrap: int = CLAMP_TO_EDGE) -> int:
+        samplers = self._list("samplers")
+        s = {"magFilter": mag, "minFilter": min_, "wrapS": wrap, "wrapT": wrap}
+        if s in samplers:
+            return samplers.index(s)
+        samplers.append(s)
+        return len(samplers) - 1
+
+    def texture(self, encoded: bytes, mime: str, sampler: int, name: str) -> int:
+        images = self._list("images")
+        images.append({"bufferView": self.view(encoded), "mimeType": mime, "name": name})
+        textures = self._list("textures")
+        textures.append({"source": len(images) - 1, "sampler": sampler, "name": name})
+        return len(textures) - 1
+
+    def add(self, name: str, item: dict) -> int:
+        items = self._list(name)
+        items.append(item)
+        return len(items) - 1
+
+    def use_extension(self, name: str, required: bool = False) -> None:
+        used = self._list("extensionsUsed")
+        if name not in used:
+            used.append(name)
+        if required:
+            req = self._list("extensionsRequired")
+            if name not in req:
+                req.append(name)
+
+    def glb(self) -> bytes:
+        while len(self.bin) % 8:
+            self.bin.append(0)
+        doc = dict(self.doc)
+        if self.bin:
+            doc["buffers"] = [{"byteLength": len(self.bin)}]
+        js = json.dumps(doc, separators=(",", ":"), sort_keys=False).encode()
+        js += b" " * (-len(js) % 8)
+        chunks = struct.pack("<II", len(js), 0x4E4F534A) + js
+        if self.bin:
+            chunks += struct.pack("<II", len(self.bin), 0x004E4942) + bytes(self.bin)
+        return struct.pack("<III", 0x46546C67, 2, 12 + len(chunks)) + chunks
+
+
+def _num(v) -> float | int:
+    return int(v) if np.issubdtype(type(v), np.integer) else float(v)
+
+
+def read_glb(data: bytes) -> tuple[dict, bytes]:
+    """Split GLB bytes into (JSON document, binary chunk); raises ValueError on a malformed file."""
+    if len(data) < 20:
+        raise ValueError(f"not a GLB: {len(data)} bytes is shorter than the 20-byte minimum")
+    magic, version, length = struct.unpack_from("<III", data, 0)
+    if magic != 0x46546C67 or version != 2:
+        raise ValueError(f"not a glTF 2.0 binary (magic {magic:#x}, version {version})")
+    if length != len(data):
+        raise ValueError(f"GLB header says {length} bytes, file has {len(data)}: truncated or padded")
+    jlen, jtype = struct.unpack_from("<II", data, 12)
+    if jtype != 0x4E4F534A:
+        raise ValueError("GLB's first chunk is not JSON")
+    doc = json.loads(data[20:20 + jlen])
+    rest = 20 + jlen
+    binary = b""
+    if rest < len(data):
+        blen, btype = struct.unpack_from("<II", data, rest)
+        if btype != 0x004E4942:
+            raise ValueError("GLB's second chunk is not BIN")
+        binary = data[rest + 8:rest + 8 + blen]
+    return doc, binary
+
+
+def accessor_array(doc: dict, binary: bytes, index: int) -> np.ndarray:
+    """Read an accessor (tightly packed, as this builder writes them) back as numpy."""
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    dtype = {v: k for k, v in _COMPONENT.items()}[acc["componentType"]]
+    comps = {v: k for k, v in _TYPE.items()}[acc["type"]]
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    a = np.frombuffer(binary, dtype=dtype.newbyteorder("<"), count=acc["count"] * comps, offset=start)
+    return a.reshape(acc["count"], comps) if comps > 1 else a
