@@ -54,29 +54,53 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
 _WORKER_WORLD = None
 
 
-def _export_chunk(spec_json: str, key_path: str) -> tuple[str, dict[str, bytes]]:
+def _export_chunk(spec_json: str, key_path: str, formats: tuple[str, ...], missing: tuple[str, ...] | None = None
+                  ) -> tuple[str, dict[str, bytes]]:
     global _WORKER_WORLD
     import torch
 
     from worldstream.core import ChunkKey, World, WorldSpec
-    from worldstream.exporters.sidecars import chunk_sidecars
+    from worldstream.exporters.formats import export_chunk
 
     torch.set_num_threads(1)
     spec = WorldSpec.from_json(spec_json)
     if _WORKER_WORLD is None or _WORKER_WORLD.spec != spec:
         _WORKER_WORLD = World(spec, cache_chunks=0)
     key = ChunkKey.parse(key_path)
-    return key_path, chunk_sidecars(_WORKER_WORLD.chunk(key), spec)
+    files = export_chunk(_WORKER_WORLD.chunk(key), spec, formats)
+    if missing is not None:
+        files = {k: v for k, v in files.items() if k in missing}
+    return key_path, files
+
+
+def _keys_for(spec, center, radius: float, levels: tuple[int, int], complete_families: bool) -> list:
+    """Chunk keys to export; with complete_families every exported parent gets all four children
+    (a REPLACE tileset shows holes where a parent refines into only some of them)."""
+    from worldstream.core import keys_in_radius
+
+    lo, hi = levels
+    cx, cy = center
+    keys = list(keys_in_radius(spec, cx, cy, radius, lo))
+    out = list(keys)
+    for level in range(lo + 1, hi + 1):
+        if complete_families:
+            wanted = {k.parent() for k in keys_in_radius(spec, cx, cy, radius, level)}
+            keys = [c for p in keys if p in wanted for c in p.children()]
+        else:
+            keys = keys_in_radius(spec, cx, cy, radius, level)
+        out.extend(keys)
+    return out
 
 
 def cmd_generate(args) -> int:
     from tqdm import tqdm
 
-    from worldstream.core import keys_in_radius
     from worldstream.core.errors import WorldstreamError
     from worldstream.exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
+    from worldstream.exporters.formats import expected_files, parse_formats
 
     spec = _spec_from_args(args)
+    formats = parse_formats(args.format)
     out = Path(args.out)
     lo, hi = args.levels
     if hi >= spec.levels:
@@ -89,25 +113,49 @@ def cmd_generate(args) -> int:
             raise WorldstreamError(f"{out} already holds a different world ({world_json}); use another --out")
     write_file_atomic(world_json, spec.to_json().encode())
     stale = remove_stale_temporaries(out / "chunks")
-    cx, cy = args.center
-    keys = [k for level in range(lo, hi + 1) for k in keys_in_radius(spec, cx, cy, args.radius, level)]
-    todo = [k for k in keys if not (out / "chunks" / k.path()).exists()]
-    print(f"world seed {spec.seed}: {len(keys)} chunks at levels {lo}..{hi}, {len(keys) - len(todo)} already "
-          f"done{f', {stale} stale temporaries removed' if stale else ''}", file=sys.stderr)
+    keys = _keys_for(spec, args.center, args.radius, args.levels, "tiles" in formats)
+    wanted = expected_files(formats)
+    todo = []  # (key, None for a new chunk folder, or the files an existing folder lacks)
+    for k in keys:
+        folder = out / "chunks" / k.path()
+        if not folder.exists():
+            todo.append((k, None))
+        else:
+            missing = tuple(f for f in wanted if not (folder / f).exists())
+            if missing:
+                todo.append((k, missing))
+    print(f"world seed {spec.seed}: {len(keys)} chunks at levels {lo}..{hi} as {','.join(formats)}, "
+          f"{len(keys) - len(todo)} already done{f', {stale} stale temporaries removed' if stale else ''}",
+          file=sys.stderr)
     spec_json = spec.to_json()
+
+    def store(path: str, files: dict[str, bytes], missing) -> None:
+        if missing is None:
+            write_dir_atomic(out / "chunks" / path, files)
+        else:  # an older run wrote other formats here: add the missing files, each atomically
+            for name, data in files.items():
+                write_file_atomic(out / "chunks" / path / name, data)
+
     bar = tqdm(total=len(todo), unit="chunk", disable=args.quiet)
+    jobs = [(spec_json, k.path(), formats, m) for k, m in todo]
     if args.workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(args.workers) as pool:
-            for path, files in pool.map(_export_chunk, [spec_json] * len(todo), [k.path() for k in todo]):
-                write_dir_atomic(out / "chunks" / path, files)
+            for (path, files), job in zip(pool.map(_export_chunk, *zip(*jobs)), jobs):
+                store(path, files, job[3])
                 bar.update()
     else:
-        for k in todo:
-            path, files = _export_chunk(spec_json, k.path())
-            write_dir_atomic(out / "chunks" / path, files)
+        for job in jobs:
+            path, files = _export_chunk(*job)
+            store(path, files, job[3])
             bar.update()
     bar.close()
     print(f"wrote {len(todo)} chunks to {out / 'chunks'}", file=sys.stderr)
+    if "tiles" in formats:
+        from worldstream.exporters.tiles import explicit_tileset
+
+        metas = {k: json.loads((out / "chunks" / k.path() / "tile.json").read_text()) for k in keys}
+        write_file_atomic(out / "tileset.json", (json.dumps(explicit_tileset(spec, metas), indent=1) + "\n").encode())
+        print(f"wrote {out / 'tileset.json'} over {len(metas)} chunks", file=sys.stderr)
     return 0
 
 
@@ -141,14 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="generate and export the chunks around a point",
-                       description="Write DIR/world.json and DIR/chunks/{level}/{x}/{y}/ with height.tif, dem.tif, "
-                                   "normal.png, semantic.png, instances.png, ortho.png, annotations.json. Safe to "
-                                   "interrupt and rerun: finished chunks are skipped.")
+                       description="Write DIR/world.json, DIR/chunks/{level}/{x}/{y}/ (mesh.glb, tile.json; "
+                                   "height.tif, dem.tif, normal.png, semantic.png, instances.png, ortho.png, "
+                                   "annotations.json) and DIR/tileset.json. Safe to interrupt and rerun: finished "
+                                   "chunks are skipped, and a rerun with more formats adds only the missing files.")
     _add_world_args(g)
     g.add_argument("--center", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north)")
     g.add_argument("--radius", type=float, default=500.0, help="half side of the square to cover, metres")
     g.add_argument("--levels", type=_levels, default=(4, 6), help="levels A:B to generate (inclusive)")
     g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--format", default="glb,sidecars,tiles",
+                   help="comma-separated export formats: glb (mesh.glb + tile.json), sidecars (GeoTIFF/PNG/JSON "
+                        "layers), tiles (glb plus DIR/tileset.json, 3D Tiles 1.1)")
     g.add_argument("--workers", type=int, default=1, help="worker processes")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)

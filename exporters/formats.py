@@ -1,0 +1,67 @@
+"""The registry of export formats: name -> pure function (chunk, spec, options) -> {file name: bytes}.
+
+- sidecars: height.tif, dem.tif, normal.png, semantic.png, instances.png, ortho.png, annotations.json
+- glb: mesh.glb (LOD chunk mesh, textures, EXT_mesh_features + EXT_structural_metadata) and
+  tile.json (placement, bounds, measured geometric error)
+- tiles: the glb files per chunk; `tileset.json` over all chunks is written once at the end
+  (exporters.tiles.explicit_tileset)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..core.chunk import Chunk
+from ..core.errors import WorldstreamError
+from ..core.spec import WorldSpec
+from .chunk_glb import export_glb
+from .chunk_mesh import MeshOptions, chunk_mesh
+from .sidecars import chunk_sidecars
+
+Exporter = Callable[[Chunk, WorldSpec, MeshOptions], dict[str, bytes]]
+
+SIDECAR_FILES = ("height.tif", "dem.tif", "normal.png", "semantic.png", "instances.png", "ortho.png",
+                 "annotations.json")
+GLB_FILES = ("mesh.glb", "tile.json")
+
+
+def _glb(chunk: Chunk, spec: WorldSpec, options: MeshOptions) -> dict[str, bytes]:
+    return export_glb(chunk, spec, chunk_mesh(chunk, spec, options))
+
+
+def _sidecars(chunk: Chunk, spec: WorldSpec, options: MeshOptions) -> dict[str, bytes]:
+    return chunk_sidecars(chunk, spec)
+
+
+FORMATS: dict[str, tuple[Exporter, tuple[str, ...]]] = {
+    "sidecars": (_sidecars, SIDECAR_FILES),
+    "glb": (_glb, GLB_FILES),
+    "tiles": (_glb, GLB_FILES),
+}
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in FORMATS]
+    if not names or unknown:
+        raise WorldstreamError(f"unknown export format(s) {unknown or text!r}; expected a comma-separated "
+                               f"list of {', '.join(FORMATS)}")
+    return names
+
+
+def expected_files(formats: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(f for name in formats for f in FORMATS[name][1]))
+
+
+def export_chunk(chunk: Chunk, spec: WorldSpec, formats: tuple[str, ...],
+                 options: MeshOptions = MeshOptions()) -> dict[str, bytes]:
+    """All files of the requested formats for one chunk (each exporter runs once)."""
+    files: dict[str, bytes] = {}
+    done = set()
+    for name in formats:
+        fn = FORMATS[name][0]
+        if fn in done:
+            continue
+        done.add(fn)
+        files.update(fn(chunk, spec, options))
+    return files
