@@ -2,6 +2,9 @@
 # Install worldstream (editable) with its test tools, without ever pulling CUDA wheels:
 # torch is installed first as the CPU build 2.13.0 unless some torch is already importable, and
 # any installed torch satisfies the package's loose requirement.
+# Then the JavaScript tools the tests use (npm: Khronos glTF validator, three.js, 3d-tiles-renderer)
+# and Debian's chromium for the headless-browser checks, where npm / apt-get are available; tests
+# that need them skip with a message saying what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -9,4 +12,17 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
 "$PY" -m pip install -q -e ".[test]"
+if command -v npm >/dev/null 2>&1; then
+  npm install --no-audit --no-fund --loglevel=error >/dev/null
+else
+  echo "install.sh: npm not found: glTF validation and browser tests will be skipped" >&2
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }) \
+      || echo "install.sh: could not install chromium: browser tests will be skipped" >&2
+  else
+    echo "install.sh: chromium missing and apt-get unavailable (or not root): browser tests will be skipped" >&2
+  fi
+fi
 "$PY" -c "import torch, worldstream; print(f'worldstream {worldstream.__version__} installed (torch {torch.__version__}, cuda {torch.cuda.is_available()})')"

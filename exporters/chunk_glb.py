@@ -179,6 +179,8 @@ def _property_tables(b: GltfBuilder, mesh: ChunkMesh) -> tuple[int, int | None]:
             "roof_height": {"values": b.view(roof.astype("<f4").tobytes())},
             "floors": {"values": b.view(np.array([x.floors for x in bl], dtype="<u2").tobytes())}}})
         building_table = 1
+    else:  # a class without a table would promise rows that readers cannot find
+        del schema["classes"]["building"]
     b.doc.setdefault("extensions", {})["EXT_structural_metadata"] = {"schema": schema, "propertyTables": tables}
     return 0, building_table
 

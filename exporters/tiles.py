@@ -136,13 +136,31 @@ def implicit_tileset(spec: WorldSpec, options: MeshOptions = MeshOptions()) -> d
 
 def implicit_subtree(spec: WorldSpec, level: int) -> bytes:
     """The binary .subtree for any subtree rooted at implicit `level` (all of a level's subtrees
-    are alike: every tile exists; content exists from ROOT_LEVELS down to the world's finest)."""
-    if level % SUBTREE_LEVELS or level < 0 or level >= ROOT_LEVELS + spec.levels:
+    are alike: every tile exists down to the world's finest level, content exists from
+    ROOT_LEVELS on). A subtree that reaches past the finest level marks only its first levels
+    available, with a bitstream, since clients trust subtree availability over availableLevels."""
+    available = ROOT_LEVELS + spec.levels
+    if level % SUBTREE_LEVELS or level < 0 or level >= available:
         raise WorldstreamError(f"no subtree is rooted at implicit level {level}")
     content = 1 if level >= ROOT_LEVELS else 0
-    children = 1 if level + SUBTREE_LEVELS < ROOT_LEVELS + spec.levels else 0
-    doc = {"tileAvailability": {"constant": 1}, "contentAvailability": [{"constant": content}],
-           "childSubtreeAvailability": {"constant": children}}
+    doc: dict = {"childSubtreeAvailability": {"constant": 1 if level + SUBTREE_LEVELS < available else 0}}
+    binary = b""
+    if level + SUBTREE_LEVELS <= available:
+        doc["tileAvailability"] = {"constant": 1}
+        doc["contentAvailability"] = [{"constant": content}]
+    else:
+        levels_in = available - level
+        tiles_in = (4 ** levels_in - 1) // 3  # levels are stored one after another, root first
+        total = (4 ** SUBTREE_LEVELS - 1) // 3
+        bits = np.zeros(total, dtype=np.uint8)
+        bits[:tiles_in] = 1
+        binary = np.packbits(bits, bitorder="little").tobytes()
+        doc["buffers"] = [{"byteLength": len(binary)}]
+        doc["bufferViews"] = [{"buffer": 0, "byteOffset": 0, "byteLength": len(binary)}]
+        doc["tileAvailability"] = {"bitstream": 0, "availableCount": tiles_in}
+        doc["contentAvailability"] = ([{"bitstream": 0, "availableCount": tiles_in}] if content
+                                      else [{"constant": 0}])
+        binary += b"\0" * (-len(binary) % 8)
     js = json.dumps(doc, separators=(",", ":")).encode()
     js += b" " * (-len(js) % 8)
-    return struct.pack("<4sIQQ", b"subt", 1, len(js), 0) + js
+    return struct.pack("<4sIQQ", b"subt", 1, len(js), len(binary)) + js + binary

@@ -30,6 +30,7 @@ class _Handler(BaseHTTPRequestHandler):
     result: dict
     done: threading.Event
     requests: list
+    lock = threading.Lock()
 
     def log_message(self, *args) -> None:
         pass
@@ -49,7 +50,8 @@ class _Handler(BaseHTTPRequestHandler):
         for prefix, fn in self.routes.items():
             if path.startswith(prefix):
                 try:
-                    found = fn(path[len(prefix):])
+                    with self.lock:  # one request handler at a time: generation is CPU-bound
+                        found = fn(path[len(prefix):])
                 except Exception as exc:  # the page must see a clean 500, not a dropped socket
                     self.send_error(500, str(exc)[:200])
                     return
@@ -60,7 +62,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the page moved on (the client cancels tiles it no longer needs)
                 return
         self.send_error(404)
 
@@ -81,7 +86,8 @@ def files_under(root: Path):
     return serve
 
 
-def load_in_browser(routes: dict, tileset_url: str, cam, target, up, seconds: float = 60, timeout: float = 180) -> dict:
+def load_in_browser(routes: dict, tileset_url: str, cam, target, up, seconds: float = 60, timeout: float = 180,
+                    siblings: bool = True) -> dict:
     """Serve `routes` (prefix -> handler) plus the page and node_modules on 127.0.0.1, open the
     page in headless Chromium and return its report (with "requests": every GET path)."""
     result: dict = {}
@@ -96,7 +102,7 @@ def load_in_browser(routes: dict, tileset_url: str, cam, target, up, seconds: fl
     port = server.server_address[1]
     fmt = lambda v: ",".join(f"{float(c):.3f}" for c in v)  # noqa: E731
     url = (f"http://127.0.0.1:{port}/page/tileset_check.html?tileset=http://127.0.0.1:{port}{tileset_url}"
-           f"&cam={fmt(cam)}&target={fmt(target)}&up={fmt(up)}&seconds={seconds}")
+           f"&cam={fmt(cam)}&target={fmt(target)}&up={fmt(up)}&seconds={seconds}&siblings={int(siblings)}")
     profile = tempfile.mkdtemp(prefix="ws-chromium-")
     proc = subprocess.Popen([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -81,7 +81,7 @@ def test_atomic_dir_is_all_or_nothing(tmp_path):
 def test_generate_writes_every_file_and_reruns_skip(tmp_path):
     out = tmp_path / "w"
     r = run_cli("generate", "--seed", "7", "--center", "0,0", "--radius", "100", "--levels", "5:6", "--out", str(out),
-                "--quiet")
+                "--quiet", "--format", "sidecars")
     chunks = sorted(p for p in (out / "chunks").glob("*/*/*") if p.is_dir())
     assert len(chunks) == 4 + 4 and "8 chunks" in r.stderr
     names = {"height.tif", "dem.tif", "normal.png", "semantic.png", "instances.png", "ortho.png", "annotations.json"}
@@ -94,7 +94,7 @@ def test_generate_writes_every_file_and_reruns_skip(tmp_path):
     victim = chunks[0]
     os.rename(victim, victim.with_name(victim.name + atomic.TMP_MARK + "x"))
     r2 = run_cli("generate", "--seed", "7", "--center", "0,0", "--radius", "100", "--levels", "5:6", "--out", str(out),
-                 "--quiet")
+                 "--quiet", "--format", "sidecars")
     assert "7 already done" in r2.stderr and "1 stale" in r2.stderr
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != victim)
     assert victim.is_dir() and not list((out / "chunks").rglob(f"*{atomic.TMP_MARK}*"))
