@@ -11,7 +11,8 @@ import hashlib
 import subprocess
 import sys
 
-REGION = [(level, x, y) for level in (2, 4, 6) for x in range(-1, 2) for y in range(-1, 2)]
+# plus three chunks of the town around (3000, -3000), so building meshes and facade atlases are covered
+REGION = [(level, x, y) for level in (2, 4, 6) for x in range(-1, 2) for y in range(-1, 2)] + [(4, 3, -4), (5, 5, -6), (6, 11, -12)]
 
 
 def region_bytes(keys, threads: int) -> dict:
@@ -19,7 +20,7 @@ def region_bytes(keys, threads: int) -> dict:
     import torch
 
     from worldstream.core import ChunkKey, World, WorldSpec
-    from worldstream.exporters.sidecars import chunk_sidecars
+    from worldstream.exporters.formats import export_chunk
 
     torch.set_num_threads(threads)
     spec = WorldSpec(seed=7)
@@ -28,7 +29,7 @@ def region_bytes(keys, threads: int) -> dict:
     for k in keys:
         c = world.chunk(ChunkKey(*k))
         blob = b"".join(np.ascontiguousarray(a).tobytes() for _, a in sorted(c.arrays().items()))
-        blob += b"".join(v for _, v in sorted(chunk_sidecars(c, spec).items()))
+        blob += b"".join(v for _, v in sorted(export_chunk(c, spec, ("sidecars", "glb")).items()))
         out[k] = blob
     return out
 
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     d_order = differing(forward, backward)
     d_proc = differing(forward, other)
     digest = hashlib.sha256(b"".join(forward[k] for k in keys)).hexdigest()[:16]
-    print(f"{len(keys)} chunks, {size} bytes (arrays + sidecars), sha256 {digest}")
+    print(f"{len(keys)} chunks, {size} bytes (arrays + sidecars + GLB + tile.json), sha256 {digest}")
     print(f"differing bytes, forward vs reverse order: {d_order}")
     print(f"differing bytes, this process (1 thread) vs another process (2 threads): {d_proc}")
     return 1 if d_order or d_proc else 0

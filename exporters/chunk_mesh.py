@@ -20,7 +20,7 @@ from ..core.chunk import Chunk
 from ..core.errors import WorldstreamError
 from ..core.spec import WorldSpec
 from .building_mesh import building_mesh, owned_buildings
-from .facade import FaceGroups, bake, face_normals, facade_atlas, vertical_faces
+from .facade import PADDING, FaceGroups, bake, bake_strips, face_normals, facade_atlas, strip_atlas, vertical_faces
 from .terrain_mesh import terrain_mesh
 
 
@@ -162,33 +162,35 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
         primitives.append(_compact("water", pos, nrm, uv, tris[water_face], None, "ortho"))
 
     buildings = owned_buildings(chunk.buildings, chunk.bounds) if with_buildings else ()
-    facade_parts = []  # (positions, triangles, groups) of vertical faces
+    texels = max(min(options.facade_texels_per_metre, 4.0 / res), 0.25)
+    parts = []  # (positions, normals, uv in atlas pixels, triangles, feature, image) per vertical kind
     if buildings:
         bm = building_mesh(buildings, (west, south))
         buv = np.stack([bm.positions[:, 0] / extent, 1.0 - bm.positions[:, 1] / extent], axis=1)
         flat = np.concatenate([bm.roof_triangles, bm.floor_triangles])
         primitives.append(_compact("roof", bm.positions, bm.normals, buv, flat, bm.feature, "ortho"))
-        facade_parts.append(_wall_groups(bm))
+        parts.append(_walls(bm, texels, options.facade_max_size, spec.seed))
     if len(cliff_tris):
-        facade_parts.append(_cliff_groups(pos, cliff_tris, chunk, res))
+        parts.append(_cliffs(pos, cliff_tris, chunk, res, texels, options.facade_max_size))
 
     facade_image = None
-    if facade_parts:
-        offsets = np.cumsum([0] + [len(p[0]) for p in facade_parts])[:-1]
-        fpos = np.concatenate([p[0] for p in facade_parts])
-        ftris = np.concatenate([p[1] + o for p, o in zip(facade_parts, offsets)])
-        fnrm = np.concatenate([p[2] for p in facade_parts])
-        ffeat = np.concatenate([p[3] for p in facade_parts])
-        texels = max(min(options.facade_texels_per_metre, 4.0 / res), 0.25)
-        atlas = facade_atlas(fpos, ftris, texels, options.facade_max_size)
-        # one face group per triangle; atlas triangles keep the source face order
-        corners = atlas.uv.astype(np.float64)[atlas.triangles] * [atlas.width, atlas.height]
-        meta = {k: np.concatenate([p[4][k] for p in facade_parts]) for k in facade_parts[0][4]}
-        groups = FaceGroups(corners=corners, world=fpos[atlas.vertex_map[atlas.triangles]], **meta)
-        facade_image = bake(groups, atlas.width, atlas.height, spec.seed)
-        primitives.append(_compact("facade", fpos[atlas.vertex_map], fnrm[atlas.vertex_map], atlas.uv,
-                                   atlas.triangles.astype(np.int64),
-                                   ffeat[atlas.vertex_map] if buildings else None, "facade"))
+    if parts:
+        # stack the part images vertically into one atlas
+        width = max(p[5].shape[1] for p in parts)
+        height = sum(p[5].shape[0] for p in parts)
+        facade_image = np.full((height, width, 3), 128, dtype=np.uint8)
+        y = 0
+        uvs = []
+        for p in parts:
+            h, w = p[5].shape[:2]
+            facade_image[y:y + h, :w] = p[5]
+            uvs.append((p[2] + [0.0, y]) / [width, height])
+            y += h
+        offsets = np.cumsum([0] + [len(p[0]) for p in parts])[:-1]
+        primitives.append(_compact(
+            "facade", np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate(uvs), np.concatenate([p[3] + o for p, o in zip(parts, offsets)]),
+            np.concatenate([p[4] for p in parts]) if buildings else None, "facade"))
 
     lo = np.min([p.positions.min(axis=0) for p in primitives], axis=0).astype(np.float64)
     hi = np.max([p.positions.max(axis=0) for p in primitives], axis=0).astype(np.float64)
@@ -222,25 +224,36 @@ def _skirt(pos, nrm, uv, border, depth):
     return pos, nrm, uv, quads
 
 
-def _wall_groups(bm):
-    """Walls for the atlas: (positions, triangles, normals, feature, per-triangle meta)."""
-    tris = bm.wall_triangles.astype(np.int64)
-    g = len(tris)
-    bids = np.array([b.id for b in bm.buildings], dtype=np.uint32)
-    wall = np.arange(g) // 2
-    quad_start = tris[0::2, 0]
-    # the facade coordinate s runs on around the building: walls 0..3 start at 0, L0, L0+L1, ...
-    lengths = np.linalg.norm(bm.positions[tris[0::2, 1], :2] - bm.positions[quad_start, :2], axis=1).reshape(-1, 4)
-    s0 = np.concatenate([np.zeros((len(lengths), 1)), np.cumsum(lengths, axis=1)[:, :3]], axis=1).reshape(-1)
-    meta = {"kind": np.zeros(g, dtype=np.int64), "building_id": bids[bm.feature[tris[:, 0]]], "s0": s0[wall],
-            "origin": bm.positions[quad_start][wall], "wall_dir": bm.wall_direction[wall],
-            "base": bm.positions[quad_start, 2][wall], "tint": np.zeros((g, 3))}
-    return bm.positions, tris, bm.normals, bm.feature, meta
+def _walls(bm, texels_per_metre: float, max_size: int, seed: int):
+    """Building walls in a strip atlas: (positions, normals, uv pixels, triangles, feature, image)."""
+    n = len(bm.buildings)
+    wall_v = 8 + np.arange(16)  # per building: walls k = 0..3, corners a_base, b_base, b_roof, a_roof
+    index = (np.arange(n)[:, None] * 24 + wall_v[None]).reshape(-1)
+    p = bm.positions[index].reshape(n, 4, 4, 3)
+    lengths = np.linalg.norm(p[:, :, 1, :2] - p[:, :, 0, :2], axis=2)  # (n, 4)
+    s0 = np.concatenate([np.zeros((n, 1)), np.cumsum(lengths, axis=1)[:, :3]], axis=1)
+    base = p[:, 0, 0, 2]
+    height = p[:, 0, 2, 2] - base
+    perimeter = lengths.sum(axis=1)
+    atlas = strip_atlas(perimeter, height, texels_per_metre, max_size)
+    tpm = atlas.texels_per_metre
+    s = np.stack([s0, s0 + lengths, s0 + lengths, s0], axis=2)  # (n, 4, 4)
+    z = np.stack([np.zeros((n, 4)), np.zeros((n, 4)), np.repeat(height[:, None], 4, 1),
+                  np.repeat(height[:, None], 4, 1)], axis=2)
+    u = atlas.x0[:, None, None] + PADDING + s * tpm
+    v = atlas.y0[:, None, None] + PADDING + (height[:, None, None] - z) * tpm
+    uv = np.stack([u, v], axis=-1).reshape(-1, 2)
+    local = np.arange(n * 16).reshape(n * 4, 4)
+    tris = np.concatenate([local[:, [0, 1, 2]], local[:, [0, 2, 3]]], axis=0)
+    tris = tris.reshape(2, n * 4, 3).transpose(1, 0, 2).reshape(-1, 3)
+    ids = np.array([b.id for b in bm.buildings], dtype=np.uint64)
+    image = bake_strips(atlas, perimeter, height, ids, seed)
+    return bm.positions[index], bm.normals[index], uv, tris, bm.feature[index], image
 
 
-def _cliff_groups(pos, cliff_tris, chunk, res):
-    """Terrain faces steeper than tau, tinted by the ortho at their centre; one vertex copy per
-    face so that their normals stay flat."""
+def _cliffs(pos, cliff_tris, chunk, res, texels_per_metre: float, max_size: int):
+    """Terrain faces steeper than tau, charted by xatlas and tinted by the ortho at their centre;
+    one vertex copy per face so that their normals stay flat."""
     flat_pos = pos[cliff_tris.reshape(-1)]
     flat_tris = np.arange(len(flat_pos)).reshape(-1, 3)
     normals = np.repeat(face_normals(flat_pos, flat_tris), 3, axis=0)
@@ -248,10 +261,10 @@ def _cliff_groups(pos, cliff_tris, chunk, res):
     n = chunk.size
     col = np.clip((centre[:, 0] / res).astype(np.int64), 0, n - 1)
     row = np.clip((n - centre[:, 1] / res).astype(np.int64), 0, n - 1)
-    g = len(flat_tris)
-    meta = {"kind": np.ones(g, dtype=np.int64), "building_id": np.zeros(g, dtype=np.uint32), "s0": np.zeros(g),
-            "origin": centre, "wall_dir": np.zeros((g, 2)), "base": np.zeros(g),
-            "tint": chunk.ortho[row, col] / 255.0}
-    return flat_pos, flat_tris, normals, np.full(len(flat_pos), NULL_FEATURE, dtype=np.uint32), meta
-
-
+    atlas = facade_atlas(flat_pos, flat_tris, texels_per_metre, max_size)
+    pixels = atlas.uv.astype(np.float64) * [atlas.width, atlas.height]
+    groups = FaceGroups(corners=pixels[atlas.triangles], world=flat_pos[atlas.vertex_map[atlas.triangles]],
+                        tint=chunk.ortho[row, col] / 255.0)  # atlas faces keep the source order
+    image = bake(groups, atlas.width, atlas.height)
+    return (flat_pos[atlas.vertex_map], normals[atlas.vertex_map], pixels, atlas.triangles.astype(np.int64),
+            np.full(len(atlas.vertex_map), NULL_FEATURE, dtype=np.uint32), image)

@@ -5,8 +5,12 @@ planar projection, so they get their own atlas. The texture baked into it here i
 (floors, windows, doors, a plinth and a parapet on walls; rock strata tinted by the ortho on
 cliffs); the learned lateral-texture stage fills the same atlas later.
 
-A face group is a planar polygon (a wall quad, or one cliff triangle) with one affine map from
-atlas pixels to world positions; the baker rasterises groups, not triangles.
+Two kinds of vertical faces, two packers, one atlas image:
+- building walls are rectangles: each building's four walls are unrolled into one strip
+  (perimeter x height) so the facade runs on around corners, and strips are shelf-packed; the
+  facade coordinates (s along the wall, z above the base) are then linear in atlas pixels;
+- any other vertical face (terrain cliffs) is charted and packed by xatlas and baked triangle by
+  triangle through an affine map from atlas pixels to world positions.
 """
 
 from __future__ import annotations
@@ -78,26 +82,74 @@ def facade_atlas(positions: np.ndarray, triangles: np.ndarray, texels_per_metre:
 
 
 @dataclass(frozen=True, eq=False)
+class StripAtlas:
+    """Placement of building strips: x0, y0: (N,) int texel corner of each strip (padding
+    included); width, height: atlas size; texels_per_metre: the scale."""
+
+    x0: np.ndarray
+    y0: np.ndarray
+    width: int
+    height: int
+    texels_per_metre: float
+
+
+def strip_atlas(lengths: np.ndarray, heights: np.ndarray, texels_per_metre: float, max_size: int = 1024) -> StripAtlas:
+    """Shelf-pack (N,) strips of lengths x heights metres (tallest first, ties by index), shrinking
+    the scale until the atlas fits a max_size square."""
+    tpm = float(texels_per_metre)
+    order = np.lexsort((np.arange(len(heights)), -np.asarray(heights)))
+    while True:
+        w = np.ceil(np.asarray(lengths) * tpm).astype(np.int64) + 2 * PADDING
+        h = np.ceil(np.asarray(heights) * tpm).astype(np.int64) + 2 * PADDING
+        side = int(max(w.max(), np.ceil(np.sqrt((w * h).sum() * 1.1))))
+        x0 = np.zeros(len(w), dtype=np.int64)
+        y0 = np.zeros(len(w), dtype=np.int64)
+        x = y = shelf = 0
+        for i in order:
+            if x + w[i] > side:
+                x, y, shelf = 0, y + shelf, 0
+            x0[i], y0[i] = x, y
+            x += w[i]
+            shelf = max(shelf, h[i])
+        width, height = side, y + shelf
+        if max(width, height) <= max_size:
+            return StripAtlas(x0=x0, y0=y0, width=int(width), height=int(height), texels_per_metre=tpm)
+        tpm *= 0.95 * max_size / max(width, height)
+
+
+def bake_strips(atlas: StripAtlas, lengths: np.ndarray, heights: np.ndarray, building_ids: np.ndarray,
+                seed: int) -> np.ndarray:
+    """(height, width, 3) uint8 facade texture of every strip; texel (px, py) of strip i shows
+    s = (px + 0.5 - x0 - PADDING) / tpm metres along the facade and z = height - (py + 0.5 - y0 -
+    PADDING) / tpm above the base (the roof edge at the top). Padding texels repeat the edge."""
+    tpm = atlas.texels_per_metre
+    owner = np.full((atlas.height, atlas.width), -1, dtype=np.int64)
+    w = np.ceil(np.asarray(lengths) * tpm).astype(np.int64) + 2 * PADDING
+    h = np.ceil(np.asarray(heights) * tpm).astype(np.int64) + 2 * PADDING
+    for i in range(len(w)):
+        owner[atlas.y0[i]:atlas.y0[i] + h[i], atlas.x0[i]:atlas.x0[i] + w[i]] = i
+    py, px = np.nonzero(owner >= 0)
+    g = owner[py, px]
+    s = np.clip((px + 0.5 - atlas.x0[g] - PADDING) / tpm, 0.0, lengths[g])
+    z = np.clip(heights[g] - (py + 0.5 - atlas.y0[g] - PADDING) / tpm, 0.0, heights[g])
+    out = np.full((atlas.height, atlas.width, 3), 128, dtype=np.uint8)
+    out[py, px] = facade_pattern(building_ids[g].astype(np.uint64), s.astype(np.float32), z.astype(np.float32),
+                                 heights[g].astype(np.float32), seed)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
 class FaceGroups:
-    """Planar face groups to bake. corners: (G, K, 2) float atlas pixel coordinates of each group's
-    polygon (K >= 3); world: (G, K, 3) positions of those corners (ENU metres); kind: (G,) 0 wall,
-    1 cliff; building_id: (G,) uint32 (walls); origin: (G, 3) the point where the facade
-    coordinate s is s0; s0: (G,) metres; wall_dir: (G, 2) unit facade direction; base: (G,)
-    building base height; tint: (G, 3) float 0..1 rock colour (cliffs)."""
+    """Planar faces to bake through xatlas charts. corners: (G, 3, 2) atlas pixel coordinates;
+    world: (G, 3, 3) positions of those corners (ENU metres); tint: (G, 3) float 0..1 colour."""
 
     corners: np.ndarray
     world: np.ndarray
-    kind: np.ndarray
-    building_id: np.ndarray
-    origin: np.ndarray
-    s0: np.ndarray
-    wall_dir: np.ndarray
-    base: np.ndarray
     tint: np.ndarray
 
 
-def bake(groups: FaceGroups, width: int, height: int, seed: int) -> np.ndarray:
-    """Bake the facade texture: (height, width, 3) uint8 sRGB; texels no group owns stay grey."""
+def bake(groups: FaceGroups, width: int, height: int) -> np.ndarray:
+    """Bake cliff faces: (height, width, 3) uint8 sRGB; texels no face owns stay grey."""
     owner = Image.new("I", (width, height), 0)
     draw = ImageDraw.Draw(owner)
     polys = [[(float(x), float(y)) for x, y in g] for g in groups.corners]
@@ -110,15 +162,11 @@ def bake(groups: FaceGroups, width: int, height: int, seed: int) -> np.ndarray:
     g = own[texel]
     u = (texel % width).astype(np.float32) + 0.5
     v = (texel // width).astype(np.float32) + 0.5
-    affine = _affines(groups.corners[:, :3], groups.world[:, :3]).astype(np.float32)
+    a = _affines(groups.corners, groups.world).astype(np.float32)[g]
+    pos = u[:, None] * a[:, 0] + v[:, None] * a[:, 1] + a[:, 2]
     out = np.full((width * height, 3), 128, dtype=np.uint8)
-    wall = groups.kind[g] == 0
-    for sel, paint in ((wall, _wall_colour), (~wall, _cliff_colour)):
-        if sel.any():
-            gs = g[sel]
-            a = affine[gs]
-            pos = u[sel, None] * a[:, 0] + v[sel, None] * a[:, 1] + a[:, 2]
-            out[texel[sel]] = paint(groups, gs, pos, seed)
+    strata = 0.8 + 0.12 * np.sin(pos[:, 2] * 1.7) + 0.06 * np.sin(pos[:, 2] * 5.3 + pos[:, 0] * 0.2)
+    out[texel] = np.clip(groups.tint[g] * 255.0 * strata[:, None], 0, 255).astype(np.uint8)
     return out.reshape(height, width, 3)
 
 
@@ -144,16 +192,11 @@ PARAPET = 0.6
 PLINTH = 1.1  # the base is sunk 0.5 m below the ground
 
 
-def _wall_colour(groups: FaceGroups, g: np.ndarray, pos: np.ndarray, seed: int) -> np.ndarray:
-    """(N,) groups and (N, 3) float32 wall points -> (N, 3) uint8 colours."""
-    bid = groups.building_id.astype(np.uint64)
+def facade_pattern(bid: np.ndarray, s: np.ndarray, z: np.ndarray, top: np.ndarray, seed: int) -> np.ndarray:
+    """(N,) uint64 building ids, float32 s (m along the facade), z (m above the base) and top
+    (building height) -> (N, 3) uint8: plaster by building, floor lines, windows (some lit), a
+    dark plinth and a parapet band."""
     plaster = (PLASTER[_cheap_hash(bid, np.uint64(salt(seed, 0xFACADE))) % len(PLASTER)] * 255).astype(np.float32)
-    origin = groups.origin.astype(np.float32)
-    direction = groups.wall_dir.astype(np.float32)
-    s = groups.s0.astype(np.float32)[g] + ((pos[:, 0] - origin[g, 0]) * direction[g, 0]
-                                           + (pos[:, 1] - origin[g, 1]) * direction[g, 1])
-    z = pos[:, 2] - groups.base.astype(np.float32)[g]
-    top = (groups.world[:, :, 2].max(axis=1) - groups.base).astype(np.float32)[g]
     floor_z = z - 0.5
     storey = np.floor(floor_z * (1.0 / FLOOR_HEIGHT))
     in_floor = floor_z - storey * FLOOR_HEIGHT
@@ -162,11 +205,11 @@ def _wall_colour(groups: FaceGroups, g: np.ndarray, pos: np.ndarray, seed: int) 
     window = ((np.abs(col) < 0.5 * WINDOW_WIDTH) & (in_floor > SILL) & (in_floor < LINTEL)
               & (floor_z > 0) & (z < top - PARAPET))
     shade = np.where(z < PLINTH, 0.55, np.where(z > top - PARAPET, 0.8, np.where(in_floor < 0.15, 0.92, 1.0)))
-    out = plaster[g] * shade.astype(np.float32)[:, None]
+    out = plaster * shade.astype(np.float32)[:, None]
     if window.any():
         w = np.flatnonzero(window)
         cell = (bay[w].astype(np.int64) * 4096 + storey[w].astype(np.int64)).astype(np.uint64)
-        lit = (_cheap_hash(bid[g[w]] ^ cell, np.uint64(salt(seed, 0x117))) % 100) >= 93
+        lit = (_cheap_hash(bid[w] ^ cell, np.uint64(salt(seed, 0x117))) % 100) >= 93
         out[w] = GLASS_RGB + lit[:, None] * LIT_RGB
     return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -183,8 +226,3 @@ def _cheap_hash(x: np.ndarray, key: np.uint64) -> np.ndarray:
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(32)
     return h & np.uint64(0xFFFFFFFF)
-
-
-def _cliff_colour(groups: FaceGroups, g: np.ndarray, pos: np.ndarray, seed: int) -> np.ndarray:
-    strata = 0.8 + 0.12 * np.sin(pos[:, 2] * 1.7) + 0.06 * np.sin(pos[:, 2] * 5.3 + pos[:, 0] * 0.2)
-    return np.clip(groups.tint[g] * 255.0 * strata[:, None], 0, 255).astype(np.uint8)

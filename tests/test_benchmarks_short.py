@@ -25,3 +25,11 @@ def test_determinism_benchmark_finds_zero_differing_bytes():
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "forward vs reverse order: 0" in r.stdout and "another process (2 threads): 0" in r.stdout
+
+
+@pytest.mark.slow
+def test_export_benchmark_prints_its_figures():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_export.py"), "--quick"],
+                         capture_output=True, text=True, check=True).stdout
+    print(out)
+    assert "export median over all chunks" in out and "worst triangle ratio" in out and "MB per km^2" in out
