@@ -64,6 +64,20 @@ def test_terrain_mesh_error_bound_and_coverage(world):
     assert len(tm.triangles) < 0.2 * 2 * n * n
 
 
+def test_fallback_refinement_meets_the_same_bound(world):
+    """The Delaunay-refinement path (used if Delatin ever picks a foreign border vertex)."""
+    from worldstream.exporters.terrain_mesh import _border_points, _refined_mesh
+
+    c = world.chunk(HILLS_L5)
+    g = np.ascontiguousarray(c.dem, dtype=np.float32)
+    tm = _refined_mesh(g, _border_points(g, 1.0), 1.0, 64)
+    z = mesh_heights_at_samples(tm, c.size)
+    assert np.abs(z - c.dem).max() <= 1.0 + 1e-4
+    fast = terrain_mesh(c.dem, 1.0)
+    border = lambda m: sorted((int(a), int(b)) for a, b in zip(m.cols[m.border], m.rows[m.border]))  # noqa: E731
+    assert border(tm) == border(fast)  # both paths put the same vertices on the border
+
+
 def test_terrain_mesh_rejects_bad_grids():
     with pytest.raises(WorldstreamError, match="square"):
         terrain_mesh(np.zeros((5, 7), np.float32), 0.5)
