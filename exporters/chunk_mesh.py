@@ -164,14 +164,16 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
     buildings = owned_buildings(chunk.buildings, chunk.bounds) if with_buildings else ()
     texels = max(min(options.facade_texels_per_metre, 4.0 / res), 0.25)
     parts = []  # (positions, normals, uv in atlas pixels, triangles, feature, image) per vertical kind
+    room = options.facade_max_size
+    if len(cliff_tris):  # rock needs little detail: at most a quarter of the atlas height
+        parts.append(_cliffs(pos, cliff_tris, chunk, res, texels, max(16, room // 4)))
+        room -= parts[-1][5].shape[0]
     if buildings:
         bm = building_mesh(buildings, (west, south))
         buv = np.stack([bm.positions[:, 0] / extent, 1.0 - bm.positions[:, 1] / extent], axis=1)
         flat = np.concatenate([bm.roof_triangles, bm.floor_triangles])
         primitives.append(_compact("roof", bm.positions, bm.normals, buv, flat, bm.feature, "ortho"))
-        parts.append(_walls(bm, texels, options.facade_max_size, spec.seed))
-    if len(cliff_tris):
-        parts.append(_cliffs(pos, cliff_tris, chunk, res, texels, options.facade_max_size))
+        parts.append(_walls(bm, texels, room, spec.seed))
 
     facade_image = None
     if parts:

@@ -20,7 +20,7 @@ from ..device import default_device
 from ..errors import GeneratorError
 from ..hashing import hash2, salt
 from ..keys import ChunkKey
-from ..noise import Octave, fbm, gradient_noise, octaves
+from ..noise import Octave, fbm, gradient_noise, octaves, smoothstep
 from ..settlements import BLOCK, Building
 from ..spec import WorldSpec
 from . import register
@@ -118,11 +118,11 @@ class ProceduralGenerator:
             hit = torch.nonzero(inside).reshape(-1)
             if hit.numel():
                 hb = {k: v.index_select(0, hit) for k, v in b.items()}
-                base = building_base(hb, blk.index_select(0, hit), sel["bx"].index_select(0, hit),
-                                     sel["by"].index_select(0, hit))
+                _, top = building_levels(hb, blk.index_select(0, hit), sel["bx"].index_select(0, hit),
+                                         sel["by"].index_select(0, hit))
                 where = urban.index_select(0, hit)
                 bid.reshape(-1)[where] = hb["id"]
-                roof.reshape(-1)[where] = base + hb["height"]
+                roof.reshape(-1)[where] = top
         return {"id": bid, "roof": roof, "loc": loc}
 
     def _samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool, block: torch.Tensor):
@@ -133,7 +133,9 @@ class ProceduralGenerator:
         dry = torch.clamp(-m["wetness"], 0.0, 1.0)  # detail fades to exactly 0 on the water
         amplitude = m["roughness"] * (1.0 - raw * 0.8) * dry
         octs = terrain.detail_octaves(self.spec.seed, self.spec.base_resolution, level)
-        dem = m["height"] + terrain.detail_height(x, y, octs, amplitude)
+        natural = m["height"] + terrain.detail_height(x, y, octs, amplitude)
+        m = dict(m, natural=natural)  # land cover follows the natural ground, not the graded one
+        dem = grade_blocks(natural, x, y, block)
         b = self._buildings_at(x, y, block)
         dsm = torch.maximum(dem, b["roof"])
         return dem, dsm, water, m
@@ -185,8 +187,9 @@ class ProceduralGenerator:
         def corners_mean(a):
             return (a[:-1, :-1] + a[:-1, 1:] + a[1:, :-1] + a[1:, 1:]) * 0.25
 
-        gx = ((dem[:-1, 1:] + dem[1:, 1:]) - (dem[:-1, :-1] + dem[1:, :-1])) * (0.5 / res)
-        gy = ((dem[:-1, :-1] + dem[:-1, 1:]) - (dem[1:, :-1] + dem[1:, 1:])) * (0.5 / res)
+        ground = m["natural"]
+        gx = ((ground[:-1, 1:] + ground[1:, 1:]) - (ground[:-1, :-1] + ground[1:, :-1])) * (0.5 / res)
+        gy = ((ground[:-1, :-1] + ground[:-1, 1:]) - (ground[1:, :-1] + ground[1:, 1:])) * (0.5 / res)
         pix = {
             "water": corners_mean(water.to(torch.float32)),
             "slope": torch.sqrt(gx * gx + gy * gy),
@@ -269,8 +272,7 @@ class ProceduralGenerator:
         if idx.numel() == 0:
             return ()
         sel = {k: v.index_select(0, idx) for k, v in b.items()}
-        base = building_base(sel, blk.index_select(0, idx), bx.index_select(0, idx), by.index_select(0, idx))
-        roof = base + sel["height"]
+        base, roof = building_levels(sel, blk.index_select(0, idx), bx.index_select(0, idx), by.index_select(0, idx))
         rows_out = zip(sel["id"].tolist(), sel["x0"].tolist(), sel["y0"].tolist(), sel["x1"].tolist(),
                        sel["y1"].tolist(), base.tolist(), roof.tolist(), sel["floors"].tolist(),
                        bx.index_select(0, idx).tolist(), by.index_select(0, idx).tolist(),
@@ -319,11 +321,37 @@ class ProceduralGenerator:
         return bilinear(dem), bilinear(dsm)
 
 
-def building_base(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-    """Height (float32 m) a building's walls start from: its block's ground plane at the footprint
-    centre, sunk by slope x half-diagonal so that no corner floats above the ground."""
+GRADE_MARGIN = settlements.HALF_ROAD  # metres from a block's edge (a street's centre line) to its level pad
+
+
+def grade_blocks(dem: torch.Tensor, x: torch.Tensor, y: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """Urban blocks are graded: inside a block the ground follows the block's plane (the same
+    plane building bases are set on), blending back to the natural ground across the streets on
+    the block's edge. Level-independent weights and plane, so the cascade stays exact.
+
+    dem: float32 broadcast shape; x, y: float64 metres; block: (..., 4) from `block_density`."""
+    urban = block[..., 0] > 0
+    if not bool(urban.any()):
+        return dem
+    bx = torch.floor(x * (1.0 / BLOCK))
+    by = torch.floor(y * (1.0 / BLOCK))
+    lx = (x - bx * BLOCK).to(torch.float32)
+    ly = (y - by * BLOCK).to(torch.float32)
+    edge = torch.minimum(torch.minimum(lx, BLOCK - lx), torch.minimum(ly, BLOCK - ly))
+    w = smoothstep(0.0, GRADE_MARGIN, edge) * urban.to(torch.float32)
+    plane = block[..., 1] + block[..., 2] * (lx - 0.5 * BLOCK) + block[..., 3] * (ly - 0.5 * BLOCK)
+    return dem + (plane - dem) * w
+
+
+def building_levels(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.Tensor, by: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(base, roof) heights (float32 m) of buildings on their block's graded plane: the walls start
+    0.5 m below the lowest footprint corner and the flat roof stands `height` above the highest,
+    so on a slope no corner floats and no roof is buried."""
     cx = ((b["x0"] + b["x1"]) * 0.5 - (bx.to(torch.float64) + 0.5) * BLOCK).to(torch.float32)
     cy = ((b["y0"] + b["y1"]) * 0.5 - (by.to(torch.float64) + 0.5) * BLOCK).to(torch.float32)
     half_diag = (torch.sqrt((b["x1"] - b["x0"]) ** 2 + (b["y1"] - b["y0"]) ** 2) * 0.5).to(torch.float32)
     slope = torch.sqrt(block[:, 2] * block[:, 2] + block[:, 3] * block[:, 3])
-    return block[:, 1] + block[:, 2] * cx + block[:, 3] * cy - slope * half_diag - 0.5
+    centre = block[:, 1] + block[:, 2] * cx + block[:, 3] * cy
+    rise = slope * half_diag
+    return centre - rise - 0.5, centre + rise + b["height"]
