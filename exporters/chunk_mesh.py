@@ -37,7 +37,7 @@ class MeshOptions:
     tau: float = 0.25
     buildings_max_resolution: float = 4.0
     skirts: bool = True
-    facade_texels_per_metre: float = 4.0
+    facade_texels_per_metre: float = 2.0
     facade_max_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -166,7 +166,7 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
     parts = []  # (positions, normals, uv in atlas pixels, triangles, feature, image) per vertical kind
     room = options.facade_max_size
     if len(cliff_tris):  # rock needs little detail: at most a quarter of the atlas height
-        parts.append(_cliffs(pos, cliff_tris, chunk, res, texels, max(16, room // 4)))
+        parts.append(_cliffs(pos, nrm, cliff_tris, chunk, res, texels, max(16, room // 4)))
         room -= parts[-1][5].shape[0]
     if buildings:
         bm = building_mesh(buildings, (west, south))
@@ -253,20 +253,21 @@ def _walls(bm, texels_per_metre: float, max_size: int, seed: int):
     return bm.positions[index], bm.normals[index], uv, tris, bm.feature[index], image
 
 
-def _cliffs(pos, cliff_tris, chunk, res, texels_per_metre: float, max_size: int):
-    """Terrain faces steeper than tau, charted by xatlas and tinted by the ortho at their centre;
-    one vertex copy per face so that their normals stay flat."""
-    flat_pos = pos[cliff_tris.reshape(-1)]
-    flat_tris = np.arange(len(flat_pos)).reshape(-1, 3)
-    normals = np.repeat(face_normals(flat_pos, flat_tris), 3, axis=0)
-    centre = flat_pos.reshape(-1, 3, 3).mean(axis=1)
+def _cliffs(pos, nrm, cliff_tris, chunk, res, texels_per_metre: float, max_size: int):
+    """Terrain faces steeper than tau (cliffs, the embankments of graded blocks), charted by xatlas
+    over their shared vertices (contiguous cliffs become one chart) and tinted by the ortho at
+    each face's centre."""
+    used, inverse = np.unique(cliff_tris.reshape(-1), return_inverse=True)
+    cpos, cnrm = pos[used], nrm[used]
+    ctris = inverse.reshape(-1, 3)
+    centre = cpos[ctris].mean(axis=1)
     n = chunk.size
     col = np.clip((centre[:, 0] / res).astype(np.int64), 0, n - 1)
     row = np.clip((n - centre[:, 1] / res).astype(np.int64), 0, n - 1)
-    atlas = facade_atlas(flat_pos, flat_tris, texels_per_metre, max_size)
+    atlas = facade_atlas(cpos, ctris, texels_per_metre, max_size)
     pixels = atlas.uv.astype(np.float64) * [atlas.width, atlas.height]
-    groups = FaceGroups(corners=pixels[atlas.triangles], world=flat_pos[atlas.vertex_map[atlas.triangles]],
+    groups = FaceGroups(corners=pixels[atlas.triangles], world=cpos[atlas.vertex_map[atlas.triangles]],
                         tint=chunk.ortho[row, col] / 255.0)  # atlas faces keep the source order
     image = bake(groups, atlas.width, atlas.height)
-    return (flat_pos[atlas.vertex_map], normals[atlas.vertex_map], pixels, atlas.triangles.astype(np.int64),
+    return (cpos[atlas.vertex_map], cnrm[atlas.vertex_map], pixels, atlas.triangles.astype(np.int64),
             np.full(len(atlas.vertex_map), NULL_FEATURE, dtype=np.uint32), image)
