@@ -379,3 +379,11 @@ def test_generate_writes_glb_and_tileset_and_adds_missing_formats(tmp_path):
     assert (chunks[0] / "mesh.glb").read_bytes() == glb_before
     r = subprocess.run(base + ["--format", "obj"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "unknown export format" in r.stderr
+
+
+def test_read_glb_rejects_malformed_bytes(exported):
+    glb = exported[ChunkKey(6, 20, -20)][2]["mesh.glb"]
+    for bad, msg in ((b"", "shorter"), (b"glTF" + b"\0" * 20, "not a glTF 2.0 binary"),
+                     (glb[:-10], "truncated")):
+        with pytest.raises(ValueError, match=msg):
+            read_glb(bad)
