@@ -1,0 +1,112 @@
+"""LOD selection: the 3D Tiles SSE rule, coverage without holes, hysteresis, priorities."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from worldstream.core import ChunkKey, WorldSpec
+from worldstream.exporters.tiles import ROOT_LEVELS, implicit_root_error
+from worldstream.unreal_bridge import lod
+from worldstream.unreal_bridge.protocol import CameraView
+
+SPEC = WorldSpec(seed=7)
+
+
+def level_error(level: int) -> float:
+    return implicit_root_error(SPEC) / (1 << (level + ROOT_LEVELS))
+
+
+def cam(x=0.0, y=0.0, z=120.0, forward=(1.0, 0.0, -0.3), **kw) -> lod.Camera:
+    f = np.asarray(forward) / np.linalg.norm(forward)
+    right = np.cross(f, [0, 0, 1.0])
+    up = np.cross(right / np.linalg.norm(right), f)
+    return lod.Camera(position=(x, y, z), forward=tuple(f), up=tuple(up), fov_x=math.radians(90), width=1920,
+                      height=1080, **kw)
+
+
+def area(keys) -> float:
+    return sum(SPEC.chunk_extent(k.level) ** 2 for k in keys)
+
+
+def test_selection_tiles_the_horizon_without_overlaps_and_refines_near_the_camera():
+    c = cam()
+    sel = lod.select(SPEC, [c], level_error, horizon_m=20000)
+    keys = [s.key for s in sel]
+    assert len(keys) == len(set(keys))
+    for a in keys:  # no chunk overlaps another
+        for anc in lod._ancestors(a):
+            assert anc not in keys
+    roots = {ChunkKey(0, i, j) for i in range(-2, 2) for j in range(-2, 2)}
+    assert area(keys) == pytest.approx(area(roots))
+    under = [s for s in sel if s.key.bounds(SPEC)[0] <= 0 < s.key.bounds(SPEC)[2] and s.key.bounds(SPEC)[1] <= 0 < s.key.bounds(SPEC)[3]]
+    assert under[0].key.level == SPEC.levels - 1  # the finest level under the drone
+    assert max(s.key.level for s in sel if s.distance > 10000) <= 2  # coarse towards the horizon
+    # every leaf satisfies the rule, or is the finest level
+    for s in sel:
+        assert s.sse <= c.max_sse * lod.OUT_OF_VIEW_SSE_FACTOR * 1.2 or s.key.level == SPEC.levels - 1
+    # the most urgent chunk is visible and fine
+    assert sel[0].visible and sel[0].key.level >= SPEC.levels - 2
+
+
+def test_behind_the_camera_stays_coarser_but_covered():
+    sel = lod.select(SPEC, [cam(forward=(1.0, 0.0, -0.1))], level_error)
+    ahead = [s.key.level for s in sel if s.visible and 200 < s.distance < 2000]
+    behind = [s.key.level for s in sel if not s.visible and 200 < s.distance < 2000]
+    assert ahead and behind and np.mean(ahead) > np.mean(behind)
+
+
+def test_hysteresis_stops_flicker_at_a_threshold():
+    def keys(x, previous=frozenset()):
+        return frozenset(s.key for s in lod.select(SPEC, [cam(x=x)], level_error, horizon_m=3000, previous=previous))
+
+    x = next(x for x in np.arange(0.0, 2000.0, 4.0) if keys(x) != keys(x + 4.0))  # a refinement threshold
+    current = keys(x)
+    seen = {current}
+    for step in range(6):  # oscillate across the threshold, feeding the last selection back
+        current = keys(x + (4.0 if step % 2 == 0 else 0.0), previous=current)
+        seen.add(current)
+    assert len(seen) == 1  # without hysteresis it would flip at every step
+
+
+def test_plan_keeps_parents_until_all_children_arrive():
+    parent = ChunkKey(5, 0, 0)
+    kids = parent.children()
+    required = [lod.Selected(k, 20.0, 10.0, True) for k in kids]
+    send, unload = lod.plan(required, delivered={parent}, max_level=6)
+    assert send == list(kids) and unload == []  # nothing may disappear yet
+    send, unload = lod.plan(required, delivered={parent, *kids[:3]}, max_level=6)
+    assert send == [kids[3]] and unload == []
+    send, unload = lod.plan(required, delivered={parent, *kids}, max_level=6)
+    assert send == [] and unload == [parent]
+    # coarsening: children go once the parent is back
+    send, unload = lod.plan([lod.Selected(parent, 1.0, 10.0, True)], delivered=set(kids), max_level=6)
+    assert send == [parent] and unload == []
+    send, unload = lod.plan([lod.Selected(parent, 1.0, 10.0, True)], delivered={parent, *kids}, max_level=6)
+    assert sorted(unload) == sorted(kids)
+    # far away and no longer wanted: unloaded at once
+    far = ChunkKey(5, 100, 100)
+    assert lod.plan(required, delivered={far}, max_level=6)[1] == [far]
+
+
+def test_cameras_from_protocol_views_in_enu_and_airsim():
+    east = lod.camera_from_view(CameraView(id="a", frame="enu", position=(1.0, 2.0, 3.0),
+                                           orientation=(1.0, 0.0, 0.0, 0.0), fov_deg=90.0, viewport=(640, 480)))
+    np.testing.assert_allclose(east.forward, [1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(east.up, [0, 0, 1], atol=1e-12)
+    # AirSim: identity looks north; a 90 degree yaw (about NED z, down) looks east
+    q = (math.cos(math.pi / 4), 0.0, 0.0, math.sin(math.pi / 4))
+    a = lod.camera_from_view(CameraView(id="b", frame="airsim", position=(10.0, 20.0, -30.0), orientation=q,
+                                        fov_deg=90.0, viewport=(256, 144), player_start=(100.0, 200.0, 5.0)))
+    np.testing.assert_allclose(a.position, [120.0, 210.0, 35.0])
+    np.testing.assert_allclose(a.forward, [1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(a.up, [0, 0, 1], atol=1e-12)
+    assert a.fov_y == pytest.approx(2 * math.atan(math.tan(math.pi / 4) * 144 / 256))
+
+
+def test_sse_matches_the_3d_tiles_formula():
+    c = cam()
+    assert lod.screen_space_error(2.0, 100.0, c) == pytest.approx(2.0 * 1080 / (2 * 100.0 * math.tan(c.fov_y / 2)))
+    assert lod.screen_space_error(2.0, 0.0, c) == math.inf

@@ -1,0 +1,219 @@
+"""Which chunks must be resident around a set of cameras, in what order, and what may go.
+
+The 3D Tiles rule: a chunk of geometric error g seen from distance d on a viewport h pixels high
+with vertical field of view fovy has screen-space error sse = g * h / (2 d tan(fovy / 2)); a chunk
+is refined into its four children while sse > max_sse. Selection walks the quadtree from the
+level-0 chunks within the horizon, so coarse levels cover everything out to the horizon and
+finer ones only what the camera resolves. Chunks outside every frustum refine against a larger
+error (they stay coarse, but present: turning the camera never shows a hole).
+
+Hysteresis: a chunk already refined in the previous selection stays refined until its sse drops
+below max_sse * (1 - h); an unrefined one refines only above max_sse * (1 + h).
+
+Residency: a delivered chunk is unloaded only when nothing required overlaps it, or when its
+whole area is covered by delivered chunks of the new selection, so a parent stays until all its
+children are there (and children stay until their parent is back).
+
+Pure functions on value types; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..core import frames
+from ..core.keys import ChunkKey
+from ..core.spec import WorldSpec
+from .protocol import CameraView
+
+OUT_OF_VIEW_SSE_FACTOR = 4.0
+DEFAULT_Z_RANGE = (-200.0, 3000.0)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A camera in world ENU: position (3,), unit forward and up vectors, horizontal field of
+    view (radians), viewport (pixels), max screen-space error (pixels)."""
+
+    position: tuple[float, float, float]
+    forward: tuple[float, float, float]
+    up: tuple[float, float, float]
+    fov_x: float
+    width: int
+    height: int
+    max_sse: float = 16.0
+
+    @property
+    def fov_y(self) -> float:
+        return 2.0 * math.atan(math.tan(self.fov_x / 2.0) * self.height / self.width)
+
+
+def _rotate(q, v) -> np.ndarray:
+    """Rotate vector v by unit quaternion q = (w, x, y, z)."""
+    w, x, y, z = q
+    u = np.array([x, y, z])
+    v = np.asarray(v, dtype=np.float64)
+    return 2.0 * np.dot(u, v) * u + (w * w - np.dot(u, u)) * v + 2.0 * w * np.cross(u, v)
+
+
+def camera_from_view(view: CameraView) -> Camera:
+    """Protocol camera -> world-ENU camera. Body axes: in the "enu" frame x forward, y left, z up
+    (identity looks east); in the "airsim" frame AirSim's x forward, y right, z down in NED
+    relative to `player_start` (identity looks north)."""
+    if view.frame == "enu":
+        position = np.asarray(view.position, dtype=np.float64)
+        forward = _rotate(view.orientation, [1.0, 0.0, 0.0])
+        up = _rotate(view.orientation, [0.0, 0.0, 1.0])
+    else:
+        position = frames.airsim_to_enu(view.position, view.player_start)
+        ned_to_enu = lambda v: np.array([v[1], v[0], -v[2]])  # noqa: E731
+        forward = ned_to_enu(_rotate(view.orientation, [1.0, 0.0, 0.0]))
+        up = ned_to_enu(_rotate(view.orientation, [0.0, 0.0, -1.0]))
+    return Camera(position=tuple(float(c) for c in position), forward=tuple(float(c) for c in forward),
+                  up=tuple(float(c) for c in up), fov_x=math.radians(view.fov_deg), width=view.viewport[0],
+                  height=view.viewport[1], max_sse=view.max_sse)
+
+
+def screen_space_error(geometric_error: float, distance: float, camera: Camera) -> float:
+    if distance <= 1e-9:
+        return math.inf
+    return geometric_error * camera.height / (2.0 * distance * math.tan(camera.fov_y / 2.0))
+
+
+def box_distance(camera: Camera, bounds, z_range) -> float:
+    """Distance from the camera to the axis-aligned box bounds x z_range (0 inside)."""
+    w, s, e, n = bounds
+    x, y, z = camera.position
+    dx = max(w - x, 0.0, x - e)
+    dy = max(s - y, 0.0, y - n)
+    dz = max(z_range[0] - z, 0.0, z - z_range[1])
+    return math.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+def in_frustum(camera: Camera, bounds, z_range) -> bool:
+    """Conservative test of the box's bounding sphere against the four side planes and the near
+    side of the view frustum."""
+    w, s, e, n = bounds
+    centre = np.array([(w + e) / 2.0, (s + n) / 2.0, (z_range[0] + z_range[1]) / 2.0])
+    radius = 0.5 * math.sqrt((e - w) ** 2 + (n - s) ** 2 + (z_range[1] - z_range[0]) ** 2)
+    f = np.asarray(camera.forward)
+    up = np.asarray(camera.up)
+    right = np.cross(f, up)
+    rel = centre - np.asarray(camera.position)
+    if np.dot(rel, f) < -radius:
+        return False
+    hx, hy = camera.fov_x / 2.0, camera.fov_y / 2.0
+    # inward normals of the side planes: rotate +-right / +-up towards forward by the half angles
+    planes = (-math.cos(hx) * right + math.sin(hx) * f, math.cos(hx) * right + math.sin(hx) * f,
+              -math.cos(hy) * up + math.sin(hy) * f, math.cos(hy) * up + math.sin(hy) * f)
+    return all(np.dot(rel, p) >= -radius for p in planes)
+
+
+@dataclass(frozen=True)
+class Selected:
+    """A chunk of the selection: key, its largest sse over the cameras, nearest distance, and
+    whether any camera sees it. `priority` sorts most urgent first."""
+
+    key: ChunkKey
+    sse: float
+    distance: float
+    visible: bool
+
+    @property
+    def priority(self) -> tuple:
+        return (not self.visible, -min(self.sse, 1e12), self.distance, self.key.level, self.key.x, self.key.y)
+
+
+def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[int], float],
+           horizon_m: float = 20000.0, z_range: Callable[[ChunkKey], tuple[float, float]] | None = None,
+           previous: frozenset[ChunkKey] | set[ChunkKey] = frozenset(), hysteresis: float = 0.2) -> list[Selected]:
+    """The chunks to show around `cameras` (a set of non-overlapping leaves covering the horizon
+    square of every camera), most urgent first. level_error(L): the geometric error (m) a level-L
+    chunk may have; z_range(key): its height span (default -200..3000 m); previous: the last
+    selection, for hysteresis."""
+    cameras = list(cameras)
+    if not cameras:
+        return []
+    zr = z_range or (lambda key: DEFAULT_Z_RANGE)
+    refined_before = {a for k in previous for a in _ancestors(k)}
+    roots = set()
+    for cam in cameras:
+        x, y, _ = cam.position
+        e0 = spec.chunk_extent(0)
+        for i in range(math.floor((x - horizon_m) / e0), math.floor((x + horizon_m) / e0) + 1):
+            for j in range(math.floor((y - horizon_m) / e0), math.floor((y + horizon_m) / e0) + 1):
+                roots.add(ChunkKey(0, i, j))
+    out: list[Selected] = []
+    stack = sorted(roots, key=lambda k: (k.x, k.y))
+    finest = spec.levels - 1
+    while stack:
+        key = stack.pop()
+        bounds = key.bounds(spec)
+        z = zr(key)
+        err = level_error(key.level)
+        worst, nearest, visible, refine = 0.0, math.inf, False, False
+        for cam in cameras:
+            d = box_distance(cam, bounds, z)
+            sse = screen_space_error(err, d, cam)
+            seen = in_frustum(cam, bounds, z)
+            limit = cam.max_sse * (1.0 if seen else OUT_OF_VIEW_SSE_FACTOR)
+            limit *= (1.0 - hysteresis) if key in refined_before else (1.0 + hysteresis)
+            refine |= sse > limit
+            worst, nearest, visible = max(worst, sse), min(nearest, d), visible or seen
+        if refine and key.level < finest:
+            stack.extend(key.children())
+        else:
+            out.append(Selected(key=key, sse=worst, distance=nearest, visible=visible))
+    out.sort(key=lambda s: s.priority)
+    return out
+
+
+def _ancestors(key: ChunkKey):
+    k = key
+    while k.level > 0:
+        k = k.parent()
+        yield k
+
+
+def _overlaps(a: ChunkKey, b: ChunkKey) -> bool:
+    if a.level > b.level:
+        a, b = b, a
+    shift = b.level - a.level
+    return (b.x >> shift) == a.x and (b.y >> shift) == a.y
+
+
+def covered(key: ChunkKey, ready: set[ChunkKey], max_level: int) -> bool:
+    """Is key's whole area covered by chunks in `ready` (itself, an ancestor, or descendants
+    that tile it)?"""
+    if key in ready or any(a in ready for a in _ancestors(key)):
+        return True
+    inner = {a for k in ready if k.level > key.level for a in _ancestors(k)}
+
+    def down(k: ChunkKey) -> bool:
+        if k in ready:
+            return True
+        if k.level >= max_level or k not in inner:
+            return False
+        return all(down(c) for c in k.children())
+
+    return key in inner and all(down(c) for c in key.children())
+
+
+def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> tuple[list[ChunkKey], list[ChunkKey]]:
+    """(to_send, to_unload): required chunks not yet delivered, most urgent first; delivered chunks
+    that are no longer required and whose area is either outside the selection or fully covered
+    by delivered chunks of the selection (never a hole on the client)."""
+    req = [s.key for s in required]
+    req_set = set(req)
+    to_send = [k for k in req if k not in delivered]
+    ready = delivered & req_set
+    to_unload = []
+    for k in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y)):
+        overlapping = [r for r in req if _overlaps(r, k)]
+        if not overlapping or covered(k, ready, max_level):
+            to_unload.append(k)
+    return to_send, to_unload
