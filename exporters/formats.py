@@ -65,3 +65,23 @@ def export_chunk(chunk: Chunk, spec: WorldSpec, formats: tuple[str, ...],
         done.add(fn)
         files.update(fn(chunk, spec, options))
     return files
+
+
+_WORKER_WORLD = None
+
+
+def export_key(spec_json: str, key_path: str, formats: tuple[str, ...]) -> dict[str, bytes]:
+    """Worker entry point (process pools): the files of one chunk, from picklable arguments; each
+    process keeps one World for its spec and generates on one torch thread."""
+    global _WORKER_WORLD
+    import torch
+
+    from ..core.keys import ChunkKey
+    from ..core.spec import WorldSpec
+    from ..core.world import World
+
+    torch.set_num_threads(1)
+    spec = WorldSpec.from_json(spec_json)
+    if _WORKER_WORLD is None or _WORKER_WORLD.spec != spec:
+        _WORKER_WORLD = World(spec, cache_chunks=0)
+    return export_chunk(_WORKER_WORLD.chunk(ChunkKey.parse(key_path)), spec, formats)

@@ -51,23 +51,11 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", help='generator parameters as JSON, e.g. \'{"relief": 1.3, "urbanization": 2}\'')
 
 
-_WORKER_WORLD = None
-
-
 def _export_chunk(spec_json: str, key_path: str, formats: tuple[str, ...], missing: tuple[str, ...] | None = None
                   ) -> tuple[str, dict[str, bytes]]:
-    global _WORKER_WORLD
-    import torch
+    from worldstream.exporters.formats import export_key
 
-    from worldstream.core import ChunkKey, World, WorldSpec
-    from worldstream.exporters.formats import export_chunk
-
-    torch.set_num_threads(1)
-    spec = WorldSpec.from_json(spec_json)
-    if _WORKER_WORLD is None or _WORKER_WORLD.spec != spec:
-        _WORKER_WORLD = World(spec, cache_chunks=0)
-    key = ChunkKey.parse(key_path)
-    files = export_chunk(_WORKER_WORLD.chunk(key), spec, formats)
+    files = export_key(spec_json, key_path, formats)
     if missing is not None:
         files = {k: v for k, v in files.items() if k in missing}
     return key_path, files
@@ -183,6 +171,22 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import asyncio
+
+    from worldstream.unreal_bridge.server import run_server
+
+    spec = _spec_from_args(args)
+    print(f"worldstream serve: world seed {spec.seed} on http://{args.host}:{args.port}/tileset.json and "
+          f"ws://{args.host}:{args.port}/", file=sys.stderr)
+    try:
+        asyncio.run(run_server(spec, host=args.host, port=args.port, cache_dir=args.cache, workers=args.workers,
+                               memory_mb=args.memory_mb, token=args.token))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldstream", description="Unbounded deterministic 3D worlds, block by block.")
     p.add_argument("--version", action="version", version=f"worldstream {__version__}")
@@ -204,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1, help="worker processes")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
+
+    sv = sub.add_parser("serve", help="stream chunks around moving cameras (websocket) and serve 3D Tiles (HTTP)",
+                        description="One port: the streaming protocol v1 on websocket (docs/protocol.md) and HTTP: "
+                                    "/tileset.json (implicit, unbounded), /subtrees/..., /implicit/{l}/{x}/{y}.glb, "
+                                    "/chunks/{level}/{x}/{y}/{file}, /stats.")
+    _add_world_args(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    sv.add_argument("--port", type=int, default=8765)
+    sv.add_argument("--cache", help="disk cache folder (chunks written atomically; reused across runs)")
+    sv.add_argument("--workers", type=int, default=2, help="generator processes")
+    sv.add_argument("--memory-mb", type=int, default=256, help="in-memory chunk cache budget")
+    sv.add_argument("--token", help="require this token (hello.token, or ?token= / Authorization: Bearer on HTTP)")
+    sv.set_defaults(func=cmd_serve)
 
     v = sub.add_parser("preview", help="render an ortho + hillshade picture of a region",
                        description="Mosaic the chunks of a square region at a suitable level and shade them.")

@@ -1,0 +1,179 @@
+"""The streaming server on loopback with real websockets: handshake, urgent chunks first, unloads,
+hostile input, a stalled client, HTTP tiles, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+import pytest
+
+from worldstream.core import ChunkKey, WorldSpec
+from worldstream.exporters.gltf import read_glb
+from worldstream.unreal_bridge import lod
+from worldstream.unreal_bridge import protocol as p
+from worldstream.unreal_bridge.client import StreamClient, camera
+from worldstream.unreal_bridge.server import run_server
+
+SPEC = WorldSpec(seed=7, chunk_size=64, levels=5)  # 4 km level-0 chunks of 64 px: quick to generate
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server in a background event loop thread; yields its port."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    ready = loop.create_future()
+    cache = tmp_path_factory.mktemp("cache")
+    task = loop.create_task(run_server(SPEC, port=0, cache_dir=cache, workers=2, token=None, ready=ready))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    port = asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(ready), 30), loop).result()
+    yield port
+    loop.call_soon_threadsafe(task.cancel)
+
+
+def run(coro, timeout=120):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def collect(client, n_chunks, timeout=90):
+    chunks, unloads, errors = [], [], []
+    async def loop():
+        async for kind, ev in client.events():
+            if kind == "chunk":
+                chunks.append(ev)
+                if len(chunks) >= n_chunks:
+                    return
+            elif kind == "unload":
+                unloads.extend(ev)
+            elif kind == "error":
+                errors.append(ev)
+    await asyncio.wait_for(loop(), timeout)
+    return chunks, unloads, errors
+
+
+def test_view_streams_the_most_urgent_chunks_first(server):
+    async def go():
+        async with StreamClient(f"ws://127.0.0.1:{server}/") as c:
+            assert c.welcome["protocol"] == 1 and c.welcome["world"]["seed"] == 7
+            await c.view([camera(100.0, 50.0, 300.0, yaw_deg=0, pitch_deg=-40)])
+            chunks, _, errors = await collect(c, 6)
+            assert not errors
+            first = chunks[0]
+            assert first.bounds[0] <= 100.0 < first.bounds[2] or first.key.level >= SPEC.levels - 2
+            doc, _ = read_glb(first.parts["mesh.glb"])
+            assert doc["asset"]["version"] == "2.0"
+            assert first.geometric_error > 0 and first.z_range[0] < first.z_range[1]
+            keys = [ch.key for ch in chunks]
+            assert len(set(keys)) == len(keys)
+            await c.request_stats()
+            async for kind, ev in c.events():
+                if kind == "stats":
+                    assert ev["client"]["sent_chunks"] >= 6 and ev["clients"] >= 1
+                    break
+    run(go())
+
+
+def test_moving_away_unloads_only_covered_chunks(server):
+    async def go():
+        async with StreamClient(f"ws://127.0.0.1:{server}/") as c:
+            await c.view([camera(0.0, 0.0, 200.0, pitch_deg=-60, max_sse=64)])
+            first, _, _ = await collect(c, 12)
+            await c.view([camera(30000.0, 0.0, 200.0, pitch_deg=-60, max_sse=64)])
+            chunks, unloads, errors = await collect(c, 12)
+            assert not errors and unloads
+            delivered = {ch.key for ch in first + chunks} - set(unloads)
+            for k in unloads:  # nothing near the new position was unloaded while it was still needed there
+                assert k in {ch.key for ch in first}
+            assert delivered
+    run(go())
+
+
+def test_malformed_messages_get_errors_and_other_clients_carry_on(server):
+    async def go():
+        async with StreamClient(f"ws://127.0.0.1:{server}/") as good, StreamClient(f"ws://127.0.0.1:{server}/") as bad:
+            for junk in ("{", '{"type":"view","seq":1,"cameras":[{"position":[1,2]}]}', '{"type":"warp"}', b"\x00\x01"):
+                await bad.send_raw(junk)
+            codes = []
+            async for kind, ev in bad.events():
+                if kind == "error":
+                    codes.append(ev["code"])
+                    if len(codes) == 4:
+                        break
+            assert codes == [p.BAD_JSON, p.BAD_MESSAGE, p.UNKNOWN_TYPE, p.BAD_MESSAGE]
+            await good.view([camera(500.0, 500.0, 150.0)])
+            chunks, _, errors = await collect(good, 3)
+            assert chunks and not errors
+            await bad.view([camera(0.0, 0.0, 150.0)])  # the offender is still served after its errors
+            chunks, _, _ = await collect(bad, 1)
+            assert chunks
+    run(go())
+
+
+def test_a_stalled_client_gets_no_more_than_its_credit(server):
+    got = []
+
+    async def go():
+        async with StreamClient(f"ws://127.0.0.1:{server}/", auto_credit=False) as c:
+            await c.view([camera(-2000.0, 700.0, 150.0, max_sse=2)])  # needs far more chunks than the credit
+            credit = c.welcome["credit"]
+            try:
+                async def count():
+                    async for kind, _ in c.events():
+                        got.append(kind)
+                await asyncio.wait_for(count(), 25)
+            except asyncio.TimeoutError:
+                pass
+            return credit
+
+    credit = asyncio.run(go())
+    assert got.count("chunk") == credit  # then nothing until the client returns credit
+
+
+def test_http_serves_the_implicit_tileset_and_chunks(server):
+    base = f"http://127.0.0.1:{server}"
+    ts = json.loads(urllib.request.urlopen(f"{base}/tileset.json", timeout=30).read())
+    assert ts["root"]["implicitTiling"]["subdivisionScheme"] == "QUADTREE"
+    sub = urllib.request.urlopen(f"{base}/subtrees/10/0/0.subtree", timeout=30).read()
+    assert sub[:4] == b"subt"
+    glb = urllib.request.urlopen(f"{base}/chunks/4/1/-1/mesh.glb", timeout=120).read()
+    assert glb[:4] == b"glTF"
+    from worldstream.exporters.tiles import implicit_index
+    d, x, y = implicit_index(ChunkKey(4, 1, -1))
+    assert urllib.request.urlopen(f"{base}/implicit/{d}/{x}/{y}.glb", timeout=120).read() == glb
+    tif = urllib.request.urlopen(f"{base}/chunks/4/1/-1/height.tif", timeout=120).read()
+    assert tif[:2] in (b"II", b"MM")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{base}/chunks/9/0/0/mesh.glb", timeout=30)
+    assert err.value.code == 404
+
+
+def test_token_is_required_when_set(tmp_path):
+    async def go():
+        ready = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(run_server(SPEC, port=0, workers=1, token="s3cret", ready=ready))
+        port = await asyncio.wait_for(ready, 30)
+        try:
+            with pytest.raises(p.ProtocolError) as err:
+                async with StreamClient(f"ws://127.0.0.1:{port}/", token="wrong"):
+                    pass
+            assert err.value.code == p.UNAUTHORIZED
+            async with StreamClient(f"ws://127.0.0.1:{port}/", token="s3cret") as c:
+                assert c.welcome["type"] == "welcome"
+            status = await asyncio.to_thread(lambda: _status(f"http://127.0.0.1:{port}/tileset.json"))
+            assert status == 401
+            status = await asyncio.to_thread(lambda: _status(f"http://127.0.0.1:{port}/tileset.json?token=s3cret"))
+            assert status == 200
+        finally:
+            task.cancel()
+    run(go())
+
+
+def _status(url):
+    try:
+        return urllib.request.urlopen(url, timeout=30).status
+    except urllib.error.HTTPError as e:
+        return e.code

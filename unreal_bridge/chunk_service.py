@@ -1,0 +1,174 @@
+"""Chunks for the server: generated once per world, off the event loop, cached in memory and on disk.
+
+`ChunkService.get(key, formats)` answers from a byte-budgeted in-memory LRU, then from the disk
+cache (one folder per chunk, written atomically, so an interrupted write never looks complete),
+then by generating in a process pool. Concurrent requests for the same chunk share one job; a
+job nobody waits for any more is cancelled if it has not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.keys import ChunkKey
+from ..core.spec import WorldSpec
+from ..exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
+from ..exporters.formats import FORMATS, expected_files, export_key
+
+
+@dataclass
+class ServiceStats:
+    memory_hits: int = 0
+    disk_hits: int = 0
+    generated: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    memory_bytes: int = 0
+    entries: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Job:
+    future: asyncio.Future
+    waiters: int = 0
+    exec_future: object = None
+    formats: tuple[str, ...] = field(default_factory=tuple)
+
+
+class ChunkService:
+    def __init__(self, spec: WorldSpec, cache_dir: Path | str | None = None, memory_bytes: int = 256 << 20,
+                 workers: int = 2, executor: Executor | None = None):
+        self.spec = spec
+        self.spec_json = spec.to_json()
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.memory_bytes = memory_bytes
+        self._memory: OrderedDict[tuple[ChunkKey, str], bytes] = OrderedDict()
+        self._jobs: dict[tuple[ChunkKey, tuple[str, ...]], _Job] = {}
+        self._executor = executor or ProcessPoolExecutor(max_workers=workers)
+        self._own_executor = executor is None
+        self.stats = ServiceStats()
+        if self.cache_dir:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            world = self.cache_dir / "world.json"
+            if world.exists() and WorldSpec.from_json(world.read_text()) != spec:
+                raise ValueError(f"cache {self.cache_dir} belongs to another world; use another cache folder")
+            write_file_atomic(world, self.spec_json.encode())
+            remove_stale_temporaries(self.cache_dir / "chunks")
+
+    def close(self) -> None:
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ memory LRU
+    def _remember(self, key: ChunkKey, files: dict[str, bytes]) -> None:
+        for name, data in files.items():
+            k = (key, name)
+            if k in self._memory:
+                self.stats.memory_bytes -= len(self._memory.pop(k))
+            self._memory[k] = data
+            self.stats.memory_bytes += len(data)
+        while self.stats.memory_bytes > self.memory_bytes and self._memory:
+            _, old = self._memory.popitem(last=False)
+            self.stats.memory_bytes -= len(old)
+        self.stats.entries = len(self._memory)
+
+    def _recall(self, key: ChunkKey, names: tuple[str, ...]) -> dict[str, bytes] | None:
+        if all((key, n) in self._memory for n in names):
+            for n in names:
+                self._memory.move_to_end((key, n))
+            return {n: self._memory[(key, n)] for n in names}
+        return None
+
+    def _from_disk(self, key: ChunkKey, names: tuple[str, ...]) -> dict[str, bytes] | None:
+        if not self.cache_dir:
+            return None
+        folder = self.cache_dir / "chunks" / key.path()
+        if not all((folder / n).is_file() for n in names):
+            return None
+        return {n: (folder / n).read_bytes() for n in names}
+
+    def _to_disk(self, key: ChunkKey, files: dict[str, bytes]) -> None:
+        if not self.cache_dir:
+            return
+        folder = self.cache_dir / "chunks" / key.path()
+        if not write_dir_atomic(folder, files):
+            for name, data in files.items():  # the folder holds other formats already
+                if not (folder / name).exists():
+                    write_file_atomic(folder / name, data)
+
+    # ------------------------------------------------------------------ public
+    async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",)) -> dict[str, bytes]:
+        """All files of `formats` for `key`; raises what generation raised (e.g. a bad key)."""
+        for f in formats:
+            if f not in FORMATS:
+                raise ValueError(f"unknown format {f!r}")
+        names = expected_files(formats)
+        files = self._recall(key, names)
+        if files is not None:
+            self.stats.memory_hits += 1
+            return files
+        files = await asyncio.get_running_loop().run_in_executor(None, self._from_disk, key, names) \
+            if self.cache_dir else None
+        if files is not None:
+            self.stats.disk_hits += 1
+            self._remember(key, files)
+            return files
+        job_key = (key, formats)
+        job = self._jobs.get(job_key)
+        if job is None:
+            job = self._start(key, formats)
+        job.waiters += 1
+        try:
+            return await asyncio.shield(job.future)
+        finally:
+            job.waiters -= 1
+            if job.waiters == 0 and not job.future.done() and job.exec_future is not None:
+                if job.exec_future.cancel():  # not started yet: nobody needs it any more
+                    self.stats.cancelled += 1
+                    self._jobs.pop(job_key, None)
+                    job.future.cancel()
+
+    def _start(self, key: ChunkKey, formats: tuple[str, ...]) -> _Job:
+        loop = asyncio.get_running_loop()
+        job = _Job(future=loop.create_future(), formats=formats)
+        self._jobs[(key, formats)] = job
+        job.exec_future = self._executor.submit(export_key, self.spec_json, key.path(), formats)
+
+        def done(cf) -> None:
+            loop.call_soon_threadsafe(self._finish, key, formats, job, cf)
+
+        job.exec_future.add_done_callback(done)
+        return job
+
+    def _finish(self, key: ChunkKey, formats, job: _Job, cf) -> None:
+        self._jobs.pop((key, formats), None)
+        if cf.cancelled():
+            if not job.future.done():
+                job.future.cancel()
+            return
+        exc = cf.exception()
+        if exc is not None:
+            self.stats.failed += 1
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        files = cf.result()
+        self.stats.generated += 1
+        self._remember(key, files)
+        try:
+            self._to_disk(key, files)
+        except OSError:
+            pass  # the cache is an optimisation; a full disk must not fail the request
+        if not job.future.done():
+            job.future.set_result({n: files[n] for n in expected_files(formats)})
+
+    def tile_meta(self, files: dict[str, bytes]) -> dict:
+        return json.loads(files["tile.json"])

@@ -1,0 +1,301 @@
+"""`worldstream serve`: one port for the streaming websocket and HTTP (3D Tiles, chunks, stats).
+
+A thin asyncio layer over the sans-I/O protocol (protocol.py), the LOD selection (lod.py) and the
+chunk service (chunk_service.py). Per client, one task reads messages and one sends chunks:
+- every `view` re-selects the required chunks (SSE with hysteresis) and re-orders the pending
+  queue, most urgent first; fetches for chunks no view needs any more are cancelled;
+- a chunk is sent only against client credit (flow control), and `await send` blocks only that
+  client's sender, so a stalled client never slows the others or grows server memory beyond its
+  credit window;
+- `unload` goes out for delivered chunks once their area is covered by delivered chunks of the
+  current selection (never a hole);
+- malformed or hostile messages get an `error` with a code; the connection stays up unless the
+  client keeps misbehaving (then it is closed with 1008), and no other client is affected.
+HTTP: /tileset.json (implicit, unbounded), /subtrees/..., /implicit/{l}/{x}/{y}.glb,
+/chunks/{level}/{x}/{y}/{file}, /stats. Binds 127.0.0.1 unless told otherwise; an optional token
+guards both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..core.keys import ChunkKey
+from ..core.spec import WorldSpec
+from ..exporters.chunk_mesh import MeshOptions
+from ..exporters.formats import SIDECAR_FILES
+from ..exporters.tiles import implicit_key, implicit_root_error, implicit_subtree, implicit_tileset, ROOT_LEVELS
+from . import lod
+from . import protocol as p
+from .chunk_service import ChunkService
+
+DEFAULT_CREDIT = 16
+PREFETCH = 4  # concurrent fetches per client (the pool is shared; this bounds one client's share)
+RATE = 60.0  # messages per second per client, with a burst of twice that
+MAX_STRIKES = 20  # protocol errors before a client is disconnected
+
+
+@dataclass
+class ClientState:
+    """Everything the server knows about one connection (plain data; the tasks below mutate it)."""
+
+    hello: p.Hello | None = None
+    cameras: list = field(default_factory=list)
+    seq: int = -1
+    view_time: float = 0.0
+    selection: list = field(default_factory=list)
+    previous: frozenset = frozenset()
+    delivered: set = field(default_factory=set)
+    pending: list = field(default_factory=list)
+    credit: int = DEFAULT_CREDIT
+    tokens: float = 2 * RATE
+    last_refill: float = field(default_factory=time.monotonic)
+    strikes: int = 0
+    sent_chunks: int = 0
+    sent_bytes: int = 0
+    latencies: list = field(default_factory=list)
+    answered_seq: int = -1
+
+    def take_token(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(2 * RATE, self.tokens + (now - self.last_refill) * RATE)
+        self.last_refill = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class StreamServer:
+    def __init__(self, spec: WorldSpec, service: ChunkService, token: str | None = None,
+                 options: MeshOptions = MeshOptions(), horizon_m: float = 20000.0):
+        self.spec = spec
+        self.service = service
+        self.token = token
+        self.options = options
+        self.horizon_m = horizon_m
+        self.root_error = implicit_root_error(spec, options)
+        self.clients: dict[ServerConnection, ClientState] = {}
+        self.started = time.monotonic()
+
+    def level_error(self, level: int) -> float:
+        return self.root_error / (1 << (level + ROOT_LEVELS))
+
+    # ------------------------------------------------------------------ websocket
+    async def handle(self, ws: ServerConnection) -> None:
+        state = ClientState()
+        self.clients[ws] = state
+        wake = asyncio.Event()
+        sender = asyncio.create_task(self._send_loop(ws, state, wake))
+        try:
+            async for message in ws:
+                if not state.take_token():
+                    await self._reject(ws, state, p.ProtocolError(p.RATE_LIMITED, f"more than {RATE:g} messages/s"))
+                    continue
+                if isinstance(message, bytes):
+                    await self._reject(ws, state, p.ProtocolError(p.BAD_MESSAGE, "clients send text frames only"))
+                    continue
+                try:
+                    msg = p.decode_client(message)
+                    await self._on_message(ws, state, msg)
+                except p.ProtocolError as exc:
+                    await self._reject(ws, state, exc)
+                    continue
+                wake.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+            self.clients.pop(ws, None)
+
+    async def _reject(self, ws, state: ClientState, exc: p.ProtocolError) -> None:
+        state.strikes += 1
+        await ws.send(p.encode_error(exc.code, str(exc)))
+        if state.strikes >= MAX_STRIKES:
+            await ws.close(1008, "too many protocol errors")
+
+    async def _on_message(self, ws, state: ClientState, msg) -> None:
+        if isinstance(msg, p.Hello):
+            if self.token is not None and msg.token != self.token:
+                await ws.send(p.encode_error(p.UNAUTHORIZED, "a valid token is required"))
+                await ws.close(1008, "unauthorized")
+                return
+            unknown = [s for s in msg.sidecars if s not in SIDECAR_FILES]
+            if unknown:
+                raise p.ProtocolError(p.BAD_MESSAGE, f"unknown sidecars {unknown}; expected some of {list(SIDECAR_FILES)}")
+            state.hello = msg
+            await ws.send(p.encode_welcome(json.loads(self.spec.to_json()), DEFAULT_CREDIT))
+            return
+        if state.hello is None:
+            raise p.ProtocolError(p.NOT_READY, "send hello first")
+        if isinstance(msg, p.View):
+            state.cameras = [lod.camera_from_view(c) for c in msg.cameras]
+            state.seq = msg.seq
+            state.view_time = time.monotonic()
+            self._reselect(state)
+            await self._unload(ws, state)
+        elif isinstance(msg, p.Credit):
+            state.credit = min(state.credit + msg.chunks, 4 * DEFAULT_CREDIT)
+        elif isinstance(msg, p.StatsRequest):
+            await ws.send(p.encode_stats(self.stats(state)))
+
+    def _reselect(self, state: ClientState) -> None:
+        state.selection = lod.select(self.spec, state.cameras, self.level_error, horizon_m=self.horizon_m,
+                                     previous=state.previous)
+        state.previous = frozenset(s.key for s in state.selection)
+        state.pending, _ = lod.plan(state.selection, state.delivered, self.spec.levels - 1)
+
+    async def _unload(self, ws, state: ClientState) -> None:
+        _, gone = lod.plan(state.selection, state.delivered, self.spec.levels - 1)
+        if gone:
+            state.delivered.difference_update(gone)
+            await ws.send(p.encode_unload(gone))
+
+    async def _send_loop(self, ws, state: ClientState, wake: asyncio.Event) -> None:
+        fetches: dict[ChunkKey, asyncio.Task] = {}
+        formats = ("glb",)
+        try:
+            while True:
+                if not state.pending or state.credit <= 0:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                if state.hello and state.hello.sidecars:
+                    formats = ("glb", "sidecars")
+                wanted = state.pending[:PREFETCH]
+                for key in list(fetches):
+                    if key not in state.pending:  # a newer view made it useless
+                        fetches.pop(key).cancel()
+                for key in wanted:
+                    if key not in fetches:
+                        fetches[key] = asyncio.create_task(self.service.get(key, formats))
+                key = wanted[0]
+                try:
+                    files = await fetches[key]
+                except asyncio.CancelledError:
+                    if asyncio.current_task().cancelling():
+                        raise
+                    fetches.pop(key, None)
+                    continue
+                except Exception as exc:  # generation failed: tell the client, drop the key
+                    fetches.pop(key, None)
+                    state.pending = [k for k in state.pending if k != key]
+                    await ws.send(p.encode_error(p.INTERNAL, f"chunk {key.path()} failed: {exc}"))
+                    continue
+                fetches.pop(key, None)
+                if key not in state.pending:
+                    continue
+                meta = json.loads(files["tile.json"])
+                parts = {"mesh.glb": files["mesh.glb"]}
+                if state.hello and state.hello.sidecars:
+                    parts.update({n: files[n] for n in state.hello.sidecars})
+                frame = p.ChunkFrame(key=key, geometric_error=meta["geometric_error"] + 0.5 * meta["resolution_m"],
+                                     bounds=key.bounds(self.spec), z_range=(meta["enu_min"][2], meta["enu_max"][2]),
+                                     seq=max(state.seq, 0), parts=parts)
+                data = p.encode_chunk_frame(frame)
+                await ws.send(data)
+                state.credit -= 1
+                state.sent_chunks += 1
+                state.sent_bytes += len(data)
+                if state.answered_seq != state.seq:
+                    state.answered_seq = state.seq
+                    state.latencies.append(time.monotonic() - state.view_time)
+                    del state.latencies[:-1000]
+                state.delivered.add(key)
+                state.pending = [k for k in state.pending if k != key]
+                await self._unload(ws, state)
+        except ConnectionClosed:
+            pass
+        finally:
+            for t in fetches.values():
+                t.cancel()
+
+    def stats(self, state: ClientState | None = None) -> dict:
+        out = {"clients": len(self.clients), "uptime_s": round(time.monotonic() - self.started, 3),
+               "service": self.service.stats.as_dict()}
+        if state is not None:
+            lat = sorted(state.latencies)
+            q = (lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 1) if lat else None)  # noqa: E731
+            out["client"] = {"seq": state.seq, "delivered": len(state.delivered), "pending": len(state.pending),
+                             "required": len(state.selection), "credit": state.credit,
+                             "sent_chunks": state.sent_chunks, "sent_bytes": state.sent_bytes,
+                             "latency_ms_p50": q(0.5), "latency_ms_p95": q(0.95)}
+        return out
+
+    # ------------------------------------------------------------------ HTTP
+    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        path, _, query = request.path.partition("?")
+        if self.token is not None:
+            given = dict(part.partition("=")[::2] for part in query.split("&") if part).get("token")
+            auth = request.headers.get("Authorization", "")
+            if given != self.token and auth != f"Bearer {self.token}":
+                return _response(HTTPStatus.UNAUTHORIZED, b"a valid token is required\n", "text/plain")
+        try:
+            return await self._route(path)
+        except (ValueError, LookupError) as exc:
+            return _response(HTTPStatus.NOT_FOUND, f"{exc}\n".encode(), "text/plain")
+
+    async def _route(self, path: str) -> Response:
+        if path in ("/", "/tileset.json"):
+            body = json.dumps(implicit_tileset(self.spec, self.options)).encode()
+            return _response(HTTPStatus.OK, body, "application/json")
+        if path == "/stats":
+            return _response(HTTPStatus.OK, json.dumps(self.stats()).encode(), "application/json")
+        m = re.fullmatch(r"/subtrees/(\d+)/(\d+)/(\d+)\.subtree", path)
+        if m:
+            return _response(HTTPStatus.OK, implicit_subtree(self.spec, int(m.group(1))), "application/octet-stream")
+        m = re.fullmatch(r"/implicit/(\d+)/(\d+)/(\d+)\.glb", path)
+        if m:
+            key = implicit_key(*(int(g) for g in m.groups()))
+            return await self._chunk_file(key, "mesh.glb")
+        m = re.fullmatch(r"/chunks/(\d+)/(-?\d+)/(-?\d+)/([a-z_.]+)", path)
+        if m:
+            key = ChunkKey(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            return await self._chunk_file(key, m.group(4))
+        return _response(HTTPStatus.NOT_FOUND, f"no route for {path}\n".encode(), "text/plain")
+
+    async def _chunk_file(self, key: ChunkKey, name: str) -> Response:
+        if key.level >= self.spec.levels:
+            raise LookupError(f"level {key.level} is outside this world's levels 0..{self.spec.levels - 1}")
+        if name in ("mesh.glb", "tile.json"):
+            files = await self.service.get(key, ("glb",))
+        elif name in SIDECAR_FILES:
+            files = await self.service.get(key, ("sidecars",))
+        else:
+            raise LookupError(f"no chunk file {name!r}")
+        ctype = {"glb": "model/gltf-binary", "json": "application/json", "png": "image/png",
+                 "tif": "image/tiff"}[name.rsplit(".", 1)[1]]
+        return _response(HTTPStatus.OK, files[name], ctype)
+
+
+def _response(status: HTTPStatus, body: bytes, ctype: str) -> Response:
+    headers = Headers([("Content-Type", ctype), ("Content-Length", str(len(body))),
+                       ("Access-Control-Allow-Origin", "*"), ("Cache-Control", "public, max-age=86400")])
+    return Response(status.value, status.phrase, headers, body)
+
+
+async def run_server(spec: WorldSpec, host: str = "127.0.0.1", port: int = 8765, cache_dir=None, workers: int = 2,
+                     memory_mb: int = 256, token: str | None = None, ready: asyncio.Future | None = None) -> None:
+    service = ChunkService(spec, cache_dir=cache_dir, memory_bytes=memory_mb << 20, workers=workers)
+    server = StreamServer(spec, service, token=token)
+    try:
+        async with serve(server.handle, host, port, process_request=server.process_request,
+                         max_size=p.MAX_TEXT_BYTES, max_queue=16, write_limit=1 << 20) as ws_server:
+            bound = ws_server.sockets[0].getsockname()[1]
+            if ready is not None and not ready.done():
+                ready.set_result(bound)
+            await asyncio.Future()  # until cancelled
+    finally:
+        service.close()
