@@ -79,3 +79,21 @@ def test_server_messages_are_json_with_a_type():
                                                                       "message": "oops", "seq": 3}
     assert json.loads(p.encode_unload([ChunkKey(3, -1, 2)]))["keys"] == ["3/-1/2"]
     assert p.decode_server(p.encode_welcome({"seed": 1}, credit=16))["credit"] == 16
+
+
+def test_every_text_message_matches_the_published_schema():
+    import jsonschema
+    from pathlib import Path
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "protocol.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    cam = p.CameraView(id="a", frame="enu", position=(1.0, 2.0, 3.0), orientation=(1.0, 0.0, 0.0, 0.0), fov_deg=90.0,
+                       viewport=(640, 480))
+    texts = [p.encode_client(m) for m in (p.Hello(protocol=1, token="x"), p.View(seq=1, cameras=(cam,)),
+                                          p.StatsRequest(), p.Credit(chunks=3))]
+    texts += [p.encode_welcome({"seed": 1}, 16), p.encode_unload([ChunkKey(2, -3, 4)]),
+              p.encode_error(p.RATE_LIMITED, "slow down", 4), p.encode_stats({"clients": 2, "uptime_s": 1.0})]
+    for t in texts:
+        errors = list(validator.iter_errors(json.loads(t)))
+        assert not errors, (t, errors[0].message)
+    assert list(validator.iter_errors({"type": "error", "code": "oops", "message": "x"}))  # the schema can fail

@@ -11,7 +11,6 @@ import pytest
 
 from worldstream.core import ChunkKey, WorldSpec
 from worldstream.exporters.gltf import read_glb
-from worldstream.unreal_bridge import lod
 from worldstream.unreal_bridge import protocol as p
 from worldstream.unreal_bridge.client import StreamClient, camera
 from worldstream.unreal_bridge.server import run_server
