@@ -53,9 +53,12 @@ class Atlas:
     texels_per_metre: float
 
 
-def facade_atlas(positions: np.ndarray, triangles: np.ndarray, texels_per_metre: float, max_size: int = 1024) -> Atlas:
+def facade_atlas(positions: np.ndarray, triangles: np.ndarray, texels_per_metre: float, max_size: int = 1024,
+                 attempts: int = 8) -> Atlas:
     """Chart and pack vertical faces with xatlas; the scale drops where the area would overflow
-    a max_size square. positions: (V, 3) float metres; triangles: (T, 3) int."""
+    a max_size square (up to `attempts` times: charts have a minimum size, so very many tiny
+    charts may never fit, and then the last, larger atlas is kept rather than failing).
+    positions: (V, 3) float metres; triangles: (T, 3) int."""
     p = positions.astype(np.float64)
     area = float(np.linalg.norm(np.cross(p[triangles[:, 1]] - p[triangles[:, 0]],
                                          p[triangles[:, 2]] - p[triangles[:, 0]]), axis=1).sum() * 0.5)
@@ -72,10 +75,10 @@ def facade_atlas(positions: np.ndarray, triangles: np.ndarray, texels_per_metre:
     pack.rotate_charts = True
     pack.rotate_charts_to_axis = True
     atlas.generate(charts, pack)
-    if atlas.atlas_count != 1 or max(atlas.width, atlas.height) > max_size:
+    if (atlas.atlas_count != 1 or max(atlas.width, atlas.height) > max_size) and attempts > 1:
         # packing filled less than estimated: shrink to fit and try again
         shrink = 0.95 * max_size / max(atlas.width, atlas.height, max_size + 1)
-        return facade_atlas(positions, triangles, tpm * shrink, max_size)
+        return facade_atlas(positions, triangles, tpm * shrink, max_size, attempts - 1)
     vmap, idx, uv = atlas[0]
     return Atlas(vertex_map=vmap.astype(np.int64), triangles=idx.astype(np.int32), uv=uv.astype(np.float32),
                  width=int(atlas.width), height=int(atlas.height), texels_per_metre=tpm)
@@ -98,7 +101,7 @@ def strip_atlas(lengths: np.ndarray, heights: np.ndarray, texels_per_metre: floa
     the scale until the atlas fits a max_size square."""
     tpm = float(texels_per_metre)
     order = np.lexsort((np.arange(len(heights)), -np.asarray(heights)))
-    while True:
+    for attempt in range(24):  # strips have a minimum size, so give up shrinking at some point
         w = np.ceil(np.asarray(lengths) * tpm).astype(np.int64) + 2 * PADDING
         h = np.ceil(np.asarray(heights) * tpm).astype(np.int64) + 2 * PADDING
         side = int(max(w.max(), np.ceil(np.sqrt((w * h).sum() * 1.1))))
@@ -112,9 +115,10 @@ def strip_atlas(lengths: np.ndarray, heights: np.ndarray, texels_per_metre: floa
             x += w[i]
             shelf = max(shelf, h[i])
         width, height = side, y + shelf
-        if max(width, height) <= max_size:
+        if max(width, height) <= max_size or attempt == 23:
             return StripAtlas(x0=x0, y0=y0, width=int(width), height=int(height), texels_per_metre=tpm)
         tpm *= 0.95 * max_size / max(width, height)
+    raise AssertionError("unreachable")
 
 
 def bake_strips(atlas: StripAtlas, lengths: np.ndarray, heights: np.ndarray, building_ids: np.ndarray,
