@@ -82,7 +82,8 @@ def chunk_metadata(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict:
     }
 
 
-def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> bytes:
+def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None = None) -> bytes:
+    """The GLB; `meta` (chunk_metadata) goes into the node extras, computed here if not given."""
     b = GltfBuilder(f"{GENERATOR} chunk exporter")
     b.use_extension("EXT_mesh_features")
     b.use_extension("EXT_structural_metadata")
@@ -129,7 +130,7 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> bytes:
             p["extensions"] = {"EXT_mesh_features": {"featureIds": feature_ids}}
         primitives.append(p)
 
-    meta = chunk_metadata(chunk, spec, mesh)
+    meta = meta if meta is not None else chunk_metadata(chunk, spec, mesh)
     mesh_index = b.add("meshes", {"name": f"chunk {chunk.key.path()}", "primitives": primitives})
     ox, oy = mesh.origin
     node = b.add("nodes", {"name": f"chunk {chunk.key.path()}", "mesh": mesh_index,
@@ -187,7 +188,7 @@ def _property_tables(b: GltfBuilder, mesh: ChunkMesh) -> tuple[int, int | None]:
 
 def export_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict[str, bytes]:
     """{"mesh.glb": GLB, "tile.json": chunk metadata} for one chunk."""
-    glb = chunk_glb(chunk, spec, mesh)
     meta = chunk_metadata(chunk, spec, mesh)
-    meta["glb_bytes"] = len(glb)
+    glb = chunk_glb(chunk, spec, mesh, meta)
+    meta = dict(meta, glb_bytes=len(glb))
     return {"mesh.glb": glb, "tile.json": (json.dumps(meta, indent=1) + "\n").encode()}

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..core.chunk import Chunk
 from ..core.errors import WorldstreamError
+from ..core.heightfield import sample_normals
 from ..core.spec import WorldSpec
 from .building_mesh import building_mesh, owned_buildings
 from .facade import PADDING, FaceGroups, bake, bake_strips, face_normals, facade_atlas, strip_atlas, vertical_faces
@@ -94,14 +95,6 @@ class ChunkMesh:
         return int(sum(len(p.triangles) for p in self.primitives))
 
 
-def grid_normals(grid: np.ndarray, resolution: float) -> np.ndarray:
-    """(n+1, n+1) heights (row 0 north) -> (n+1, n+1, 3) float32 unit ENU normals at the samples."""
-    g = grid.astype(np.float64)
-    dz_drow, dz_dcol = np.gradient(g, resolution)
-    n = np.stack([-dz_dcol, dz_drow, np.ones_like(g)], axis=-1)  # north = -row
-    return (n / np.linalg.norm(n, axis=-1, keepdims=True)).astype(np.float32)
-
-
 def border_detail(grid: np.ndarray) -> float:
     """Max departure of odd border samples from the midpoint of their even neighbours: how far
     this level's edges stray from the next coarser level's (whose samples are the even ones)."""
@@ -141,7 +134,7 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
     x = tm.cols.astype(np.float64) * res
     y = (n - tm.rows).astype(np.float64) * res
     pos = np.stack([x, y, tm.heights.astype(np.float64)], axis=1)
-    nrm = grid_normals(grid, res)[tm.rows, tm.cols]
+    nrm = sample_normals(grid, res)[tm.rows, tm.cols]
     uv = np.stack([x / extent, 1.0 - y / extent], axis=1)
     tris = tm.triangles.astype(np.int64)
 

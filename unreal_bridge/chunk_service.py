@@ -9,7 +9,6 @@ job nobody waits for any more is cancelled if it has not started.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import OrderedDict
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -169,6 +168,3 @@ class ChunkService:
             pass  # the cache is an optimisation; a full disk must not fail the request
         if not job.future.done():
             job.future.set_result({n: files[n] for n in expected_files(formats)})
-
-    def tile_meta(self, files: dict[str, bytes]) -> dict:
-        return json.loads(files["tile.json"])

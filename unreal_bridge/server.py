@@ -1,9 +1,10 @@
 """`worldstream serve`: one port for the streaming websocket and HTTP (3D Tiles, chunks, stats).
 
 A thin asyncio layer over the sans-I/O protocol (protocol.py), the LOD selection (lod.py) and the
-chunk service (chunk_service.py). Per client, one task reads messages and one sends chunks:
-- every `view` re-selects the required chunks (SSE with hysteresis) and re-orders the pending
-  queue, most urgent first; fetches for chunks no view needs any more are cancelled;
+chunk service (chunk_service.py). Per client, one task reads messages, one selects and one sends chunks:
+- a third task re-selects the required chunks (SSE with hysteresis) for the newest view, in a
+  worker thread, and re-orders the pending queue, most urgent first; views that arrive while it
+  works coalesce; fetches for chunks no view needs any more are cancelled;
 - a chunk is sent only against client credit (flow control), and `await send` blocks only that
   client's sender, so a stalled client never slows the others or grows server memory beyond its
   credit window;
@@ -64,6 +65,7 @@ class ClientState:
     sent_chunks: int = 0
     sent_bytes: int = 0
     latencies: list = field(default_factory=list)
+    view_ready: asyncio.Event = field(default_factory=asyncio.Event)
     answered_seq: int = -1
 
     def take_token(self) -> bool:
@@ -97,6 +99,7 @@ class StreamServer:
         self.clients[ws] = state
         wake = asyncio.Event()
         sender = asyncio.create_task(self._send_loop(ws, state, wake))
+        selector = asyncio.create_task(self._select_loop(ws, state, wake))
         try:
             async for message in ws:
                 if not state.take_token():
@@ -116,6 +119,7 @@ class StreamServer:
             pass
         finally:
             sender.cancel()
+            selector.cancel()
             self.clients.pop(ws, None)
 
     async def _reject(self, ws, state: ClientState, exc: p.ProtocolError) -> None:
@@ -142,21 +146,29 @@ class StreamServer:
             state.cameras = [lod.camera_from_view(c) for c in msg.cameras]
             state.seq = msg.seq
             state.view_time = time.monotonic()
-            self._reselect(state)
-            await self._unload(ws, state)
+            state.view_ready.set()  # the selector takes the newest view; views it missed are skipped
         elif isinstance(msg, p.Credit):
             state.credit = min(state.credit + msg.chunks, 4 * DEFAULT_CREDIT)
         elif isinstance(msg, p.StatsRequest):
             await ws.send(p.encode_stats(self.stats(state)))
 
-    def _reselect(self, state: ClientState) -> None:
-        state.selection = lod.select(self.spec, state.cameras, self.level_error, horizon_m=self.horizon_m,
-                                     previous=state.previous)
-        state.previous = frozenset(s.key for s in state.selection)
-        state.pending, _ = lod.plan(state.selection, state.delivered, self.spec.levels - 1)
+    async def _select_loop(self, ws, state: ClientState, wake: asyncio.Event) -> None:
+        """Re-select for the newest view, off the event loop; views that arrive meanwhile coalesce."""
+        try:
+            while True:
+                await state.view_ready.wait()
+                state.view_ready.clear()
+                selection = await asyncio.to_thread(
+                    lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, None, state.previous)
+                state.selection = selection
+                state.previous = frozenset(s.key for s in selection)
+                state.pending, gone = lod.plan(selection, state.delivered, self.spec.levels - 1)
+                await self._send_unloads(ws, state, gone)
+                wake.set()
+        except ConnectionClosed:
+            pass
 
-    async def _unload(self, ws, state: ClientState) -> None:
-        _, gone = lod.plan(state.selection, state.delivered, self.spec.levels - 1)
+    async def _send_unloads(self, ws, state: ClientState, gone: list[ChunkKey]) -> None:
         if gone:
             state.delivered.difference_update(gone)
             await ws.send(p.encode_unload(gone))
@@ -212,8 +224,8 @@ class StreamServer:
                     state.latencies.append(time.monotonic() - state.view_time)
                     del state.latencies[:-1000]
                 state.delivered.add(key)
-                state.pending = [k for k in state.pending if k != key]
-                await self._unload(ws, state)
+                state.pending, gone = lod.plan(state.selection, state.delivered, self.spec.levels - 1)
+                await self._send_unloads(ws, state, gone)
         except ConnectionClosed:
             pass
         finally:
