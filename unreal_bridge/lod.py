@@ -10,6 +10,13 @@ error (they stay coarse, but present: turning the camera never shows a hole).
 Hysteresis: a chunk already refined in the previous selection stays refined until its sse drops
 below max_sse * (1 - h); an unrefined one refines only above max_sse * (1 + h).
 
+Look-ahead: cameras predicted a moment ahead (from each camera's velocity) refine too, so the
+chunks a moving camera is about to need are fetched before it needs them; they sort after what
+the current cameras see.
+
+Height: a chunk's z range comes from `z_range(key)` (the server learns the true ranges from the
+chunks it exports and bounds unknown descendants by a known ancestor's); without it, -200..3000 m.
+
 Residency: a delivered chunk is unloaded only when nothing required overlaps it, or when its
 whole area is covered by delivered chunks of the new selection, so a parent stays until all its
 children are there (and children stay until their parent is back).
@@ -20,7 +27,7 @@ Pure functions on value types; no I/O.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -115,29 +122,35 @@ def in_frustum(camera: Camera, bounds, z_range) -> bool:
 
 @dataclass(frozen=True)
 class Selected:
-    """A chunk of the selection: key, its largest sse over the cameras, nearest distance, and
-    whether any camera sees it. `priority` sorts most urgent first."""
+    """A chunk of the selection: key, its largest sse over the current cameras, nearest distance,
+    whether a current camera sees it, and whether a look-ahead camera does. `priority` sorts most
+    urgent first: seen now, then seen soon, then the rest; larger sse first within each."""
 
     key: ChunkKey
     sse: float
     distance: float
     visible: bool
+    soon: bool = False
 
     @property
     def priority(self) -> tuple:
-        return (not self.visible, -min(self.sse, 1e12), self.distance, self.key.level, self.key.x, self.key.y)
+        return (not self.visible, not self.soon, -min(self.sse, 1e12), self.distance, self.key.level, self.key.x,
+                self.key.y)
 
 
 def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[int], float],
            horizon_m: float = 20000.0, z_range: Callable[[ChunkKey], tuple[float, float]] | None = None,
-           previous: frozenset[ChunkKey] | set[ChunkKey] = frozenset(), hysteresis: float = 0.2) -> list[Selected]:
+           previous: frozenset[ChunkKey] | set[ChunkKey] = frozenset(), hysteresis: float = 0.2,
+           ahead: Iterable[Camera] = ()) -> list[Selected]:
     """The chunks to show around `cameras` (a set of non-overlapping leaves covering the horizon
     square of every camera), most urgent first. level_error(L): the geometric error (m) a level-L
     chunk may have; z_range(key): its height span (default -200..3000 m); previous: the last
-    selection, for hysteresis."""
-    cameras = list(cameras)
-    if not cameras:
+    selection, for hysteresis; ahead: predicted cameras that refine too but rank after the
+    current ones."""
+    current = list(cameras)
+    if not current:
         return []
+    cameras = current + list(ahead)
     zr = z_range or (lambda key: DEFAULT_Z_RANGE)
     refined_before = {a for k in previous for a in _ancestors(k)}
     roots = set()
@@ -155,21 +168,39 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
         bounds = key.bounds(spec)
         z = zr(key)
         err = level_error(key.level)
-        worst, nearest, visible, refine = 0.0, math.inf, False, False
-        for cam in cameras:
+        worst, nearest, visible, soon, refine = 0.0, math.inf, False, False, False
+        for i, cam in enumerate(cameras):
             d = box_distance(cam, bounds, z)
             sse = screen_space_error(err, d, cam)
             seen = in_frustum(cam, bounds, z)
             limit = cam.max_sse * (1.0 if seen else OUT_OF_VIEW_SSE_FACTOR)
             limit *= (1.0 - hysteresis) if key in refined_before else (1.0 + hysteresis)
             refine |= sse > limit
-            worst, nearest, visible = max(worst, sse), min(nearest, d), visible or seen
+            if i < len(current):
+                worst, nearest, visible = max(worst, sse), min(nearest, d), visible or seen
+            else:
+                soon |= seen
         if refine and key.level < finest:
             stack.extend(key.children())
         else:
-            out.append(Selected(key=key, sse=worst, distance=nearest, visible=visible))
+            out.append(Selected(key=key, sse=worst, distance=nearest, visible=visible, soon=soon))
     out.sort(key=lambda s: s.priority)
     return out
+
+
+def predict(camera: Camera, velocity, seconds: float) -> Camera:
+    """The camera moved by velocity (m/s, ENU (3,)) for `seconds`, same orientation."""
+    pos = tuple(float(p + v * seconds) for p, v in zip(camera.position, velocity))
+    return replace(camera, position=pos)
+
+
+def resolved(key: ChunkKey, resident: set[ChunkKey] | frozenset[ChunkKey], max_level: int) -> bool:
+    """Is key shown at its detail or finer: resident itself, or all its children resolved?"""
+    if key in resident:
+        return True
+    if key.level >= max_level:
+        return False
+    return all(resolved(c, resident, max_level) for c in key.children())
 
 
 def _ancestors(key: ChunkKey):

@@ -4,7 +4,10 @@ A thin asyncio layer over the sans-I/O protocol (protocol.py), the LOD selection
 chunk service (chunk_service.py). Per client, one task reads messages, one selects and one sends chunks:
 - a third task re-selects the required chunks (SSE with hysteresis) for the newest view, in a
   worker thread, and re-orders the pending queue, most urgent first; views that arrive while it
-  works coalesce; fetches for chunks no view needs any more are cancelled;
+  works coalesce; fetches for chunks no view needs any more are cancelled; each camera is also
+  predicted LOOKAHEAD_S ahead from its measured velocity, so a moving camera's next chunks are
+  fetched before it needs them; chunk heights learned from exported chunks make the SSE distances
+  true to the terrain;
 - a chunk is sent only against client credit (flow control), and `await send` blocks only that
   client's sender, so a stalled client never slows the others or grows server memory beyond its
   credit window;
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -44,6 +48,11 @@ DEFAULT_CREDIT = 16
 PREFETCH = 4  # concurrent fetches per client (the pool is shared; this bounds one client's share)
 RATE = 60.0  # messages per second per client, with a burst of twice that
 MAX_STRIKES = 20  # protocol errors before a client is disconnected
+LOOKAHEAD_S = 2.0  # how far ahead (seconds of motion) a camera is predicted
+MAX_SPEED = 1000.0  # m/s; faster apparent motion is a teleport, not a velocity
+VELOCITY_SMOOTHING = 0.3  # weight of the newest measurement
+Z_MARGIN_M = 10.0
+Z_RANGES_MAX = 200_000  # chunks whose height span the server remembers
 
 
 @dataclass
@@ -66,7 +75,11 @@ class ClientState:
     sent_bytes: int = 0
     latencies: list = field(default_factory=list)
     view_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    answered_seq: int = -1
+    motion: dict = field(default_factory=dict)  # camera id -> (position, time, velocity)
+    ahead: list = field(default_factory=list)
+    urgent: dict = field(default_factory=dict)  # most urgent undelivered key -> earliest view time wanting it
+    views_selected: int = 0
+    views_resolved: int = 0
 
     def take_token(self) -> bool:
         now = time.monotonic()
@@ -88,10 +101,31 @@ class StreamServer:
         self.horizon_m = horizon_m
         self.root_error = implicit_root_error(spec, options)
         self.clients: dict[ServerConnection, ClientState] = {}
+        self.z_ranges: dict[ChunkKey, tuple[float, float]] = {}
         self.started = time.monotonic()
 
     def level_error(self, level: int) -> float:
         return self.root_error / (1 << (level + ROOT_LEVELS))
+
+    def learn_z_range(self, key: ChunkKey, meta: dict) -> None:
+        if len(self.z_ranges) >= Z_RANGES_MAX:
+            self.z_ranges.clear()
+        self.z_ranges[key] = (float(meta["enu_min"][2]), float(meta["enu_max"][2]))
+
+    def z_range(self, key: ChunkKey) -> tuple[float, float]:
+        """The chunk's height span: exact once exported; else its nearest known ancestor's, padded by
+        that ancestor's error and a margin (finer levels add detail, not new relief); else the default."""
+        known = self.z_ranges.get(key)
+        if known is not None:
+            return known
+        k = key
+        while k.level > 0:
+            k = k.parent()
+            known = self.z_ranges.get(k)
+            if known is not None:
+                pad = 2.0 * self.level_error(k.level) + Z_MARGIN_M
+                return known[0] - pad, known[1] + pad
+        return lod.DEFAULT_Z_RANGE
 
     # ------------------------------------------------------------------ websocket
     async def handle(self, ws: ServerConnection) -> None:
@@ -143,9 +177,12 @@ class StreamServer:
         if state.hello is None:
             raise p.ProtocolError(p.NOT_READY, "send hello first")
         if isinstance(msg, p.View):
+            now = time.monotonic()
             state.cameras = [lod.camera_from_view(c) for c in msg.cameras]
+            state.ahead = [lod.predict(cam, track_velocity(state.motion, view.id, cam.position, now), LOOKAHEAD_S)
+                           for view, cam in zip(msg.cameras, state.cameras)]
             state.seq = msg.seq
-            state.view_time = time.monotonic()
+            state.view_time = now
             state.view_ready.set()  # the selector takes the newest view; views it missed are skipped
         elif isinstance(msg, p.Credit):
             state.credit = min(state.credit + msg.chunks, 4 * DEFAULT_CREDIT)
@@ -158,11 +195,20 @@ class StreamServer:
             while True:
                 await state.view_ready.wait()
                 state.view_ready.clear()
+                view_time = state.view_time
                 selection = await asyncio.to_thread(
-                    lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, None, state.previous)
+                    lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, self.z_range,
+                    state.previous, ahead=list(state.ahead))
                 state.selection = selection
                 state.previous = frozenset(s.key for s in selection)
                 state.pending, gone = lod.plan(selection, state.delivered, self.spec.levels - 1)
+                state.views_selected += 1
+                pending = set(state.pending)
+                state.urgent = {k: t for k, t in state.urgent.items() if k in pending}  # the rest: superseded
+                if state.pending:
+                    state.urgent.setdefault(state.pending[0], view_time)
+                else:
+                    state.views_resolved += 1
                 await self._send_unloads(ws, state, gone)
                 wake.set()
         except ConnectionClosed:
@@ -208,6 +254,7 @@ class StreamServer:
                 if key not in state.pending:
                     continue
                 meta = json.loads(files["tile.json"])
+                self.learn_z_range(key, meta)
                 parts = {"mesh.glb": files["mesh.glb"]}
                 if state.hello and state.hello.sidecars:
                     parts.update({n: files[n] for n in state.hello.sidecars})
@@ -219,10 +266,9 @@ class StreamServer:
                 state.credit -= 1
                 state.sent_chunks += 1
                 state.sent_bytes += len(data)
-                if state.answered_seq != state.seq:
-                    state.answered_seq = state.seq
-                    state.latencies.append(time.monotonic() - state.view_time)
-                    del state.latencies[:-1000]
+                if key in state.urgent:
+                    state.latencies.append(time.monotonic() - state.urgent.pop(key))
+                    del state.latencies[:-5000]
                 state.delivered.add(key)
                 state.pending, gone = lod.plan(state.selection, state.delivered, self.spec.levels - 1)
                 await self._send_unloads(ws, state, gone)
@@ -241,6 +287,8 @@ class StreamServer:
             out["client"] = {"seq": state.seq, "delivered": len(state.delivered), "pending": len(state.pending),
                              "required": len(state.selection), "credit": state.credit,
                              "sent_chunks": state.sent_chunks, "sent_bytes": state.sent_bytes,
+                             "views_selected": state.views_selected, "views_resolved": state.views_resolved,
+                             "urgent_latency_samples": len(lat),
                              "latency_ms_p50": q(0.5), "latency_ms_p95": q(0.95)}
         return out
 
@@ -283,6 +331,7 @@ class StreamServer:
             raise LookupError(f"level {key.level} is outside this world's levels 0..{self.spec.levels - 1}")
         if name in ("mesh.glb", "tile.json"):
             files = await self.service.get(key, ("glb",))
+            self.learn_z_range(key, json.loads(files["tile.json"]))
         elif name in SIDECAR_FILES:
             files = await self.service.get(key, ("sidecars",))
         else:
@@ -290,6 +339,25 @@ class StreamServer:
         ctype = {"glb": "model/gltf-binary", "json": "application/json", "png": "image/png",
                  "tif": "image/tiff"}[name.rsplit(".", 1)[1]]
         return _response(HTTPStatus.OK, files[name], ctype)
+
+
+def track_velocity(motion: dict, camera_id: str, position, now: float) -> tuple[float, float, float]:
+    """Update and return camera_id's smoothed ENU velocity (m/s) from its newest position; a jump
+    faster than MAX_SPEED (a teleport) resets it to zero."""
+    pos = tuple(float(c) for c in position)
+    prev = motion.get(camera_id)
+    vel = (0.0, 0.0, 0.0)
+    if prev is not None:
+        p0, t0, v0 = prev
+        dt = now - t0
+        if dt < 1e-3:  # too close in time to measure: keep the estimate
+            return v0
+        measured = tuple((a - b) / dt for a, b in zip(pos, p0))
+        if math.sqrt(sum(c * c for c in measured)) <= MAX_SPEED:
+            a = VELOCITY_SMOOTHING
+            vel = tuple(a * m + (1.0 - a) * v for m, v in zip(measured, v0))
+    motion[camera_id] = (pos, now, vel)
+    return vel
 
 
 def _response(status: HTTPStatus, body: bytes, ctype: str) -> Response:

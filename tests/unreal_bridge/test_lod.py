@@ -110,3 +110,28 @@ def test_sse_matches_the_3d_tiles_formula():
     c = cam()
     assert lod.screen_space_error(2.0, 100.0, c) == pytest.approx(2.0 * 1080 / (2 * 100.0 * math.tan(c.fov_y / 2)))
     assert lod.screen_space_error(2.0, 0.0, c) == math.inf
+
+
+def test_look_ahead_refines_where_the_camera_is_going_and_ranks_it_after_what_it_sees():
+    now = cam(x=0.0, forward=(0.0, 1.0, -0.3))  # looks north while it flies east
+    later = lod.predict(now, (150.0, 0.0, 0.0), 8.0)
+    assert later.position == (1200.0, 0.0, 120.0) and later.forward == now.forward
+    plain = lod.select(SPEC, [now], level_error, horizon_m=3000)
+    with_ahead = lod.select(SPEC, [now], level_error, horizon_m=3000, ahead=[later])
+    finest = SPEC.levels - 1
+    near_later = lambda sel: {s.key for s in sel if s.key.level == finest and s.key.bounds(SPEC)[0] >= 1000}  # noqa: E731
+    assert len(near_later(with_ahead)) > len(near_later(plain))
+    # chunks only the predicted camera sees come after every chunk the current camera sees
+    ranks = [(s.visible, s.soon) for s in with_ahead]
+    first_soon_only = next(i for i, (v, s) in enumerate(ranks) if s and not v)
+    assert all(v for v, _ in ranks[:first_soon_only]) and not any(v for v, _ in ranks[first_soon_only:])
+
+
+def test_resolved_means_resident_at_the_key_or_finer_everywhere():
+    k = ChunkKey(4, 3, -2)
+    kids = k.children()
+    assert lod.resolved(k, {k}, SPEC.levels - 1)
+    assert lod.resolved(k, set(kids), SPEC.levels - 1)
+    assert not lod.resolved(k, set(kids[:3]), SPEC.levels - 1)
+    assert lod.resolved(k, set(kids[:3]) | set(kids[3].children()), SPEC.levels - 1)
+    assert not lod.resolved(k, {k.parent()}, SPEC.levels - 1)  # coarser does not count

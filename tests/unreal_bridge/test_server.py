@@ -11,6 +11,7 @@ import pytest
 
 from worldstream.core import ChunkKey, WorldSpec
 from worldstream.exporters.gltf import read_glb
+from worldstream.unreal_bridge import lod
 from worldstream.unreal_bridge import protocol as p
 from worldstream.unreal_bridge.client import StreamClient, camera
 from worldstream.unreal_bridge.server import run_server
@@ -176,3 +177,26 @@ def _status(url):
         return urllib.request.urlopen(url, timeout=30).status
     except urllib.error.HTTPError as e:
         return e.code
+
+
+def test_velocity_is_smoothed_and_teleports_reset_it():
+    from worldstream.unreal_bridge.server import MAX_SPEED, track_velocity
+    motion = {}
+    assert track_velocity(motion, "a", (0, 0, 100), 0.0) == (0.0, 0.0, 0.0)
+    v = (0.0, 0.0, 0.0)
+    for i in range(1, 40):
+        v = track_velocity(motion, "a", (30.0 * i / 30.0, 0, 100), i / 30.0)
+    assert v[0] == pytest.approx(30.0, rel=1e-3) and abs(v[1]) < 1e-9
+    assert track_velocity(motion, "b", (5, 5, 5), 1.0) == (0.0, 0.0, 0.0)  # cameras are tracked apart
+    assert track_velocity(motion, "a", (MAX_SPEED * 10, 0, 100), 40 / 30.0) == (0.0, 0.0, 0.0)
+
+
+def test_server_learns_chunk_heights_and_bounds_unknown_descendants():
+    from worldstream.unreal_bridge.server import StreamServer
+    srv = StreamServer(SPEC, service=None)
+    key = ChunkKey(1, 0, 0)
+    assert srv.z_range(key.children()[0]) == lod.DEFAULT_Z_RANGE
+    srv.learn_z_range(key, {"enu_min": [0, 0, 40.0], "enu_max": [0, 0, 90.0]})
+    assert srv.z_range(key) == (40.0, 90.0)
+    lo, hi = srv.z_range(key.children()[2].children()[1])
+    assert lo < 40.0 < 90.0 < hi and hi - lo < 200.0
