@@ -117,3 +117,54 @@ def load_in_browser(routes: dict, tileset_url: str, cam, target, up, seconds: fl
         raise AssertionError(f"the page reported nothing within {timeout} s; chromium said:\n{stderr[-3000:]}")
     result["requests"] = requests
     return result
+
+
+def _devtools_call(ws, method: str, params: dict | None = None, _ids=iter(range(1, 1 << 30))) -> dict:
+    msg_id = next(_ids)
+    ws.send(json.dumps({"id": msg_id, "method": method, "params": params or {}}))
+    while True:
+        reply = json.loads(ws.recv())
+        if reply.get("id") == msg_id:
+            if "error" in reply:
+                raise RuntimeError(f"{method}: {reply['error']}")
+            return reply["result"]
+
+
+def open_page(url: str, ready_js: str, state_js: str, timeout: float = 180, size=(1280, 720)) -> tuple[dict, bytes]:
+    """Open `url` in headless Chromium and drive it over the DevTools protocol: poll the JS
+    expression `ready_js` until true (or timeout), then return (the JSON value of `state_js`,
+    a PNG screenshot)."""
+    import base64
+    import time
+    import urllib.request
+
+    from websockets.sync.client import connect
+
+    profile = Path(tempfile.mkdtemp(prefix="ws-chromium-"))
+    proc = subprocess.Popen([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                             "--remote-debugging-address=127.0.0.1", f"--window-size={size[0]},{size[1]}", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        port_file = profile / "DevToolsActivePort"
+        while not port_file.is_file() or not port_file.read_text().strip():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError("chromium did not open its DevTools port")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
+        page = next(t for t in targets if t.get("type") == "page")
+        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=20) as ws:
+            evaluate = lambda expr: _devtools_call(ws, "Runtime.evaluate", {"expression": expr, "returnByValue": True})["result"].get("value")  # noqa: E731,E501
+            deadline = time.monotonic() + timeout
+            while not evaluate(ready_js):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            state = json.loads(evaluate(f"JSON.stringify({state_js})") or "null")
+            png = base64.b64decode(_devtools_call(ws, "Page.captureScreenshot", {"format": "png"})["data"])
+        return state, png
+    finally:
+        proc.kill()
+        proc.communicate()
+        shutil.rmtree(profile, ignore_errors=True)

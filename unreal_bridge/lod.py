@@ -39,6 +39,7 @@ from .protocol import CameraView
 
 OUT_OF_VIEW_SSE_FACTOR = 4.0
 DEFAULT_Z_RANGE = (-200.0, 3000.0)
+Z_MARGIN_M = 10.0
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
         return []
     cameras = current + list(ahead)
     zr = z_range or (lambda key: DEFAULT_Z_RANGE)
-    refined_before = {a for k in previous for a in _ancestors(k)}
+    refined_before = {a for k in previous for a in ancestors(k)}
     roots = set()
     for cam in cameras:
         x, y, _ = cam.position
@@ -188,6 +189,34 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
     return out
 
 
+class HeightSpans:
+    """Chunk height spans (world ENU z, metres) learned from exported chunks, as `z_range` for
+    select(): exact for a known chunk; for an unknown one, its nearest known ancestor's span padded
+    by twice that ancestor's geometric error and a margin (finer levels add detail, not new relief);
+    else DEFAULT_Z_RANGE. Bounded: forgets everything past `capacity` chunks."""
+
+    def __init__(self, level_error: Callable[[int], float], capacity: int = 200_000):
+        self.level_error = level_error
+        self.capacity = capacity
+        self._spans: dict[ChunkKey, tuple[float, float]] = {}
+
+    def learn(self, key: ChunkKey, z_min: float, z_max: float) -> None:
+        if len(self._spans) >= self.capacity:
+            self._spans.clear()
+        self._spans[key] = (float(z_min), float(z_max))
+
+    def __call__(self, key: ChunkKey) -> tuple[float, float]:
+        known = self._spans.get(key)
+        if known is not None:
+            return known
+        for a in ancestors(key):
+            known = self._spans.get(a)
+            if known is not None:
+                pad = 2.0 * self.level_error(a.level) + Z_MARGIN_M
+                return known[0] - pad, known[1] + pad
+        return DEFAULT_Z_RANGE
+
+
 def predict(camera: Camera, velocity, seconds: float) -> Camera:
     """The camera moved by velocity (m/s, ENU (3,)) for `seconds`, same orientation."""
     pos = tuple(float(p + v * seconds) for p, v in zip(camera.position, velocity))
@@ -203,7 +232,7 @@ def resolved(key: ChunkKey, resident: set[ChunkKey] | frozenset[ChunkKey], max_l
     return all(resolved(c, resident, max_level) for c in key.children())
 
 
-def _ancestors(key: ChunkKey):
+def ancestors(key: ChunkKey):
     k = key
     while k.level > 0:
         k = k.parent()
@@ -220,9 +249,9 @@ def _overlaps(a: ChunkKey, b: ChunkKey) -> bool:
 def covered(key: ChunkKey, ready: set[ChunkKey], max_level: int) -> bool:
     """Is key's whole area covered by chunks in `ready` (itself, an ancestor, or descendants
     that tile it)?"""
-    if key in ready or any(a in ready for a in _ancestors(key)):
+    if key in ready or any(a in ready for a in ancestors(key)):
         return True
-    inner = {a for k in ready if k.level > key.level for a in _ancestors(k)}
+    inner = {a for k in ready if k.level > key.level for a in ancestors(k)}
 
     def down(k: ChunkKey) -> bool:
         if k in ready:
@@ -235,12 +264,29 @@ def covered(key: ChunkKey, ready: set[ChunkKey], max_level: int) -> bool:
 
 
 def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> tuple[list[ChunkKey], list[ChunkKey]]:
-    """(to_send, to_unload): required chunks not yet delivered, most urgent first; delivered chunks
-    that are no longer required and whose area is either outside the selection or fully covered
-    by delivered chunks of the selection (never a hole on the client)."""
+    """(to_send, to_unload). to_send: the required chunks not yet delivered, most urgent first,
+    preceded by hole fillers: the level-0 ancestor of every required chunk whose area nothing
+    delivered covers yet (one cheap coarse chunk shows the whole area at once; fillers for visible
+    chunks go first, the others after the visible chunks). to_unload: delivered chunks no longer
+    required whose area is either outside the selection or fully covered by delivered chunks of the
+    selection (never a hole on the client)."""
     req = [s.key for s in required]
     req_set = set(req)
-    to_send = [k for k in req if k not in delivered]
+    seen_fillers: set[ChunkKey] = set()
+    visible_fillers, other_fillers = [], []
+    for s in required:
+        k = s.key
+        if (k.level == 0 or k in delivered or any(a in delivered for a in ancestors(k))
+                or all(c in delivered for c in k.children())):
+            continue
+        root = _root(k)
+        if root not in seen_fillers:
+            seen_fillers.add(root)
+            (visible_fillers if s.visible else other_fillers).append(root)
+    wanted = [s for s in required if s.key not in delivered]
+    split = next((i for i, s in enumerate(wanted) if not s.visible), len(wanted))
+    to_send = (visible_fillers + [s.key for s in wanted[:split]] + other_fillers
+               + [s.key for s in wanted[split:]])
     ready = delivered & req_set
     to_unload = []
     for k in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y)):
@@ -248,3 +294,8 @@ def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> 
         if not overlapping or covered(k, ready, max_level):
             to_unload.append(k)
     return to_send, to_unload
+
+
+def _root(key: ChunkKey) -> ChunkKey:
+    shift = key.level
+    return ChunkKey(0, key.x >> shift, key.y >> shift)

@@ -16,7 +16,7 @@ chunk service (chunk_service.py). Per client, one task reads messages, one selec
 - malformed or hostile messages get an `error` with a code; the connection stays up unless the
   client keeps misbehaving (then it is closed with 1008), and no other client is affected.
 HTTP: /tileset.json (implicit, unbounded), /subtrees/..., /implicit/{l}/{x}/{y}.glb,
-/chunks/{level}/{x}/{y}/{file}, /stats. Binds 127.0.0.1 unless told otherwise; an optional token
+/chunks/{level}/{x}/{y}/{file}, /stats, and the web viewer at /viewer/. Binds 127.0.0.1 unless told otherwise; an optional token
 guards both.
 """
 
@@ -29,6 +29,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -51,8 +52,6 @@ MAX_STRIKES = 20  # protocol errors before a client is disconnected
 LOOKAHEAD_S = 2.0  # how far ahead (seconds of motion) a camera is predicted
 MAX_SPEED = 1000.0  # m/s; faster apparent motion is a teleport, not a velocity
 VELOCITY_SMOOTHING = 0.3  # weight of the newest measurement
-Z_MARGIN_M = 10.0
-Z_RANGES_MAX = 200_000  # chunks whose height span the server remembers
 
 
 @dataclass
@@ -101,31 +100,11 @@ class StreamServer:
         self.horizon_m = horizon_m
         self.root_error = implicit_root_error(spec, options)
         self.clients: dict[ServerConnection, ClientState] = {}
-        self.z_ranges: dict[ChunkKey, tuple[float, float]] = {}
+        self.heights = lod.HeightSpans(self.level_error)
         self.started = time.monotonic()
 
     def level_error(self, level: int) -> float:
         return self.root_error / (1 << (level + ROOT_LEVELS))
-
-    def learn_z_range(self, key: ChunkKey, meta: dict) -> None:
-        if len(self.z_ranges) >= Z_RANGES_MAX:
-            self.z_ranges.clear()
-        self.z_ranges[key] = (float(meta["enu_min"][2]), float(meta["enu_max"][2]))
-
-    def z_range(self, key: ChunkKey) -> tuple[float, float]:
-        """The chunk's height span: exact once exported; else its nearest known ancestor's, padded by
-        that ancestor's error and a margin (finer levels add detail, not new relief); else the default."""
-        known = self.z_ranges.get(key)
-        if known is not None:
-            return known
-        k = key
-        while k.level > 0:
-            k = k.parent()
-            known = self.z_ranges.get(k)
-            if known is not None:
-                pad = 2.0 * self.level_error(k.level) + Z_MARGIN_M
-                return known[0] - pad, known[1] + pad
-        return lod.DEFAULT_Z_RANGE
 
     # ------------------------------------------------------------------ websocket
     async def handle(self, ws: ServerConnection) -> None:
@@ -197,7 +176,7 @@ class StreamServer:
                 state.view_ready.clear()
                 view_time = state.view_time
                 selection = await asyncio.to_thread(
-                    lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, self.z_range,
+                    lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, self.heights,
                     state.previous, ahead=list(state.ahead))
                 state.selection = selection
                 state.previous = frozenset(s.key for s in selection)
@@ -254,7 +233,7 @@ class StreamServer:
                 if key not in state.pending:
                     continue
                 meta = json.loads(files["tile.json"])
-                self.learn_z_range(key, meta)
+                self.heights.learn(key, meta["enu_min"][2], meta["enu_max"][2])
                 parts = {"mesh.glb": files["mesh.glb"]}
                 if state.hello and state.hello.sidecars:
                     parts.update({n: files[n] for n in state.hello.sidecars})
@@ -311,6 +290,10 @@ class StreamServer:
         if path in ("/", "/tileset.json"):
             body = json.dumps(implicit_tileset(self.spec, self.options)).encode()
             return _response(HTTPStatus.OK, body, "application/json")
+        if path == "/viewer":
+            return _redirect("/viewer/")
+        if path.startswith("/viewer/"):
+            return _viewer_file(path[len("/viewer/"):] or "index.html")
         if path == "/stats":
             return _response(HTTPStatus.OK, json.dumps(self.stats()).encode(), "application/json")
         m = re.fullmatch(r"/subtrees/(\d+)/(\d+)/(\d+)\.subtree", path)
@@ -331,7 +314,8 @@ class StreamServer:
             raise LookupError(f"level {key.level} is outside this world's levels 0..{self.spec.levels - 1}")
         if name in ("mesh.glb", "tile.json"):
             files = await self.service.get(key, ("glb",))
-            self.learn_z_range(key, json.loads(files["tile.json"]))
+            meta = json.loads(files["tile.json"])
+            self.heights.learn(key, meta["enu_min"][2], meta["enu_max"][2])
         elif name in SIDECAR_FILES:
             files = await self.service.get(key, ("sidecars",))
         else:
@@ -358,6 +342,24 @@ def track_velocity(motion: dict, camera_id: str, position, now: float) -> tuple[
             vel = tuple(a * m + (1.0 - a) * v for m, v in zip(measured, v0))
     motion[camera_id] = (pos, now, vel)
     return vel
+
+
+VIEWER_DIR = Path(__file__).resolve().parent / "viewer"
+VIEWER_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css",
+                "": "text/plain; charset=utf-8"}
+
+
+def _viewer_file(rel: str) -> Response:
+    """A file of the web viewer (shipped inside the package, three.js vendored: works offline)."""
+    path = (VIEWER_DIR / rel).resolve()
+    if VIEWER_DIR not in path.parents or not path.is_file():
+        raise LookupError(f"no viewer file {rel!r}")
+    return _response(HTTPStatus.OK, path.read_bytes(), VIEWER_TYPES.get(path.suffix, "application/octet-stream"))
+
+
+def _redirect(location: str) -> Response:
+    headers = Headers([("Location", location), ("Content-Length", "0")])
+    return Response(HTTPStatus.MOVED_PERMANENTLY.value, "Moved Permanently", headers, b"")
 
 
 def _response(status: HTTPStatus, body: bytes, ctype: str) -> Response:

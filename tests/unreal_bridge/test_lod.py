@@ -37,7 +37,7 @@ def test_selection_tiles_the_horizon_without_overlaps_and_refines_near_the_camer
     keys = [s.key for s in sel]
     assert len(keys) == len(set(keys))
     for a in keys:  # no chunk overlaps another
-        for anc in lod._ancestors(a):
+        for anc in lod.ancestors(a):
             assert anc not in keys
     roots = {ChunkKey(0, i, j) for i in range(-2, 2) for j in range(-2, 2)}
     assert area(keys) == pytest.approx(area(roots))
@@ -91,6 +91,21 @@ def test_plan_keeps_parents_until_all_children_arrive():
     assert lod.plan(required, delivered={far}, max_level=6)[1] == [far]
 
 
+def test_plan_fills_uncovered_areas_with_their_level_0_chunk_first():
+    root = ChunkKey(0, 0, 0)
+    fine = [ChunkKey(5, 0, 0), ChunkKey(5, 1, 0)]
+    behind = ChunkKey(3, -1, 0)  # under another root, not in view
+    required = [lod.Selected(k, 20.0, 10.0, True) for k in fine] + [lod.Selected(behind, 2.0, 900.0, False)]
+    send, unload = lod.plan(required, delivered=set(), max_level=6)
+    assert send == [root, *fine, ChunkKey(0, -1, 0), behind] and unload == []
+    send, unload = lod.plan(required, delivered={root, ChunkKey(0, -1, 0)}, max_level=6)
+    assert send == [*fine, behind] and unload == []  # the fillers stay while they cover holes
+    send, unload = lod.plan(required, delivered={root, ChunkKey(0, -1, 0), behind}, max_level=6)
+    assert send == fine and unload == []  # behind covers only part of its root: the root stays
+    send, unload = lod.plan(required[2:], delivered={ChunkKey(0, -1, 0), *behind.children()}, max_level=6)
+    assert send == [behind] and unload == []  # the children cover it: no filler needed
+
+
 def test_cameras_from_protocol_views_in_enu_and_airsim():
     east = lod.camera_from_view(CameraView(id="a", frame="enu", position=(1.0, 2.0, 3.0),
                                            orientation=(1.0, 0.0, 0.0, 0.0), fov_deg=90.0, viewport=(640, 480)))
@@ -135,3 +150,16 @@ def test_resolved_means_resident_at_the_key_or_finer_everywhere():
     assert not lod.resolved(k, set(kids[:3]), SPEC.levels - 1)
     assert lod.resolved(k, set(kids[:3]) | set(kids[3].children()), SPEC.levels - 1)
     assert not lod.resolved(k, {k.parent()}, SPEC.levels - 1)  # coarser does not count
+
+
+def test_height_spans_are_exact_when_known_and_bound_unknown_descendants():
+    spans = lod.HeightSpans(level_error, capacity=3)
+    key = ChunkKey(1, 0, 0)
+    assert spans(key.children()[0]) == lod.DEFAULT_Z_RANGE
+    spans.learn(key, 40.0, 90.0)
+    assert spans(key) == (40.0, 90.0)
+    lo, hi = spans(key.children()[2].children()[1])
+    assert lo < 40.0 < 90.0 < hi and hi - lo < 200.0
+    for k in key.children()[:3]:
+        spans.learn(k, 0.0, 1.0)
+    assert spans(key) == lod.DEFAULT_Z_RANGE  # over capacity: forgotten, never unbounded

@@ -9,30 +9,13 @@ import urllib.request
 
 import pytest
 
-from worldstream.core import ChunkKey, WorldSpec
+from worldstream.core import ChunkKey
 from worldstream.exporters.gltf import read_glb
-from worldstream.unreal_bridge import lod
 from worldstream.unreal_bridge import protocol as p
 from worldstream.unreal_bridge.client import StreamClient, camera
 from worldstream.unreal_bridge.server import run_server
 
-SPEC = WorldSpec(seed=7, chunk_size=64, levels=5)  # 4 km level-0 chunks of 64 px: quick to generate
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A server in a background event loop thread; yields its port."""
-    import threading
-
-    loop = asyncio.new_event_loop()
-    ready = loop.create_future()
-    cache = tmp_path_factory.mktemp("cache")
-    task = loop.create_task(run_server(SPEC, port=0, cache_dir=cache, workers=2, token=None, ready=ready))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    port = asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(ready), 30), loop).result()
-    yield port
-    loop.call_soon_threadsafe(task.cancel)
+from .conftest import SPEC
 
 
 def run(coro, timeout=120):
@@ -189,14 +172,3 @@ def test_velocity_is_smoothed_and_teleports_reset_it():
     assert v[0] == pytest.approx(30.0, rel=1e-3) and abs(v[1]) < 1e-9
     assert track_velocity(motion, "b", (5, 5, 5), 1.0) == (0.0, 0.0, 0.0)  # cameras are tracked apart
     assert track_velocity(motion, "a", (MAX_SPEED * 10, 0, 100), 40 / 30.0) == (0.0, 0.0, 0.0)
-
-
-def test_server_learns_chunk_heights_and_bounds_unknown_descendants():
-    from worldstream.unreal_bridge.server import StreamServer
-    srv = StreamServer(SPEC, service=None)
-    key = ChunkKey(1, 0, 0)
-    assert srv.z_range(key.children()[0]) == lod.DEFAULT_Z_RANGE
-    srv.learn_z_range(key, {"enu_min": [0, 0, 40.0], "enu_max": [0, 0, 90.0]})
-    assert srv.z_range(key) == (40.0, 90.0)
-    lo, hi = srv.z_range(key.children()[2].children()[1])
-    assert lo < 40.0 < 90.0 < hi and hi - lo < 200.0

@@ -1,0 +1,145 @@
+"""Benchmark: a scripted flight streamed from `worldstream serve` (a separate process, loopback).
+
+Usage: python bench/bench_flight.py [--speeds 30,150] [--duration 60] [--workers 2] [--quick]
+For each speed, a fresh server (cold caches); the drone flies straight, 120 m above the generated
+ground (climbing before ridges), camera 90 deg horizontal FOV, 1920x1080, max SSE 16, pitched 20 deg
+down, view updates at 30 Hz. Before the flight the client waits until its first view is resolved
+(printed as the start-up time). Prints per speed:
+- resident fraction: view updates at which every chunk the view requires is resident at its level
+  or finer, judged by the client itself (the SSE rule with the server's hysteresis tolerance, on
+  the height spans of the chunks it received) at the moment it sends the update (target 100% at
+  30 m/s on this machine);
+- p50 / p95 latency from a view update to the delivery of its most urgent missing chunk (server's
+  measure) and the share of views that needed nothing new;
+- chunks and bytes per second received, and the server's generated / cancelled counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live import Flight, altitude_profile, rss_mb, start_server, stop_server  # noqa: E402
+
+VIEW_HZ = 30.0
+
+
+async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse: float = 16.0) -> dict:
+    from worldstream.exporters.tiles import ROOT_LEVELS, implicit_root_error
+    from worldstream.unreal_bridge import lod
+    from worldstream.unreal_bridge.client import StreamClient, camera
+
+    root = implicit_root_error(spec)
+    level_error = lambda level: root / (1 << (level + ROOT_LEVELS))  # noqa: E731
+    spans = lod.HeightSpans(level_error)
+    resident: set = set()
+    received = {"chunks": 0, "bytes": 0}
+    finest = spec.levels - 1
+
+    def cam_at(t: float):
+        x, y = flight.xy(t)
+        return camera(x, y, altitude(t), yaw_deg=flight.heading_deg, pitch_deg=flight.pitch_deg, max_sse=max_sse)
+
+    def required(view) -> list:
+        # the server refines at max_sse * (1 + hysteresis) at the latest: that is what a view requires
+        c = lod.camera_from_view(view)
+        strict = lod.Camera(c.position, c.forward, c.up, c.fov_x, c.width, c.height, max_sse * 1.2)
+        return [s.key for s in lod.select(spec, [strict], level_error, z_range=spans, hysteresis=0.0)]
+
+    async with StreamClient(url, client="bench_flight") as client:
+        async def receive():
+            async for kind, obj in client.events():
+                if kind == "chunk":
+                    resident.add(obj.key)
+                    spans.learn(obj.key, *obj.z_range)
+                    received["chunks"] += 1
+                    received["bytes"] += sum(len(v) for v in obj.parts.values()) + 84
+                elif kind == "unload":
+                    resident.difference_update(obj)
+                elif kind == "stats":
+                    received["stats"] = obj
+                elif kind == "error":
+                    raise RuntimeError(f"server error: {obj}")
+
+        reader = asyncio.create_task(receive())
+        t0 = time.monotonic()
+        first = cam_at(0.0)
+        await client.view([first])
+        while not all(lod.resolved(k, resident, finest) for k in required(first)):
+            await asyncio.sleep(0.05)
+            if reader.done():
+                reader.result()
+        startup = time.monotonic() - t0
+        base_chunks, base_bytes = received["chunks"], received["bytes"]
+        views = resolved_views = 0
+        start = time.monotonic()
+        while (t := time.monotonic() - start) < duration:
+            view = cam_at(t)
+            views += 1
+            resolved_views += all(lod.resolved(k, resident, finest) for k in required(view))
+            await client.view([view])
+            await asyncio.sleep(max(0.0, (views / VIEW_HZ) - (time.monotonic() - start)))
+            if reader.done():
+                reader.result()
+        elapsed = time.monotonic() - start
+        await client.request_stats()
+        for _ in range(100):
+            if "stats" in received:
+                break
+            await asyncio.sleep(0.05)
+        reader.cancel()
+    stats = received.get("stats", {})
+    c = stats.get("client", {})
+    return {"startup_s": startup, "views": views, "resident_fraction": resolved_views / max(views, 1),
+            "chunks_per_s": (received["chunks"] - base_chunks) / elapsed,
+            "bytes_per_s": (received["bytes"] - base_bytes) / elapsed,
+            "latency_ms_p50": c.get("latency_ms_p50"), "latency_ms_p95": c.get("latency_ms_p95"),
+            "latency_samples": c.get("urgent_latency_samples"),
+            "views_needing_nothing": c.get("views_resolved", 0) / max(c.get("views_selected", 1), 1),
+            "generated": stats.get("service", {}).get("generated"),
+            "cancelled": stats.get("service", {}).get("cancelled")}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--speeds", default="30,150", help="comma-separated m/s")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of flight per speed")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="8 s per speed, for CI")
+    args = ap.parse_args(argv)
+    duration = 8.0 if args.quick else args.duration
+    from worldstream.core import World, WorldSpec
+
+    spec = WorldSpec(seed=args.seed)
+    world = World(spec, cache_chunks=4)
+    print(f"seed {args.seed}, {duration:g} s per flight, {args.workers} generation workers, views at {VIEW_HZ:g} Hz, "
+          f"120 m AGL, 90 deg FOV, 1920x1080, max SSE 16")
+    print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'urgent p50 ms':>13} {'p95 ms':>8} "
+          f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7}")
+    results = {}
+    for speed in (float(s) for s in args.speeds.split(",")):
+        flight = Flight(start=(1000.0, -3000.0), heading_deg=35.0, speed=speed)
+        altitude = altitude_profile(world, flight, duration + 2.0)
+        proc, url = start_server(args.seed, args.workers)
+        try:
+            r = asyncio.run(fly(url, spec, flight, altitude, duration))
+            r["rss_mb"] = rss_mb(proc.pid)
+        finally:
+            stop_server(proc)
+        results[speed] = r
+        fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+        print(f"{speed:5.0f} {r['startup_s']:10.1f} {r['views']:6d} {100 * r['resident_fraction']:10.1f} "
+              f"{fmt(r['latency_ms_p50']):>13} {fmt(r['latency_ms_p95']):>8} {100 * r['views_needing_nothing']:13.1f} "
+              f"{r['chunks_per_s']:8.1f} {r['bytes_per_s'] / 1024:8.0f} {fmt(r['generated']):>9} "
+              f"{fmt(r['cancelled']):>9} {r['rss_mb']:7.0f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

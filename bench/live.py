@@ -1,0 +1,109 @@
+"""Shared by the streaming benchmarks: a `worldstream serve` subprocess on loopback, its resident
+memory (with its worker processes), and scripted flights at a height above the generated ground."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(seed: int, workers: int, memory_mb: int = 256, cache: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A `worldstream serve` process on a free loopback port; returns (process, ws url) once it accepts."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "worldstream", "serve", "--seed", str(seed), "--port", str(port),
+           "--workers", str(workers), "--memory-mb", str(memory_mb)]
+    if cache is not None:
+        cmd += ["--cache", str(cache)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, f"ws://127.0.0.1:{port}/"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start within 60 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                out.append(int(entry))
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (MB), from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_KB
+        except OSError:
+            continue
+        todo.extend(_children(p))
+    return total / 1024.0
+
+
+@dataclass(frozen=True)
+class Flight:
+    """A straight flight from `start` (ENU x, y) along `heading_deg` (from east towards north) at
+    `speed` m/s, `agl` m above the ground, camera pitched `pitch_deg` (negative looks down)."""
+
+    start: tuple[float, float]
+    heading_deg: float
+    speed: float
+    agl: float = 120.0
+    pitch_deg: float = -20.0
+
+    def xy(self, t: float) -> tuple[float, float]:
+        h = math.radians(self.heading_deg)
+        return self.start[0] + self.speed * t * math.cos(h), self.start[1] + self.speed * t * math.sin(h)
+
+
+def altitude_profile(world, flight: Flight, duration: float, step_m: float = 25.0, level: int = 4):
+    """Altitude (ENU z) over time along the flight: `agl` above the highest ground within 100 m
+    ahead (so the drone climbs before a ridge, never into it). Returns a function t -> z."""
+    n = int(flight.speed * duration / step_m) + 12
+    ts = np.arange(n) * step_m / flight.speed
+    xs, ys = zip(*(flight.xy(t) for t in ts))
+    ground, _ = world.height_at(np.asarray(xs), np.asarray(ys), level=level)
+    ahead = int(math.ceil(100.0 / step_m))
+    clearance = np.array([ground[i:i + ahead + 1].max() for i in range(n)]) + flight.agl
+    return lambda t: float(np.interp(t, ts, clearance))
