@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_clients.py [--clients 8] [--duration 180] [--speed 30] [--workers 2] [--quick]
 Every client flies its own straight line (headings 45 deg apart, from one start) at 120 m above the
-ground with view updates at 30 Hz. Prints the server's resident memory (with its worker processes)
+ground with view updates at 30 Hz. Prints the server's resident memory (with its worker processes, started by a warm-up)
 at start, peak (sampled every 0.5 s) and end, and per client: chunks and bytes received, the longest
 wait between two chunks, the server's share of its views that needed nothing new, and p50/p95 latency
 to each view's most urgent chunk; then the ratio of the least to the most served client (no client
@@ -79,6 +79,16 @@ async def run(url: str, pid: int, flights, altitudes, duration: float) -> tuple[
     return list(results), samples
 
 
+def warm_up(url: str, workers: int) -> None:
+    """Start the server's worker processes (one chunk each over HTTP), so "start" RSS includes them."""
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.request import urlopen
+
+    base = url.replace("ws://", "http://").rstrip("/")
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda i: urlopen(f"{base}/chunks/0/{i}/{i}/tile.json", timeout=120).read(), range(workers)))
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=8)
@@ -98,7 +108,7 @@ def main(argv=None) -> dict:
     altitudes = [altitude_profile(world, f, duration + 2.0) for f in flights]
     proc, url = start_server(args.seed, args.workers, memory_mb=args.memory_mb)
     try:
-        time.sleep(1.0)
+        warm_up(url, args.workers)
         start_rss = rss_mb(proc.pid)
         results, samples = asyncio.run(run(url, proc.pid, flights, altitudes, duration))
         end_rss = rss_mb(proc.pid)

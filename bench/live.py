@@ -53,7 +53,7 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -77,7 +77,7 @@ def rss_mb(pid: int) -> float:
                 total += int(f.read().split()[1]) * PAGE_KB
         except OSError:
             continue
-        todo.extend(_children(p))
+        todo.extend(children(p))
     return total / 1024.0
 
 

@@ -33,3 +33,24 @@ def test_export_benchmark_prints_its_figures():
                          capture_output=True, text=True, check=True).stdout
     print(out)
     assert "export median over all chunks" in out and "worst triangle ratio" in out and "MB per km^2" in out
+
+
+@pytest.mark.slow
+def test_flight_benchmark_streams_a_flight_at_both_speeds():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_flight.py"), "--quick"],
+                         capture_output=True, text=True, check=True).stdout
+    print(out)
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["30", "150"]
+    assert all(float(r[3]) > 0 for r in rows)  # some view updates were fully resident
+    assert all(float(r[7]) > 0 for r in rows)  # chunks kept streaming during the flight
+
+
+@pytest.mark.slow
+def test_many_clients_benchmark_serves_every_client():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_clients.py"), "--quick", "--clients", "4"],
+                         capture_output=True, text=True, check=True).stdout
+    print(out)
+    assert "server RSS (with workers): start" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 4 and all(int(r[2]) > 0 for r in rows)  # every client received chunks

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
+from ..core.workers import worker_pool
 from ..exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
 from ..exporters.formats import FORMATS, expected_files, export_key
 
@@ -51,7 +52,7 @@ class ChunkService:
         self.memory_bytes = memory_bytes
         self._memory: OrderedDict[tuple[ChunkKey, str], bytes] = OrderedDict()
         self._jobs: dict[tuple[ChunkKey, tuple[str, ...]], _Job] = {}
-        self._executor = executor or ProcessPoolExecutor(max_workers=workers)
+        self._executor = executor or worker_pool(workers)
         self._own_executor = executor is None
         self.stats = ServiceStats()
         if self.cache_dir:

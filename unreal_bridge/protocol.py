@@ -53,9 +53,9 @@ class Hello:
 @dataclass(frozen=True)
 class CameraView:
     """One camera: position and orientation in `frame` (metres; quaternion w, x, y, z rotating
-    the camera's body axes into the frame: x forward, y right, z down, as AirSim's), horizontal
-    field of view in degrees, viewport in pixels, max screen-space error in pixels.
-    `player_start` (world ENU) anchors the AirSim frame."""
+    the camera's body axes into the frame: in "enu" x forward, y left, z up; in "airsim" x
+    forward, y right, z down, as AirSim's), horizontal field of view in degrees, viewport in
+    pixels, max screen-space error in pixels. `player_start` (world ENU) anchors the AirSim frame."""
 
     id: str
     frame: str

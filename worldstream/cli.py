@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from worldstream import __version__
@@ -84,9 +83,11 @@ def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from worldstream.core.errors import WorldstreamError
+    from worldstream.core.workers import exit_cleanly_on_sigterm, worker_pool
     from worldstream.exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
     from worldstream.exporters.formats import expected_files, parse_formats
 
+    exit_cleanly_on_sigterm()
     spec = _spec_from_args(args)
     formats = parse_formats(args.format)
     out = Path(args.out)
@@ -127,7 +128,7 @@ def cmd_generate(args) -> int:
     bar = tqdm(total=len(todo), unit="chunk", disable=args.quiet)
     jobs = [(spec_json, k.path(), formats, m) for k, m in todo]
     if args.workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(args.workers) as pool:
+        with worker_pool(args.workers) as pool:
             for (path, files), job in zip(pool.map(_export_chunk, *zip(*jobs)), jobs):
                 store(path, files, job[3])
                 bar.update()
@@ -174,11 +175,13 @@ def cmd_preview(args) -> int:
 def cmd_serve(args) -> int:
     import asyncio
 
+    from worldstream.core.workers import exit_cleanly_on_sigterm
     from worldstream.unreal_bridge.server import run_server
 
     spec = _spec_from_args(args)
     print(f"worldstream serve: world seed {spec.seed} on http://{args.host}:{args.port}/tileset.json and "
           f"ws://{args.host}:{args.port}/", file=sys.stderr)
+    exit_cleanly_on_sigterm()
     try:
         asyncio.run(run_server(spec, host=args.host, port=args.port, cache_dir=args.cache, workers=args.workers,
                                memory_mb=args.memory_mb, token=args.token))

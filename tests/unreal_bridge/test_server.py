@@ -172,3 +172,26 @@ def test_velocity_is_smoothed_and_teleports_reset_it():
     assert v[0] == pytest.approx(30.0, rel=1e-3) and abs(v[1]) < 1e-9
     assert track_velocity(motion, "b", (5, 5, 5), 1.0) == (0.0, 0.0, 0.0)  # cameras are tracked apart
     assert track_velocity(motion, "a", (MAX_SPEED * 10, 0, 100), 40 / 30.0) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_stopping_the_server_leaves_no_worker_processes(signal_name):
+    import os
+    import signal
+    import time
+
+    from bench.live import children, start_server
+
+    proc, url = start_server(seed=7, workers=2)
+    base = url.replace("ws://", "http://")
+    for i in range(2):  # start both workers
+        urllib.request.urlopen(f"{base}chunks/0/{i}/0/tile.json", timeout=120).read()
+    workers = children(proc.pid)
+    assert len(workers) >= 2
+    os.kill(proc.pid, getattr(signal, signal_name))
+    proc.wait(30)
+    deadline = time.monotonic() + 20
+    while any(os.path.exists(f"/proc/{w}") and "Z" not in open(f"/proc/{w}/stat").read().split(")")[1][:3]
+              for w in workers):
+        assert time.monotonic() < deadline, f"workers {workers} outlived the server ({signal_name})"
+        time.sleep(0.2)
