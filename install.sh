@@ -2,9 +2,9 @@
 # Install worldstream (editable) with its test tools, without ever pulling CUDA wheels:
 # torch is installed first as the CPU build 2.13.0 unless some torch is already importable, and
 # any installed torch satisfies the package's loose requirement.
-# Then the JavaScript tools the tests use (npm: Khronos glTF validator, three.js, 3d-tiles-renderer)
-# and Debian's chromium for the headless-browser checks, where npm / apt-get are available; tests
-# that need them skip with a message saying what is missing.
+# Then the official airsim client, the JavaScript tools the tests use (npm: Khronos glTF validator,
+# three.js, 3d-tiles-renderer) and Debian's chromium for the headless-browser checks, where npm /
+# apt-get are available; tests that need them skip with a message saying what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -12,6 +12,12 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
 "$PY" -m pip install -q -e ".[test]"
+# The official AirSim client (used by the adapter and the simulator tests). airsim 1.8.1's setup.py
+# imports msgpackrpc, which rpc-msgpack provides on msgpack >= 1 (msgpack-rpc-python pins msgpack < 1).
+if ! "$PY" -c "import airsim" 2>/dev/null; then
+  "$PY" -m pip install -q "rpc-msgpack>=0.6" numpy
+  "$PY" -m pip install -q --no-deps --no-build-isolation "airsim==1.8.1"
+fi
 if command -v npm >/dev/null 2>&1; then
   npm install --no-audit --no-fund --loglevel=error >/dev/null \
     || echo "install.sh: npm install failed: glTF validation and browser tests will be skipped" >&2

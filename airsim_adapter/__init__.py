@@ -1,1 +1,4 @@
-"""AirSim adapter and headless AirSim-compatible simulator (issue: AirSim adapter; not implemented yet)."""
+"""AirSim adapter and a headless AirSim-compatible simulator: msgpack-rpc (rpc.py) under a thin asyncio
+server (server.py), the simulator and its RPC methods (sim.py), flight model (flight.py), ground
+mosaics (ground.py), ray-cast cameras (render.py), AirSim structs (structs.py), settings.json
+(settings.py)."""

@@ -190,6 +190,41 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_sim(args) -> int:
+    import asyncio
+
+    from worldstream.core import WorldSpec
+
+    from worldstream.airsim_adapter.server import make_simulator, run_sim
+    from worldstream.core.workers import exit_cleanly_on_sigterm
+
+    stored = json.loads(Path(args.settings).read_text()).get("worldstream", {}).get("world") if args.settings else None
+    spec = WorldSpec.from_dict(stored) if stored and not args.spec else _spec_from_args(args)
+    sim = make_simulator(settings_path=args.settings, spec=spec)
+    names = ", ".join(sim.vehicles)
+    print(f"worldstream sim: world seed {spec.seed}, vehicles {names}, AirSim RPC on {args.host}:{args.port}",
+          file=sys.stderr)
+    exit_cleanly_on_sigterm()
+    try:
+        asyncio.run(run_sim(sim, host=args.host, port=args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_airsim_settings(args) -> int:
+    from worldstream.airsim_adapter.settings import build_settings
+    from worldstream.core import World
+    from worldstream.exporters.atomic import write_file_atomic
+
+    spec = _spec_from_args(args)
+    doc = build_settings(World(spec), {"Drone1": args.spawn}, clock_speed=args.clock_speed)
+    write_file_atomic(Path(args.out), (json.dumps(doc, indent=2) + "\n").encode())
+    print(f"worldstream airsim settings: wrote {args.out} (Drone1 at NED {doc['Vehicles']['Drone1']['X']:.1f}, "
+          f"{doc['Vehicles']['Drone1']['Y']:.1f}, {doc['Vehicles']['Drone1']['Z']:.1f})", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldstream", description="Unbounded deterministic 3D worlds, block by block.")
     p.add_argument("--version", action="version", version=f"worldstream {__version__}")
@@ -224,6 +259,29 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--memory-mb", type=int, default=256, help="in-memory chunk cache budget")
     sv.add_argument("--token", help="require this token (hello.token, or ?token= / Authorization: Bearer on HTTP)")
     sv.set_defaults(func=cmd_serve)
+
+    sm = sub.add_parser("sim", help="headless AirSim-compatible simulator (msgpack-rpc; the official airsim client works)",
+                        description="Flies SimpleFlight-like multirotors over the generated world and renders Scene, "
+                                    "DepthPlanar, DepthPerspective and Segmentation images by ray casting it. The "
+                                    "world is the one stored in --settings (by `worldstream airsim settings`) unless "
+                                    "--spec is given, else the world flags.")
+    _add_world_args(sm)
+    sm.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    sm.add_argument("--port", type=int, default=41451)
+    sm.add_argument("--settings", help="AirSim settings.json (default: one drone above the ground at the origin)")
+    sm.set_defaults(func=cmd_sim)
+
+    a = sub.add_parser("airsim", help="AirSim adapter commands")
+    asub = a.add_subparsers(dest="airsim_command", required=True)
+    st = asub.add_parser("settings", help="write an AirSim settings.json for a world",
+                         description="SimMode Multirotor, OriginGeopoint at the world's geodetic origin, Drone1 "
+                                     "spawned above the generated ground at --spawn, five cameras capturing Scene, "
+                                     "DepthPlanar, DepthPerspective and Segmentation at 256x144, 90 deg.")
+    _add_world_args(st)
+    st.add_argument("--out", required=True, help="settings.json to write")
+    st.add_argument("--spawn", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north) of Drone1")
+    st.add_argument("--clock-speed", type=float, default=1.0)
+    st.set_defaults(func=cmd_airsim_settings)
 
     v = sub.add_parser("preview", help="render an ortho + hillshade picture of a region",
                        description="Mosaic the chunks of a square region at a suitable level and shade them.")

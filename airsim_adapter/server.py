@@ -1,0 +1,103 @@
+"""`worldstream sim`: the headless simulator behind AirSim's msgpack-rpc on TCP (default
+127.0.0.1:41451). A thin asyncio layer: each call runs as its own task, so a motion call that
+waits for completion never blocks state queries; a connection that sends garbage is closed
+without touching the others."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from pathlib import Path
+
+from ..core.spec import WorldSpec
+from ..core.world import World
+from . import rpc
+from .settings import build_settings, parse_settings
+from .sim import SimError, Simulator
+
+RPC_METHODS = frozenset({
+    "ping", "getServerVersion", "getMinRequiredClientVersion", "listVehicles", "reset", "enableApiControl",
+    "isApiControlEnabled", "armDisarm", "simPause", "simIsPaused", "simContinueForTime", "simGetVehiclePose",
+    "simSetVehiclePose", "simGetGroundTruthKinematics", "simGetCollisionInfo", "getHomeGeoPoint",
+    "getMultirotorState", "cancelLastTask", "takeoff", "land", "hover", "moveToPosition", "moveToZ", "moveOnPath",
+    "moveByVelocity", "rotateToYaw", "simGetCameraInfo", "simGetImages",
+})
+
+
+async def dispatch(sim: Simulator, call: rpc.Call):
+    """(error, result) for one call, in rpclib's terms."""
+    if call.method not in RPC_METHODS:
+        return rpc.unknown_function(call.method, len(call.params)), None
+    fn = getattr(sim, call.method)
+    try:
+        inspect.signature(fn).bind(*call.params)
+    except TypeError:
+        expected = len(inspect.signature(fn).parameters)
+        return rpc.wrong_arguments(call.method, len(call.params), expected), None
+    try:
+        result = fn(*call.params)
+        if inspect.isawaitable(result):
+            result = await result
+        return None, result
+    except (SimError, ValueError, TypeError, KeyError) as exc:
+        return (f"rpclib: function '{call.method}' (called with {len(call.params)} arg(s)) threw an exception. "
+                f"The exception contained this information: {exc}"), None
+
+
+async def handle_connection(sim: Simulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    decoder = rpc.RpcDecoder()
+    lock = asyncio.Lock()
+    tasks: set[asyncio.Task] = set()
+
+    async def answer(call: rpc.Call) -> None:
+        error, result = await dispatch(sim, call)
+        if call.msgid is None:
+            return
+        async with lock:
+            writer.write(rpc.encode_response(call.msgid, error, result))
+            await writer.drain()
+
+    try:
+        while data := await reader.read(1 << 16):
+            for call in decoder.feed(data):
+                t = asyncio.create_task(answer(call))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+    except (rpc.RpcError, ValueError, ConnectionError):
+        pass  # not msgpack-rpc: drop this connection only
+    finally:
+        for t in tasks:
+            t.cancel()
+        writer.close()
+
+
+def make_simulator(seed: int | None = None, settings_path: str | Path | None = None,
+                   spec: WorldSpec | None = None) -> Simulator:
+    """A simulator for a world (seed, or the world stored in the settings file by
+    `worldstream airsim settings`) and its settings (default: one SimpleFlight drone above the
+    ground at the world origin)."""
+    doc = json.loads(Path(settings_path).read_text()) if settings_path else None
+    if spec is None:
+        stored = (doc or {}).get("worldstream", {}).get("world")
+        if stored is not None and seed is None:
+            spec = WorldSpec.from_dict(stored)
+        else:
+            spec = WorldSpec(seed=seed if seed is not None else 0)
+    world = World(spec, cache_chunks=64)
+    if doc is None:
+        doc = build_settings(world)
+    return Simulator(world, parse_settings(doc))
+
+
+async def run_sim(sim: Simulator, host: str = "127.0.0.1", port: int = 41451,
+                  ready: asyncio.Future | None = None) -> None:
+    physics = asyncio.create_task(sim.run())
+    server = await asyncio.start_server(lambda r, w: handle_connection(sim, r, w), host, port)
+    try:
+        if ready is not None and not ready.done():
+            ready.set_result(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+    finally:
+        physics.cancel()

@@ -1,0 +1,183 @@
+"""The headless simulator driven by the unmodified official `airsim` 1.8.1 client, over real TCP,
+with the simulator in its own process (`worldstream sim`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from worldstream.airsim_adapter.render import SEGMENTATION_RGB
+from worldstream.airsim_adapter.settings import build_settings
+from worldstream.core import ChunkKey, World, WorldSpec
+
+airsim = pytest.importorskip("airsim", reason="install.sh installs the official client (rpc-msgpack + airsim 1.8.1)")
+
+SPEC = WorldSpec(seed=7)
+CLOCK_SPEED = 4.0
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(SPEC, cache_chunks=64)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory, world):
+    settings = build_settings(world, {"Drone1": (0.0, 0.0)}, clock_speed=CLOCK_SPEED)
+    path = tmp_path_factory.mktemp("sim") / "settings.json"
+    path.write_text(json.dumps(settings))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "worldstream", "sim", "--settings", str(path), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the simulator did not start"
+            time.sleep(0.2)
+    yield port, settings
+    proc.terminate()
+    proc.wait(20)
+
+
+def home_enu(settings) -> np.ndarray:
+    d = settings["Vehicles"]["Drone1"]
+    return np.array([d["Y"], d["X"], -d["Z"]])
+
+
+def to_ned(enu, home) -> tuple[float, float, float]:
+    d = np.asarray(enu) - home
+    return float(d[1]), float(d[0]), float(-d[2])
+
+
+def surface(world, x, y) -> float:
+    return float(world.height_at([x], [y])[1][0])
+
+
+def semantic_class(world, x, y) -> int:
+    level = SPEC.levels - 1
+    e = SPEC.chunk_extent(level)
+    key = ChunkKey(level, math.floor(x / e), math.ceil(y / e) - 1)  # a row's north edge belongs to it
+    c = world.chunk(key)
+    w, s, _, n = key.bounds(SPEC)
+    res = SPEC.resolution(level)
+    return int(c.semantic[int((n - y) / res), int((x - w) / res)])
+
+
+def test_official_client_flies_500_m_and_sees_the_generated_ground(sim, world):
+    port, settings = sim
+    home = home_enu(settings)
+    client = airsim.MultirotorClient(ip="127.0.0.1", port=port)
+    client.confirmConnection()
+    client.enableApiControl(True)
+    assert client.isApiControlEnabled()
+    client.armDisarm(True)
+    client.takeoffAsync().join()
+    assert client.getMultirotorState().landed_state == airsim.LandedState.Flying
+
+    target_xy = (500.0, 0.0)
+    line = np.linspace(0.0, 1.0, 101)
+    highest = max(surface(world, target_xy[0] * t, target_xy[1] * t) for t in line)
+    height = highest - surface(world, *target_xy) + 40.0  # a fixed height above the target's ground, clear of the relief
+    target_enu = (target_xy[0], target_xy[1], surface(world, *target_xy) + height)
+    climb = to_ned((0.0, 0.0, target_enu[2]), home)
+    assert client.moveToPositionAsync(*climb, 10).join() is not False
+    client.moveToPositionAsync(*to_ned(target_enu, home), 15).join()
+
+    state = client.getMultirotorState()
+    p = state.kinematics_estimated.position
+    reached = np.array([p.x_val, p.y_val, p.z_val])
+    assert np.linalg.norm(reached - np.array(to_ned(target_enu, home))) < 1.0
+    assert not state.collision.has_collided
+
+    responses = client.simGetImages([
+        airsim.ImageRequest("bottom_center", airsim.ImageType.Scene, False, True),
+        airsim.ImageRequest("bottom_center", airsim.ImageType.DepthPlanar, True, False),
+        airsim.ImageRequest("bottom_center", airsim.ImageType.Segmentation, False, False),
+    ])
+    scene, depth, seg = responses
+    assert (scene.width, scene.height) == (256, 144)
+    rgb = np.asarray(Image.open(io.BytesIO(scene.image_data_uint8)))
+    assert rgb.shape == (144, 256, 3) and rgb.std() > 3.0
+    depth_m = airsim.list_to_2d_float_array(depth.image_data_float, depth.width, depth.height)
+    drone = home + np.array([reached[1], reached[0], -reached[2]])
+    above_ground = drone[2] - surface(world, drone[0], drone[1])
+    centre = float(depth_m[72, 128])
+    assert abs(centre - above_ground) <= 0.02 * above_ground, (centre, above_ground)
+    seg_bgr = np.frombuffer(seg.image_data_uint8, np.uint8).reshape(seg.height, seg.width, 3)
+    expected = SEGMENTATION_RGB[semantic_class(world, drone[0], drone[1])]
+    assert tuple(seg_bgr[72, 128, ::-1]) == tuple(expected)
+
+    client.landAsync().join()
+    state = client.getMultirotorState()
+    assert state.landed_state == airsim.LandedState.Landed
+    p = state.kinematics_estimated.position
+    landed_enu = home + np.array([p.y_val, p.x_val, -p.z_val])
+    assert abs(landed_enu[2] - surface(world, landed_enu[0], landed_enu[1])) < 0.5
+
+
+def find_slope(world, rise=60.0, run=300.0):
+    """(start xy, end xy) with the ground `rise` m higher at the end, `run` m away (searched on a
+    coarse level around the origin, then checked at the finest)."""
+    for a in np.linspace(0, 2 * math.pi, 24, endpoint=False):
+        d = np.array([math.cos(a), math.sin(a)])
+        r = np.arange(0.0, 5000.0, 50.0)
+        g = world.height_at(r * d[0], r * d[1], level=3)[1]
+        step = int(run / 50)
+        for i in range(len(r) - step):
+            a_xy, b_xy = r[i] * d, r[i + step] * d
+            if g[i + step] - g[i] > rise and surface(world, *b_xy) - surface(world, *a_xy) > rise:
+                return a_xy, b_xy, d
+    raise AssertionError("no slope found near the origin")
+
+
+def test_flying_into_a_mountain_reports_a_collision_and_stops(sim, world):
+    port, settings = sim
+    home = home_enu(settings)
+    a_xy, b_xy, d = find_slope(world)
+    altitude = surface(world, *a_xy) + 20.0  # clear at the start, 40 m below the ground at the end
+    client = airsim.MultirotorClient(ip="127.0.0.1", port=port)
+    client.reset()
+    client.enableApiControl(True)
+    client.armDisarm(True)
+    client.takeoffAsync().join()
+    start = to_ned((a_xy[0], a_xy[1], altitude), home)
+    client.simSetVehiclePose(airsim.Pose(airsim.Vector3r(*start), airsim.to_quaternion(0, 0, 0)), False)
+    assert not client.simGetCollisionInfo().has_collided
+    target = b_xy + 100.0 * d
+    move = client.moveToPositionAsync(*to_ned((target[0], target[1], altitude), home), 12)
+    move.join()
+    info = client.simGetCollisionInfo()
+    assert info.has_collided and info.object_name in ("terrain", "building")
+    assert move.result is False  # the move ended on contact
+    state = client.getMultirotorState()
+    v = state.kinematics_estimated.linear_velocity
+    assert math.hypot(v.x_val, v.y_val) < 0.5
+    p = state.kinematics_estimated.position
+    flown = math.hypot(p.x_val - start[0], p.y_val - start[1])
+    assert 1.0 < flown < float(np.linalg.norm(target - a_xy)) - 50.0  # stopped on the slope, short of the target
+    contact = home + np.array([p.y_val, p.x_val, -p.z_val])
+    assert contact[2] - surface(world, contact[0], contact[1]) < 1.0  # against the ground, not in mid-air
+
+
+def test_unknown_calls_get_rpclibs_error_text_and_the_connection_survives(sim):
+    port, _ = sim
+    client = airsim.MultirotorClient(ip="127.0.0.1", port=port)
+    with pytest.raises(Exception) as err:
+        client.client.call("simFlyToTheMoon", 1, 2)
+    assert "rpclib: server could not find function 'simFlyToTheMoon' with argument count 2." in str(err.value)
+    assert client.ping()
