@@ -103,13 +103,20 @@ class Ground:
                     self.coarse = m
         return self
 
+    @property
+    def top(self) -> float:
+        """No surface the mosaics hold is higher (m)."""
+        return float(max(self.fine.dsm.max(), self.coarse.dsm.max()))
+
     def surface(self, x, y) -> np.ndarray:
         """DSM height (m, world ENU z) at points: the fine level where it has them."""
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        out = self.coarse.height(x, y)
         inside = self.fine.contains(x, y)
+        if inside.all():
+            return self.fine.height(x, y)
+        out = self.coarse.height(x, y)
         if inside.any():
-            out = np.where(inside, self.fine.height(x, y), out)
+            out[inside] = self.fine.height(x[inside], y[inside])
         return out
 
     def ground(self, x, y) -> np.ndarray:

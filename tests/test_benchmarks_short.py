@@ -54,3 +54,11 @@ def test_many_clients_benchmark_serves_every_client():
     assert "server RSS (with workers): start" in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 4 and all(int(r[2]) > 0 for r in rows)  # every client received chunks
+
+
+@pytest.mark.slow
+def test_sim_benchmark_prints_its_real_time_factor():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_sim.py"), "--quick"],
+                         capture_output=True, text=True, check=True).stdout
+    print(out)
+    assert "real-time factor" in out and "ms per rendered frame" in out and "collided: False" in out
