@@ -18,13 +18,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import Flight, altitude_profile, rss_mb, start_server, stop_server  # noqa: E402
-
-VIEW_HZ = 30.0
+from live import VIEW_HZ, Flight, altitude_profile, final_stats, fly_views, rss_mb, start_server, stop_server  # noqa: E402,E501
 
 
 async def one_client(url: str, flight: Flight, altitude, duration: float, name: str) -> dict:
-    from worldstream.unreal_bridge.client import StreamClient, camera
+    from worldstream.unreal_bridge.client import StreamClient
 
     got = {"chunks": 0, "bytes": 0, "last": None, "max_gap": 0.0}
     async with StreamClient(url, client=name) as client:
@@ -43,22 +41,8 @@ async def one_client(url: str, flight: Flight, altitude, duration: float, name: 
                     raise RuntimeError(f"{name}: server error {obj}")
 
         reader = asyncio.create_task(receive())
-        start = time.monotonic()
-        views = 0
-        while (t := time.monotonic() - start) < duration:
-            x, y = flight.xy(t)
-            await client.view([camera(x, y, altitude(t), yaw_deg=flight.heading_deg, pitch_deg=flight.pitch_deg)])
-            views += 1
-            await asyncio.sleep(max(0.0, views / VIEW_HZ - (time.monotonic() - start)))
-            if reader.done():
-                reader.result()
-        await client.request_stats()
-        for _ in range(100):
-            if "stats" in got:
-                break
-            await asyncio.sleep(0.05)
-        reader.cancel()
-    c = got.get("stats", {}).get("client", {})
+        views, _ = await fly_views(client, flight, altitude, duration, reader)
+        c = (await final_stats(client, got, reader)).get("client", {})
     return {"views": views, "chunks": got["chunks"], "bytes": got["bytes"], "max_gap_s": got["max_gap"],
             "nothing_new": c.get("views_resolved", 0) / max(c.get("views_selected", 1), 1),
             "p50": c.get("latency_ms_p50"), "p95": c.get("latency_ms_p95")}

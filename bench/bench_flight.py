@@ -23,15 +23,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import Flight, altitude_profile, rss_mb, start_server, stop_server  # noqa: E402
-
-VIEW_HZ = 30.0
+from live import (VIEW_HZ, Flight, altitude_profile, final_stats, flight_view, fly_views, rss_mb,  # noqa: E402
+                  start_server, stop_server)
 
 
 async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse: float = 16.0) -> dict:
     from worldstream.exporters.tiles import ROOT_LEVELS, implicit_root_error
     from worldstream.unreal_bridge import lod
-    from worldstream.unreal_bridge.client import StreamClient, camera
+    from worldstream.unreal_bridge.client import StreamClient
 
     root = implicit_root_error(spec)
     level_error = lambda level: root / (1 << (level + ROOT_LEVELS))  # noqa: E731
@@ -39,10 +38,6 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
     resident: set = set()
     received = {"chunks": 0, "bytes": 0}
     finest = spec.levels - 1
-
-    def cam_at(t: float):
-        x, y = flight.xy(t)
-        return camera(x, y, altitude(t), yaw_deg=flight.heading_deg, pitch_deg=flight.pitch_deg, max_sse=max_sse)
 
     def required(view) -> list:
         # the server refines at max_sse * (1 + hysteresis) at the latest: that is what a view requires
@@ -67,7 +62,7 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
 
         reader = asyncio.create_task(receive())
         t0 = time.monotonic()
-        first = cam_at(0.0)
+        first = flight_view(flight, altitude, 0.0, max_sse)
         await client.view([first])
         while not all(lod.resolved(k, resident, finest) for k in required(first)):
             await asyncio.sleep(0.05)
@@ -75,24 +70,14 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
                 reader.result()
         startup = time.monotonic() - t0
         base_chunks, base_bytes = received["chunks"], received["bytes"]
-        views = resolved_views = 0
-        start = time.monotonic()
-        while (t := time.monotonic() - start) < duration:
-            view = cam_at(t)
-            views += 1
+        resolved_views = 0
+
+        def judge(view) -> None:  # is what this view requires resident as it is sent?
+            nonlocal resolved_views
             resolved_views += all(lod.resolved(k, resident, finest) for k in required(view))
-            await client.view([view])
-            await asyncio.sleep(max(0.0, (views / VIEW_HZ) - (time.monotonic() - start)))
-            if reader.done():
-                reader.result()
-        elapsed = time.monotonic() - start
-        await client.request_stats()
-        for _ in range(100):
-            if "stats" in received:
-                break
-            await asyncio.sleep(0.05)
-        reader.cancel()
-    stats = received.get("stats", {})
+
+        views, elapsed = await fly_views(client, flight, altitude, duration, reader, before=judge, max_sse=max_sse)
+        stats = await final_stats(client, received, reader)
     c = stats.get("client", {})
     return {"startup_s": startup, "views": views, "resident_fraction": resolved_views / max(views, 1),
             "chunks_per_s": (received["chunks"] - base_chunks) / elapsed,

@@ -26,7 +26,7 @@ def main(argv=None) -> dict:
     seconds = 10.0 if args.quick else args.seconds
     import asyncio
 
-    from worldstream.airsim_adapter.flight import Goal
+    from worldstream.airsim_adapter import structs
     from worldstream.airsim_adapter.server import make_simulator
     from worldstream.airsim_adapter.settings import CameraSettings
 
@@ -41,8 +41,9 @@ def main(argv=None) -> dict:
                 for t in (0, 1, 5)]
 
     async def fly() -> float:
-        v.api_control = v.armed = True
-        done = asyncio.ensure_future(sim._command("", Goal("path", path=path, speed=args.speed)))
+        sim.enableApiControl(True)
+        sim.armDisarm(True)
+        done = asyncio.ensure_future(sim.moveOnPath([structs.vector3r(p) for p in path], args.speed))
         start = time.perf_counter()
         next_capture = 0.0
         while sim.time_s < seconds and not done.done():

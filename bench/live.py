@@ -107,3 +107,46 @@ def altitude_profile(world, flight: Flight, duration: float, step_m: float = 25.
     ahead = int(math.ceil(100.0 / step_m))
     clearance = np.array([ground[i:i + ahead + 1].max() for i in range(n)]) + flight.agl
     return lambda t: float(np.interp(t, ts, clearance))
+
+
+VIEW_HZ = 30.0
+
+
+def flight_view(flight: Flight, altitude, t: float, max_sse: float = 16.0):
+    """The protocol camera of `flight` at time t (s)."""
+    from worldstream.unreal_bridge.client import camera
+
+    x, y = flight.xy(t)
+    return camera(x, y, altitude(t), yaw_deg=flight.heading_deg, pitch_deg=flight.pitch_deg, max_sse=max_sse)
+
+
+async def fly_views(client, flight: Flight, altitude, duration: float, reader, before=None,
+                    max_sse: float = 16.0) -> tuple[int, float]:
+    """Send the flight's view at VIEW_HZ for `duration` s (before(view) runs just before each send);
+    re-raises what the reader task raised. Returns (views sent, elapsed s)."""
+    import asyncio
+
+    start = time.monotonic()
+    views = 0
+    while (t := time.monotonic() - start) < duration:
+        view = flight_view(flight, altitude, t, max_sse)
+        if before is not None:
+            before(view)
+        await client.view([view])
+        views += 1
+        await asyncio.sleep(max(0.0, views / VIEW_HZ - (time.monotonic() - start)))
+        if reader.done():
+            reader.result()
+    return views, time.monotonic() - start
+
+
+async def final_stats(client, box: dict, reader, timeout: float = 5.0) -> dict:
+    """Ask for stats, wait until the reader put them in box["stats"], stop the reader."""
+    import asyncio
+
+    await client.request_stats()
+    deadline = time.monotonic() + timeout
+    while "stats" not in box and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    reader.cancel()
+    return box.get("stats", {})

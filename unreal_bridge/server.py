@@ -23,6 +23,7 @@ guards both.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import re
@@ -106,6 +107,12 @@ class StreamServer:
     def level_error(self, level: int) -> float:
         return self.root_error / (1 << (level + ROOT_LEVELS))
 
+    def _learn_heights(self, key: ChunkKey, files: dict[str, bytes]) -> dict:
+        """The chunk's tile.json, its height span remembered for selection."""
+        meta = json.loads(files["tile.json"])
+        self.heights.learn(key, meta["enu_min"][2], meta["enu_max"][2])
+        return meta
+
     # ------------------------------------------------------------------ websocket
     async def handle(self, ws: ServerConnection) -> None:
         state = ClientState()
@@ -160,6 +167,9 @@ class StreamServer:
             state.cameras = [lod.camera_from_view(c) for c in msg.cameras]
             state.ahead = [lod.predict(cam, track_velocity(state.motion, view.id, cam.position, now), LOOKAHEAD_S)
                            for view, cam in zip(msg.cameras, state.cameras)]
+            ids = {view.id for view in msg.cameras}
+            for gone in [i for i in state.motion if i not in ids]:  # bounded by the cameras of one view
+                del state.motion[gone]
             state.seq = msg.seq
             state.view_time = now
             state.view_ready.set()  # the selector takes the newest view; views it missed are skipped
@@ -232,8 +242,7 @@ class StreamServer:
                 fetches.pop(key, None)
                 if key not in state.pending:
                     continue
-                meta = json.loads(files["tile.json"])
-                self.heights.learn(key, meta["enu_min"][2], meta["enu_max"][2])
+                meta = self._learn_heights(key, files)
                 parts = {"mesh.glb": files["mesh.glb"]}
                 if state.hello and state.hello.sidecars:
                     parts.update({n: files[n] for n in state.hello.sidecars})
@@ -314,8 +323,7 @@ class StreamServer:
             raise LookupError(f"level {key.level} is outside this world's levels 0..{self.spec.levels - 1}")
         if name in ("mesh.glb", "tile.json"):
             files = await self.service.get(key, ("glb",))
-            meta = json.loads(files["tile.json"])
-            self.heights.learn(key, meta["enu_min"][2], meta["enu_max"][2])
+            self._learn_heights(key, files)
         elif name in SIDECAR_FILES:
             files = await self.service.get(key, ("sidecars",))
         else:
@@ -354,7 +362,13 @@ def _viewer_file(rel: str) -> Response:
     path = (VIEWER_DIR / rel).resolve()
     if VIEWER_DIR not in path.parents or not path.is_file():
         raise LookupError(f"no viewer file {rel!r}")
-    return _response(HTTPStatus.OK, path.read_bytes(), VIEWER_TYPES.get(path.suffix, "application/octet-stream"))
+    return _response(HTTPStatus.OK, _read_static(path), VIEWER_TYPES.get(path.suffix, "application/octet-stream"))
+
+
+@functools.lru_cache(maxsize=32)
+def _read_static(path: Path) -> bytes:
+    """Static files are read once, not on the event loop at every request."""
+    return path.read_bytes()
 
 
 def _redirect(location: str) -> Response:
