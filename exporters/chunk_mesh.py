@@ -21,7 +21,7 @@ from ..core.errors import WorldstreamError
 from ..core.heightfield import sample_normals
 from ..core.spec import WorldSpec
 from .building_mesh import building_mesh, owned_buildings
-from .facade import PADDING, FaceGroups, bake, bake_strips, face_normals, facade_atlas, strip_atlas, vertical_faces
+from .facade import PADDING, FaceGroups, bake, bake_strips, face_normals, facade_atlas, shelf_pack, vertical_faces
 from .terrain_mesh import terrain_mesh
 
 
@@ -230,7 +230,7 @@ def _walls(bm, texels_per_metre: float, max_size: int, seed: int):
     base = p[:, 0, 0, 2]
     height = p[:, 0, 2, 2] - base
     perimeter = lengths.sum(axis=1)
-    atlas = strip_atlas(perimeter, height, texels_per_metre, max_size)
+    atlas = shelf_pack(perimeter, height, texels_per_metre, max_size)
     tpm = atlas.texels_per_metre
     s = np.stack([s0, s0 + lengths, s0 + lengths, s0], axis=2)  # (n, 4, 4)
     z = np.stack([np.zeros((n, 4)), np.zeros((n, 4)), np.repeat(height[:, None], 4, 1),
@@ -247,9 +247,8 @@ def _walls(bm, texels_per_metre: float, max_size: int, seed: int):
 
 
 def _cliffs(pos, nrm, cliff_tris, chunk, res, texels_per_metre: float, max_size: int):
-    """Terrain faces steeper than tau (cliffs, the embankments of graded blocks), charted by xatlas
-    over their shared vertices (contiguous cliffs become one chart) and tinted by the ortho at
-    each face's centre."""
+    """Terrain faces steeper than tau (cliffs, the embankments of graded blocks), one chart per
+    face (facade_atlas), tinted by the ortho at each face's centre."""
     used, inverse = np.unique(cliff_tris.reshape(-1), return_inverse=True)
     cpos, cnrm = pos[used], nrm[used]
     ctris = inverse.reshape(-1, 3)

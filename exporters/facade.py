@@ -1,4 +1,4 @@
-"""Vertical faces: the horizontal / vertical split, a UV atlas (xatlas) and a baked lateral texture.
+"""Vertical faces: the horizontal / vertical split, UV atlases and a baked lateral texture.
 
 As in the method, faces with |n . z_up| < tau are vertical: they cannot take the ortho image by
 planar projection, so they get their own atlas. The texture baked into it here is procedural
@@ -9,8 +9,9 @@ Two kinds of vertical faces, two packers, one atlas image:
 - building walls are rectangles: each building's four walls are unrolled into one strip
   (perimeter x height) so the facade runs on around corners, and strips are shelf-packed; the
   facade coordinates (s along the wall, z above the base) are then linear in atlas pixels;
-- any other vertical face (terrain cliffs) is charted and packed by xatlas and baked triangle by
-  triangle through an affine map from atlas pixels to world positions.
+- any other vertical face (terrain cliffs) gets a chart of its own, laid flat in its plane and
+  shelf-packed the same way, and is baked triangle by triangle through an affine map from atlas
+  pixels to world positions.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import xatlas
 from PIL import Image, ImageDraw
 
 from ..core.hashing import salt
@@ -53,41 +53,48 @@ class Atlas:
     texels_per_metre: float
 
 
-def facade_atlas(positions: np.ndarray, triangles: np.ndarray, texels_per_metre: float, max_size: int = 1024,
-                 attempts: int = 8) -> Atlas:
-    """Chart and pack vertical faces with xatlas; the scale drops where the area would overflow
-    a max_size square (up to `attempts` times: charts have a minimum size, so very many tiny
-    charts may never fit, and then the last, larger atlas is kept rather than failing).
-    positions: (V, 3) float metres; triangles: (T, 3) int."""
-    p = positions.astype(np.float64)
-    area = float(np.linalg.norm(np.cross(p[triangles[:, 1]] - p[triangles[:, 0]],
-                                         p[triangles[:, 2]] - p[triangles[:, 0]]), axis=1).sum() * 0.5)
-    fit = np.sqrt(0.6 * max_size * max_size / max(area, 1e-9))  # packing fills about 60-70%
-    tpm = float(min(texels_per_metre, fit))
-    atlas = xatlas.Atlas()
-    atlas.add_mesh(positions.astype(np.float32), triangles.astype(np.uint32))
-    charts = xatlas.ChartOptions()
-    charts.max_iterations = 1
-    pack = xatlas.PackOptions()
-    pack.padding = PADDING
-    pack.bilinear = True
-    pack.texels_per_unit = tpm
-    pack.rotate_charts = True
-    pack.rotate_charts_to_axis = True
-    atlas.generate(charts, pack)
-    if (atlas.atlas_count != 1 or max(atlas.width, atlas.height) > max_size) and attempts > 1:
-        # packing filled less than estimated: shrink to fit and try again
-        shrink = 0.95 * max_size / max(atlas.width, atlas.height, max_size + 1)
-        return facade_atlas(positions, triangles, tpm * shrink, max_size, attempts - 1)
-    vmap, idx, uv = atlas[0]
-    return Atlas(vertex_map=vmap.astype(np.int64), triangles=idx.astype(np.int32), uv=uv.astype(np.float32),
-                 width=int(atlas.width), height=int(atlas.height), texels_per_metre=tpm)
+def facade_atlas(positions: np.ndarray, triangles: np.ndarray, texels_per_metre: float, max_size: int = 1024) -> Atlas:
+    """One chart per triangle, laid flat in its own plane (u along the horizontal, v up the face)
+    and shelf-packed; the scale drops until the atlas fits a max_size square.
+    positions: (V, 3) float metres; triangles: (T, 3) int.
+
+    Per-triangle charts lose nothing here because the baked texture is a function of the world
+    position and of a per-face tint, so there is no seam to hide; they are never folded or
+    overlapping, and packing is deterministic and single-threaded (xatlas, used before, could
+    deadlock in its thread pool's destructor)."""
+    flat = flatten_triangles(positions.astype(np.float64)[triangles])
+    lo = flat.min(axis=1)
+    size = flat.max(axis=1) - lo
+    packed = shelf_pack(size[:, 0], size[:, 1], texels_per_metre, max_size)
+    tpm = packed.texels_per_metre
+    corner = np.stack([packed.x0, packed.y0], axis=1).astype(np.float64) + PADDING
+    pixels = (flat - lo[:, None, :]) * tpm + corner[:, None, :]
+    pixels[..., 1] = corner[:, None, 1] + size[:, None, 1] * tpm - (flat[..., 1] - lo[:, None, 1]) * tpm  # v down
+    uv = pixels.reshape(-1, 2) / [packed.width, packed.height]
+    return Atlas(vertex_map=np.asarray(triangles, dtype=np.int64).reshape(-1),
+                 triangles=np.arange(3 * len(triangles), dtype=np.int32).reshape(-1, 3),
+                 uv=uv.astype(np.float32), width=packed.width, height=packed.height, texels_per_metre=tpm)
+
+
+def flatten_triangles(corners: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) triangle corners in ENU metres -> (T, 3, 2) the same corners in each triangle's
+    own plane: u along the horizontal direction of the face, v up it (lengths kept)."""
+    n = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    along = np.stack([-n[:, 1], n[:, 0], np.zeros(len(n))], axis=1)
+    flat_face = np.linalg.norm(along, axis=1) < 1e-9 * np.maximum(np.linalg.norm(n, axis=1), 1e-12)
+    along[flat_face] = [1.0, 0.0, 0.0]  # a horizontal or degenerate face: any in-plane direction
+    along /= np.linalg.norm(along, axis=1, keepdims=True)
+    up = np.cross(n, along)
+    up_norm = np.linalg.norm(up, axis=1, keepdims=True)
+    up = np.where(up_norm > 1e-12, up / np.maximum(up_norm, 1e-12), [0.0, 1.0, 0.0])
+    rel = corners - corners[:, :1]
+    return np.stack([np.einsum("tkc,tc->tk", rel, along), np.einsum("tkc,tc->tk", rel, up)], axis=2)
 
 
 @dataclass(frozen=True, eq=False)
-class StripAtlas:
-    """Placement of building strips: x0, y0: (N,) int texel corner of each strip (padding
-    included); width, height: atlas size; texels_per_metre: the scale."""
+class ShelfPacking:
+    """Placement of shelf-packed rectangles (building strips, cliff triangles): x0, y0: (N,) int
+    texel corner of each rectangle (padding included); width, height: atlas size; texels_per_metre: the scale."""
 
     x0: np.ndarray
     y0: np.ndarray
@@ -96,12 +103,12 @@ class StripAtlas:
     texels_per_metre: float
 
 
-def strip_atlas(lengths: np.ndarray, heights: np.ndarray, texels_per_metre: float, max_size: int = 1024) -> StripAtlas:
-    """Shelf-pack (N,) strips of lengths x heights metres (tallest first, ties by index), shrinking
-    the scale until the atlas fits a max_size square."""
+def shelf_pack(lengths: np.ndarray, heights: np.ndarray, texels_per_metre: float, max_size: int = 1024) -> ShelfPacking:
+    """Shelf-pack (N,) rectangles of lengths x heights metres (tallest first, ties by index),
+    shrinking the scale until the atlas fits a max_size square."""
     tpm = float(texels_per_metre)
     order = np.lexsort((np.arange(len(heights)), -np.asarray(heights)))
-    for attempt in range(24):  # strips have a minimum size, so give up shrinking at some point
+    for attempt in range(24):  # rectangles have a minimum size, so give up shrinking at some point
         w = np.ceil(np.asarray(lengths) * tpm).astype(np.int64) + 2 * PADDING
         h = np.ceil(np.asarray(heights) * tpm).astype(np.int64) + 2 * PADDING
         side = int(max(w.max(), np.ceil(np.sqrt((w * h).sum() * 1.1))))
@@ -116,12 +123,12 @@ def strip_atlas(lengths: np.ndarray, heights: np.ndarray, texels_per_metre: floa
             shelf = max(shelf, h[i])
         width, height = side, y + shelf
         if max(width, height) <= max_size or attempt == 23:
-            return StripAtlas(x0=x0, y0=y0, width=int(width), height=int(height), texels_per_metre=tpm)
+            return ShelfPacking(x0=x0, y0=y0, width=int(width), height=int(height), texels_per_metre=tpm)
         tpm *= 0.95 * max_size / max(width, height)
     raise AssertionError("unreachable")
 
 
-def bake_strips(atlas: StripAtlas, lengths: np.ndarray, heights: np.ndarray, building_ids: np.ndarray,
+def bake_strips(atlas: ShelfPacking, lengths: np.ndarray, heights: np.ndarray, building_ids: np.ndarray,
                 seed: int) -> np.ndarray:
     """(height, width, 3) uint8 facade texture of every strip; texel (px, py) of strip i shows
     s = (px + 0.5 - x0 - PADDING) / tpm metres along the facade and z = height - (py + 0.5 - y0 -
@@ -144,7 +151,7 @@ def bake_strips(atlas: StripAtlas, lengths: np.ndarray, heights: np.ndarray, bui
 
 @dataclass(frozen=True, eq=False)
 class FaceGroups:
-    """Planar faces to bake through xatlas charts. corners: (G, 3, 2) atlas pixel coordinates;
+    """Planar faces to bake through their charts. corners: (G, 3, 2) atlas pixel coordinates;
     world: (G, 3, 3) positions of those corners (ENU metres); tint: (G, 3) float 0..1 colour."""
 
     corners: np.ndarray

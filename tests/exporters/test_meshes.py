@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from worldstream.core import ChunkKey
 from worldstream.core.errors import WorldstreamError
 from worldstream.exporters.chunk_mesh import MeshOptions, chunk_mesh
+from worldstream.exporters.facade import facade_atlas
 from worldstream.exporters.terrain_mesh import simplify_profile, terrain_mesh
 
 from .raycast import first_hits
@@ -211,3 +212,26 @@ def test_mesh_options_are_validated():
         MeshOptions(tau=1.5)
     with pytest.raises(WorldstreamError, match="error_per_pixel"):
         MeshOptions(error_per_pixel=0)
+
+
+def test_cliff_atlas_charts_are_isometric_disjoint_and_inside():
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0, 200, size=(300, 2))
+    corners = np.concatenate([base[:, None, :] + rng.uniform(-8, 8, size=(300, 3, 2)),
+                              rng.uniform(0, 40, size=(300, 3, 1))], axis=2)  # steep, any orientation
+    positions = corners.reshape(-1, 3)
+    triangles = np.arange(len(positions)).reshape(-1, 3)
+    atlas = facade_atlas(positions, triangles, texels_per_metre=4.0, max_size=512)
+    assert max(atlas.width, atlas.height) <= 512 and atlas.uv.min() >= 0 and atlas.uv.max() <= 1
+    pix = atlas.uv.astype(np.float64)[atlas.triangles] * [atlas.width, atlas.height]
+    world_corners = positions[atlas.vertex_map[atlas.triangles]]
+    for a, b in ((0, 1), (1, 2), (2, 0)):  # every edge keeps its length at the atlas scale
+        np.testing.assert_allclose(np.linalg.norm(pix[:, a] - pix[:, b], axis=1) / atlas.texels_per_metre,
+                                   np.linalg.norm(world_corners[:, a] - world_corners[:, b], axis=1), rtol=1e-4, atol=1e-3)
+    lo, hi = pix.min(axis=1), pix.max(axis=1)  # chart boxes (padding apart) never overlap
+    overlap = ((lo[:, None, 0] < hi[None, :, 0] - 1e-6) & (lo[None, :, 0] < hi[:, None, 0] - 1e-6)
+               & (lo[:, None, 1] < hi[None, :, 1] - 1e-6) & (lo[None, :, 1] < hi[:, None, 1] - 1e-6))
+    np.fill_diagonal(overlap, False)
+    assert not overlap.any()
+    again = facade_atlas(positions, triangles, texels_per_metre=4.0, max_size=512)
+    assert np.array_equal(again.uv, atlas.uv)
