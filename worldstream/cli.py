@@ -190,16 +190,21 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _spec_from_settings_or_args(args):
+    """The world stored in --settings (by `worldstream airsim settings`) unless --spec is given, else the flags."""
+    from worldstream.core import WorldSpec
+
+    stored = json.loads(Path(args.settings).read_text()).get("worldstream", {}).get("world") if args.settings else None
+    return WorldSpec.from_dict(stored) if stored and not args.spec else _spec_from_args(args)
+
+
 def cmd_sim(args) -> int:
     import asyncio
-
-    from worldstream.core import WorldSpec
 
     from worldstream.airsim_adapter.server import make_simulator, run_sim
     from worldstream.core.workers import exit_cleanly_on_sigterm
 
-    stored = json.loads(Path(args.settings).read_text()).get("worldstream", {}).get("world") if args.settings else None
-    spec = WorldSpec.from_dict(stored) if stored and not args.spec else _spec_from_args(args)
+    spec = _spec_from_settings_or_args(args)
     sim = make_simulator(settings_path=args.settings, spec=spec)
     names = ", ".join(sim.vehicles)
     print(f"worldstream sim: world seed {spec.seed}, vehicles {names}, AirSim RPC on {args.host}:{args.port}",
@@ -222,6 +227,26 @@ def cmd_airsim_settings(args) -> int:
     write_file_atomic(Path(args.out), (json.dumps(doc, indent=2) + "\n").encode())
     print(f"worldstream airsim settings: wrote {args.out} (Drone1 at NED {doc['Vehicles']['Drone1']['X']:.1f}, "
           f"{doc['Vehicles']['Drone1']['Y']:.1f}, {doc['Vehicles']['Drone1']['Z']:.1f})", file=sys.stderr)
+    return 0
+
+
+def cmd_airsim_fly(args) -> int:
+    import airsim
+
+    from worldstream.airsim_adapter.fly import fly_mission
+    from worldstream.airsim_adapter.mission import load_mission
+    from worldstream.core import World
+
+    spec = _spec_from_settings_or_args(args)
+    mission = load_mission(args.mission, spec.origin)
+    log = lambda msg: print(f"worldstream airsim fly: {msg}", file=sys.stderr)  # noqa: E731
+    client = airsim.MultirotorClient(ip=args.host, port=args.port, timeout_value=args.timeout)
+    client.confirmConnection()
+    summary = fly_mission(client, airsim, mission, World(spec, cache_chunks=64), args.out, lockstep=not args.realtime,
+                          log=log)
+    log(f"flew {summary['path_length_m']:.0f} m in {summary['path_sim_s']:.1f} sim s ({summary['wall_s']:.1f} wall s), "
+        f"ended {summary['end_miss_m']:.2f} m from the last point"
+        + (f"; {summary['frames']} frames in {args.out}" if "frames" in summary else ""))
     return 0
 
 
@@ -282,6 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--spawn", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north) of Drone1")
     st.add_argument("--clock-speed", type=float, default=1.0)
     st.set_defaults(func=cmd_airsim_settings)
+    fl = asub.add_parser("fly", help="fly a mission file with the official airsim client and record a dataset",
+                         description="Plans a terrain-following path through the mission's waypoints over the "
+                                     "generated world, flies it (takeoff, climb, moveOnPathAsync, land) against AirSim "
+                                     "or `worldstream sim`, and records images, intrinsics, poses and ground truth into "
+                                     "--out. The world is the one stored in --settings unless --spec is given, else "
+                                     "the world flags. Mission format: docs/airsim.md.")
+    fl.add_argument("mission", help="mission file (.json, .yaml or .yml)")
+    _add_world_args(fl)
+    fl.add_argument("--settings", help="the settings.json the simulator runs with (holds the world)")
+    fl.add_argument("--host", default="127.0.0.1")
+    fl.add_argument("--port", type=int, default=41451)
+    fl.add_argument("--out", help="dataset folder (default: fly without recording)")
+    fl.add_argument("--realtime", action="store_true",
+                    help="capture as the sim clock runs instead of pausing the simulation for each frame (lockstep)")
+    fl.add_argument("--timeout", type=float, default=3600, help="seconds the client waits for any one call")
+    fl.set_defaults(func=cmd_airsim_fly)
 
     v = sub.add_parser("preview", help="render an ortho + hillshade picture of a region",
                        description="Mosaic the chunks of a square region at a suitable level and shade them.")

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from worldstream.airsim_adapter.dataset import load_dataset
 from worldstream.airsim_adapter.render import SEGMENTATION_RGB
 from worldstream.airsim_adapter.settings import build_settings
 from worldstream.core import ChunkKey, World, WorldSpec
+from worldstream.core.biomes import CLASSES
 
 airsim = pytest.importorskip("airsim", reason="install.sh installs the official client (rpc-msgpack + airsim 1.8.1)")
 
@@ -181,3 +183,79 @@ def test_unknown_calls_get_rpclibs_error_text_and_the_connection_survives(sim):
         client.client.call("simFlyToTheMoon", 1, 2)
     assert "rpclib: server could not find function 'simFlyToTheMoon' with argument count 2." in str(err.value)
     assert client.ping()
+
+
+def test_a_mission_file_flown_end_to_end_records_a_dataset_whose_poses_match(sim, world, tmp_path):
+    """`worldstream airsim fly` (its own process, the official client) over a mountain: every file
+    loads, frames are interval_s of sim time apart, poses agree with each other, with the planned
+    path and with the world, and the ground truth agrees with the images."""
+    port, settings = sim
+    home = home_enu(settings)
+    a_xy, b_xy, d = find_slope(world)
+    end = b_xy + 100.0 * d  # the same climb the collision test flies into
+    client = airsim.MultirotorClient(ip="127.0.0.1", port=port)
+    client.reset()
+    start = a_xy - 150.0 * d  # on the ground a short run before the climb: the mission starts where the drone is
+    client.simSetVehiclePose(airsim.Pose(airsim.Vector3r(*to_ned((start[0], start[1], -1000.0), home)),
+                                         airsim.to_quaternion(0, 0, 0)), False)  # lifted onto the surface
+    mission = tmp_path / "mission.yaml"
+    mission.write_text(f"""
+name: over-the-ridge
+speed: 15
+altitude: {{reference: agl, value: 30}}
+clearance_m: 10
+capture: {{interval_s: 2.0, camera: bottom_center, images: [scene, depth_planar, segmentation]}}
+waypoints:
+  - [{a_xy[0]:.2f}, {a_xy[1]:.2f}]
+  - {{x: {end[0]:.2f}, y: {end[1]:.2f}}}
+""")
+    settings_path = tmp_path / "settings.json"
+    settings_path.write_text(json.dumps(settings))
+    out = tmp_path / "dataset"
+    run = subprocess.run([sys.executable, "-m", "worldstream", "airsim", "fly", str(mission), "--settings",
+                          str(settings_path), "--port", str(port), "--out", str(out)],
+                         capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr
+
+    manifest, records = load_dataset(out)
+    assert manifest["complete"] and manifest["frames"] == len(records) >= manifest["path_sim_s"] / 2.0
+    np.testing.assert_allclose(manifest["home_enu"], home, atol=0.01)
+    intr = json.loads((out / "intrinsics.json").read_text())
+    assert (intr["width"], intr["height"], intr["fov_deg"]) == (256, 144, 90.0)
+    times = np.array([r["time_ns"] for r in records]) / 1e9
+    gaps = np.diff(times)  # lockstep: one capture every interval of sim time, and one when the path ends
+    assert np.abs(gaps[:-1] - 2.0).max() < 0.02 and 0 < gaps[-1] <= 2.02
+    path = np.array(manifest["path_enu"])
+    for r in records:
+        scene = np.asarray(Image.open(out / r["files"]["scene"]))
+        seg = np.asarray(Image.open(out / r["files"]["segmentation"]).convert("RGB"))
+        depth = np.load(out / r["files"]["depth_planar"])
+        assert scene.shape == seg.shape == (144, 256, 3) and depth.shape == (144, 256) and depth.dtype == np.float32
+        v, c = r["vehicle"], r["camera"]
+        ned = np.array(v["position_ned"])
+        np.testing.assert_allclose(v["position_enu"], home + [ned[1], ned[0], -ned[2]], atol=1e-6)
+        np.testing.assert_allclose(np.array(c["camera_to_world_enu"])[:3, 3], c["position_enu"], atol=1e-6)
+        down = np.array(c["camera_to_world_enu"])[:3, :3] @ [1.0, 0.0, 0.0]  # the camera's optical axis
+        np.testing.assert_allclose(down, [0.0, 0.0, -1.0], atol=1e-6)
+        assert not r["collided"]
+        truth = r["ground_truth"]
+        enu = np.array(v["position_enu"])
+        assert abs(truth["agl_m"] - (enu[2] - surface(world, enu[0], enu[1]))) < 0.01
+        assert truth["agl_m"] > 10.0  # never below the clearance
+        assert abs(float(depth[72, 128]) - truth["agl_m"]) <= 0.02 * truth["agl_m"] + 0.2
+        seg_ids = {tuple(SEGMENTATION_RGB[i]): i for i in range(256) if SEGMENTATION_RGB[i].any()}
+        colours, counts = np.unique(seg.reshape(-1, 3), axis=0, return_counts=True)
+        top_class = seg_ids[tuple(colours[counts.argmax()])]
+        assert next(iter(truth["classes_in_view"])) == CLASSES[top_class]
+        if 0 < r["index"] < len(records) - 1:  # on the path leg: within a few metres of the planned path
+            assert distance_to_polyline(enu, path) < 3.0
+    last = np.array(records[-1]["vehicle"]["position_enu"])
+    assert np.linalg.norm(last - path[-1]) < 1.0
+    climb = path[:, 2].max() - path[0, 2]
+    assert climb > 40.0  # the path climbed the ridge instead of flying into it
+
+
+def distance_to_polyline(p: np.ndarray, line: np.ndarray) -> float:
+    a, b = line[:-1], line[1:]
+    t = np.clip(np.einsum("ij,ij->i", p - a, b - a) / np.maximum(np.einsum("ij,ij->i", b - a, b - a), 1e-12), 0, 1)
+    return float(np.linalg.norm(a + (b - a) * t[:, None] - p, axis=1).min())

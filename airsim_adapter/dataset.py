@@ -1,0 +1,118 @@
+"""Datasets recorded along a mission (layout in docs/airsim.md): per frame the images as AirSim
+returned them, the vehicle and camera poses in AirSim NED and world ENU, and ground truth from the
+world itself (surface and ground height under the vehicle, height above ground, the classes the
+camera sees). Every file is written atomically; `dataset.json`, written last, marks it complete."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..core.biomes import CLASSES
+from ..exporters.atomic import write_file_atomic
+from .render import NO_HIT_DEPTH, Intrinsics, camera_rays
+from .structs import rotation_matrix
+
+MANIFEST = "dataset.json"
+FRAMES_DIR = "frames"
+IMAGES_DIR = "images"
+FAR_M = 20000.0  # depth beyond this is sky (AirSim reports a huge depth where nothing is hit)
+
+
+def ned_to_enu(ned, home_enu) -> np.ndarray:
+    """Vehicle-frame NED (..., 3) -> world ENU, the vehicle frame starting at home_enu."""
+    ned = np.asarray(ned, np.float64)
+    return np.asarray(home_enu, np.float64) + np.stack([ned[..., 1], ned[..., 0], -ned[..., 2]], -1)
+
+
+def enu_to_ned(enu, home_enu) -> np.ndarray:
+    d = np.asarray(enu, np.float64) - np.asarray(home_enu, np.float64)
+    return np.stack([d[..., 1], d[..., 0], -d[..., 2]], -1)
+
+
+def camera_to_world(position_ned, orientation_ned, home_enu) -> np.ndarray:
+    """(4, 4) float64: camera frame (x forward, y right, z down, AirSim's) -> world ENU."""
+    ned_to_enu_axes = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    m = np.eye(4)
+    m[:3, :3] = ned_to_enu_axes @ rotation_matrix(orientation_ned)
+    m[:3, 3] = ned_to_enu(position_ned, home_enu)
+    return m
+
+
+def unproject(depth: np.ndarray, intr: Intrinsics, orientation_ned, camera_enu, planar: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float32 depth in metres -> ((H*W, 3) world ENU points, (H*W,) bool hit); planar:
+    DepthPlanar (distance along the optical axis), else DepthPerspective (along the ray)."""
+    rays, forward = camera_rays(intr, orientation_ned)
+    d = depth.reshape(-1).astype(np.float64)
+    hit = np.isfinite(d) & (d < min(FAR_M, NO_HIT_DEPTH * 0.99))
+    dist = d / np.maximum(rays @ forward, 1e-6) if planar else d
+    return np.asarray(camera_enu) + rays * np.where(hit, dist, 0.0)[:, None], hit
+
+
+def class_fractions(class_ids: np.ndarray, sky: int) -> dict[str, float]:
+    """(N,) uint8 class ids of the hit pixels and the count of sky pixels -> {class name: share of
+    all pixels}, largest first."""
+    total = len(class_ids) + sky
+    if total == 0:
+        return {}
+    ids, counts = np.unique(class_ids, return_counts=True)
+    out = {CLASSES.get(int(i), f"class_{int(i)}"): c / total for i, c in zip(ids, counts)}
+    if sky:
+        out["sky"] = sky / total
+    return {k: round(float(v), 6) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
+def image_files(index: int, images: dict[str, object]) -> tuple[dict[str, str], dict[str, bytes]]:
+    """images: type name -> PNG bytes (scene, segmentation) or (H, W) float32 (depth) ->
+    (file names, {relative path: bytes}). Depth is stored as .npy (float32 metres)."""
+    names, blobs = {}, {}
+    for kind, data in images.items():
+        if isinstance(data, np.ndarray):
+            buf = io.BytesIO()
+            np.save(buf, data.astype(np.float32), allow_pickle=False)
+            rel = f"{IMAGES_DIR}/{index:06d}_{kind}.npy"
+            blobs[rel] = buf.getvalue()
+        else:
+            rel = f"{IMAGES_DIR}/{index:06d}_{kind}.png"
+            blobs[rel] = bytes(data)
+        names[kind] = rel
+    return names, blobs
+
+
+class DatasetWriter:
+    """Writes frames as they come (images, then the frame's record) and the manifest at the end."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        (self.root / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+        stale = self.root / MANIFEST
+        if stale.exists():
+            stale.unlink()  # a rerun into the same folder is incomplete until it finishes
+        self.count = 0
+
+    def write_frame(self, record: dict, blobs: dict[str, bytes]) -> None:
+        for rel, data in blobs.items():
+            write_file_atomic(self.root / rel, data)
+        write_file_atomic(self.root / FRAMES_DIR / f"{record['index']:06d}.json",
+                          (json.dumps(record, indent=1) + "\n").encode())
+        self.count += 1
+
+    def write_json(self, name: str, doc: dict) -> None:
+        write_file_atomic(self.root / name, (json.dumps(doc, indent=1) + "\n").encode())
+
+    def finish(self, manifest: dict) -> None:
+        self.write_json(MANIFEST, dict(manifest, frames=self.count, complete=True))
+
+
+def load_dataset(root: Path | str) -> tuple[dict, list[dict]]:
+    """(manifest, frame records in order); raises ValueError if the dataset is incomplete."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not path.exists():
+        raise ValueError(f"{root}: no {MANIFEST}, so the recording did not finish")
+    manifest = json.loads(path.read_text())
+    records = [json.loads(p.read_text()) for p in sorted((root / FRAMES_DIR).glob("*.json"))]
+    return manifest, records

@@ -1,0 +1,199 @@
+"""`worldstream airsim fly`: fly a mission with the official `airsim` client (against Unreal with
+AirSim or against `worldstream sim`) and record a dataset along it.
+
+The path comes from `mission.plan_path` over the world's generated surface. The vehicle takes off
+if landed, climbs on the spot to the path's first height, then flies the rest with moveOnPathAsync.
+In lockstep mode (the default) the simulation is paused for every capture and advanced by
+simContinueForTime(interval), so frames are exactly `interval_s` of sim time apart and pose and
+images belong to the same instant however slowly images render; in realtime mode captures follow
+the sim clock while it runs freely.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..core import frames
+from ..core.errors import WorldstreamError
+from ..core.world import World
+from .dataset import DatasetWriter, camera_to_world, class_fractions, enu_to_ned, image_files, ned_to_enu, unproject
+from .ground import Ground
+from .mission import IMAGE_TYPES, Mission, plan_path
+from .render import Intrinsics
+
+CLIMB_SPEED_MAX = 8.0  # m/s, the vertical climb to the path's start
+PAUSE_POLL_S = 0.005
+
+
+class FlightError(WorldstreamError, RuntimeError):
+    """The mission could not be flown (collision, timeout); the message says where and why."""
+
+
+def _vec(v) -> np.ndarray:
+    return np.array([v.x_val, v.y_val, v.z_val], np.float64)
+
+
+def _quat(q) -> tuple[float, float, float, float]:
+    return (float(q.w_val), float(q.x_val), float(q.y_val), float(q.z_val))
+
+
+def _done(future) -> bool:
+    """Has an async call's reply come in? (msgpackrpc's Future keeps it in _set_flag.)"""
+    return bool(getattr(future, "_set_flag", False))
+
+
+class Recorder:
+    """Captures one frame: images through the client, poses, and ground truth from the world."""
+
+    def __init__(self, client, airsim, mission: Mission, world: World, home_enu: np.ndarray, writer: DatasetWriter):
+        self.client, self.airsim, self.mission, self.world = client, airsim, mission, world
+        self.home_enu, self.writer = home_enu, writer
+        self.ground = Ground(world)
+        self.intrinsics: dict | None = None
+        self.index = 0
+
+    def _requests(self):
+        cam = self.mission.capture.camera
+        out = []
+        for kind in self.mission.capture.images:
+            depth = kind.startswith("depth")
+            out.append(self.airsim.ImageRequest(cam, IMAGE_TYPES[kind], pixels_as_float=depth, compress=not depth))
+        return out
+
+    def capture(self) -> dict:
+        vehicle = self.mission.vehicle
+        state = self.client.getMultirotorState(vehicle_name=vehicle)
+        responses = self.client.simGetImages(self._requests(), vehicle_name=vehicle)
+        collision = self.client.simGetCollisionInfo(vehicle_name=vehicle)
+        if len(responses) != len(self.mission.capture.images):
+            raise FlightError(f"simGetImages answered {len(responses)} images for {len(self.mission.capture.images)} requests")
+        images, depth = {}, None
+        for kind, r in zip(self.mission.capture.images, responses):
+            if r.width <= 0 or r.height <= 0:
+                raise FlightError(f"camera {self.mission.capture.camera!r} returned an empty {kind} image: {r.message!r}")
+            if kind.startswith("depth"):
+                images[kind] = np.asarray(r.image_data_float, np.float32).reshape(r.height, r.width)
+                depth = (kind, images[kind]) if depth is None or kind == "depth_planar" else depth
+            else:
+                images[kind] = r.image_data_uint8
+        first = responses[0]
+        cam_ned, cam_q = _vec(first.camera_position), _quat(first.camera_orientation)
+        if self.intrinsics is None:
+            info = self.client.simGetCameraInfo(self.mission.capture.camera, vehicle_name=vehicle)
+            intr = Intrinsics(first.width, first.height, float(info.fov))
+            self.intrinsics = {"camera": self.mission.capture.camera, "width": intr.width, "height": intr.height,
+                               "fov_deg": intr.fov_deg, "K": intr.matrix().tolist(), "distortion": None,
+                               "camera_frame": "x forward, y right, z down (AirSim); pixel (0, 0) top left"}
+            self.writer.write_json("intrinsics.json", self.intrinsics)
+        kin = state.kinematics_estimated
+        pos_ned = _vec(kin.position)
+        enu = ned_to_enu(pos_ned, self.home_enu)
+        ground, surface = (float(a[0]) for a in self.world.height_at([enu[0]], [enu[1]]))
+        truth = {"surface_m": surface, "ground_m": ground, "agl_m": float(enu[2] - surface)}
+        cam_enu = ned_to_enu(cam_ned, self.home_enu)
+        if depth is not None:
+            intr = Intrinsics(self.intrinsics["width"], self.intrinsics["height"], self.intrinsics["fov_deg"])
+            pts, hit = unproject(depth[1], intr, cam_q, cam_enu, planar=depth[0] == "depth_planar")
+            self.ground.around(enu[0], enu[1])
+            ids, _ = self.ground.layers(pts[hit, 0], pts[hit, 1])
+            truth["classes_in_view"] = class_fractions(ids, int((~hit).sum()))
+            truth["classes_from"] = depth[0]
+        lat, lon, alt = (float(a) for a in frames.enu_to_geodetic(enu, self.world.spec.origin))
+        names, blobs = image_files(self.index, images)
+        record = {
+            "index": self.index, "time_ns": int(state.timestamp), "files": names,
+            "vehicle": {"position_ned": pos_ned.tolist(), "orientation_ned": list(_quat(kin.orientation)),
+                        "velocity_ned": _vec(kin.linear_velocity).tolist(), "position_enu": enu.tolist(),
+                        "geodetic": [lat, lon, alt]},
+            "camera": {"name": self.mission.capture.camera, "position_ned": cam_ned.tolist(),
+                       "orientation_ned": list(cam_q), "position_enu": cam_enu.tolist(),
+                       "camera_to_world_enu": camera_to_world(cam_ned, cam_q, self.home_enu).round(9).tolist()},
+            "ground_truth": truth, "collided": bool(collision.has_collided),
+        }
+        self.writer.write_frame(record, blobs)
+        self.index += 1
+        return record
+
+
+def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str | None, lockstep: bool = True,
+                log=lambda msg: None) -> dict:
+    """Fly `mission` with a connected official client (`airsim` is the imported package), record
+    a dataset into `out` (None: fly only) and return the run's summary (also in dataset.json)."""
+    v = mission.vehicle
+    client.enableApiControl(True, vehicle_name=v)
+    client.armDisarm(True, vehicle_name=v)
+    home = client.getHomeGeoPoint(vehicle_name=v)
+    home_enu = frames.geodetic_to_enu(home.latitude, home.longitude, home.altitude, world.spec.origin)
+    state = client.getMultirotorState(vehicle_name=v)
+    start = ned_to_enu(_vec(state.kinematics_estimated.position), home_enu)
+    path = plan_path(mission, (start[0], start[1]), lambda x, y: world.height_at(x, y)[1])
+    log(f"path: {len(path.points)} points, {path.length_m:.0f} m, from {start[0]:.0f},{start[1]:.0f} "
+        f"at {path.points[0, 2]:.0f} m up to {path.points[:, 2].max():.0f} m")
+    writer = DatasetWriter(out) if out is not None and mission.capture is not None else None
+    recorder = Recorder(client, airsim, mission, world, home_enu, writer) if writer else None
+    t_wall = time.perf_counter()
+    t_sim0 = state.timestamp
+    if state.landed_state == airsim.LandedState.Landed:
+        client.takeoffAsync(vehicle_name=v).join()
+    first = enu_to_ned(path.points[0], home_enu)
+    client.moveToZAsync(float(first[2]), min(mission.speed, CLIMB_SPEED_MAX), vehicle_name=v).join()
+    ned = [airsim.Vector3r(*map(float, enu_to_ned(p, home_enu))) for p in path.points[1:]]
+    sim_budget_s = path.length_m / mission.speed * 3 + 60
+    path_t0 = client.getMultirotorState(vehicle_name=v).timestamp
+    if recorder and lockstep:
+        client.simPause(True)
+    future = client.moveOnPathAsync(ned, mission.speed, timeout_sec=sim_budget_s, drivetrain=airsim.DrivetrainType.ForwardOnly,
+                                    yaw_mode=airsim.YawMode(False, 0), vehicle_name=v)
+    try:
+        if recorder is None:
+            future.join()
+        elif lockstep:
+            while True:
+                recorder.capture()
+                if _done(future):
+                    break
+                client.simContinueForTime(mission.capture.interval_s)
+                while not client.simIsPause():
+                    time.sleep(PAUSE_POLL_S)
+                    if _done(future):
+                        break
+        else:
+            next_ns = path_t0
+            while not _done(future):
+                now = client.getMultirotorState(vehicle_name=v).timestamp
+                if now >= next_ns:
+                    recorder.capture()
+                    next_ns += int(mission.capture.interval_s * 1e9)
+                else:
+                    time.sleep(0.005)
+            recorder.capture()
+    finally:
+        if recorder and lockstep:
+            client.simPause(False)
+    reached = future.get()
+    collision = client.simGetCollisionInfo(vehicle_name=v)
+    end_state = client.getMultirotorState(vehicle_name=v)
+    end = ned_to_enu(_vec(end_state.kinematics_estimated.position), home_enu)
+    miss = float(np.linalg.norm(end - path.points[-1]))
+    if not reached:
+        what = f"collided with {collision.object_name} at NED {_vec(collision.impact_point).round(1).tolist()}" \
+            if collision.has_collided else "stopped before the end (timeout or cancelled)"
+        raise FlightError(f"mission {mission.name!r}: the vehicle {what}; {miss:.1f} m from the last point")
+    sim_s = (end_state.timestamp - path_t0) / 1e9
+    wall_s = time.perf_counter() - t_wall
+    if mission.land:
+        client.landAsync(vehicle_name=v).join()
+    summary = {"mission": mission.name, "vehicle": v or None, "home_enu": home_enu.tolist(),
+               "path_enu": path.points.round(3).tolist(), "path_length_m": path.length_m,
+               "end_miss_m": miss, "path_sim_s": sim_s, "total_sim_s": (client.getMultirotorState(vehicle_name=v).timestamp - t_sim0) / 1e9,
+               "wall_s": wall_s, "lockstep": lockstep, "world": world.spec.to_dict() if hasattr(world.spec, "to_dict") else None,
+               "capture": asdict(mission.capture) if mission.capture else None}
+    if writer:
+        writer.finish(summary)
+        summary["frames"] = writer.count
+    return summary
