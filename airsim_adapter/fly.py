@@ -56,6 +56,14 @@ class Recorder:
         self.ground = Ground(world)
         self.intrinsics: dict | None = None
         self.index = 0
+        self.seconds = 0.0  # wall seconds spent capturing
+
+    def capture(self) -> dict:
+        t0 = time.perf_counter()
+        try:
+            return self._capture()
+        finally:
+            self.seconds += time.perf_counter() - t0
 
     def _requests(self):
         cam = self.mission.capture.camera
@@ -65,7 +73,7 @@ class Recorder:
             out.append(self.airsim.ImageRequest(cam, IMAGE_TYPES[kind], pixels_as_float=depth, compress=not depth))
         return out
 
-    def capture(self) -> dict:
+    def _capture(self) -> dict:
         vehicle = self.mission.vehicle
         state = self.client.getMultirotorState(vehicle_name=vehicle)
         responses = self.client.simGetImages(self._requests(), vehicle_name=vehicle)
@@ -93,13 +101,14 @@ class Recorder:
         kin = state.kinematics_estimated
         pos_ned = _vec(kin.position)
         enu = ned_to_enu(pos_ned, self.home_enu)
-        ground, surface = (float(a[0]) for a in self.world.height_at([enu[0]], [enu[1]]))
+        self.ground.around(enu[0], enu[1])  # the world's finest level near the vehicle, as World.height_at gives it
+        surface = float(self.ground.surface(enu[0:1], enu[1:2])[0])
+        ground = float(self.ground.ground(enu[0:1], enu[1:2])[0])
         truth = {"surface_m": surface, "ground_m": ground, "agl_m": float(enu[2] - surface)}
         cam_enu = ned_to_enu(cam_ned, self.home_enu)
         if depth is not None:
             intr = Intrinsics(self.intrinsics["width"], self.intrinsics["height"], self.intrinsics["fov_deg"])
             pts, hit = unproject(depth[1], intr, cam_q, cam_enu, planar=depth[0] == "depth_planar")
-            self.ground.around(enu[0], enu[1])
             ids, _ = self.ground.layers(pts[hit, 0], pts[hit, 1])
             truth["classes_in_view"] = class_fractions(ids, int((~hit).sum()))
             truth["classes_from"] = depth[0]
@@ -145,6 +154,7 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
     ned = [airsim.Vector3r(*map(float, enu_to_ned(p, home_enu))) for p in path.points[1:]]
     sim_budget_s = path.length_m / mission.speed * 3 + 60
     path_t0 = client.getMultirotorState(vehicle_name=v).timestamp
+    path_wall0 = time.perf_counter()
     if recorder and lockstep:
         client.simPause(True)
     future = client.moveOnPathAsync(ned, mission.speed, timeout_sec=sim_budget_s, drivetrain=airsim.DrivetrainType.ForwardOnly,
@@ -176,6 +186,7 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
         if recorder and lockstep:
             client.simPause(False)
     reached = future.get()
+    path_wall_s = time.perf_counter() - path_wall0
     collision = client.simGetCollisionInfo(vehicle_name=v)
     end_state = client.getMultirotorState(vehicle_name=v)
     end = ned_to_enu(_vec(end_state.kinematics_estimated.position), home_enu)
@@ -191,8 +202,9 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
     summary = {"mission": mission.name, "vehicle": v or None, "home_enu": home_enu.tolist(),
                "path_enu": path.points.round(3).tolist(), "path_length_m": path.length_m,
                "end_miss_m": miss, "path_sim_s": sim_s, "total_sim_s": (client.getMultirotorState(vehicle_name=v).timestamp - t_sim0) / 1e9,
-               "wall_s": wall_s, "lockstep": lockstep, "world": world.spec.to_dict() if hasattr(world.spec, "to_dict") else None,
-               "capture": asdict(mission.capture) if mission.capture else None}
+               "path_wall_s": path_wall_s, "wall_s": wall_s, "lockstep": lockstep, "world": world.spec.to_dict(),
+               "capture": asdict(mission.capture) if mission.capture else None,
+               "capture_s_mean": recorder.seconds / max(recorder.index, 1) if recorder else None}
     if writer:
         writer.finish(summary)
         summary["frames"] = writer.count

@@ -1,9 +1,8 @@
 """Camera images by ray casting the generated surface: Scene (lit ortho colours under a sky),
 DepthPlanar and DepthPerspective (metres, float32) and Segmentation (class colours).
 
-Rays are marched over the DSM heightfield (Ground.surface) with steps that cannot pass through a
-slope of up to MAX_SLOPE, then refined by bisection; vertical building walls may be cut by at most
-the minimum step (MIN_STEP_M, growing with distance by MIN_STEP_PER_M). Pure functions on numpy arrays.
+Rays are marched over the DSM heightfield of a Ground (its fine and coarse mosaics) by the compiled
+marcher in raymarch.py; shading, depth and classes are then pure functions on numpy arrays.
 """
 
 from __future__ import annotations
@@ -14,13 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.biomes import PALETTE
+from .raymarch import NO_HIT_DEPTH, march_rays
 from .structs import rotation_matrix
 
-MAX_SLOPE = 2.0
-MIN_STEP_M = 0.5
-MIN_STEP_PER_M = 0.002  # steps may grow with distance: a third of a 256 px, 90 deg pixel's footprint
-MAX_STEPS = 160
-NO_HIT_DEPTH = 65504.0  # metres for rays that reach no surface (the float16 maximum, as Unreal's depth)
 SKY_RGB = np.array([156, 195, 230], np.float64)
 SUN = np.array([0.35, 0.45, 0.82]) / np.linalg.norm([0.35, 0.45, 0.82])
 # Segmentation colours: class id -> RGB, the world's class palette (core.biomes.PALETTE); sky (0, 0, 0)
@@ -59,46 +54,13 @@ def camera_rays(intr: Intrinsics, orientation_ned) -> tuple[np.ndarray, np.ndarr
     return to_enu(ned), to_enu(rotation_matrix(orientation_ned)[:, 0])
 
 
-def march(surface, origin: np.ndarray, dirs: np.ndarray, max_range: float, top: float = np.inf) -> np.ndarray:
-    """Distance along each ray to the first surface hit (NO_HIT_DEPTH where none within max_range).
-    surface(x, y) -> heights; origin (3,) ENU; dirs (N, 3) unit ENU; top: no surface is higher
-    (rays above it that do not descend are done; descending ones start where they cross it)."""
-    n = len(dirs)
-    t = np.zeros(n)
-    if origin[2] > top:
-        descending = dirs[:, 2] < -1e-9
-        t = np.where(descending, (origin[2] - top) / np.where(descending, -dirs[:, 2], 1.0), max_range)
-    hit = np.full(n, NO_HIT_DEPTH)
-    active = np.flatnonzero(t < max_range)
-    horizontal = np.hypot(dirs[:, 0], dirs[:, 1])
-    rate = np.maximum(-dirs[:, 2], 0.0) + MAX_SLOPE * horizontal + 1e-3
-    prev = np.zeros(n)
-    lo_t = np.zeros(n)
-    for _ in range(MAX_STEPS):
-        if not len(active):
-            break
-        p = origin + t[active, None] * dirs[active]
-        gap = p[:, 2] - surface(p[:, 0], p[:, 1])
-        below = gap <= 0.0
-        if below.any():
-            idx = active[below]
-            lo_t[idx], hit[idx] = prev[idx], t[idx]
-        keep = ~below
-        active, gap, z = active[keep], gap[keep], p[keep, 2]
-        prev[active] = t[active]
-        t[active] += np.maximum(gap / rate[active] * 0.9, np.maximum(MIN_STEP_M, MIN_STEP_PER_M * t[active]))
-        escaping = (z > top) & (dirs[active, 2] >= 0)
-        active = active[(t[active] < max_range) & ~escaping]
-    idx = np.flatnonzero(hit < NO_HIT_DEPTH)
-    lo, hi = lo_t[idx], hit[idx]
-    for _ in range(8):  # bisection between the last point above and the first below, all rays at once
-        mid = (lo + hi) / 2
-        q = origin + mid[:, None] * dirs[idx]
-        under = q[:, 2] - surface(q[:, 0], q[:, 1]) <= 0
-        hi = np.where(under, mid, hi)
-        lo = np.where(under, lo, mid)
-    hit[idx] = hi
-    return hit
+def march(ground, origin: np.ndarray, dirs: np.ndarray, max_range: float) -> np.ndarray:
+    """(N,) distance along each unit ENU ray dirs (N, 3) from origin (3,) to the first surface of
+    `ground` (a Ground around the camera), NO_HIT_DEPTH where none within max_range."""
+    fine, coarse = ground.fine, ground.coarse
+    return march_rays(np.asarray(origin, np.float64), np.ascontiguousarray(dirs, np.float64), float(max_range),
+                      float(ground.top), fine.dsm, fine.west, fine.north, fine.resolution,
+                      coarse.dsm, coarse.west, coarse.north, coarse.resolution)
 
 
 def render(ground, position_enu: np.ndarray, orientation_ned, intr: Intrinsics, max_range: float = 6000.0) -> dict:
@@ -107,7 +69,7 @@ def render(ground, position_enu: np.ndarray, orientation_ned, intr: Intrinsics, 
     "classes": (H, W) int16 class ids (-1 sky)}."""
     dirs, forward = camera_rays(intr, orientation_ned)
     origin = np.asarray(position_enu, np.float64)
-    dist = march(ground.surface, origin, dirs, max_range, top=ground.top)
+    dist = march(ground, origin, dirs, max_range)
     hit = dist < NO_HIT_DEPTH
     pts = origin + np.where(hit, dist, 0.0)[:, None] * dirs
     classes = np.full(len(dirs), -1, np.int16)

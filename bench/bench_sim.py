@@ -1,70 +1,94 @@
-"""Benchmark: the headless simulator's real-time factor while flying with a camera capturing.
+"""Benchmark: the headless simulator's real-time factor while flying a mission with a camera capturing.
 
-Usage: python bench/bench_sim.py [--seconds 60] [--speed 12] [--quick]
-One drone (default settings: above the ground at the world origin) flies a 4-leg path 60 m above its
-start at --speed m/s while one 256x144, 90 deg camera (front, pitched 30 deg down) captures Scene +
-DepthPlanar + Segmentation at 5 Hz of sim time, through the same code the RPC calls run (in process,
-without sockets). Prints sim seconds per wall second (target >= 1.0 on this machine), ms per
-rendered frame (one ray cast serves the three image types), and the start-up time (first mosaics).
+Usage: python bench/bench_sim.py [--length 900] [--speed 12] [--quick]
+`worldstream sim` runs in its own process; `worldstream.airsim_adapter.fly` flies a mission over the
+generated relief with the official airsim client (takeoff, climb, moveOnPathAsync, land) while one
+256x144, 90 deg camera (front_center pitched 30 deg down) captures Scene + DepthPlanar +
+Segmentation at 5 Hz of sim time into a dataset, in two modes:
+
+- lockstep: the sim is paused for each capture and advanced 0.2 s by simContinueForTime, with
+  ClockSpeed 100 so that physics never waits on the wall clock: the real-time factor is the path's
+  sim seconds over its wall seconds, everything included (physics, ray casting, RPC, PNG, files).
+  Target >= 1.0 on this machine.
+- realtime: ClockSpeed 1, the sim runs freely and the client captures whenever 0.2 sim s have
+  passed: prints the capture rate achieved (target 5 Hz) and sim seconds per wall second.
+
+Also prints the client's ms per capture (state + the three images + writing them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import sys
+import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from live import free_port, start_worldstream, stop_server  # noqa: E402
 
 CAPTURE_HZ = 5.0
 
 
+def fly(mode: str, seed: int, length: float, speed: float, workdir: Path) -> dict:
+    import airsim
+
+    from worldstream.airsim_adapter.fly import fly_mission
+    from worldstream.airsim_adapter.mission import parse_mission
+    from worldstream.airsim_adapter.settings import build_settings
+    from worldstream.core import World, WorldSpec
+
+    world = World(WorldSpec(seed=seed), cache_chunks=64)
+    settings = build_settings(world, {"Drone1": (0.0, 0.0)}, clock_speed=100.0 if mode == "lockstep" else 1.0)
+    settings["Vehicles"]["Drone1"]["Cameras"]["front_center"]["Pitch"] = -30.0
+    path = workdir / f"settings-{mode}.json"
+    path.write_text(json.dumps(settings))
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = start_worldstream(["sim", "--settings", str(path), "--port", str(port)], port, timeout_s=120)
+    startup = time.perf_counter() - t0
+    side = length / 3.0
+    mission = parse_mission({"name": f"bench-{mode}", "speed": speed, "altitude": {"reference": "agl", "value": 60},
+                             "capture": {"interval_s": 1.0 / CAPTURE_HZ, "camera": "front_center",
+                                         "images": ["scene", "depth_planar", "segmentation"]},
+                             "land": False,
+                             "waypoints": [[side, 0], [side, side], [0, side * 0.5]]}, world.spec.origin)
+    try:
+        client = airsim.MultirotorClient(ip="127.0.0.1", port=port, timeout_value=600)
+        client.confirmConnection()
+        summary = fly_mission(client, airsim, mission, world, workdir / f"dataset-{mode}", lockstep=mode == "lockstep")
+    finally:
+        stop_server(proc)
+    summary.update(mode=mode, startup_s=startup)
+    return summary
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=60.0, help="sim seconds of flight")
+    ap.add_argument("--length", type=float, default=900.0, help="metres of path")
     ap.add_argument("--speed", type=float, default=12.0, help="m/s")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--quick", action="store_true", help="10 sim seconds, for CI")
+    ap.add_argument("--quick", action="store_true", help="a 180 m path, for CI")
     args = ap.parse_args(argv)
-    seconds = 10.0 if args.quick else args.seconds
-    import asyncio
-
-    from worldstream.airsim_adapter import structs
-    from worldstream.airsim_adapter.server import make_simulator
-    from worldstream.airsim_adapter.settings import CameraSettings
-
-    t0 = time.perf_counter()
-    sim = make_simulator(seed=args.seed)
-    startup = time.perf_counter() - t0
-    v = sim.vehicle("")
-    v.settings.cameras["bench"] = CameraSettings("bench", pitch_deg=-30.0)
-    side = args.speed * seconds / 4.0
-    path = ((0.0, 0.0, -60.0), (side, 0.0, -60.0), (side, side, -60.0), (0.0, side, -60.0), (0.0, 0.0, -60.0))
-    requests = [{"camera_name": "bench", "image_type": t, "pixels_as_float": t == 1, "compress": t == 0}
-                for t in (0, 1, 5)]
-
-    async def fly() -> float:
-        sim.enableApiControl(True)
-        sim.armDisarm(True)
-        done = asyncio.ensure_future(sim.moveOnPath([structs.vector3r(p) for p in path], args.speed))
-        start = time.perf_counter()
-        next_capture = 0.0
-        while sim.time_s < seconds and not done.done():
-            sim.advance(1.0 / CAPTURE_HZ / 4)
-            if sim.time_s >= next_capture:
-                sim.simGetImages(requests)
-                next_capture += 1.0 / CAPTURE_HZ
-            await asyncio.sleep(0)
-        done.cancel()
-        return time.perf_counter() - start
-
-    wall = asyncio.run(fly())
-    rtf = sim.time_s / wall
-    ms = 1000.0 * sim.render_seconds / max(sim.frames_rendered, 1)
-    p = v.state.position
-    print(f"seed {args.seed}: {sim.time_s:.1f} sim s in {wall:.1f} wall s, {args.speed:g} m/s, camera 256x144 "
-          f"Scene + DepthPlanar + Segmentation at {CAPTURE_HZ:g} Hz")
-    print(f"real-time factor {rtf:.2f} (target >= 1.0); {ms:.0f} ms per rendered frame over {sim.frames_rendered} "
-          f"frames; start-up {startup:.1f} s; flew to NED ({p[0]:.0f}, {p[1]:.0f}, {p[2]:.0f}); "
-          f"collided: {v.collision['has_collided']}")
-    return {"rtf": rtf, "ms_per_frame": ms, "frames": sim.frames_rendered}
+    length = 180.0 if args.quick else args.length
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("lockstep", "realtime"):
+            s = fly(mode, args.seed, length, args.speed, Path(tmp))
+            wall = s["wall_s"]
+            frames = s["frames"]
+            rate = frames / max(s["path_sim_s"], 1e-9)
+            rtf = s["path_sim_s"] / max(s["path_wall_s"], 1e-9)
+            print(f"{mode:8s}: {s['path_length_m']:.0f} m at {args.speed:g} m/s, {s['path_sim_s']:.1f} sim s in "
+                  f"{s['path_wall_s']:.1f} wall s on the path -> real-time factor {rtf:.2f}; {frames} frames "
+                  f"({rate:.2f} per sim s, asked {CAPTURE_HZ:g}); {1000 * s['capture_s_mean']:.0f} ms per capture; "
+                  f"sim start-up {s['startup_s']:.1f} s; whole run {wall:.1f} s")
+            out[mode] = {"rtf": rtf, "frames": frames, "capture_hz": rate, "ms_per_capture": 1000 * s["capture_s_mean"]}
+    print(f"real-time factor (lockstep, target >= 1.0): {out['lockstep']['rtf']:.2f}")
+    return out
 
 
 if __name__ == "__main__":

@@ -27,22 +27,27 @@ def free_port() -> int:
 def start_server(seed: int, workers: int, memory_mb: int = 256, cache: Path | None = None) -> tuple[subprocess.Popen, str]:
     """A `worldstream serve` process on a free loopback port; returns (process, ws url) once it accepts."""
     port = free_port()
-    cmd = [sys.executable, "-m", "worldstream", "serve", "--seed", str(seed), "--port", str(port),
-           "--workers", str(workers), "--memory-mb", str(memory_mb)]
+    args = ["serve", "--seed", str(seed), "--port", str(port), "--workers", str(workers), "--memory-mb", str(memory_mb)]
     if cache is not None:
-        cmd += ["--cache", str(cache)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
+        args += ["--cache", str(cache)]
+    return start_worldstream(args, port), f"ws://127.0.0.1:{port}/"
+
+
+def start_worldstream(args: list[str], port: int, timeout_s: float = 60.0) -> subprocess.Popen:
+    """`worldstream ARGS` in its own process; returns once it accepts connections on the loopback port."""
+    proc = subprocess.Popen([sys.executable, "-m", "worldstream", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()}")
+            raise RuntimeError(f"worldstream {args[0]} exited: {proc.stderr.read().decode()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, f"ws://127.0.0.1:{port}/"
+            return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("server did not start within 60 s")
+    raise RuntimeError(f"worldstream {args[0]} did not start within {timeout_s:.0f} s")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
