@@ -11,7 +11,6 @@ the sim clock while it runs freely.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path

@@ -82,3 +82,10 @@ def march_rays(origin, dirs, max_range, top, fine, fw, fn, fr, coarse, cw, cn, c
                 lo = mid
         out[i] = hi
     return out
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) before the first frame is asked for."""
+    grid = np.zeros((2, 2), np.float32)
+    march_rays(np.array([0.0, 0.0, 1.0]), np.array([[0.0, 0.0, -1.0]]), 10.0, 0.0, grid, 0.0, 1.0, 1.0,
+               grid, 0.0, 1.0, 1.0)

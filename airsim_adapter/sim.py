@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..core import frames
 from ..core.world import World
-from . import flight, structs
+from . import flight, raymarch, structs
 from .flight import Goal, VehicleState
 from .ground import Ground
 from .render import render
@@ -71,6 +71,7 @@ class Simulator:
         self.default_vehicle = settings.vehicles[0].name
         self.frames_rendered = 0
         self.render_seconds = 0.0
+        raymarch.warm_up()
 
     # ------------------------------------------------------------------ world and clock
     def _spawn(self, vs: VehicleSettings) -> Vehicle:

@@ -250,6 +250,28 @@ def cmd_airsim_fly(args) -> int:
     return 0
 
 
+def cmd_airsim_follow(args) -> int:
+    import asyncio
+
+    import airsim
+
+    from worldstream.airsim_adapter.follow import follow
+
+    spec = _spec_from_settings_or_args(args)
+    log = lambda msg: print(f"worldstream airsim follow: {msg}", file=sys.stderr)  # noqa: E731
+    make_client = lambda: airsim.MultirotorClient(ip=args.host, port=args.port, timeout_value=60)  # noqa: E731
+    width, height = (int(v) for v in args.viewport.lower().split("x"))
+    try:
+        summary = asyncio.run(follow(args.server, make_client, spec.origin, vehicle=args.vehicle,
+                                     cameras=tuple(c for c in args.cameras.split(",") if c), hz=args.hz, out=args.out,
+                                     duration=args.duration, viewport=(width, height), max_sse=args.max_sse,
+                                     token=args.token, log=log))
+    except KeyboardInterrupt:
+        return 0
+    print(json.dumps(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldstream", description="Unbounded deterministic 3D worlds, block by block.")
     p.add_argument("--version", action="version", version=f"worldstream {__version__}")
@@ -323,6 +345,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="capture as the sim clock runs instead of pausing the simulation for each frame (lockstep)")
     fl.add_argument("--timeout", type=float, default=3600, help="seconds the client waits for any one call")
     fl.set_defaults(func=cmd_airsim_fly)
+    fo = asub.add_parser("follow", help="stream chunks around an AirSim vehicle through `worldstream serve`",
+                         description="Polls the vehicle's cameras with the official airsim client, sends their poses "
+                                     "to the streaming server as views (AirSim frame, anchored at the vehicle's home) "
+                                     "and keeps the chunks it sends: with --out, every chunk's files under "
+                                     "OUT/chunks/{level}/{x}/{y}/ and the resident set in OUT/resident.json, written "
+                                     "atomically. Prints a JSON summary when done. The world (for the geodetic home) is "
+                                     "the one in --settings, else --spec or the world flags.")
+    _add_world_args(fo)
+    fo.add_argument("--server", default="ws://127.0.0.1:8765/", help="the streaming server's websocket URL")
+    fo.add_argument("--settings", help="the settings.json AirSim runs with (holds the world)")
+    fo.add_argument("--host", default="127.0.0.1", help="AirSim RPC host")
+    fo.add_argument("--port", type=int, default=41451, help="AirSim RPC port")
+    fo.add_argument("--vehicle", default="", help="vehicle name (default: the first)")
+    fo.add_argument("--cameras", default="front_center,bottom_center", help="comma-separated camera names to stream for")
+    fo.add_argument("--hz", type=float, default=10.0, help="pose polls and views per second")
+    fo.add_argument("--viewport", default="1920x1080", help="WIDTHxHEIGHT pixels the screen-space error refers to")
+    fo.add_argument("--max-sse", type=float, default=16.0, help="maximum screen-space error, pixels")
+    fo.add_argument("--out", help="folder for the received chunks and resident.json (default: keep them in memory)")
+    fo.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
+    fo.add_argument("--token", help="the server's token, if it requires one")
+    fo.set_defaults(func=cmd_airsim_follow)
 
     v = sub.add_parser("preview", help="render an ortho + hillshade picture of a region",
                        description="Mosaic the chunks of a square region at a suitable level and shade them.")

@@ -259,3 +259,59 @@ def distance_to_polyline(p: np.ndarray, line: np.ndarray) -> float:
     a, b = line[:-1], line[1:]
     t = np.clip(np.einsum("ij,ij->i", p - a, b - a) / np.maximum(np.einsum("ij,ij->i", b - a, b - a), 1e-12), 0, 1)
     return float(np.linalg.norm(a + (b - a) * t[:, None] - p, axis=1).min())
+
+
+def test_follow_streams_chunks_around_the_flying_drone(sim, world, tmp_path):
+    """`worldstream airsim follow` (its own process) between the simulator and a real `worldstream
+    serve`: while the official client flies the drone 400 m north, the chunks stream around it and
+    the finest level ends up resident under it, on disk as complete GLBs."""
+    port, settings = sim
+    home = home_enu(settings)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        server_port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "worldstream", "serve", "--seed", str(SPEC.seed), "--port",
+                               str(server_port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", server_port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        settings_path = tmp_path / "settings.json"
+        settings_path.write_text(json.dumps(settings))
+        client = airsim.MultirotorClient(ip="127.0.0.1", port=port)
+        client.reset()
+        out = tmp_path / "follow"
+        follower = subprocess.Popen([sys.executable, "-m", "worldstream", "airsim", "follow", "--settings",
+                                     str(settings_path), "--port", str(port), "--server", f"ws://127.0.0.1:{server_port}/",
+                                     "--out", str(out), "--duration", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+        client.enableApiControl(True)
+        client.armDisarm(True)
+        client.takeoffAsync().join()
+        z = to_ned((0.0, 0.0, max(surface(world, 0.0, y) for y in range(0, 401, 20)) + 40.0), home)[2]
+        client.moveToZAsync(z, 10).join()
+        client.moveToPositionAsync(400.0, 0.0, z, 15).join()
+        stdout, stderr = follower.communicate(timeout=120)
+        assert follower.returncode == 0, stderr
+    finally:
+        server.terminate()
+        server.wait(20)
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    p = client.simGetVehiclePose().position
+    drone = home + np.array([p.y_val, p.x_val, -p.z_val])
+    np.testing.assert_allclose(summary["vehicle_enu"], drone, atol=1.0)
+    assert summary["views_sent"] > 50 and summary["chunks_received"] >= summary["resident"] > 10
+    finest = ChunkKey.parse(summary["finest_under_vehicle"])
+    assert finest.level == SPEC.levels - 1
+    w, s_, e, n = finest.bounds(SPEC)
+    assert w <= drone[0] < e and s_ < drone[1] <= n
+    resident = json.loads((out / "resident.json").read_text())["chunks"]
+    assert len(resident) == summary["resident"]
+    for chunk in resident:
+        glb = (out / chunk["folder"] / "mesh.glb").read_bytes()
+        assert glb[:4] == b"glTF" and int.from_bytes(glb[8:12], "little") == len(glb)
