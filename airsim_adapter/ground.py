@@ -4,6 +4,7 @@ from), at a fine level near the vehicle and a coarse one out to the horizon."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..core.keys import ChunkKey
 from ..core.world import World
+from ..exporters.sidecars import decode_layers
 
 
 @dataclass
@@ -55,12 +57,17 @@ class Mosaic:
         return r, c
 
 
-def build_mosaic(world: World, level: int, cx: float, cy: float, radius: float) -> Mosaic:
-    """The level's chunks covering the square cx +- radius, cy +- radius, stitched."""
-    spec = world.spec
+def mosaic_window(spec, level: int, cx: float, cy: float, radius: float) -> tuple[int, int, int, int]:
+    """(x0, x1, y0, y1) inclusive chunk indices of the level covering cx +- radius, cy +- radius."""
     extent = spec.chunk_extent(level)
-    x0, x1 = math.floor((cx - radius) / extent), math.floor((cx + radius) / extent)
-    y0, y1 = math.floor((cy - radius) / extent), math.floor((cy + radius) / extent)
+    return (math.floor((cx - radius) / extent), math.floor((cx + radius) / extent),
+            math.floor((cy - radius) / extent), math.floor((cy + radius) / extent))
+
+
+def stitch(spec, level: int, window: tuple[int, int, int, int], layers: dict) -> Mosaic:
+    """One Mosaic from the layers of every chunk in the window: layers[(x, y)] = {"dsm", "dem",
+    "semantic", "ortho"} arrays (a Chunk's, or decoded sidecars)."""
+    x0, x1, y0, y1 = window
     n = spec.chunk_size
     cols, rows = (x1 - x0 + 1) * n, (y1 - y0 + 1) * n
     dsm = np.zeros((rows + 1, cols + 1), np.float32)
@@ -69,18 +76,51 @@ def build_mosaic(world: World, level: int, cx: float, cy: float, radius: float) 
     ortho = np.zeros((rows, cols, 3), np.uint8)
     for i in range(x0, x1 + 1):
         for j in range(y0, y1 + 1):
-            c = world.chunk(ChunkKey(level, i, j))
+            c = layers[(i, j)]
             r0, c0 = (y1 - j) * n, (i - x0) * n
-            dsm[r0:r0 + n + 1, c0:c0 + n + 1] = c.dsm
-            dem[r0:r0 + n + 1, c0:c0 + n + 1] = c.dem
-            semantic[r0:r0 + n, c0:c0 + n] = c.semantic
-            ortho[r0:r0 + n, c0:c0 + n] = c.ortho
+            dsm[r0:r0 + n + 1, c0:c0 + n + 1] = c["dsm"]
+            dem[r0:r0 + n + 1, c0:c0 + n + 1] = c["dem"]
+            semantic[r0:r0 + n, c0:c0 + n] = c["semantic"]
+            ortho[r0:r0 + n, c0:c0 + n] = c["ortho"]
+    extent = spec.chunk_extent(level)
     return Mosaic(level, spec.resolution(level), x0 * extent, (y1 + 1) * extent, dsm, dem, semantic, ortho)
 
 
+def window_keys(level: int, window: tuple[int, int, int, int]) -> list[ChunkKey]:
+    x0, x1, y0, y1 = window
+    return [ChunkKey(level, i, j) for i in range(x0, x1 + 1) for j in range(y0, y1 + 1)]
+
+
+def build_mosaic(world: World, level: int, cx: float, cy: float, radius: float) -> Mosaic:
+    """The level's chunks covering the square cx +- radius, cy +- radius, generated here and stitched."""
+    window = mosaic_window(world.spec, level, cx, cy, radius)
+    layers = {}
+    for key in window_keys(level, window):
+        c = world.chunk(key)
+        layers[(key.x, key.y)] = {"dsm": c.dsm, "dem": c.dem, "semantic": c.semantic, "ortho": c.ortho}
+    return stitch(world.spec, level, window, layers)
+
+
+async def fetch_mosaic(service, level: int, cx: float, cy: float, radius: float) -> Mosaic:
+    """The same mosaic as build_mosaic, its chunks' sidecars fetched through a ChunkService (the
+    server's memory LRU, disk cache and worker pool), decoded and stitched off the event loop."""
+    window = mosaic_window(service.spec, level, cx, cy, radius)
+    keys = window_keys(level, window)
+    files = await asyncio.gather(*(service.get(k, ("sidecars",)) for k in keys))
+
+    def assemble() -> Mosaic:
+        return stitch(service.spec, level, window, {(k.x, k.y): decode_layers(f) for k, f in zip(keys, files)})
+
+    return await asyncio.to_thread(assemble)
+
+
+PREFETCH = 0.25
+
+
 class Ground:
-    """Fine mosaic (finest level) within `near_m` of the last centre, coarse mosaic (16x coarser)
-    within `far_m`; rebuilt when the vehicle moves past half their reach."""
+    """Fine mosaic (finest level) within `near_m` of its centre, coarse mosaic (16x coarser) within
+    `far_m`: fetched in the background through the chunk service as the vehicle moves (prefetch),
+    built on the spot only where they do not cover the vehicle with half their reach to spare."""
 
     def __init__(self, world: World, near_m: float = 384.0, far_m: float = 6000.0):
         self.world = world
@@ -90,18 +130,41 @@ class Ground:
         self.fine: Mosaic | None = None
         self.coarse: Mosaic | None = None
         self._centres = [None, None]
+        self.built_in_place = 0  # tier builds that blocked (start, teleports, prefetch behind)
+
+    def _tiers(self) -> tuple[tuple[float, int], tuple[float, int]]:
+        return (self.near_m, self.fine_level), (self.far_m, self.coarse_level)
+
+    def _set(self, tier: int, mosaic: Mosaic, centre: tuple[float, float]) -> None:
+        self._centres[tier] = centre
+        if tier == 0:
+            self.fine = mosaic
+        else:
+            self.coarse = mosaic
 
     def around(self, x: float, y: float) -> "Ground":
-        for i, (reach, level) in enumerate(((self.near_m, self.fine_level), (self.far_m, self.coarse_level))):
+        """Make sure both tiers cover (x, y) with half their reach to spare, building here (and
+        blocking) where they do not: at start, after a teleport, or when prefetch fell behind."""
+        for i, (reach, level) in enumerate(self._tiers()):
             c = self._centres[i]
             if c is None or max(abs(x - c[0]), abs(y - c[1])) > reach / 2:
-                m = build_mosaic(self.world, level, x, y, reach)
-                self._centres[i] = (x, y)
-                if i == 0:
-                    self.fine = m
-                else:
-                    self.coarse = m
+                self._set(i, build_mosaic(self.world, level, x, y, reach), (x, y))
+                self.built_in_place += 1
         return self
+
+    async def prefetch(self, x: float, y: float, service) -> int:
+        """Keep the tiers ahead of a moving vehicle without blocking: past PREFETCH of a tier's
+        reach from its centre, fetch the tier around (x, y) through `service` (a ChunkService) and
+        swap it in. Returns how many tiers were replaced."""
+        replaced = 0
+        for i, (reach, level) in enumerate(self._tiers()):
+            c = self._centres[i]
+            if c is not None and max(abs(x - c[0]), abs(y - c[1])) <= reach * PREFETCH:
+                continue
+            mosaic = await fetch_mosaic(service, level, x, y, reach)
+            self._set(i, mosaic, (x, y))
+            replaced += 1
+        return replaced
 
     @property
     def top(self) -> float:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..core.spec import WorldSpec
 from ..core.world import World
+from ..unreal_bridge.chunk_service import ChunkService
 from . import rpc
 from .settings import build_settings, parse_settings
 from .sim import Simulator
@@ -73,10 +74,12 @@ async def handle_connection(sim: Simulator, reader: asyncio.StreamReader, writer
 
 
 def make_simulator(seed: int | None = None, settings_path: str | Path | None = None,
-                   spec: WorldSpec | None = None) -> Simulator:
+                   spec: WorldSpec | None = None, workers: int = 0, cache_dir: str | Path | None = None) -> Simulator:
     """A simulator for a world (seed, or the world stored in the settings file by
     `worldstream airsim settings`) and its settings (default: one SimpleFlight drone above the
-    ground at the world origin)."""
+    ground at the world origin). workers > 0: its ground streams through a ChunkService with that
+    many generator processes and the disk cache `cache_dir` (which `worldstream serve --cache`
+    can share); 0: built in this process."""
     doc = json.loads(Path(settings_path).read_text()) if settings_path else None
     if spec is None:
         stored = (doc or {}).get("worldstream", {}).get("world")
@@ -87,7 +90,8 @@ def make_simulator(seed: int | None = None, settings_path: str | Path | None = N
     world = World(spec, cache_chunks=64)
     if doc is None:
         doc = build_settings(world)
-    return Simulator(world, parse_settings(doc))
+    service = ChunkService(spec, cache_dir=cache_dir, workers=workers) if workers > 0 else None
+    return Simulator(world, parse_settings(doc), service=service)
 
 
 async def run_sim(sim: Simulator, host: str = "127.0.0.1", port: int = 41451,
@@ -101,3 +105,5 @@ async def run_sim(sim: Simulator, host: str = "127.0.0.1", port: int = 41451,
             await server.serve_forever()
     finally:
         physics.cancel()
+        if sim.service is not None:
+            sim.service.close()

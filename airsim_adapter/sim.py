@@ -26,6 +26,7 @@ from .render import render
 from .settings import CAMERA_NAMES, SimSettings, VehicleSettings
 
 STEP_S = 0.01
+GROUND_POLL_S = 0.25  # wall seconds between checks that the ground mosaics are ahead of the vehicle
 TICK_S = 0.01  # wall seconds between physics updates
 HALF_HEIGHT_M = 0.15  # vehicle body below its centre
 SERVER_VERSION = 1
@@ -57,8 +58,13 @@ class Vehicle:
 
 
 class Simulator:
-    def __init__(self, world: World, settings: SimSettings):
+    """service: a ChunkService for the world (the server's cache, disk cache and worker pool): the
+    cameras' ground is then fetched through it in the background; None builds it in process."""
+
+    def __init__(self, world: World, settings: SimSettings, service=None):
         self.world = world
+        self.service = service
+        self.ground_fetches = 0
         self.settings = settings
         self.clock_speed = settings.clock_speed
         self.time_s = 0.0
@@ -105,8 +111,23 @@ class Simulator:
                 self.paused, self.pause_at = True, None
                 break
 
+    async def stream_ground(self) -> None:
+        """Keep the ground mosaics ahead of the default vehicle through the chunk service."""
+        while self.service is not None:
+            await asyncio.sleep(GROUND_POLL_S)
+            enu = self.vehicles[self.default_vehicle].enu()
+            self.ground_fetches += await self.ground.prefetch(float(enu[0]), float(enu[1]), self.service)
+
     async def run(self) -> None:
-        """The physics loop: ClockSpeed sim seconds per wall second while not paused."""
+        """The physics loop: ClockSpeed sim seconds per wall second while not paused; the ground
+        streams alongside it."""
+        streamer = asyncio.create_task(self.stream_ground())
+        try:
+            await self._physics()
+        finally:
+            streamer.cancel()
+
+    async def _physics(self) -> None:
         last = time.monotonic()
         while True:
             await asyncio.sleep(TICK_S)

@@ -45,6 +45,17 @@ def encode_semantic_png(semantic: np.ndarray) -> bytes:
     return _save(img)
 
 
+def decode_layers(files: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """Sidecar files back to arrays: dsm, dem ((n+1, n+1) float32 m), semantic ((n, n) uint8
+    class ids), ortho ((n, n, 3) uint8 RGB) -- what a client streaming sidecars gets."""
+    import tifffile
+
+    return {"dsm": tifffile.imread(io.BytesIO(files["height.tif"])).astype(np.float32),
+            "dem": tifffile.imread(io.BytesIO(files["dem.tif"])).astype(np.float32),
+            "semantic": np.asarray(Image.open(io.BytesIO(files["semantic.png"])), dtype=np.uint8),
+            "ortho": np.asarray(Image.open(io.BytesIO(files["ortho.png"])).convert("RGB"), dtype=np.uint8)}
+
+
 def encode_instances_png(instances: np.ndarray) -> bytes:
     ids = np.ascontiguousarray(instances, dtype="<u4")
     return _png(ids.view(np.uint8).reshape(ids.shape + (4,)), "RGBA")

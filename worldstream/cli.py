@@ -205,7 +205,7 @@ def cmd_sim(args) -> int:
     from worldstream.core.workers import exit_cleanly_on_sigterm
 
     spec = _spec_from_settings_or_args(args)
-    sim = make_simulator(settings_path=args.settings, spec=spec)
+    sim = make_simulator(settings_path=args.settings, spec=spec, workers=args.workers, cache_dir=args.cache)
     names = ", ".join(sim.vehicles)
     print(f"worldstream sim: world seed {spec.seed}, vehicles {names}, AirSim RPC on {args.host}:{args.port}",
           file=sys.stderr)
@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     sm.add_argument("--port", type=int, default=41451)
     sm.add_argument("--settings", help="AirSim settings.json (default: one drone above the ground at the origin)")
+    sm.add_argument("--workers", type=int, default=2,
+                    help="generator processes of the chunk service the ground streams through (0: build in process)")
+    sm.add_argument("--cache", help="disk cache folder for chunks, shareable with `worldstream serve --cache`")
     sm.set_defaults(func=cmd_sim)
 
     a = sub.add_parser("airsim", help="AirSim adapter commands")
