@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -116,7 +117,12 @@ class Simulator:
         while self.service is not None:
             await asyncio.sleep(GROUND_POLL_S)
             enu = self.vehicles[self.default_vehicle].enu()
-            self.ground_fetches += await self.ground.prefetch(float(enu[0]), float(enu[1]), self.service)
+            try:
+                self.ground_fetches += await self.ground.prefetch(float(enu[0]), float(enu[1]), self.service)
+            except Exception as exc:  # noqa: BLE001 - the ground is then built on the spot; say why once per failure
+                print(f"worldstream sim: fetching the ground through the chunk service failed ({exc!r}); "
+                      f"building it in process until a fetch succeeds", file=sys.stderr)
+                await asyncio.sleep(5.0)
 
     async def run(self) -> None:
         """The physics loop: ClockSpeed sim seconds per wall second while not paused; the ground
