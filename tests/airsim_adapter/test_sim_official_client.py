@@ -37,23 +37,28 @@ def sim(tmp_path_factory, world):
     settings = build_settings(world, {"Drone1": (0.0, 0.0)}, clock_speed=CLOCK_SPEED)
     path = tmp_path_factory.mktemp("sim") / "settings.json"
     path.write_text(json.dumps(settings))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "worldstream", "sim", "--settings", str(path), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the simulator did not start"
-            time.sleep(0.2)
+    port, proc = start_worldstream(["sim", "--settings", str(path)])
     yield port, settings
     proc.terminate()
     proc.wait(20)
+
+
+def start_worldstream(args: list[str], timeout_s: float = 120.0) -> tuple[int, subprocess.Popen]:
+    """`worldstream ARGS --port P` on a free loopback port, once it accepts connections."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "worldstream", *args, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return port, proc
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, f"worldstream {args[0]} did not start"
+            time.sleep(0.2)
 
 
 def home_enu(settings) -> np.ndarray:
@@ -267,20 +272,8 @@ def test_follow_streams_chunks_around_the_flying_drone(sim, world, tmp_path):
     the finest level ends up resident under it, on disk as complete GLBs."""
     port, settings = sim
     home = home_enu(settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        server_port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "worldstream", "serve", "--seed", str(SPEC.seed), "--port",
-                               str(server_port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server_port, server = start_worldstream(["serve", "--seed", str(SPEC.seed), "--workers", "2"])
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", server_port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
         settings_path = tmp_path / "settings.json"
         settings_path.write_text(json.dumps(settings))
         client = airsim.MultirotorClient(ip="127.0.0.1", port=port)
