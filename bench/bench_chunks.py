@@ -6,20 +6,16 @@ Prints one line per level and the overall median; target <= 150 ms per chunk on 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
+from per_level import parse_per_level_args, spread_key
+
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-level", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--quick", action="store_true", help="3 chunks per level, for CI")
-    args = ap.parse_args(argv)
-    n = 3 if args.quick else args.per_level
+    args, n = parse_per_level_args(__doc__.splitlines()[0], argv)
     torch.set_num_threads(1)
     from worldstream.core import ChunkKey, World, WorldSpec
 
@@ -31,8 +27,7 @@ def main(argv=None) -> dict:
     for level in range(world.spec.levels):
         times, nb = [], []
         for i in range(n):
-            # keys spread over +-10 chunk extents, deterministic
-            key = ChunkKey(level, (i * 7919) % 21 - 10, (i * 104729) % 21 - 10)
+            key = spread_key(level, i)
             t = time.perf_counter()
             c = world.chunk(key)
             times.append((time.perf_counter() - t) * 1000)
