@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import frames
 from ..core.biomes import CLASSES
 from ..exporters.atomic import write_file_atomic
 from .render import NO_HIT_DEPTH, Intrinsics, camera_rays
@@ -22,23 +23,12 @@ IMAGES_DIR = "images"
 FAR_M = 20000.0  # depth beyond this is sky (AirSim reports a huge depth where nothing is hit)
 
 
-def ned_to_enu(ned, home_enu) -> np.ndarray:
-    """Vehicle-frame NED (..., 3) -> world ENU, the vehicle frame starting at home_enu."""
-    ned = np.asarray(ned, np.float64)
-    return np.asarray(home_enu, np.float64) + np.stack([ned[..., 1], ned[..., 0], -ned[..., 2]], -1)
-
-
-def enu_to_ned(enu, home_enu) -> np.ndarray:
-    d = np.asarray(enu, np.float64) - np.asarray(home_enu, np.float64)
-    return np.stack([d[..., 1], d[..., 0], -d[..., 2]], -1)
-
-
 def camera_to_world(position_ned, orientation_ned, home_enu) -> np.ndarray:
     """(4, 4) float64: camera frame (x forward, y right, z down, AirSim's) -> world ENU."""
     ned_to_enu_axes = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
     m = np.eye(4)
     m[:3, :3] = ned_to_enu_axes @ rotation_matrix(orientation_ned)
-    m[:3, 3] = ned_to_enu(position_ned, home_enu)
+    m[:3, 3] = frames.airsim_to_enu(position_ned, home_enu)
     return m
 
 
@@ -114,5 +104,6 @@ def load_dataset(root: Path | str) -> tuple[dict, list[dict]]:
     if not path.exists():
         raise ValueError(f"{root}: no {MANIFEST}, so the recording did not finish")
     manifest = json.loads(path.read_text())
-    records = [json.loads(p.read_text()) for p in sorted((root / FRAMES_DIR).glob("*.json"))]
+    # by index, not by listing: a rerun into the same folder may have left later frames of an older run
+    records = [json.loads((root / FRAMES_DIR / f"{i:06d}.json").read_text()) for i in range(manifest["frames"])]
     return manifest, records

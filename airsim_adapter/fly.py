@@ -20,7 +20,7 @@ import numpy as np
 from ..core import frames
 from ..core.errors import WorldstreamError
 from ..core.world import World
-from .dataset import DatasetWriter, camera_to_world, class_fractions, enu_to_ned, image_files, ned_to_enu, unproject
+from .dataset import DatasetWriter, camera_to_world, class_fractions, image_files, unproject
 from .ground import Ground
 from .mission import IMAGE_TYPES, Mission, plan_path
 from .render import Intrinsics
@@ -54,7 +54,6 @@ class Recorder:
         self.home_enu, self.writer = home_enu, writer
         self.ground = Ground(world)
         self.intrinsics: dict | None = None
-        self.index = 0
         self.seconds = 0.0  # wall seconds spent capturing
 
     def capture(self) -> dict:
@@ -99,12 +98,12 @@ class Recorder:
             self.writer.write_json("intrinsics.json", self.intrinsics)
         kin = state.kinematics_estimated
         pos_ned = _vec(kin.position)
-        enu = ned_to_enu(pos_ned, self.home_enu)
+        enu = frames.airsim_to_enu(pos_ned, self.home_enu)
         self.ground.around(enu[0], enu[1])  # the world's finest level near the vehicle, as World.height_at gives it
         surface = float(self.ground.surface(enu[0:1], enu[1:2])[0])
         ground = float(self.ground.ground(enu[0:1], enu[1:2])[0])
         truth = {"surface_m": surface, "ground_m": ground, "agl_m": float(enu[2] - surface)}
-        cam_enu = ned_to_enu(cam_ned, self.home_enu)
+        cam_enu = frames.airsim_to_enu(cam_ned, self.home_enu)
         if depth is not None:
             intr = Intrinsics(self.intrinsics["width"], self.intrinsics["height"], self.intrinsics["fov_deg"])
             pts, hit = unproject(depth[1], intr, cam_q, cam_enu, planar=depth[0] == "depth_planar")
@@ -112,9 +111,10 @@ class Recorder:
             truth["classes_in_view"] = class_fractions(ids, int((~hit).sum()))
             truth["classes_from"] = depth[0]
         lat, lon, alt = (float(a) for a in frames.enu_to_geodetic(enu, self.world.spec.origin))
-        names, blobs = image_files(self.index, images)
+        index = self.writer.count
+        names, blobs = image_files(index, images)
         record = {
-            "index": self.index, "time_ns": int(state.timestamp), "files": names,
+            "index": index, "time_ns": int(state.timestamp), "files": names,
             "vehicle": {"position_ned": pos_ned.tolist(), "orientation_ned": list(_quat(kin.orientation)),
                         "velocity_ned": _vec(kin.linear_velocity).tolist(), "position_enu": enu.tolist(),
                         "geodetic": [lat, lon, alt]},
@@ -124,8 +124,32 @@ class Recorder:
             "ground_truth": truth, "collided": bool(collision.has_collided),
         }
         self.writer.write_frame(record, blobs)
-        self.index += 1
         return record
+
+
+def _record_lockstep(client, recorder: Recorder, future, interval_s: float) -> None:
+    """The sim is paused: capture, advance interval_s of sim time, wait for the pause; a last
+    capture when the motion call has answered."""
+    while True:
+        recorder.capture()
+        if _done(future):
+            return
+        client.simContinueForTime(interval_s)
+        while not client.simIsPause() and not _done(future):
+            time.sleep(PAUSE_POLL_S)
+
+
+def _record_realtime(client, recorder: Recorder, future, interval_s: float, start_ns: int) -> None:
+    """The sim runs freely: capture whenever the sim clock passes the next capture time, and once
+    more when the motion call has answered."""
+    next_ns = start_ns
+    while not _done(future):
+        if client.getMultirotorState(vehicle_name=recorder.mission.vehicle).timestamp >= next_ns:
+            recorder.capture()
+            next_ns += int(interval_s * 1e9)
+        else:
+            time.sleep(PAUSE_POLL_S)
+    recorder.capture()
 
 
 def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str | None, lockstep: bool = True,
@@ -138,7 +162,7 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
     home = client.getHomeGeoPoint(vehicle_name=v)
     home_enu = frames.geodetic_to_enu(home.latitude, home.longitude, home.altitude, world.spec.origin)
     state = client.getMultirotorState(vehicle_name=v)
-    start = ned_to_enu(_vec(state.kinematics_estimated.position), home_enu)
+    start = frames.airsim_to_enu(_vec(state.kinematics_estimated.position), home_enu)
     path = plan_path(mission, (start[0], start[1]), lambda x, y: world.height_at(x, y)[1])
     log(f"path: {len(path.points)} points, {path.length_m:.0f} m, from {start[0]:.0f},{start[1]:.0f} "
         f"at {path.points[0, 2]:.0f} m up to {path.points[:, 2].max():.0f} m")
@@ -148,9 +172,9 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
     t_sim0 = state.timestamp
     if state.landed_state == airsim.LandedState.Landed:
         client.takeoffAsync(vehicle_name=v).join()
-    first = enu_to_ned(path.points[0], home_enu)
+    first = frames.enu_to_airsim(path.points[0], home_enu)
     client.moveToZAsync(float(first[2]), min(mission.speed, CLIMB_SPEED_MAX), vehicle_name=v).join()
-    ned = [airsim.Vector3r(*map(float, enu_to_ned(p, home_enu))) for p in path.points[1:]]
+    ned = [airsim.Vector3r(*map(float, frames.enu_to_airsim(p, home_enu))) for p in path.points[1:]]
     sim_budget_s = path.length_m / mission.speed * 3 + 60
     path_t0 = client.getMultirotorState(vehicle_name=v).timestamp
     path_wall0 = time.perf_counter()
@@ -162,25 +186,9 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
         if recorder is None:
             future.join()
         elif lockstep:
-            while True:
-                recorder.capture()
-                if _done(future):
-                    break
-                client.simContinueForTime(mission.capture.interval_s)
-                while not client.simIsPause():
-                    time.sleep(PAUSE_POLL_S)
-                    if _done(future):
-                        break
+            _record_lockstep(client, recorder, future, mission.capture.interval_s)
         else:
-            next_ns = path_t0
-            while not _done(future):
-                now = client.getMultirotorState(vehicle_name=v).timestamp
-                if now >= next_ns:
-                    recorder.capture()
-                    next_ns += int(mission.capture.interval_s * 1e9)
-                else:
-                    time.sleep(0.005)
-            recorder.capture()
+            _record_realtime(client, recorder, future, mission.capture.interval_s, path_t0)
     finally:
         if recorder and lockstep:
             client.simPause(False)
@@ -188,7 +196,7 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
     path_wall_s = time.perf_counter() - path_wall0
     collision = client.simGetCollisionInfo(vehicle_name=v)
     end_state = client.getMultirotorState(vehicle_name=v)
-    end = ned_to_enu(_vec(end_state.kinematics_estimated.position), home_enu)
+    end = frames.airsim_to_enu(_vec(end_state.kinematics_estimated.position), home_enu)
     miss = float(np.linalg.norm(end - path.points[-1]))
     if not reached:
         what = f"collided with {collision.object_name} at NED {_vec(collision.impact_point).round(1).tolist()}" \
@@ -203,7 +211,7 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
                "end_miss_m": miss, "path_sim_s": sim_s, "total_sim_s": (client.getMultirotorState(vehicle_name=v).timestamp - t_sim0) / 1e9,
                "path_wall_s": path_wall_s, "wall_s": wall_s, "lockstep": lockstep, "world": world.spec.to_dict(),
                "capture": asdict(mission.capture) if mission.capture else None,
-               "capture_s_mean": recorder.seconds / max(recorder.index, 1) if recorder else None}
+               "capture_s_mean": recorder.seconds / max(writer.count, 1) if recorder else None}
     if writer:
         writer.finish(summary)
         summary["frames"] = writer.count

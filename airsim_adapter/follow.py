@@ -91,9 +91,11 @@ class Resident:
         self.chunks[frame.key] = (frame.geometric_error, frame.bounds)
         self.received += 1
         self.bytes += sum(len(b) for b in frame.parts.values())
+
+    def store(self, frame: p.ChunkFrame) -> None:
+        """The chunk's files on disk (blocking I/O: run it off the event loop)."""
         if self.out is not None:
-            k = frame.key
-            write_dir_atomic(self.out / "chunks" / k.path(), frame.parts)
+            write_dir_atomic(self.out / "chunks" / frame.key.path(), frame.parts)
 
     def remove(self, keys) -> None:
         for k in keys:
@@ -113,8 +115,12 @@ class Resident:
             out[k.level] = out.get(k.level, 0) + 1
         return dict(sorted(out.items()))
 
-    def write(self, force: bool = False) -> None:
-        if self.out is None or (not force and time.monotonic() - self._written < RESIDENT_WRITE_S):
+    def due(self) -> bool:
+        return self.out is not None and time.monotonic() - self._written >= RESIDENT_WRITE_S
+
+    def write(self) -> None:
+        """resident.json (blocking I/O: run it off the event loop)."""
+        if self.out is None:
             return
         self._written = time.monotonic()
         doc = {"chunks": [{"key": k.path(), "geometric_error": e, "bounds": list(b), "folder": f"chunks/{k.path()}/"}
@@ -138,11 +144,13 @@ async def follow(server_url: str, make_client, origin, vehicle: str = "", camera
                 async for kind, event in stream.events():
                     if kind == "chunk":
                         resident.add(event)
+                        await asyncio.to_thread(resident.store, event)
                     elif kind == "unload":
                         resident.remove(event)
                     elif kind == "error":
                         log(f"server error: {event.get('code')} {event.get('message')}")
-                    resident.write()
+                    if resident.due():
+                        await asyncio.to_thread(resident.write)
 
             receiver = asyncio.create_task(receive())
             sent = None
@@ -166,7 +174,7 @@ async def follow(server_url: str, make_client, origin, vehicle: str = "", camera
     finally:
         poller.stop.set()
         poller.join(timeout=5)
-    resident.write(force=True)
+    resident.write()
     cover = resident.covering(float(last_enu[0]), float(last_enu[1])) if last_enu is not None else None
     return {"views_sent": views_sent, "polls": poller.polls, "chunks_received": resident.received,
             "bytes_received": resident.bytes, "resident": len(resident.chunks), "levels": resident.levels(),

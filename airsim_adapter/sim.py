@@ -54,8 +54,7 @@ class Vehicle:
 
     def enu(self, ned=None) -> np.ndarray:
         """Vehicle-frame NED -> world ENU."""
-        ned = self.state.position if ned is None else ned
-        return self.home_enu + np.array([ned[1], ned[0], -ned[2]])
+        return frames.airsim_to_enu(self.state.position if ned is None else ned, self.home_enu)
 
 
 class Simulator:
@@ -185,9 +184,9 @@ class Simulator:
         n_enu /= np.linalg.norm(n_enu)
         ground = float(self.ground.ground(enu[0:1], enu[1:2])[0])
         name = "building" if surface - ground > 1.0 else "terrain"
-        to_ned = lambda a: np.array([a[1], a[0], -a[2]])  # noqa: E731
         impact = np.array([enu[0], enu[1], surface])
-        v.collision = structs.collision_info(True, to_ned(n_enu), to_ned(impact - v.home_enu), state.position, depth,
+        v.collision = structs.collision_info(True, frames.enu_to_airsim(n_enu), frames.enu_to_airsim(impact, v.home_enu),
+                                             state.position, depth,
                                              self.time_ns, name, 1 if name == "building" else 0)
 
     def _finish(self, v: Vehicle, ok: bool) -> None:

@@ -50,6 +50,17 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", help='generator parameters as JSON, e.g. \'{"relief": 1.3, "urbanization": 2}\'')
 
 
+def _add_bind_args(p: argparse.ArgumentParser, port: int) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=port)
+
+
+def _add_airsim_client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--settings", help="the settings.json AirSim (or `worldstream sim`) runs with; it holds the world")
+    p.add_argument("--host", default="127.0.0.1", help="AirSim RPC host")
+    p.add_argument("--port", type=int, default=41451, help="AirSim RPC port")
+
+
 def _export_chunk(spec_json: str, key_path: str, formats: tuple[str, ...], missing: tuple[str, ...] | None = None
                   ) -> tuple[str, dict[str, bytes]]:
     from worldstream.exporters.formats import export_key
@@ -299,8 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "/tileset.json (implicit, unbounded), /subtrees/..., /implicit/{l}/{x}/{y}.glb, "
                                     "/chunks/{level}/{x}/{y}/{file}, /stats.")
     _add_world_args(sv)
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    sv.add_argument("--port", type=int, default=8765)
+    _add_bind_args(sv, 8765)
     sv.add_argument("--cache", help="disk cache folder (chunks written atomically; reused across runs)")
     sv.add_argument("--workers", type=int, default=2, help="generator processes")
     sv.add_argument("--memory-mb", type=int, default=256, help="in-memory chunk cache budget")
@@ -313,8 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "world is the one stored in --settings (by `worldstream airsim settings`) unless "
                                     "--spec is given, else the world flags.")
     _add_world_args(sm)
-    sm.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    sm.add_argument("--port", type=int, default=41451)
+    _add_bind_args(sm, 41451)
     sm.add_argument("--settings", help="AirSim settings.json (default: one drone above the ground at the origin)")
     sm.add_argument("--workers", type=int, default=2,
                     help="generator processes of the chunk service the ground streams through (0: build in process)")
@@ -340,9 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the world flags. Mission format: docs/airsim.md.")
     fl.add_argument("mission", help="mission file (.json, .yaml or .yml)")
     _add_world_args(fl)
-    fl.add_argument("--settings", help="the settings.json the simulator runs with (holds the world)")
-    fl.add_argument("--host", default="127.0.0.1")
-    fl.add_argument("--port", type=int, default=41451)
+    _add_airsim_client_args(fl)
     fl.add_argument("--out", help="dataset folder (default: fly without recording)")
     fl.add_argument("--realtime", action="store_true",
                     help="capture as the sim clock runs instead of pausing the simulation for each frame (lockstep)")
@@ -357,9 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the one in --settings, else --spec or the world flags.")
     _add_world_args(fo)
     fo.add_argument("--server", default="ws://127.0.0.1:8765/", help="the streaming server's websocket URL")
-    fo.add_argument("--settings", help="the settings.json AirSim runs with (holds the world)")
-    fo.add_argument("--host", default="127.0.0.1", help="AirSim RPC host")
-    fo.add_argument("--port", type=int, default=41451, help="AirSim RPC port")
+    _add_airsim_client_args(fo)
     fo.add_argument("--vehicle", default="", help="vehicle name (default: the first)")
     fo.add_argument("--cameras", default="front_center,bottom_center", help="comma-separated camera names to stream for")
     fo.add_argument("--hz", type=float, default=10.0, help="pose polls and views per second")
