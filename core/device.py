@@ -21,3 +21,12 @@ def as_tensor(values, dtype: torch.dtype, device: torch.device | None = None) ->
     if isinstance(values, torch.Tensor):
         return values.to(device=device, dtype=dtype)
     return torch.as_tensor(values, dtype=dtype, device=device)
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """Weights' dtype for inference: float16 on CUDA, float32 elsewhere (CPU half is slow and
+    partly unsupported); ``WORLDSTREAM_DTYPE=float32`` forces full precision everywhere."""
+    forced = os.environ.get("WORLDSTREAM_DTYPE")
+    if forced:
+        return getattr(torch, forced)
+    return torch.float16 if device.type == "cuda" else torch.float32

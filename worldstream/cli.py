@@ -37,8 +37,19 @@ def _spec_from_args(args):
     if getattr(args, "spec", None):
         return WorldSpec.from_json(Path(args.spec).read_text())
     params = json.loads(args.params) if args.params else {}
+    generator = getattr(args, "backend", "procedural")
+    if generator == "learned":
+        from worldstream.core.errors import GeneratorError
+        if not args.models:
+            raise GeneratorError("--backend learned needs --models DIR (a folder written by `worldstream train cascade`)")
+        params["models"] = str(Path(args.models).resolve())
+        if args.sampling_steps is not None:
+            params["steps"] = args.sampling_steps
+    elif getattr(args, "models", None):
+        from worldstream.core.errors import GeneratorError
+        raise GeneratorError("--models only applies to --backend learned")
     return WorldSpec(seed=args.seed, base_resolution=args.base_resolution, chunk_size=args.chunk_size,
-                     levels=args.num_levels, generator_params=params)
+                     levels=args.num_levels, generator=generator, generator_params=params)
 
 
 def _add_world_args(p: argparse.ArgumentParser) -> None:
@@ -48,6 +59,11 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, default=256, help="pixels per chunk side (power of two)")
     p.add_argument("--num-levels", type=int, default=7, help="number of levels in the world")
     p.add_argument("--params", help='generator parameters as JSON, e.g. \'{"relief": 1.3, "urbanization": 2}\'')
+    p.add_argument("--backend", choices=("procedural", "learned"), default="procedural",
+                   help="procedural (embedded default) or learned: ortho imagery from a diffusion cascade "
+                        "trained by `worldstream train cascade`")
+    p.add_argument("--models", help="with --backend learned: the models folder (diffusers format, local only)")
+    p.add_argument("--sampling-steps", type=int, help="with --backend learned: DDIM steps per window (default 20)")
 
 
 def _add_bind_args(p: argparse.ArgumentParser, port: int) -> None:
@@ -283,6 +299,46 @@ def cmd_airsim_follow(args) -> int:
     return 0
 
 
+def cmd_train_cascade(args) -> int:
+    from worldstream.core.generators.learned.training import TrainConfig, train_cascade
+
+    channels = tuple(int(c) for c in args.channels.split(","))
+    config = TrainConfig(sample_size=args.window, scale_factor=args.scale_factor, block_out_channels=channels,
+                         layers_per_block=args.layers_per_block, condition_channels=args.condition_channels,
+                         norm_num_groups=args.norm_groups, steps=args.steps, batch_size=args.batch_size,
+                         learning_rate=args.lr, p2_gamma=args.p2_gamma, octaves=args.octaves,
+                         default_mpp=args.mpp, checkpoint_every=args.checkpoint_every, seed=args.seed)
+
+    def progress(row: dict) -> None:
+        print(f"step {row['step']:>7}  loss {row['loss']:.5f}  {row['seconds']:.1f} s", file=sys.stderr, flush=True)
+
+    summary = train_cascade(args.data, args.out, config, resume=args.resume, progress=progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_metrics_seams(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from worldstream.core.seams import seam_stats
+
+    with Image.open(args.image) as img:
+        pixels = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    stats = seam_stats(pixels, args.period, args.offset)
+    print(json.dumps({"image": args.image, "period": args.period, "offset": list(args.offset), **stats.as_dict()},
+                     indent=2))
+    return 0
+
+
+def _offset(text: str) -> tuple[int, int]:
+    try:
+        r, c = (int(v) for v in text.split(","))
+        return r, c
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROW,COL integers, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldstream", description="Unbounded deterministic 3D worlds, block by block.")
     p.add_argument("--version", action="version", version=f"worldstream {__version__}")
@@ -374,6 +430,45 @@ def build_parser() -> argparse.ArgumentParser:
     fo.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
     fo.add_argument("--token", help="the server's token, if it requires one")
     fo.set_defaults(func=cmd_airsim_follow)
+
+    tr = sub.add_parser("train", help="train learned models")
+    trsub = tr.add_subparsers(dest="train_command", required=True)
+    tc = trsub.add_parser("cascade", help="train the resolution-guided diffusion cascade on a folder of images",
+                          description="Train the cascade denoiser on the images under --data (PNG / JPEG / GeoTIFF, "
+                                      "recursively; m/px from GeoTIFF tags, worldstream exports, else --mpp). Pairs "
+                                      "are made on the fly by high-order degradation at random target resolutions. "
+                                      "Writes a diffusers-format models folder (for --backend learned --models OUT), "
+                                      "a model card, OUT/training/log.jsonl, loss.png and checkpoints.")
+    tc.add_argument("--data", required=True, help="folder of training images")
+    tc.add_argument("--out", required=True, help="models folder to write")
+    tc.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    tc.add_argument("--steps", type=int, default=2000, help="optimizer steps in all (a resumed run stops here too)")
+    tc.add_argument("--batch-size", type=int, default=16)
+    tc.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    tc.add_argument("--window", type=int, default=64, help="window side in pixels the model generates")
+    tc.add_argument("--scale-factor", type=int, default=2, choices=(2, 4),
+                    help="resolution ratio per cascade step: 2 = one quadtree level, 4 = as in MetaEarth")
+    tc.add_argument("--channels", default="32,64,128", help="UNet block channels, comma-separated")
+    tc.add_argument("--layers-per-block", type=int, default=1)
+    tc.add_argument("--condition-channels", type=int, default=16, help="channels of the condition encoder")
+    tc.add_argument("--norm-groups", type=int, default=8, help="group-norm groups (must divide every channel count)")
+    tc.add_argument("--p2-gamma", type=float, default=0.0, help="P2 loss weighting exponent (0: off, 1: P2's default)")
+    tc.add_argument("--octaves", type=int, default=2, help="coarser target resolutions made by halving images")
+    tc.add_argument("--mpp", type=float, default=1.0, help="metres per pixel of images that carry no resolution")
+    tc.add_argument("--checkpoint-every", type=int, default=500)
+    tc.add_argument("--seed", type=int, default=0)
+    tc.set_defaults(func=cmd_train_cascade)
+
+    me = sub.add_parser("metrics", help="measure outputs")
+    mesub = me.add_subparsers(dest="metrics_command", required=True)
+    ms = mesub.add_parser("seams", help="seam gradient across stitching lines vs inside tiles, as a ratio",
+                          description="Mean absolute gradient across the stitching lines of a tiled image (every "
+                                      "--period px from --offset) and inside the tiles; prints both and their ratio "
+                                      "(1 = seamless) as JSON.")
+    ms.add_argument("image", help="image file (PNG, JPEG, ...)")
+    ms.add_argument("--period", type=int, required=True, help="pixels between stitching lines (the window stride)")
+    ms.add_argument("--offset", type=_offset, default=(0, 0), help="ROW,COL of the first pixel after a line")
+    ms.set_defaults(func=cmd_metrics_seams)
 
     v = sub.add_parser("preview", help="render an ortho + hillshade picture of a region",
                        description="Mosaic the chunks of a square region at a suitable level and shade them.")

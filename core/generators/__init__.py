@@ -30,8 +30,14 @@ def register(name: str):
     return deco
 
 
+def _import_all() -> None:
+    from . import learned, procedural  # noqa: F401  (they register themselves)
+
+
 def create(spec: WorldSpec) -> Generator:
     from . import procedural  # noqa: F401  (registers itself)
+    if spec.generator == "learned":
+        from . import learned  # noqa: F401  (imports diffusers: only when asked for)
     try:
         factory = _REGISTRY[spec.generator]
     except KeyError:
@@ -40,5 +46,5 @@ def create(spec: WorldSpec) -> Generator:
 
 
 def available() -> list[str]:
-    from . import procedural  # noqa: F401
+    _import_all()
     return sorted(_REGISTRY)

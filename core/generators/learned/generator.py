@@ -1,0 +1,118 @@
+"""The `learned` generator: chunk imagery from the diffusion cascade, the rest from the procedural world.
+
+Levels below `first_level` (by default the first level with a level `scale_factor` times coarser)
+are the procedural world's ortho: the cascade's root. Every later level's ortho is sampled by the
+cascade from the level above; DEM, DSM, classes, instances and buildings stay the procedural
+generator's until the lifting stage (ortho -> heights) is learned too. Parameters
+(WorldSpec.generator_params): `models` (folder written by `worldstream train cascade`, required),
+`steps` (DDIM steps, default 20), `first_level`, `batch_size` (windows per model call, default 8);
+any other parameter goes to the procedural generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+
+import numpy as np
+
+from ...chunk import Chunk
+from ...errors import GeneratorError
+from ...keys import ChunkKey
+from ...spec import WorldSpec
+from .. import register
+from ..procedural import ProceduralGenerator
+from .cascade import Cascade
+from .sampling import DDIMWindowModel
+from .storage import load_cascade
+from .tiling import Tiling
+
+LEARNED_PARAMS = ("models", "steps", "first_level", "batch_size")
+
+
+def to_unit(ortho: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 sRGB -> (3, H, W) float32 in [-1, 1]."""
+    return (ortho.astype(np.float32).transpose(2, 0, 1) * (2.0 / 255.0) - 1.0)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8 sRGB (rounded, clipped)."""
+    return np.clip(np.rint((image.transpose(1, 2, 0) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def chunk_raster_origin(key: ChunkKey, chunk_size: int) -> tuple[int, int]:
+    """Global raster (row, col) of the chunk's north-west pixel at its level (rows grow south)."""
+    return -(key.y + 1) * chunk_size, key.x * chunk_size
+
+
+class ProceduralOrtho:
+    """The cascade's root: the procedural world's ortho as a raster, assembled from its chunks."""
+
+    def __init__(self, procedural: ProceduralGenerator, cache_chunks: int = 16):
+        self.procedural = procedural
+        self.n = procedural.spec.chunk_size
+        self._cache: OrderedDict[ChunkKey, np.ndarray] = OrderedDict()
+        self._cache_chunks = cache_chunks
+
+    def _ortho(self, key: ChunkKey) -> np.ndarray:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        img = to_unit(self.procedural.chunk(key).ortho)
+        self._cache[key] = img
+        while len(self._cache) > self._cache_chunks:
+            self._cache.popitem(last=False)
+        return img
+
+    def __call__(self, level: int, row0: int, col0: int, height: int, width: int) -> np.ndarray:
+        n = self.n
+        out = np.empty((3, height, width), dtype=np.float32)
+        # raster row R is pixel row -R - 1 north of the equator line, in chunk y = (-R - 1) // n
+        for y in range((-(row0 + height - 1) - 1) // n, (-row0 - 1) // n + 1):
+            for x in range(col0 // n, (col0 + width - 1) // n + 1):
+                key = ChunkKey(level, x, y)
+                r0, c0 = chunk_raster_origin(key, n)
+                rl, rh = max(r0, row0), min(r0 + n, row0 + height)
+                cl, ch = max(c0, col0), min(c0 + n, col0 + width)
+                out[:, rl - row0:rh - row0, cl - col0:ch - col0] = self._ortho(key)[:, rl - r0:rh - r0, cl - c0:ch - c0]
+        return out
+
+
+def _int_param(params: dict, name: str, default: int, lo: int) -> int:
+    v = params.get(name, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise GeneratorError(f"learned parameter {name!r} must be an integer >= {lo}, got {v!r}")
+    return v
+
+
+@register("learned")
+class LearnedGenerator:
+    def __init__(self, spec: WorldSpec):
+        self.spec = spec
+        params = spec.params
+        models = params.get("models")
+        if not isinstance(models, str) or not models:
+            raise GeneratorError("the learned generator needs generator_params.models: the folder of a model "
+                                 "trained by `worldstream train cascade` (CLI: --backend learned --models DIR)")
+        procedural_spec = dataclasses.replace(
+            spec, generator="procedural",
+            generator_params={k: v for k, v in params.items() if k not in LEARNED_PARAMS})
+        self.procedural = ProceduralGenerator(procedural_spec)
+        denoiser, scheduler, self.card = load_cascade(models)
+        self.model = DDIMWindowModel(denoiser, scheduler, steps=_int_param(params, "steps", 20, 1))
+        step = self.model.scale_factor.bit_length() - 1
+        self.first_level = _int_param(params, "first_level", step, step)
+        self.cascade = Cascade(self.model, Tiling(denoiser.config.sample_size), spec.seed, ProceduralOrtho(self.procedural),
+                               self.first_level, spec.resolution, batch_size=_int_param(params, "batch_size", 8, 1))
+
+    def chunk(self, key: ChunkKey) -> Chunk:
+        base = self.procedural.chunk(key)
+        if key.level < self.first_level:
+            return base
+        n = self.spec.chunk_size
+        row0, col0 = chunk_raster_origin(key, n)
+        ortho = to_uint8(self.cascade.region(key.level, row0, col0, n, n))
+        return dataclasses.replace(base, ortho=ortho)
+
+    def heights_at(self, x, y, level: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.procedural.heights_at(x, y, level)

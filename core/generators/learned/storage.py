@@ -1,0 +1,112 @@
+"""A cascade model folder in diffusers format, saved and loaded locally; nothing is ever downloaded.
+
+    MODELS/model_index.json        written last: a folder without it is incomplete and refused
+    MODELS/denoiser/               config.json + diffusion_pytorch_model.safetensors
+    MODELS/scheduler/              scheduler_config.json (DDIM)
+    MODELS/README.md               model card: what the model was trained on, and how
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from diffusers import DDIMScheduler
+
+from ...errors import GeneratorError
+from .model import ResolutionGuidedDenoiser
+
+INDEX = "model_index.json"
+CASCADE_CLASS = "WorldstreamCascade"
+
+
+class ModelFolderError(GeneratorError):
+    """A models folder is missing, incomplete or not a worldstream cascade."""
+
+
+def save_cascade(folder: str | Path, denoiser: ResolutionGuidedDenoiser, scheduler: DDIMScheduler,
+                 card: dict[str, Any]) -> Path:
+    """Write the model to `folder` (replacing the model parts there, keeping anything else) and
+    return it. Parts are written beside their final names and renamed into place; the index last."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    index = folder / INDEX
+    index.unlink(missing_ok=True)  # the folder is incomplete until the new index lands
+    for name, part in (("denoiser", denoiser), ("scheduler", scheduler)):
+        tmp = folder / f".{name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        part.save_pretrained(tmp)
+        shutil.rmtree(folder / name, ignore_errors=True)
+        tmp.rename(folder / name)
+    (folder / "README.md").write_text(model_card(denoiser, card))
+    body = {"_class_name": CASCADE_CLASS, "_worldstream_version": 1,
+            "denoiser": ["worldstream.core.generators.learned.model", "ResolutionGuidedDenoiser"],
+            "scheduler": ["diffusers", "DDIMScheduler"], "training": card}
+    tmp = folder / f".{INDEX}.partial"
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
+    tmp.rename(index)
+    return folder
+
+
+def read_index(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFolderError(f"models folder {folder} does not exist (expected a folder written by "
+                               "`worldstream train cascade`, or a diffusers upscaler folder)")
+    index = folder / INDEX
+    if not index.is_file():
+        raise ModelFolderError(f"{folder} has no {INDEX}: not a diffusers model folder, or an interrupted save")
+    try:
+        return json.loads(index.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFolderError(f"{index} is not valid JSON: {exc}") from None
+
+
+def load_cascade(folder: str | Path) -> tuple[ResolutionGuidedDenoiser, DDIMScheduler, dict[str, Any]]:
+    """(denoiser on the CPU in float32, scheduler, training card) from a folder `save_cascade` wrote."""
+    folder = Path(folder)
+    index = read_index(folder)
+    if index.get("_class_name") != CASCADE_CLASS:
+        raise ModelFolderError(f"{folder} holds a {index.get('_class_name')!r}, not a {CASCADE_CLASS}")
+    try:
+        denoiser = ResolutionGuidedDenoiser.from_pretrained(folder / "denoiser", local_files_only=True,
+                                                             low_cpu_mem_usage=False)
+        scheduler = DDIMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelFolderError(f"could not load the cascade in {folder}: {exc}") from None
+    return denoiser.eval(), scheduler, index.get("training", {})
+
+
+def model_card(denoiser: ResolutionGuidedDenoiser, card: dict[str, Any]) -> str:
+    cfg = denoiser.config
+    params = sum(p.numel() for p in denoiser.parameters())
+    lines = [
+        "---",
+        "library_name: diffusers",
+        "tags: [worldstream, super-resolution, remote-sensing, scale-space-cascade]",
+        "---",
+        "# worldstream resolution-guided cascade denoiser",
+        "",
+        "One conditional DDPM noise predictor shared by every level of a worldstream world: it generates",
+        f"a {cfg.sample_size} x {cfg.sample_size} px window at a target resolution (m/px, given as an embedding)",
+        f"from the window {cfg.scale_factor}x coarser. Sample with DDIM, eta = 0 (see `scheduler/`).",
+        "",
+        "## Model",
+        f"- parameters: {params:,}",
+        f"- scale factor per step: {cfg.scale_factor}; channels: {cfg.channels} (sRGB scaled to [-1, 1])",
+        f"- UNet block channels: {list(cfg.block_out_channels)}; layers per block: {cfg.layers_per_block}; "
+        f"attention: {cfg.attention}",
+        "",
+        "## Training",
+    ]
+    for key in ("data", "images", "image_resolutions", "target_resolutions", "degradation", "steps",
+                "batch_size", "learning_rate", "loss", "p2_gamma", "final_loss", "wall_seconds", "device", "seed"):
+        if key in card:
+            lines.append(f"- {key.replace('_', ' ')}: {card[key]}")
+    lines += ["", "## Limits",
+              "Trained with `worldstream train cascade` on the data named above only; it knows nothing else.",
+              "Outputs are ortho imagery; heights and classes of a worldstream chunk still come from the",
+              "procedural generator.", ""]
+    return "\n".join(lines)
