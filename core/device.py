@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -30,3 +31,22 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     if forced:
         return getattr(torch, forced)
     return torch.float16 if device.type == "cuda" else torch.float32
+
+
+@contextmanager
+def fixed_cpu_threads(device: torch.device, threads: int = 1):
+    """Run CPU float work on a fixed number of intra-op threads, then restore the count.
+
+    CPU kernels (oneDNN convolutions, reductions) split their sums by thread count, so the same
+    input gives different last bits with 1 or 2 threads; results meant to be byte-identical in any
+    process (generated worlds) are computed with `threads` threads whatever the process set.
+    Parallelism on the CPU comes from worker processes instead. No effect for other devices."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDIMScheduler
 
-from ...device import default_device, inference_dtype
+from ...device import default_device, fixed_cpu_threads, inference_dtype
 from .model import ResolutionGuidedDenoiser
 
 
@@ -56,7 +56,8 @@ class DDIMWindowModel:
         x = noise.to(device=self.device, dtype=torch.float32) * self.scheduler.init_noise_sigma
         cond = condition.to(device=self.device, dtype=self.dtype)
         mpp = torch.full((x.shape[0],), float(resolution), device=self.device)
-        for t in self.scheduler.timesteps:
-            eps = self.denoiser(x, t, cond, mpp).to(torch.float32)
-            x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample
+        with fixed_cpu_threads(self.device):
+            for t in self.scheduler.timesteps:
+                eps = self.denoiser(x, t, cond, mpp).to(torch.float32)
+                x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample
         return x.clamp(-1.0, 1.0).cpu()
