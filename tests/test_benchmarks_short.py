@@ -65,3 +65,17 @@ def test_sim_benchmark_prints_its_real_time_factor():
     rates = [float(x) for x in re.findall(r"\(([0-9.]+) per sim s, asked 5\)", out)]
     assert len(rates) == 2 and all(r > 4.0 for r in rates)  # both modes captured (about) every 0.2 sim s
     assert re.search(r"real-time factor \(lockstep, target >= 1.0\): [0-9.]+", out)
+
+
+@pytest.mark.slow
+def test_seams_benchmark_orders_the_three_tilings():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_seams.py"), "--quick"],
+                       capture_output=True, text=True)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ratios = {m.group(1).strip(): float(m.group(2)) for m in
+              re.finditer(r"^(naive \(abutting\)|overlap only|overlap \+ shared noise)\s+\S+\s+\S+\s+(\S+)", r.stdout, re.M)}
+    assert len(ratios) == 3
+    # the quick model is trained for seconds only: hold it to the ordering and a loose bound
+    assert ratios["overlap + shared noise"] < min(ratios["naive (abutting)"], ratios["overlap only"])
+    assert abs(ratios["overlap + shared noise"] - 1.0) < 0.2
