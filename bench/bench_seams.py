@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def training_images(folder: Path, chunk_size: int) -> None:

@@ -42,7 +42,9 @@ def _spec_from_args(args):
         from worldstream.core.errors import GeneratorError
         if not args.models:
             raise GeneratorError("--backend learned needs --models DIR (a folder written by `worldstream train cascade`)")
+        from worldstream.core.generators.learned.storage import models_digest
         params["models"] = str(Path(args.models).resolve())
+        params["models_sha256"] = models_digest(params["models"])
         if args.sampling_steps is not None:
             params["steps"] = args.sampling_steps
     elif getattr(args, "models", None):

@@ -5,8 +5,10 @@ are the procedural world's ortho: the cascade's root. Every later level's ortho 
 cascade from the level above; DEM, DSM, classes, instances and buildings stay the procedural
 generator's until the lifting stage (ortho -> heights) is learned too. Parameters
 (WorldSpec.generator_params): `models` (folder written by `worldstream train cascade`, required),
-`steps` (DDIM steps, default 20), `first_level`, `batch_size` (windows per model call, default 8);
-any other parameter goes to the procedural generator.
+`steps` (DDIM steps, default 20), `first_level`, `batch_size` (windows per model call, default 8),
+`models_sha256` (if given, the folder's `storage.models_digest` must match: the CLI pins it, so a
+world is never silently regenerated with other weights); any other parameter goes to the
+procedural generator.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from .. import register
 from ..procedural import ProceduralGenerator
 from .cascade import Cascade
 from .sampling import DDIMWindowModel
-from .storage import load_cascade
+from .storage import load_cascade, models_digest
 from .tiling import Tiling
 
-LEARNED_PARAMS = ("models", "steps", "first_level", "batch_size")
+LEARNED_PARAMS = ("models", "models_sha256", "steps", "first_level", "batch_size")
 
 
 def to_unit(ortho: np.ndarray) -> np.ndarray:
@@ -99,6 +101,10 @@ class LearnedGenerator:
             generator_params={k: v for k, v in params.items() if k not in LEARNED_PARAMS})
         self.procedural = ProceduralGenerator(procedural_spec)
         denoiser, scheduler, self.card = load_cascade(models)
+        pinned = params.get("models_sha256")
+        if pinned is not None and pinned != models_digest(models):
+            raise GeneratorError(f"the model in {models} is not the one this world was made with "
+                                 f"(models_sha256 {pinned} != {models_digest(models)})")
         self.model = DDIMWindowModel(denoiser, scheduler, steps=_int_param(params, "steps", 20, 1))
         step = self.model.scale_factor.bit_length() - 1
         self.first_level = _int_param(params, "first_level", step, step)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -77,6 +78,20 @@ def load_cascade(folder: str | Path) -> tuple[ResolutionGuidedDenoiser, DDIMSche
     except (OSError, ValueError) as exc:
         raise ModelFolderError(f"could not load the cascade in {folder}: {exc}") from None
     return denoiser.eval(), scheduler, index.get("training", {})
+
+
+def models_digest(folder: str | Path) -> str:
+    """SHA-256 (hex) over the model parts' files (names and bytes): what a world spec pins, so a
+    world never silently changes when the weights at a path do."""
+    folder = Path(folder)
+    read_index(folder)
+    h = hashlib.sha256()
+    for part in ("denoiser", "scheduler"):
+        for path in sorted((folder / part).rglob("*")):
+            if path.is_file():
+                h.update(str(path.relative_to(folder)).encode() + b"\0")
+                h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def model_card(denoiser: ResolutionGuidedDenoiser, card: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from PIL import Image
 from worldstream.core import ChunkKey, World, WorldSpec
 from worldstream.core.errors import GeneratorError
 from worldstream.core.generators.learned.sampling import training_scheduler
-from worldstream.core.generators.learned.storage import save_cascade
+from worldstream.core.generators.learned.storage import models_digest, save_cascade
 from worldstream.core.seams import SeamMetricError, seam_stats
 
 from .tiny import tiny_denoiser, write_training_images
@@ -54,6 +54,9 @@ def test_learned_parameters_are_checked(models, tmp_path):
         World(learned_spec(tmp_path / "missing"))
     with pytest.raises(GeneratorError, match="unknown procedural parameters"):
         World(learned_spec(models, bogus=1))
+    with pytest.raises(GeneratorError, match="not the one this world was made with"):
+        World(learned_spec(models, models_sha256="0" * 64))
+    assert World(learned_spec(models, models_sha256=models_digest(models))).generator.first_level == 1
 
 
 def test_generate_with_the_learned_backend_is_byte_identical_across_runs(models, tmp_path):
@@ -66,6 +69,7 @@ def test_generate_with_the_learned_backend_is_byte_identical_across_runs(models,
         outs.append(out)
     spec = json.loads((outs[0] / "world.json").read_text())
     assert spec["generator"] == "learned" and spec["generator_params"]["models"] == str(models)
+    assert spec["generator_params"]["models_sha256"] == models_digest(models)
     files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("ortho.png"))
     assert len(files) >= 8
     for f in files:
