@@ -302,9 +302,12 @@ def cmd_airsim_follow(args) -> int:
 
 
 def cmd_train_cascade(args) -> int:
-    from worldstream.core.generators.learned.training import TrainConfig, train_cascade
+    from worldstream.core.generators.learned.training import TrainConfig, TrainingError, train_cascade
 
-    channels = tuple(int(c) for c in args.channels.split(","))
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+    except ValueError:
+        raise TrainingError(f"--channels expects comma-separated integers, e.g. 32,64,128; got {args.channels!r}") from None
     config = TrainConfig(sample_size=args.window, scale_factor=args.scale_factor, block_out_channels=channels,
                          layers_per_block=args.layers_per_block, condition_channels=args.condition_channels,
                          norm_num_groups=args.norm_groups, steps=args.steps, batch_size=args.batch_size,

@@ -57,6 +57,23 @@ class TrainConfig:
     seed: int = 0
     degradation: Degradation = field(default_factory=Degradation)
 
+    def __post_init__(self) -> None:
+        f, n = self.scale_factor, self.sample_size
+        if f not in (2, 4):
+            raise TrainingError(f"scale factor must be 2 or 4, got {f}")
+        if n < 8 or n % (2 * f) or n & (n - 1):
+            raise TrainingError(f"window must be a power of two >= 8 and a multiple of {2 * f}, got {n}")
+        if not self.block_out_channels or any(c < 1 or c % self.norm_num_groups for c in self.block_out_channels):
+            raise TrainingError(f"every block channel count {list(self.block_out_channels)} must be a positive "
+                                f"multiple of the norm groups ({self.norm_num_groups})")
+        if n >> (len(self.block_out_channels) - 1) < 2:
+            raise TrainingError(f"{len(self.block_out_channels)} UNet blocks downsample a {n} px window below 2 px")
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints", "condition_channels"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0 or self.p2_gamma < 0 or not self.default_mpp > 0 or self.octaves < 0:
+            raise TrainingError("learning rate and --mpp must be positive, --p2-gamma and --octaves >= 0")
+
     def model_kwargs(self) -> dict:
         return dict(sample_size=self.sample_size, scale_factor=self.scale_factor,
                     block_out_channels=tuple(self.block_out_channels), layers_per_block=self.layers_per_block,

@@ -60,6 +60,15 @@ def test_training_data_errors_say_what_was_expected(tmp_path):
         load_images(tmp_path, 1.0, 16)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sample_size=12), "power of two"), (dict(scale_factor=3), "2 or 4"),
+    (dict(block_out_channels=(8, 10)), "multiple of the norm groups"), (dict(steps=0), "steps must be"),
+    (dict(sample_size=8, block_out_channels=(4, 4, 4, 4)), "below 2 px")])
+def test_bad_training_configurations_are_refused(kwargs, message):
+    with pytest.raises(TrainingError, match=message):
+        tiny_config(**kwargs)
+
+
 def test_p2_weighting_favours_noisy_steps():
     ac = torch.linspace(0.999, 0.01, 1000)
     t = torch.tensor([10, 500, 990])
