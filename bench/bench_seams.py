@@ -75,7 +75,7 @@ def main() -> int:
     denoiser, scheduler, _ = load_cascade(models)
     model = DDIMWindowModel(denoiser, scheduler, steps=args.sampling_steps)
     n = denoiser.config.sample_size
-    side = args.region or (6 * n if args.quick else 6 * n)
+    side = args.region or 6 * n
     spec = WorldSpec(seed=3, chunk_size=128)
     root = ProceduralOrtho(ProceduralGenerator(spec))
     level = 6

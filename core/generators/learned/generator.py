@@ -14,8 +14,6 @@ procedural generator.
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
-
 import numpy as np
 
 from ...chunk import Chunk
@@ -48,23 +46,18 @@ def chunk_raster_origin(key: ChunkKey, chunk_size: int) -> tuple[int, int]:
 
 
 class ProceduralOrtho:
-    """The cascade's root: the procedural world's ortho as a raster, assembled from its chunks."""
+    """The cascade's root: the procedural world's ortho as a raster, assembled from its chunks
+    (cached by the World's own chunk LRU)."""
 
     def __init__(self, procedural: ProceduralGenerator, cache_chunks: int = 16):
-        self.procedural = procedural
+        from ...world import World
+
+        self.world = World(procedural.spec, cache_chunks=cache_chunks)
+        self.world.generator = procedural  # share the caller's generator rather than build a second
         self.n = procedural.spec.chunk_size
-        self._cache: OrderedDict[ChunkKey, np.ndarray] = OrderedDict()
-        self._cache_chunks = cache_chunks
 
     def _ortho(self, key: ChunkKey) -> np.ndarray:
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        img = to_unit(self.procedural.chunk(key).ortho)
-        self._cache[key] = img
-        while len(self._cache) > self._cache_chunks:
-            self._cache.popitem(last=False)
-        return img
+        return to_unit(self.world.chunk(key).ortho)
 
     def __call__(self, level: int, row0: int, col0: int, height: int, width: int) -> np.ndarray:
         n = self.n

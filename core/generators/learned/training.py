@@ -81,6 +81,9 @@ class TrainConfig:
                     resolution_embedding_dim=self.resolution_embedding_dim, attention=self.attention)
 
 
+RUN_LENGTH_FIELDS = ("steps", "checkpoint_every", "log_every", "keep_checkpoints")  # a resume may change these
+
+
 def p2_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float, k: float) -> torch.Tensor:
     """(B,) loss weights 1 / (k + SNR(t))**gamma; all ones when gamma = 0."""
     if gamma == 0:
@@ -123,7 +126,7 @@ def train_cascade(data: str | Path, out: str | Path, config: TrainConfig = Train
         ckpt = existing[-1]
         state = json.loads((ckpt / "state.json").read_text())
         saved = state["config"]
-        if saved != _config_dict(config, ignore=("steps", "checkpoint_every", "log_every", "keep_checkpoints")):
+        if saved != _config_dict(config, ignore=RUN_LENGTH_FIELDS):
             raise TrainingError(f"checkpoint {ckpt} was made with a different configuration: {saved}")
         model = ResolutionGuidedDenoiser.from_pretrained(ckpt / "denoiser", local_files_only=True,
                                                          low_cpu_mem_usage=False)
@@ -210,7 +213,7 @@ def _save_checkpoint(out: Path, model, opt, gen, sampler: PairSampler, step: int
     model.save_pretrained(tmp / "denoiser")
     torch.save({"optimizer": opt.state_dict(), "torch_generator": gen.get_state()}, tmp / "optimizer.pt")
     state = {"step": step, "numpy_generator": sampler.rng.bit_generator.state,
-             "config": _config_dict(config, ignore=("steps", "checkpoint_every", "log_every", "keep_checkpoints"))}
+             "config": _config_dict(config, ignore=RUN_LENGTH_FIELDS)}
     (tmp / "state.json").write_text(json.dumps(state))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
