@@ -1,6 +1,7 @@
 """Benchmark: seams of the unbounded tiling, naive vs overlap only vs overlap + shared noise.
 
-Trains a small cascade model on procedural orthos for a short while (or loads --models DIR), then
+Trains a small cascade model on procedural orthos for a short while (or loads --models DIR: a
+worldstream cascade or a diffusers StableDiffusionUpscalePipeline folder), then
 samples the same region with the three tilings, cascading from the procedural root two levels up,
 and prints MetaEarth's seam statistic for each: the mean absolute gradient across stitching lines
 (the window starts) over the same statistic inside the windows. Target: the full method within 10%
@@ -45,9 +46,7 @@ def main() -> int:
 
     from worldstream.core import WorldSpec
     from worldstream.core.generators.learned.cascade import Cascade
-    from worldstream.core.generators.learned.generator import ProceduralOrtho, to_uint8
-    from worldstream.core.generators.learned.sampling import DDIMWindowModel
-    from worldstream.core.generators.learned.storage import load_cascade
+    from worldstream.core.generators.learned.generator import ProceduralOrtho, open_window_model, to_uint8
     from worldstream.core.generators.learned.tiling import Tiling
     from worldstream.core.generators.learned.training import TrainConfig, train_cascade
     from worldstream.core.generators.procedural import ProceduralGenerator
@@ -72,9 +71,7 @@ def main() -> int:
         print(f"model trained here: {summary['parameters']:,} parameters, window {window} px, {steps} steps in "
               f"{summary['seconds']:.0f} s on {len(list(data.iterdir()))} procedural orthos; loss "
               f"{summary['first_loss']:.4f} -> {summary['final_loss']:.4f}")
-    denoiser, scheduler, _ = load_cascade(models)
-    model = DDIMWindowModel(denoiser, scheduler, steps=args.sampling_steps)
-    n = denoiser.config.sample_size
+    model, n, _ = open_window_model(str(models), {"steps": args.sampling_steps})
     side = args.region or 6 * n
     spec = WorldSpec(seed=3, chunk_size=128)
     root = ProceduralOrtho(ProceduralGenerator(spec))

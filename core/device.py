@@ -33,6 +33,13 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+def place_module(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """`module` moved to `device` and cast to `dtype`, cast only when it is not in `dtype` already
+    (diffusers models warn on every dtype cast)."""
+    module = module.to(device=device)
+    return module if module.dtype == dtype else module.to(dtype=dtype)
+
+
 @contextmanager
 def fixed_cpu_threads(device: torch.device, threads: int = 1):
     """Run CPU float work on a fixed number of intra-op threads, then restore the count.

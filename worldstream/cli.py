@@ -41,7 +41,8 @@ def _spec_from_args(args):
     if generator == "learned":
         from worldstream.core.errors import GeneratorError
         if not args.models:
-            raise GeneratorError("--backend learned needs --models DIR (a folder written by `worldstream train cascade`)")
+            raise GeneratorError("--backend learned needs --models DIR (a folder written by `worldstream train cascade`, "
+                                 "or a diffusers StableDiffusionUpscalePipeline folder)")
         from worldstream.core.generators.learned.storage import models_digest
         params["models"] = str(Path(args.models).resolve())
         params["models_sha256"] = models_digest(params["models"])
@@ -63,8 +64,10 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", help='generator parameters as JSON, e.g. \'{"relief": 1.3, "urbanization": 2}\'')
     p.add_argument("--backend", choices=("procedural", "learned"), default="procedural",
                    help="procedural (embedded default) or learned: ortho imagery from a diffusion cascade "
-                        "trained by `worldstream train cascade`")
-    p.add_argument("--models", help="with --backend learned: the models folder (diffusers format, local only)")
+                        "trained by `worldstream train cascade`, or from a diffusers upscaler on disk")
+    p.add_argument("--models", help="with --backend learned: the models folder (diffusers format, local only): "
+                                    "a worldstream cascade or a StableDiffusionUpscalePipeline folder; upscaler "
+                                    "options (prompt, noise_level, guidance_scale, window) go in --params")
     p.add_argument("--sampling-steps", type=int, help="with --backend learned: DDIM steps per window (default 20)")
 
 

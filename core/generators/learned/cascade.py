@@ -24,14 +24,21 @@ RootSource = Callable[[int, int, int, int, int], np.ndarray]
 
 
 class WindowModel(Protocol):
-    """What the cascade needs from a model: one deterministic reverse process per window."""
+    """What the cascade needs from a model: one deterministic reverse process per window.
+
+    channels: image channels C; scale_factor: f, the output's size over the condition's;
+    noise_channels / noise_cell: the initial noise has noise_channels channels, one noise pixel
+    per noise_cell x noise_cell output pixels (1 for pixel-space models, f for a latent upscaler).
+    """
 
     channels: int
     scale_factor: int
+    noise_channels: int
+    noise_cell: int
 
     def sample(self, noise: torch.Tensor, condition: torch.Tensor, resolution: float) -> torch.Tensor:
-        """noise (B, C, n, n) float32, condition (B, C, n / f, n / f) float32 in [-1, 1], target
-        metres per pixel -> (B, C, n, n) float32 in [-1, 1] on the CPU."""
+        """noise (B, noise_channels, n / noise_cell, n / noise_cell) float32, condition (B, C, n / f, n / f)
+        float32 in [-1, 1], target metres per pixel -> (B, C, n, n) float32 in [-1, 1] on the CPU."""
         ...
 
 
@@ -51,6 +58,9 @@ class Cascade:
         if tiling.stride % f:
             raise GeneratorError(f"window stride {tiling.stride} must be a multiple of the scale factor {f}, "
                                  "so every window's condition starts on a coarse pixel")
+        if tiling.stride % model.noise_cell:
+            raise GeneratorError(f"window stride {tiling.stride} must be a multiple of the model's noise cell "
+                                 f"{model.noise_cell}, so overlapping windows share noise pixels")
         if first_level < f.bit_length() - 1:
             raise GeneratorError(f"first learned level {first_level} has no level {f}x coarser to condition on")
         if batch_size < 1:
@@ -95,7 +105,8 @@ class Cascade:
         out = {}
         for start in range(0, len(ijs), self.batch_size):
             batch = ijs[start:start + self.batch_size]
-            noise = [window_noise(self.seed, level, self.tiling, i, j, self.model.channels) for i, j in batch]
+            noise = [window_noise(self.seed, level, self.tiling, i, j, self.model.noise_channels, self.model.noise_cell)
+                     for i, j in batch]
             conds = []
             for r, c in origins[start:start + len(batch)]:
                 rr, cc = (r - r_min) // f, (c - c_min) // f

@@ -4,11 +4,14 @@ Levels below `first_level` (by default the first level with a level `scale_facto
 are the procedural world's ortho: the cascade's root. Every later level's ortho is sampled by the
 cascade from the level above; DEM, DSM, classes, instances and buildings stay the procedural
 generator's until the lifting stage (ortho -> heights) is learned too. Parameters
-(WorldSpec.generator_params): `models` (folder written by `worldstream train cascade`, required),
-`steps` (DDIM steps, default 20), `first_level`, `batch_size` (windows per model call, default 8),
-`models_sha256` (if given, the folder's `storage.models_digest` must match: the CLI pins it, so a
-world is never silently regenerated with other weights); any other parameter goes to the
-procedural generator.
+(WorldSpec.generator_params): `models` (required: a folder written by `worldstream train cascade`,
+or a diffusers StableDiffusionUpscalePipeline folder such as the SD x4 upscaler), `steps` (DDIM
+steps, default 20), `window` (window side in output pixels, default the model's native size),
+`first_level`, `batch_size` (windows per model call, default 8), `models_sha256` (if given, the
+folder's `storage.models_digest` must match: the CLI pins it, so a world is never silently
+regenerated with other weights); for an upscaler folder also `noise_level` (default 20), `prompt`
+(default "") and `guidance_scale` (default 1: none). Any other parameter goes to the procedural
+generator.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from ...spec import WorldSpec
 from .. import register
 from ..procedural import ProceduralGenerator
 from .cascade import Cascade
+from .cascade import WindowModel
 from .sampling import DDIMWindowModel
-from .storage import load_cascade, models_digest
+from .storage import CASCADE_CLASS, ModelFolderError, load_cascade, models_digest, read_index
 from .tiling import Tiling
 
-LEARNED_PARAMS = ("models", "models_sha256", "steps", "first_level", "batch_size")
+UPSCALER_PARAMS = ("noise_level", "prompt", "guidance_scale")
+LEARNED_PARAMS = ("models", "models_sha256", "steps", "window", "first_level", "batch_size") + UPSCALER_PARAMS
 
 
 def to_unit(ortho: np.ndarray) -> np.ndarray:
@@ -80,6 +85,34 @@ def _int_param(params: dict, name: str, default: int, lo: int) -> int:
     return v
 
 
+def open_window_model(folder: str, params: dict) -> tuple[WindowModel, int, dict]:
+    """(window model, its native window side in output pixels, model card) for a models folder:
+    a worldstream cascade, or a diffusers upscaler pipeline (chosen by model_index.json)."""
+    steps = _int_param(params, "steps", 20, 1)
+    kind = read_index(folder).get("_class_name")
+    if kind == CASCADE_CLASS:
+        stray = sorted(set(UPSCALER_PARAMS) & set(params))
+        if stray:
+            raise GeneratorError(f"learned parameters {stray} apply to upscaler folders only; {folder} is a "
+                                 f"{CASCADE_CLASS}")
+        denoiser, scheduler, card = load_cascade(folder)
+        return DDIMWindowModel(denoiser, scheduler, steps=steps), denoiser.config.sample_size, card
+    from .upscaler import UPSCALER_CLASS, load_upscaler
+
+    if kind != UPSCALER_CLASS:
+        raise ModelFolderError(f"{folder} holds a {kind!r}: expected a {CASCADE_CLASS} (written by `worldstream "
+                               f"train cascade`) or a diffusers {UPSCALER_CLASS}")
+    prompt = params.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise GeneratorError(f"learned parameter 'prompt' must be a string, got {prompt!r}")
+    guidance = params.get("guidance_scale", 1.0)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)):
+        raise GeneratorError(f"learned parameter 'guidance_scale' must be a number >= 1, got {guidance!r}")
+    model = load_upscaler(folder, steps=steps, noise_level=_int_param(params, "noise_level", 20, 0),
+                          prompt=prompt, guidance_scale=float(guidance))
+    return model, model.window, {"upscaler": kind, "prompt": prompt}
+
+
 @register("learned")
 class LearnedGenerator:
     def __init__(self, spec: WorldSpec):
@@ -88,21 +121,22 @@ class LearnedGenerator:
         models = params.get("models")
         if not isinstance(models, str) or not models:
             raise GeneratorError("the learned generator needs generator_params.models: the folder of a model "
-                                 "trained by `worldstream train cascade` (CLI: --backend learned --models DIR)")
+                                 "trained by `worldstream train cascade` or of a diffusers upscaler pipeline "
+                                 "(CLI: --backend learned --models DIR)")
         procedural_spec = dataclasses.replace(
             spec, generator="procedural",
             generator_params={k: v for k, v in params.items() if k not in LEARNED_PARAMS})
         self.procedural = ProceduralGenerator(procedural_spec)
-        denoiser, scheduler, self.card = load_cascade(models)
         pinned = params.get("models_sha256")
         if pinned is not None and pinned != models_digest(models):
             raise GeneratorError(f"the model in {models} is not the one this world was made with "
                                  f"(models_sha256 {pinned} != {models_digest(models)})")
-        self.model = DDIMWindowModel(denoiser, scheduler, steps=_int_param(params, "steps", 20, 1))
+        self.model, native_window, self.card = open_window_model(models, params)
         step = self.model.scale_factor.bit_length() - 1
         self.first_level = _int_param(params, "first_level", step, step)
-        self.cascade = Cascade(self.model, Tiling(denoiser.config.sample_size), spec.seed, ProceduralOrtho(self.procedural),
-                               self.first_level, spec.resolution, batch_size=_int_param(params, "batch_size", 8, 1))
+        tiling = Tiling(_int_param(params, "window", native_window, 4))
+        self.cascade = Cascade(self.model, tiling, spec.seed, ProceduralOrtho(self.procedural), self.first_level,
+                               spec.resolution, batch_size=_int_param(params, "batch_size", 8, 1))
 
     def chunk(self, key: ChunkKey) -> Chunk:
         base = self.procedural.chunk(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDIMScheduler
 
-from ...device import default_device, fixed_cpu_threads, inference_dtype
+from ...device import default_device, fixed_cpu_threads, inference_dtype, place_module
 from .model import ResolutionGuidedDenoiser
 
 
@@ -30,10 +30,7 @@ class DDIMWindowModel:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.device = device or default_device()
         self.dtype = dtype or inference_dtype(self.device)
-        denoiser = denoiser.to(device=self.device)
-        if denoiser.dtype != self.dtype:
-            denoiser = denoiser.to(dtype=self.dtype)
-        self.denoiser = denoiser.eval()
+        self.denoiser = place_module(denoiser, self.device, self.dtype).eval()
         self.scheduler = DDIMScheduler.from_config(scheduler.config)
         self.scheduler.set_timesteps(steps, device=self.device)
         self.steps = steps
@@ -45,6 +42,12 @@ class DDIMWindowModel:
     @property
     def scale_factor(self) -> int:
         return self.denoiser.scale_factor
+
+    @property
+    def noise_channels(self) -> int:
+        return self.denoiser.channels
+
+    noise_cell = 1  # denoises pixels: one noise value per output pixel and channel
 
     @property
     def window(self) -> int:

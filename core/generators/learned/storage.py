@@ -80,13 +80,18 @@ def load_cascade(folder: str | Path) -> tuple[ResolutionGuidedDenoiser, DDIMSche
     return denoiser.eval(), scheduler, index.get("training", {})
 
 
+def model_parts(index: dict[str, Any]) -> list[str]:
+    """The component folders a diffusers model_index.json names (entries of the form [library, class])."""
+    return sorted(k for k, v in index.items()
+                  if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None)
+
+
 def models_digest(folder: str | Path) -> str:
     """SHA-256 (hex) over the model parts' files (names and bytes): what a world spec pins, so a
     world never silently changes when the weights at a path do."""
     folder = Path(folder)
-    read_index(folder)
     h = hashlib.sha256()
-    for part in ("denoiser", "scheduler"):
+    for part in model_parts(read_index(folder)):
         for path in sorted((folder / part).rglob("*")):
             if path.is_file():
                 h.update(str(path.relative_to(folder)).encode() + b"\0")

@@ -96,16 +96,20 @@ def gaussian_field(key: int, row0: int, col0: int, height: int, width: int, chan
     return out
 
 
-def window_noise(seed: int, level: int, tiling: Tiling, i: int, j: int, channels: int) -> torch.Tensor:
-    """(channels, size, size) float32 initial noise of window (i, j) at `level`.
+def window_noise(seed: int, level: int, tiling: Tiling, i: int, j: int, channels: int, cell: int = 1) -> torch.Tensor:
+    """(channels, size / cell, size / cell) float32 initial noise of window (i, j) at `level`.
 
-    Shared noise: the window's rectangle of the level's global field. Otherwise a field of the
+    cell: raster pixels per noise pixel (1 for models that denoise pixels; a latent upscaler's
+    latents are coarser than its output). Shared noise: the window's rectangle of the level's
+    global field, on the grid `cell` times coarser than the raster. Otherwise a field of the
     window's own, so overlapping windows start from unrelated noise (the ablations)."""
-    n = tiling.size
+    if tiling.stride % cell:
+        raise GeneratorError(f"window stride {tiling.stride} must be a multiple of the noise cell {cell}")
+    m = tiling.size // cell
     if tiling.shared_noise:
         row0, col0 = tiling.origin(i, j)
-        return gaussian_field(salt(seed, NOISE_TAG, level), row0, col0, n, n, channels)
-    return gaussian_field(salt(seed, NOISE_TAG, level, i & M32, j & M32, 1), 0, 0, n, n, channels)
+        return gaussian_field(salt(seed, NOISE_TAG, level), row0 // cell, col0 // cell, m, m, channels)
+    return gaussian_field(salt(seed, NOISE_TAG, level, i & M32, j & M32, 1), 0, 0, m, m, channels)
 
 
 def blend(tiling: Tiling, windows: dict[tuple[int, int], np.ndarray], row0: int, col0: int, height: int,
