@@ -67,6 +67,8 @@ async def handle_connection(sim: Simulator, reader: asyncio.StreamReader, writer
                 t.add_done_callback(tasks.discard)
     except (rpc.RpcError, ValueError, ConnectionError):
         pass  # not msgpack-rpc: drop this connection only
+    except asyncio.CancelledError:
+        pass  # shutdown: asyncio.start_server's callback would log a cancelled handler as an error (3.11)
     finally:
         for t in tasks:
             t.cancel()

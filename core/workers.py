@@ -1,4 +1,4 @@
-"""Worker process pools that never outlive their parent.
+"""Worker process pools that never outlive their parent, and clean exits on SIGTERM.
 
 A killed parent (SIGKILL, or SIGTERM without cleanup) would leave ProcessPoolExecutor workers
 blocked on their queue forever; on Linux each worker asks the kernel to send it SIGTERM when its
@@ -7,6 +7,7 @@ parent dies (prctl PR_SET_PDEATHSIG). Elsewhere the pool is a plain one.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import os
@@ -18,6 +19,9 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent(parent: int) -> None:
+    # a forked worker inherits the parent's SIGTERM handling (an event loop's handler does nothing
+    # here): SIGTERM, the parent-death signal included, must end it, running its `finally` blocks
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -30,10 +34,33 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),))
 
 
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def exit_cleanly_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit in the main thread, so `finally` blocks (pool shutdown, temporary
     files) run as they do for Ctrl-C."""
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
 
-    signal.signal(signal.SIGTERM, handler)
+
+def run_until_terminated(main) -> None:
+    """asyncio.run(main) where SIGTERM, like Ctrl-C, cancels the main task: its `finally` blocks run
+    inside the loop, instead of a SystemExit raised from whatever callback the signal interrupted
+    (which asyncio reports with a traceback)."""
+    async def guarded():
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        asyncio.run(guarded())
+    except KeyboardInterrupt:
+        pass

@@ -205,20 +205,14 @@ def cmd_preview(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import asyncio
-
-    from worldstream.core.workers import exit_cleanly_on_sigterm
+    from worldstream.core.workers import run_until_terminated
     from worldstream.unreal_bridge.server import run_server
 
     spec = _spec_from_args(args)
     print(f"worldstream serve: world seed {spec.seed} on http://{args.host}:{args.port}/tileset.json and "
           f"ws://{args.host}:{args.port}/", file=sys.stderr)
-    exit_cleanly_on_sigterm()
-    try:
-        asyncio.run(run_server(spec, host=args.host, port=args.port, cache_dir=args.cache, workers=args.workers,
-                               memory_mb=args.memory_mb, token=args.token))
-    except KeyboardInterrupt:
-        pass
+    run_until_terminated(run_server(spec, host=args.host, port=args.port, cache_dir=args.cache, workers=args.workers,
+                                    memory_mb=args.memory_mb, token=args.token))
     return 0
 
 
@@ -231,21 +225,15 @@ def _spec_from_settings_or_args(args):
 
 
 def cmd_sim(args) -> int:
-    import asyncio
-
     from worldstream.airsim_adapter.server import make_simulator, run_sim
-    from worldstream.core.workers import exit_cleanly_on_sigterm
+    from worldstream.core.workers import run_until_terminated
 
     spec = _spec_from_settings_or_args(args)
     sim = make_simulator(settings_path=args.settings, spec=spec, workers=args.workers, cache_dir=args.cache)
     names = ", ".join(sim.vehicles)
     print(f"worldstream sim: world seed {spec.seed}, vehicles {names}, AirSim RPC on {args.host}:{args.port}",
           file=sys.stderr)
-    exit_cleanly_on_sigterm()
-    try:
-        asyncio.run(run_sim(sim, host=args.host, port=args.port))
-    except KeyboardInterrupt:
-        pass
+    run_until_terminated(run_sim(sim, host=args.host, port=args.port))
     return 0
 
 

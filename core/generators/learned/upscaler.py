@@ -108,14 +108,18 @@ def load_upscaler(folder: str | Path, **options: Any) -> UpscalerWindowModel:
     if index.get("_class_name") != UPSCALER_CLASS:
         raise ModelFolderError(f"{folder} holds a {index.get('_class_name')!r}, not a {UPSCALER_CLASS}")
     try:
-        import transformers  # noqa: F401  (the pipeline's text encoder and tokenizer)
-        from diffusers import StableDiffusionUpscalePipeline
+        from transformers.utils import logging as transformers_logging
     except ImportError as exc:
         raise ModelFolderError(f"an upscaler folder needs the transformers package ({exc}); "
                                "install worldstream with its dependencies (./install.sh)") from None
     from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
 
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # its import warns that torchvision (unused here) is missing
+    try:
+        from diffusers import StableDiffusionUpscalePipeline
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     diffusers_logging.disable_progress_bar()  # loading bars would interleave with worldstream's output
     transformers_logging.disable_progress_bar()
     try:

@@ -110,3 +110,22 @@ def test_seam_metric_sees_seams_and_only_seams(tmp_path):
         seam_stats(smooth[:10, :10], 16)
     with pytest.raises(SeamMetricError, match="period"):
         seam_stats(smooth, 1)
+
+
+def test_serve_streams_the_learned_world_from_worker_processes(models):
+    import io
+    import urllib.request
+
+    from bench.live import free_port, start_worldstream
+
+    port = free_port()
+    proc = start_worldstream(["serve", "--backend", "learned", "--models", str(models), "--sampling-steps", "2",
+                              "--seed", "7", "--chunk-size", "32", "--num-levels", "4", "--workers", "2",
+                              "--port", str(port)], port)
+    try:
+        png = urllib.request.urlopen(f"http://127.0.0.1:{port}/chunks/2/1/-2/ortho.png", timeout=120).read()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), World(learned_spec(models)).chunk(ChunkKey(2, 1, -2)).ortho)
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr.read()
