@@ -28,13 +28,15 @@ class WindowModel(Protocol):
 
     channels: image channels C; scale_factor: f, the output's size over the condition's;
     noise_channels / noise_cell: the initial noise has noise_channels channels, one noise pixel
-    per noise_cell x noise_cell output pixels (1 for pixel-space models, f for a latent upscaler).
+    per noise_cell x noise_cell output pixels (1 for pixel-space models, f for a latent upscaler);
+    window_multiple: the window sides n the model accepts are multiples of it.
     """
 
     channels: int
     scale_factor: int
     noise_channels: int
     noise_cell: int
+    window_multiple: int
 
     def sample(self, noise: torch.Tensor, condition: torch.Tensor, resolution: float) -> torch.Tensor:
         """noise (B, noise_channels, n / noise_cell, n / noise_cell) float32, condition (B, C, n / f, n / f)

@@ -25,8 +25,7 @@ from ...keys import ChunkKey
 from ...spec import WorldSpec
 from .. import register
 from ..procedural import ProceduralGenerator
-from .cascade import Cascade
-from .cascade import WindowModel
+from .cascade import Cascade, WindowModel
 from .sampling import DDIMWindowModel
 from .storage import CASCADE_CLASS, ModelFolderError, load_cascade, models_digest, read_index
 from .tiling import Tiling
@@ -134,7 +133,12 @@ class LearnedGenerator:
         self.model, native_window, self.card = open_window_model(models, params)
         step = self.model.scale_factor.bit_length() - 1
         self.first_level = _int_param(params, "first_level", step, step)
-        tiling = Tiling(_int_param(params, "window", native_window, 4))
+        window = _int_param(params, "window", native_window, 4)
+        if window % self.model.window_multiple:
+            raise GeneratorError(f"learned parameter 'window' must be a multiple of {self.model.window_multiple} for "
+                                 f"this model (its UNet's downsamplings and the half-window stride must land on whole "
+                                 f"pixels), got {window}")
+        tiling = Tiling(window)
         self.cascade = Cascade(self.model, tiling, spec.seed, ProceduralOrtho(self.procedural), self.first_level,
                                spec.resolution, batch_size=_int_param(params, "batch_size", 8, 1))
 

@@ -50,6 +50,12 @@ class DDIMWindowModel:
     noise_cell = 1  # denoises pixels: one noise value per output pixel and channel
 
     @property
+    def window_multiple(self) -> int:
+        """The UNet halves the window once per block after the first; the stride (n / 2) must hold
+        whole condition pixels."""
+        return max(2 ** (len(self.denoiser.config.block_out_channels) - 1), 2 * self.scale_factor)
+
+    @property
     def window(self) -> int:
         return self.denoiser.config.sample_size
 

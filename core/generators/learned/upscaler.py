@@ -58,6 +58,9 @@ class UpscalerWindowModel:
         self.noise_cell = self.scale_factor
         self.noise_channels = self.latent_channels + image_channels
         self.window = int(pipeline.unet.config.sample_size) * self.scale_factor
+        # latents (n / f) halve once per UNet block after the first; the stride (n / 2) holds whole latents
+        self.window_multiple = max(self.scale_factor * 2 ** (len(pipeline.unet.config.block_out_channels) - 1),
+                                   2 * self.scale_factor)
         self.guided = guidance_scale > 1.0
         self.guidance_scale = float(guidance_scale)
         with torch.no_grad(), fixed_cpu_threads(torch.device("cpu")):

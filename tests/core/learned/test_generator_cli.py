@@ -56,7 +56,9 @@ def test_learned_parameters_are_checked(models, tmp_path):
         World(learned_spec(models, bogus=1))
     with pytest.raises(GeneratorError, match="not the one this world was made with"):
         World(learned_spec(models, models_sha256="0" * 64))
-    assert World(learned_spec(models, models_sha256=models_digest(models))).generator.first_level == 1
+    with pytest.raises(GeneratorError, match="'window' must be a multiple of 4 for this model"):
+        World(learned_spec(models, window=18))
+    assert World(learned_spec(models, models_sha256=models_digest(models), window=24)).generator.first_level == 1
 
 
 def test_generate_with_the_learned_backend_is_byte_identical_across_runs(models, tmp_path):

@@ -61,7 +61,7 @@ class StubModel:
     """A pure function of (noise, condition, resolution), with a context-dependent term so windows
     that overlap still disagree a little, as real ones do."""
 
-    channels, scale_factor, noise_channels, noise_cell = 3, 2, 3, 1
+    channels, scale_factor, noise_channels, noise_cell, window_multiple = 3, 2, 3, 1, 4
 
     def sample(self, noise, condition, resolution):
         up = torch.nn.functional.interpolate(condition, scale_factor=2, mode="bilinear", align_corners=False)

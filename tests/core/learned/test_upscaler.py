@@ -119,6 +119,8 @@ def test_bad_upscaler_settings_and_folders_are_refused(upscaler_folder, tmp_path
     cascade = save_cascade(tmp_path / "cascade", tiny_denoiser(), training_scheduler(), {})
     with pytest.raises(ModelFolderError, match="not a StableDiffusionUpscalePipeline"):
         load_upscaler(cascade)
+    with pytest.raises(GeneratorError, match="'window' must be a multiple of 8 for this model"):
+        World(WorldSpec(generator="learned", generator_params={"models": str(upscaler_folder), "window": 36}))
     with pytest.raises(GeneratorError, match="apply to upscaler folders only"):
         World(WorldSpec(generator="learned", generator_params={"models": str(cascade), "prompt": "x"}))
     odd = tmp_path / "odd"
