@@ -99,8 +99,9 @@ class UpscalerWindowModel:
                     uncond, text = pred.chunk(2)
                     pred = uncond + self.guidance_scale * (text - uncond)
                 latents = self.scheduler.step(pred, t, latents, eta=0.0).prev_sample
-            decoded = self.vae.decode(latents / self.vae_scaling).sample
-        return decoded.to(torch.float32).clamp(-1.0, 1.0).cpu()
+            # one window at a time: the x4 VAE decoding a 512-px window in float32 can take gigabytes
+            decoded = [self.vae.decode(z[None] / self.vae_scaling).sample for z in latents]
+        return torch.cat(decoded).to(torch.float32).clamp(-1.0, 1.0).cpu()
 
 
 def load_upscaler(folder: str | Path, **options: Any) -> UpscalerWindowModel:
