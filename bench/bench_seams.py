@@ -71,7 +71,7 @@ def main() -> int:
         print(f"model trained here: {summary['parameters']:,} parameters, window {window} px, {steps} steps in "
               f"{summary['seconds']:.0f} s on {len(list(data.iterdir()))} procedural orthos; loss "
               f"{summary['first_loss']:.4f} -> {summary['final_loss']:.4f}")
-    model, n, _ = open_window_model(str(models), {"steps": args.sampling_steps})
+    model, n = open_window_model(str(models), {"steps": args.sampling_steps})
     side = args.region or 6 * n
     spec = WorldSpec(seed=3, chunk_size=128)
     root = ProceduralOrtho(ProceduralGenerator(spec))

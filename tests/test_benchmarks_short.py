@@ -11,36 +11,35 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_bench(script: str, *args: str) -> str:
+    """stdout of `python bench/SCRIPT --quick ARGS`, printed for the CI log; a failure shows both streams."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", *args], capture_output=True, text=True)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
 @pytest.mark.slow
 def test_chunk_benchmark_runs_and_prints_every_level():
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_chunks.py"), "--quick"],
-                         capture_output=True, text=True, check=True).stdout
-    print(out)
+    out = run_bench("bench_chunks.py")
     assert out.count("\n") >= 9 and "median of level medians" in out
 
 
 @pytest.mark.slow
 def test_determinism_benchmark_finds_zero_differing_bytes():
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_determinism.py"), "--quick"],
-                       capture_output=True, text=True)
-    print(r.stdout)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "forward vs reverse order: 0" in r.stdout and "another process (2 threads): 0" in r.stdout
+    out = run_bench("bench_determinism.py")
+    assert "forward vs reverse order: 0" in out and "another process (2 threads): 0" in out
 
 
 @pytest.mark.slow
 def test_export_benchmark_prints_its_figures():
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_export.py"), "--quick"],
-                         capture_output=True, text=True, check=True).stdout
-    print(out)
+    out = run_bench("bench_export.py")
     assert "export median over all chunks" in out and "worst triangle ratio" in out and "MB per km^2" in out
 
 
 @pytest.mark.slow
 def test_flight_benchmark_streams_a_flight_at_both_speeds():
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_flight.py"), "--quick"],
-                         capture_output=True, text=True, check=True).stdout
-    print(out)
+    out = run_bench("bench_flight.py")
     rows = [line.split() for line in out.splitlines()[2:]]
     assert [r[0] for r in rows] == ["30", "150"]
     assert all(float(r[3]) > 0 for r in rows)  # some view updates were fully resident
@@ -49,9 +48,7 @@ def test_flight_benchmark_streams_a_flight_at_both_speeds():
 
 @pytest.mark.slow
 def test_many_clients_benchmark_serves_every_client():
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_clients.py"), "--quick", "--clients", "4"],
-                         capture_output=True, text=True, check=True).stdout
-    print(out)
+    out = run_bench("bench_clients.py", "--clients", "4")
     assert "server RSS (with workers): start" in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 4 and all(int(r[2]) > 0 for r in rows)  # every client received chunks
@@ -59,9 +56,7 @@ def test_many_clients_benchmark_serves_every_client():
 
 @pytest.mark.slow
 def test_sim_benchmark_prints_its_real_time_factor():
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_sim.py"), "--quick"],
-                         capture_output=True, text=True, check=True).stdout
-    print(out)
+    out = run_bench("bench_sim.py")
     rates = [float(x) for x in re.findall(r"\(([0-9.]+) per sim s, asked 5\)", out)]
     assert len(rates) == 2 and all(r > 4.0 for r in rates)  # both modes captured (about) every 0.2 sim s
     assert re.search(r"real-time factor \(lockstep, target >= 1.0\): [0-9.]+", out)
@@ -69,12 +64,9 @@ def test_sim_benchmark_prints_its_real_time_factor():
 
 @pytest.mark.slow
 def test_seams_benchmark_orders_the_three_tilings():
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_seams.py"), "--quick"],
-                       capture_output=True, text=True)
-    print(r.stdout)
-    assert r.returncode == 0, r.stdout + r.stderr
+    out = run_bench("bench_seams.py")
     ratios = {m.group(1).strip(): float(m.group(2)) for m in
-              re.finditer(r"^(naive \(abutting\)|overlap only|overlap \+ shared noise)\s+\S+\s+\S+\s+(\S+)", r.stdout, re.M)}
+              re.finditer(r"^(naive \(abutting\)|overlap only|overlap \+ shared noise)\s+\S+\s+\S+\s+(\S+)", out, re.M)}
     assert len(ratios) == 3
     # the quick model is trained for seconds only: hold it to the ordering and a loose bound
     assert ratios["overlap + shared noise"] < min(ratios["naive (abutting)"], ratios["overlap only"])

@@ -84,8 +84,8 @@ def _int_param(params: dict, name: str, default: int, lo: int) -> int:
     return v
 
 
-def open_window_model(folder: str, params: dict) -> tuple[WindowModel, int, dict]:
-    """(window model, its native window side in output pixels, model card) for a models folder:
+def open_window_model(folder: str, params: dict) -> tuple[WindowModel, int]:
+    """(window model, its native window side in output pixels) for a models folder:
     a worldstream cascade, or a diffusers upscaler pipeline (chosen by model_index.json)."""
     steps = _int_param(params, "steps", 20, 1)
     kind = read_index(folder).get("_class_name")
@@ -94,8 +94,8 @@ def open_window_model(folder: str, params: dict) -> tuple[WindowModel, int, dict
         if stray:
             raise GeneratorError(f"learned parameters {stray} apply to upscaler folders only; {folder} is a "
                                  f"{CASCADE_CLASS}")
-        denoiser, scheduler, card = load_cascade(folder)
-        return DDIMWindowModel(denoiser, scheduler, steps=steps), denoiser.config.sample_size, card
+        denoiser, scheduler, _ = load_cascade(folder)
+        return DDIMWindowModel(denoiser, scheduler, steps=steps), denoiser.config.sample_size
     from .upscaler import UPSCALER_CLASS, load_upscaler
 
     if kind != UPSCALER_CLASS:
@@ -109,7 +109,7 @@ def open_window_model(folder: str, params: dict) -> tuple[WindowModel, int, dict
         raise GeneratorError(f"learned parameter 'guidance_scale' must be a number >= 1, got {guidance!r}")
     model = load_upscaler(folder, steps=steps, noise_level=_int_param(params, "noise_level", 20, 0),
                           prompt=prompt, guidance_scale=float(guidance))
-    return model, model.window, {"upscaler": kind, "prompt": prompt}
+    return model, model.window
 
 
 @register("learned")
@@ -130,7 +130,7 @@ class LearnedGenerator:
         if pinned is not None and pinned != models_digest(models):
             raise GeneratorError(f"the model in {models} is not the one this world was made with "
                                  f"(models_sha256 {pinned} != {models_digest(models)})")
-        self.model, native_window, self.card = open_window_model(models, params)
+        self.model, native_window = open_window_model(models, params)
         step = self.model.scale_factor.bit_length() - 1
         self.first_level = _int_param(params, "first_level", step, step)
         window = _int_param(params, "window", native_window, 4)

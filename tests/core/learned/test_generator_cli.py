@@ -129,5 +129,6 @@ def test_serve_streams_the_learned_world_from_worker_processes(models):
     finally:
         proc.terminate()
         proc.wait(30)
+    stderr = proc.stderr.read().decode(errors="replace")
+    assert proc.returncode == 0 and "Traceback" not in stderr, f"exit {proc.returncode}: {stderr}"
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), World(learned_spec(models)).chunk(ChunkKey(2, 1, -2)).ortho)
-    assert proc.returncode == 0 and b"Traceback" not in proc.stderr.read()
