@@ -1,4 +1,10 @@
-"""Benchmark: the same region generated in two orders and in two processes; prints differing bytes.
+"""Benchmark: the same region generated in two orders and in other processes that run other CPU
+kernels; prints differing bytes.
+
+The other processes stand in for other x86-64 CPUs: they run with 2 threads and with the SIMD
+kernels that a CPU without AVX-512 would get (torch ATen's AVX2 kernels, oneDNN capped at AVX2,
+numpy without its AVX-512 loops); the full form also tries ATen's scalar kernels and each setting
+alone. The procedural world and its exports must not change by one byte under any of them.
 
 Usage: python bench/bench_determinism.py [--quick]
 Exit status 1 if any byte differs (must be 0).
@@ -8,8 +14,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import subprocess
 import sys
+
+NO_AVX512_NUMPY = "AVX512F,AVX512CD,AVX512_KNL,AVX512_KNM,AVX512_SKX,AVX512_CLX,AVX512_CNL,AVX512_ICL,AVX512_SPR"
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "NPY_DISABLE_CPU_FEATURES": NO_AVX512_NUMPY}
+KERNEL_VARIANTS = {  # name -> environment of a child process; the first one is the quick form's
+    "2 threads, AVX2-only kernels": AVX2_ONLY,
+    "ATen scalar kernels": {"ATEN_CPU_CAPABILITY": "default"},
+    "oneDNN capped at AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "numpy without AVX-512": {"NPY_DISABLE_CPU_FEATURES": NO_AVX512_NUMPY},
+}
 
 # plus three chunks of the town around (3000, -3000), so building meshes and facade atlases are covered
 REGION = [(level, x, y) for level in (2, 4, 6) for x in range(-1, 2) for y in range(-1, 2)] + [(4, 3, -4), (5, 5, -6), (6, 11, -12)]
@@ -46,12 +62,8 @@ def main(argv=None) -> int:
         return 0
     forward = region_bytes(keys, 1)
     backward = region_bytes(list(reversed(keys)), 1)
-    child = subprocess.run([sys.executable, __file__, "--child", "2"] + (["--quick"] if args.quick else []),
-                           capture_output=True, text=True, check=True).stdout.split("\n")
-    other = {}
-    for line in filter(None, child):
-        l, x, y, h = line.split()
-        other[(int(l), int(x), int(y))] = bytes.fromhex(h)
+    variants = list(KERNEL_VARIANTS.items())[:1 if args.quick else None]
+    others = {name: child_bytes(env, args.quick) for name, env in variants}
 
     def differing(a, b):
         total = 0
@@ -61,13 +73,25 @@ def main(argv=None) -> int:
         return total
 
     size = sum(len(v) for v in forward.values())
-    d_order = differing(forward, backward)
-    d_proc = differing(forward, other)
     digest = hashlib.sha256(b"".join(forward[k] for k in keys)).hexdigest()[:16]
     print(f"{len(keys)} chunks, {size} bytes (arrays + sidecars + GLB + tile.json), sha256 {digest}")
-    print(f"differing bytes, forward vs reverse order: {d_order}")
-    print(f"differing bytes, this process (1 thread) vs another process (2 threads): {d_proc}")
-    return 1 if d_order or d_proc else 0
+    total = differing(forward, backward)
+    print(f"differing bytes, forward vs reverse order: {total}")
+    for name, other in others.items():
+        d = differing(forward, other)
+        total += d
+        print(f"differing bytes, this process (1 thread) vs another process ({name}): {d}")
+    return 1 if total else 0
+
+
+def child_bytes(env: dict[str, str], quick: bool) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", "2"] + (["--quick"] if quick else []),
+                         capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout
+    other = {}
+    for line in filter(None, out.split("\n")):
+        l, x, y, h = line.split()
+        other[(int(l), int(x), int(y))] = bytes.fromhex(h)
+    return other
 
 
 if __name__ == "__main__":

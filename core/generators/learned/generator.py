@@ -7,7 +7,7 @@ generator's until the lifting stage (ortho -> heights) is learned too. Parameter
 (WorldSpec.generator_params): `models` (required: a folder written by `worldstream train cascade`,
 or a diffusers StableDiffusionUpscalePipeline folder such as the SD x4 upscaler), `steps` (DDIM
 steps, default 20), `window` (window side in output pixels, default the model's native size),
-`first_level`, `batch_size` (windows per model call, default 8), `models_sha256` (if given, the
+`first_level`, `models_sha256` (if given, the
 folder's `storage.models_digest` must match: the CLI pins it, so a world is never silently
 regenerated with other weights); for an upscaler folder also `noise_level` (default 20), `prompt`
 (default "") and `guidance_scale` (default 1: none). Any other parameter goes to the procedural
@@ -31,7 +31,7 @@ from .storage import CASCADE_CLASS, ModelFolderError, load_cascade, models_diges
 from .tiling import Tiling
 
 UPSCALER_PARAMS = ("noise_level", "prompt", "guidance_scale")
-LEARNED_PARAMS = ("models", "models_sha256", "steps", "window", "first_level", "batch_size") + UPSCALER_PARAMS
+LEARNED_PARAMS = ("models", "models_sha256", "steps", "window", "first_level") + UPSCALER_PARAMS
 
 
 def to_unit(ortho: np.ndarray) -> np.ndarray:
@@ -117,6 +117,9 @@ class LearnedGenerator:
     def __init__(self, spec: WorldSpec):
         self.spec = spec
         params = spec.params
+        if "batch_size" in params:
+            raise GeneratorError("learned parameter 'batch_size' was removed: windows are sampled one per model "
+                                 "call so that their bytes never depend on batching; drop it from the spec")
         models = params.get("models")
         if not isinstance(models, str) or not models:
             raise GeneratorError("the learned generator needs generator_params.models: the folder of a model "
@@ -140,7 +143,7 @@ class LearnedGenerator:
                                  f"pixels), got {window}")
         tiling = Tiling(window)
         self.cascade = Cascade(self.model, tiling, spec.seed, ProceduralOrtho(self.procedural), self.first_level,
-                               spec.resolution, batch_size=_int_param(params, "batch_size", 8, 1))
+                               spec.resolution)
 
     def chunk(self, key: ChunkKey) -> Chunk:
         base = self.procedural.chunk(key)

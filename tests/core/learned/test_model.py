@@ -89,7 +89,7 @@ from worldstream.core.generators.learned.tiling import Tiling
 sys.path.insert(0, sys.argv[2])
 from tests.core.learned.test_tiling import smooth_root
 den, sch, _ = load_cascade(sys.argv[1])
-c = Cascade(DDIMWindowModel(den, sch, steps=2), Tiling(16), 11, smooth_root, 1, lambda l: 64.0 / 2**l, batch_size=4)
+c = Cascade(DDIMWindowModel(den, sch, steps=2), Tiling(16), 11, smooth_root, 1, lambda l: 64.0 / 2**l)
 print(hashlib.sha256(c.region(3, -21, 13, 40, 36).tobytes()).hexdigest())
 """
 
@@ -99,8 +99,7 @@ def test_tiny_diffusion_cascade_is_request_and_process_independent(tmp_path):
     den, sch, _ = load_cascade(folder)
 
     def cascade():
-        return Cascade(DDIMWindowModel(den, sch, steps=2), Tiling(16), 11, smooth_root, 1, lambda l: 64.0 / 2**l,
-                       batch_size=4)
+        return Cascade(DDIMWindowModel(den, sch, steps=2), Tiling(16), 11, smooth_root, 1, lambda l: 64.0 / 2**l)
 
     whole = cascade().region(3, -21, 13, 40, 36)
     c = cascade()

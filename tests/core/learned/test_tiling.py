@@ -75,9 +75,9 @@ def smooth_root(level, r0, c0, h, w):
     return (0.7 * np.stack([np.sin(rr + cc), np.cos(rr - cc), np.sin(rr * cc * 0.01)])).astype(np.float32)
 
 
-def make_cascade(model=None, cache_mb=64.0, batch_size=4, tiling=Tiling(16)):
+def make_cascade(model=None, cache_mb=64.0, tiling=Tiling(16)):
     return Cascade(model or StubModel(), tiling, 11, smooth_root, 1, lambda level: 64.0 / 2**level,
-                   batch_size=batch_size, cache_mb=cache_mb)
+                   cache_mb=cache_mb)
 
 
 @pytest.mark.parametrize("cache_mb", [64.0, 0.0])
