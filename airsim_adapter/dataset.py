@@ -14,7 +14,8 @@ import numpy as np
 from ..core import frames
 from ..core.biomes import CLASSES
 from ..exporters.atomic import write_file_atomic
-from .render import NO_HIT_DEPTH, Intrinsics, camera_rays
+from ..render.camera import Intrinsics, Pose
+from ..render.renderer import NO_HIT_DEPTH
 from .structs import rotation_matrix
 
 MANIFEST = "dataset.json"
@@ -35,11 +36,11 @@ def camera_to_world(position_ned, orientation_ned, home_enu) -> np.ndarray:
 def unproject(depth: np.ndarray, intr: Intrinsics, orientation_ned, camera_enu, planar: bool) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) float32 depth in metres -> ((H*W, 3) world ENU points, (H*W,) bool hit); planar:
     DepthPlanar (distance along the optical axis), else DepthPerspective (along the ray)."""
-    rays, forward = camera_rays(intr, orientation_ned)
+    rays = intr.rays().reshape(-1, 3) @ Pose.from_airsim(camera_enu, orientation_ned).rotation.T  # forward part 1
     d = depth.reshape(-1).astype(np.float64)
     hit = np.isfinite(d) & (d < min(FAR_M, NO_HIT_DEPTH * 0.99))
-    dist = d / np.maximum(rays @ forward, 1e-6) if planar else d
-    return np.asarray(camera_enu) + rays * np.where(hit, dist, 0.0)[:, None], hit
+    step = rays if planar else rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    return np.asarray(camera_enu) + step * np.where(hit, d, 0.0)[:, None], hit
 
 
 def class_fractions(class_ids: np.ndarray, sky: int) -> dict[str, float]:

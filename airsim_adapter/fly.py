@@ -23,7 +23,7 @@ from ..core.world import World
 from .dataset import DatasetWriter, camera_to_world, class_fractions, image_files, unproject
 from .ground import Ground
 from .mission import IMAGE_TYPES, Mission, plan_path
-from .render import Intrinsics
+from ..render.camera import Intrinsics
 
 CLIMB_SPEED_MAX = 8.0  # m/s, the vertical climb to the path's start
 PAUSE_POLL_S = 0.005

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..core.world import World
-from .render import Intrinsics
+from ..render.camera import Intrinsics
 
 CAMERA_NAMES = {"0": "front_center", "1": "front_right", "2": "front_left", "3": "bottom_center", "4": "back_center"}
 CAMERA_PITCH_DEG = {"front_center": 0.0, "front_right": 0.0, "front_left": 0.0, "bottom_center": -90.0,

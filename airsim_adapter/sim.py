@@ -20,10 +20,12 @@ from PIL import Image
 
 from ..core import frames
 from ..core.world import World
-from . import flight, raymarch, structs
+from ..render import IMAGE_TYPES, Pose, image_of
+from ..render.images import outputs_for
+from ..render.view import WorldView
+from . import flight, structs
 from .flight import Goal, VehicleState
 from .ground import Ground
-from .render import render
 from .settings import CAMERA_NAMES, SimSettings, VehicleSettings
 
 STEP_S = 0.01
@@ -32,7 +34,6 @@ TICK_S = 0.01  # wall seconds between physics updates
 HALF_HEIGHT_M = 0.15  # vehicle body below its centre
 SERVER_VERSION = 1
 MIN_CLIENT_VERSION = 1
-IMAGE_TYPES = {0: "scene", 1: "depth_planar", 2: "depth_perspective", 5: "segmentation"}
 
 
 class SimError(RuntimeError):
@@ -77,7 +78,7 @@ class Simulator:
         self.default_vehicle = settings.vehicles[0].name
         self.frames_rendered = 0
         self.render_seconds = 0.0
-        raymarch.warm_up()
+        self.view = WorldView(service if service is not None else world)  # cameras draw the chunk meshes
 
     # ------------------------------------------------------------------ world and clock
     def _spawn(self, vs: VehicleSettings) -> Vehicle:
@@ -346,9 +347,27 @@ class Simulator:
         return {"pose": structs.pose(pos, q), "fov": cam.intrinsics.fov_deg,
                 "proj_mat": {"matrix": k.tolist()}}
 
-    def simGetImages(self, requests, vehicle_name="", external=False):
-        rendered: dict = {}  # one ray cast per camera serves every image type asked of it
-        return [self._image(r, vehicle_name, rendered) for r in requests]
+    async def simGetImages(self, requests, vehicle_name="", external=False):
+        """One render per camera (all its targets in one pass) serves every image type asked of it;
+        poses are taken when the call arrives, and rendering runs off the event loop."""
+        if not isinstance(requests, list):
+            raise SimError(f"simGetImages takes a list of ImageRequest maps, got {requests!r:.80}")
+        parsed = [self._request(r, vehicle_name) for r in requests]
+        wanted: dict[str, tuple] = {}
+        for v, cam, kind, _, _ in parsed:
+            pos, q = self._camera_pose(v, cam)
+            entry = wanted.setdefault(cam.name, (v, cam, pos, q, set()))
+            entry[4].add(IMAGE_TYPES[kind])
+        stamp = self.time_ns
+        frames_by_camera = {}
+        for name, (v, cam, pos, q, names) in wanted.items():
+            t0 = time.perf_counter()
+            pose = Pose.from_airsim(v.enu(pos), q)
+            frames_by_camera[name] = await self.view.frame(pose, cam.intrinsics, outputs_for(names))
+            self.render_seconds += time.perf_counter() - t0
+            self.frames_rendered += 1
+        return [self._response(frames_by_camera[cam.name], kind, as_float, compress, wanted[cam.name][2:4], stamp)
+                for v, cam, kind, as_float, compress in parsed]
 
     # ------------------------------------------------------------------ cameras
     def _camera(self, camera_name, vehicle_name):
@@ -368,7 +387,7 @@ class Simulator:
                                    math.radians(cam.roll_deg))
         return pos, q
 
-    def _image(self, request: dict, vehicle_name: str, rendered: dict) -> dict:
+    def _request(self, request, vehicle_name: str) -> tuple:
         if not isinstance(request, dict):
             raise SimError(f"an ImageRequest must be a map {{camera_name, image_type, pixels_as_float, compress}}, "
                            f"got {request!r:.80}")
@@ -377,33 +396,27 @@ class Simulator:
             raise SimError(f"image_type {kind} is not rendered; supported: "
                            + ", ".join(f"{k} ({n})" for k, n in IMAGE_TYPES.items()))
         v, cam = self._camera(request.get("camera_name", "0"), vehicle_name)
-        pos, q = self._camera_pose(v, cam)
-        images = rendered.get(cam.name)
-        if images is None:
-            t0 = time.perf_counter()
-            enu = v.enu(pos)
-            self.ground.around(enu[0], enu[1])
-            images = rendered[cam.name] = render(self.ground, enu, q, cam.intrinsics)
-            self.render_seconds += time.perf_counter() - t0
-            self.frames_rendered += 1
-        as_float = bool(request.get("pixels_as_float", False))
-        compress = bool(request.get("compress", True))
-        w, h = cam.intrinsics.width, cam.intrinsics.height
-        data = images[IMAGE_TYPES[kind]]
+        return v, cam, kind, bool(request.get("pixels_as_float", False)), bool(request.get("compress", True))
+
+    def _response(self, frame, kind: int, as_float: bool, compress: bool, pose, stamp: int) -> dict:
+        w, h = frame.intrinsics.width, frame.intrinsics.height
+        data = image_of(frame, IMAGE_TYPES[kind])
         raw, floats = b"", []
         if as_float:
-            depth = data if data.ndim == 2 else data.mean(axis=2).astype(np.float32)
-            floats = depth.astype(np.float32).reshape(-1).tolist()
+            values = data if data.ndim == 2 else data.mean(axis=2)
+            floats = values.astype(np.float32).reshape(-1).tolist()
         else:
-            if data.ndim == 2:  # depth as 8 bit: metres clipped to 255, as AirSim's DepthVis does roughly
-                data = np.repeat(np.clip(data, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+            if data.ndim == 2:  # float images as 8 bit: depth in metres clipped to 255, unit images scaled
+                scale = 255.0 if IMAGE_TYPES[kind] in ("depth_vis", "disparity_normalized") else 1.0
+                data = np.repeat(np.clip(np.rint(data * scale), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
             if compress:
                 buf = io.BytesIO()
                 Image.fromarray(data, "RGB").save(buf, format="PNG")
                 raw = buf.getvalue()
             else:
                 raw = np.ascontiguousarray(data[..., ::-1]).tobytes()  # BGR, as AirSim
-        return structs.image_response(raw, floats, pos, q, self.time_ns, w, h, kind, as_float, compress and not as_float)
+        pos, q = pose
+        return structs.image_response(raw, floats, pos, q, stamp, w, h, kind, as_float, compress and not as_float)
 
 
 def _speed(velocity) -> float:

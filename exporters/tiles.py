@@ -115,6 +115,12 @@ def implicit_root_error(spec: WorldSpec, options: MeshOptions = MeshOptions()) -
     return geometric_error(options.max_error(res0), res0) * (1 << ROOT_LEVELS)
 
 
+def level_geometric_error(root_error: float, level: int) -> float:
+    """The geometric error (m) a level-`level` chunk is given under a root error of `root_error`
+    (implicit_root_error): the server's and the renderer's screen-space-error selection use it."""
+    return root_error / (1 << (level + ROOT_LEVELS))
+
+
 def implicit_tileset(spec: WorldSpec, options: MeshOptions = MeshOptions()) -> dict:
     extent = spec.chunk_extent(0) * (1 << ROOT_LEVELS)
     half_z = (MAX_HEIGHT - MIN_HEIGHT) / 2.0

@@ -41,7 +41,7 @@ from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..exporters.chunk_mesh import MeshOptions
 from ..exporters.formats import SIDECAR_FILES
-from ..exporters.tiles import implicit_key, implicit_root_error, implicit_subtree, implicit_tileset, ROOT_LEVELS
+from ..exporters.tiles import implicit_key, implicit_root_error, implicit_subtree, implicit_tileset, level_geometric_error
 from . import lod
 from . import protocol as p
 from .chunk_service import ChunkService
@@ -105,7 +105,7 @@ class StreamServer:
         self.started = time.monotonic()
 
     def level_error(self, level: int) -> float:
-        return self.root_error / (1 << (level + ROOT_LEVELS))
+        return level_geometric_error(self.root_error, level)
 
     def _learn_heights(self, key: ChunkKey, files: dict[str, bytes]) -> dict:
         """The chunk's tile.json, its height span remembered for selection."""

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from worldstream.airsim_adapter.dataset import load_dataset
-from worldstream.airsim_adapter.render import SEGMENTATION_RGB
+from worldstream.render import SEGMENTATION_RGB
 from worldstream.airsim_adapter.settings import build_settings
 from worldstream.core import ChunkKey, World, WorldSpec
 from worldstream.core.biomes import CLASSES

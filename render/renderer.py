@@ -1,0 +1,258 @@
+"""The renderer: RenderChunks drawn from a Pose into all targets in one pass on the EGL context.
+
+GPU copies of chunks (vertex buffers, mip-mapped textures) live in a bounded LRU keyed by the
+RenderChunk object. All GL calls must come from the thread that made the Renderer (EGL contexts
+are per thread): callers off that thread use `Renderer.executor`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from ..core.biomes import CLASS_IDS
+from . import shaders
+from .camera import Intrinsics, Pose, projection, view_rotation
+from .context import RenderError, create_context, renderer_name
+from .scene import RenderChunk
+
+NO_HIT_DEPTH = 65504.0  # AirSim's depth where nothing is hit (float16 max)
+KIND_CODES = {"terrain": 0, "water": 1, "roof": 2, "facade": 3}
+OUTPUTS = ("scene", "depth", "ids", "normals")
+VERTEX = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2), ("instance", "<u4")])
+
+
+@dataclass(frozen=True)
+class Sky:
+    """sun: unit vector towards the sun (ENU); zenith / horizon: linear RGB 0..1; visibility:
+    metres at which haze reaches 63 %."""
+
+    sun: tuple[float, float, float] = tuple(np.array([0.42, 0.30, 0.86]) / np.linalg.norm([0.42, 0.30, 0.86]))
+    zenith: tuple[float, float, float] = (0.16, 0.33, 0.65)
+    horizon: tuple[float, float, float] = (0.62, 0.73, 0.85)
+    visibility: float = 9000.0
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One camera's images. scene: (H, W, 3) uint8 sRGB; depth_planar: (H, W) float32 metres along
+    the optical axis (NO_HIT_DEPTH for sky); classes: (H, W) uint8 class ids (0 "none" for sky);
+    instances: (H, W) uint32 building ids (0 none); normals: (H, W, 3) uint8 world ENU normal
+    encoded n * 127.5 + 127.5 (0 for sky). Targets not asked for are None."""
+
+    intrinsics: Intrinsics
+    pose: Pose
+    scene: np.ndarray | None
+    depth_planar: np.ndarray | None
+    classes: np.ndarray | None
+    instances: np.ndarray | None
+    normals: np.ndarray | None
+
+    @property
+    def depth_perspective(self) -> np.ndarray:
+        """(H, W) float32 metres from the camera centre (NO_HIT_DEPTH for sky)."""
+        if self.depth_planar is None:
+            raise RenderError("this frame was rendered without depth")
+        scale = np.linalg.norm(self.intrinsics.rays(), axis=2)
+        hit = self.depth_planar < NO_HIT_DEPTH
+        return np.where(hit, self.depth_planar * scale, NO_HIT_DEPTH).astype(np.float32)
+
+
+class _GpuChunk:
+    def __init__(self, ctx, program, chunk: RenderChunk):
+        self.chunk = chunk  # held so the LRU key (its id) is never reused while cached
+        self.textures = {"ortho": _rgb_texture(ctx, chunk.ortho)}
+        if chunk.facade is not None:
+            self.textures["facade"] = _rgb_texture(ctx, chunk.facade)
+        h, w = chunk.classes.shape
+        self.classes = ctx.texture((w, h), 1, np.ascontiguousarray(chunk.classes, np.uint8).tobytes(), dtype="u1",
+                                   alignment=1)
+        self.classes.filter = (_gl().NEAREST, _gl().NEAREST)
+        self.draws = []
+        for s in chunk.surfaces:
+            if not len(s.triangles):
+                continue
+            v = np.empty(len(s.positions), VERTEX)
+            v["position"], v["normal"], v["uv"], v["instance"] = s.positions, s.normals, s.uv, s.instance
+            vbo = ctx.buffer(v.tobytes())
+            ibo = ctx.buffer(np.ascontiguousarray(s.triangles, np.uint32).tobytes())
+            vao = ctx.vertex_array(program, [(vbo, "3f 3f 2f 1u", "in_position", "in_normal", "in_uv", "in_instance")],
+                                   index_buffer=ibo, index_element_size=4)
+            self.draws.append((KIND_CODES[s.kind], s.texture, vao, vbo, ibo))
+        self.nbytes = chunk.nbytes
+
+    def release(self) -> None:
+        for *_, vao, vbo, ibo in self.draws:
+            vao.release(), vbo.release(), ibo.release()
+        for t in self.textures.values():
+            t.release()
+        self.classes.release()
+
+
+def _gl():
+    import moderngl
+
+    return moderngl
+
+
+def _rgb_texture(ctx, rgb: np.ndarray):
+    h, w = rgb.shape[:2]
+    t = ctx.texture((w, h), 3, np.ascontiguousarray(rgb, np.uint8).tobytes(), alignment=1)
+    t.build_mipmaps()
+    t.filter = (_gl().LINEAR_MIPMAP_LINEAR, _gl().LINEAR)
+    t.anisotropy = 8.0
+    t.repeat_x = t.repeat_y = False
+    return t
+
+
+class Renderer:
+    """Draws RenderChunks. gpu_bytes: budget of the GPU chunk cache; near / far: clip planes (m)."""
+
+    def __init__(self, gpu_bytes: int = 768 << 20, near: float = 0.5, far: float = 40000.0, sky: Sky = Sky(),
+                 in_thread: bool = False):
+        self.near, self.far, self.sky, self.gpu_bytes = near, far, sky, gpu_bytes
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") if in_thread else None
+        self._cache: OrderedDict[int, _GpuChunk] = OrderedDict()
+        self._cache_bytes = 0
+        self._targets: dict[tuple[int, int], tuple] = {}
+        self._call(self._setup)
+
+    def _call(self, fn, *args):
+        return self.executor.submit(fn, *args).result() if self.executor else fn(*args)
+
+    def _setup(self) -> None:
+        ctx = self.ctx = create_context()
+        self.name = renderer_name(ctx)
+        self.surface = ctx.program(vertex_shader=shaders.SURFACE_VERTEX, fragment_shader=shaders.SURFACE_FRAGMENT)
+        self.sky_program = ctx.program(vertex_shader=shaders.SKY_VERTEX, fragment_shader=shaders.SKY_FRAGMENT)
+        tri = np.array([-1, -1, 3, -1, -1, 3], np.float32)
+        self._sky_vbo = ctx.buffer(tri.tobytes())
+        self.sky_vao = ctx.vertex_array(self.sky_program, [(self._sky_vbo, "2f", "in_vert")])
+        self.surface["u_albedo"].value = 0
+        self.surface["u_classes"].value = 1
+        self.surface["u_building_class"].value = CLASS_IDS["building"]
+        self.surface["u_rock_class"].value = CLASS_IDS["rock"]
+        for p in (self.surface, self.sky_program):
+            for name, value in (("u_sun", tuple(self.sky.sun)), ("u_zenith", self.sky.zenith),
+                                ("u_horizon", self.sky.horizon), ("u_visibility", self.sky.visibility)):
+                if name in p:  # the compiler drops uniforms a program does not use
+                    p[name].value = value
+        self.sky_program["u_no_hit"].value = NO_HIT_DEPTH
+
+    def close(self) -> None:
+        def release():
+            for g in self._cache.values():
+                g.release()
+            self._cache.clear()
+            for t in self._targets.values():
+                for a in t:
+                    a.release()
+            self.ctx.release()
+        self._call(release)
+        if self.executor:
+            self.executor.shutdown(wait=True)
+
+    def render(self, chunks: Iterable[RenderChunk], pose: Pose, intr: Intrinsics,
+               outputs: Iterable[str] = OUTPUTS) -> Frame:
+        """Draw `chunks` (non-overlapping: the caller's LOD selection) seen from `pose`; from any thread."""
+        return self._call(self.draw, chunks, pose, intr, outputs)
+
+    def draw(self, chunks: Iterable[RenderChunk], pose: Pose, intr: Intrinsics,
+             outputs: Iterable[str] = OUTPUTS) -> Frame:
+        """`render`, called on the GL thread (`executor`, when the renderer has one)."""
+        outputs = set(outputs)
+        unknown = outputs - set(OUTPUTS)
+        if unknown:
+            raise RenderError(f"unknown render outputs {sorted(unknown)}; expected some of {', '.join(OUTPUTS)}")
+        return self._render(list(chunks), pose, intr, outputs)
+
+    # ------------------------------------------------------------------ GL thread
+    def _gpu(self, chunk: RenderChunk) -> _GpuChunk:
+        g = self._cache.get(id(chunk))
+        if g is not None and g.chunk is chunk:
+            self._cache.move_to_end(id(chunk))
+            return g
+        g = _GpuChunk(self.ctx, self.surface, chunk)
+        self._cache[id(chunk)] = g
+        self._cache_bytes += g.nbytes
+        return g
+
+    def _trim(self, keep: set[int]) -> None:
+        for k in list(self._cache):
+            if self._cache_bytes <= self.gpu_bytes:
+                break
+            if k not in keep:
+                g = self._cache.pop(k)
+                self._cache_bytes -= g.nbytes
+                g.release()
+
+    def _target(self, w: int, h: int):
+        t = self._targets.get((w, h))
+        if t is None:
+            ctx = self.ctx
+            colour = ctx.renderbuffer((w, h), 4)
+            depth = ctx.renderbuffer((w, h), 1, dtype="f4")
+            ids = ctx.renderbuffer((w, h), 2, dtype="u4")
+            normal = ctx.renderbuffer((w, h), 4)
+            zbuf = ctx.depth_renderbuffer((w, h))
+            fbo = ctx.framebuffer(color_attachments=[colour, depth, ids, normal], depth_attachment=zbuf)
+            t = self._targets[(w, h)] = (fbo, colour, depth, ids, normal, zbuf)
+        return t
+
+    def _render(self, chunks: list[RenderChunk], pose: Pose, intr: Intrinsics, outputs: set[str]) -> Frame:
+        gl = _gl()
+        ctx = self.ctx
+        w, h = intr.width, intr.height
+        fbo = self._target(w, h)[0]
+        fbo.use()
+        ctx.viewport = (0, 0, w, h)
+        rot = view_rotation(pose)
+        self.sky_program["u_eye_to_enu"].write(rot.T.astype("f4").tobytes(order="F"))
+        self.sky_program["u_tan_half"].value = (w / 2.0 / intr.focal, h / 2.0 / intr.focal)
+        ctx.disable(gl.DEPTH_TEST | gl.CULL_FACE)
+        fbo.clear(depth=1.0)
+        self.sky_vao.render(gl.TRIANGLES)
+
+        ctx.enable(gl.DEPTH_TEST | gl.CULL_FACE)
+        ctx.front_face = "ccw"
+        view4 = np.eye(4)
+        view4[:3, :3] = rot
+        view_proj = projection(intr, self.near, self.far) @ view4
+        self.surface["u_view_proj"].write(view_proj.astype("f4").tobytes(order="F"))
+        self.surface["u_forward"].value = tuple(float(c) for c in pose.forward)
+        cam = np.asarray(pose.position, np.float64)
+        gpus = [self._gpu(c) for c in chunks]
+        for chunk, g in zip(chunks, gpus):
+            ox, oy = chunk.origin
+            self.surface["u_offset"].value = (float(ox - cam[0]), float(oy - cam[1]), float(-cam[2]))
+            g.classes.use(location=1)
+            for kind, texture, vao, _, _ in g.draws:
+                g.textures[texture].use(location=0)
+                self.surface["u_kind"].value = kind
+                vao.render(gl.TRIANGLES)
+        self._trim({id(c) for c in chunks})
+        return self._read(fbo, intr, pose, outputs)
+
+    def _read(self, fbo, intr: Intrinsics, pose: Pose, outputs: set[str]) -> Frame:
+        w, h = intr.width, intr.height
+
+        def grab(attachment: int, components: int, dtype: str) -> np.ndarray:
+            raw = fbo.read(components=components, attachment=attachment, dtype=dtype, alignment=1)
+            numpy_dtype = {"f1": np.uint8, "f4": np.float32, "u4": np.uint32}[dtype]
+            return np.frombuffer(raw, numpy_dtype).reshape(h, w, components)[::-1]  # GL rows run bottom-up
+
+        scene = np.ascontiguousarray(grab(0, 3, "f1")) if "scene" in outputs else None
+        depth = np.ascontiguousarray(grab(1, 1, "f4")[..., 0]) if "depth" in outputs else None
+        classes = instances = normals = None
+        if "ids" in outputs:
+            ids = grab(2, 2, "u4")
+            classes = np.ascontiguousarray(ids[..., 0]).astype(np.uint8)
+            instances = np.ascontiguousarray(ids[..., 1])
+        if "normals" in outputs:
+            normals = np.ascontiguousarray(grab(3, 3, "f1"))
+        return Frame(intr, pose, scene, depth, classes, instances, normals)
+

@@ -1,0 +1,183 @@
+"""What the renderer draws of a chunk: its surfaces (the exporters' primitives) and textures, built
+from the in-memory `ChunkMesh` or read back from the GLB bytes the exporters write.
+
+Positions stay float32 ENU metres relative to the chunk origin (float64), as in the GLB. Each
+vertex carries the world-stable id of the building it belongs to (0 for none); a surface's class
+comes from the chunk's class raster (terrain, water, roofs) or from its kind (walls: building,
+cliffs: rock).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..core.chunk import Chunk
+from ..core.keys import ChunkKey
+from .context import RenderError
+
+KINDS = ("terrain", "water", "roof", "facade")
+NULL_FEATURE = 0xFFFF  # exporters.chunk_mesh.NULL_FEATURE: facade faces of no building (cliffs)
+
+
+@dataclass(frozen=True, eq=False)
+class Surface:
+    """kind: terrain | water | roof | facade; positions, normals: (V, 3) float32 ENU relative to the
+    chunk origin; uv: (V, 2) float32 (v down); triangles: (T, 3) uint32, counter-clockwise seen from
+    outside; instance: (V,) uint32 building id (0: none); texture: "ortho" or "facade"."""
+
+    kind: str
+    positions: np.ndarray
+    normals: np.ndarray
+    uv: np.ndarray
+    triangles: np.ndarray
+    instance: np.ndarray
+    texture: str
+
+
+@dataclass(frozen=True, eq=False)
+class RenderChunk:
+    """key (None for ad hoc scenes); origin: (east, north) float64 metres; surfaces; ortho:
+    (H, W, 3) uint8; classes: (H, W) uint8 class raster over the ortho's footprint; facade:
+    (H, W, 3) uint8 atlas or None."""
+
+    key: ChunkKey | None
+    origin: tuple[float, float]
+    surfaces: tuple[Surface, ...]
+    ortho: np.ndarray
+    classes: np.ndarray
+    facade: np.ndarray | None
+
+    @property
+    def triangle_count(self) -> int:
+        return int(sum(len(s.triangles) for s in self.surfaces))
+
+    def z_range(self) -> tuple[float, float]:
+        """Lowest and highest vertex height (m, ENU; skirts included)."""
+        zs = [(float(s.positions[:, 2].min()), float(s.positions[:, 2].max())) for s in self.surfaces if len(s.positions)]
+        return (min(z[0] for z in zs), max(z[1] for z in zs)) if zs else (0.0, 0.0)
+
+    @property
+    def nbytes(self) -> int:
+        n = self.ortho.nbytes + self.classes.nbytes + (self.facade.nbytes if self.facade is not None else 0)
+        return n + sum(s.positions.nbytes * 2 + s.uv.nbytes + s.triangles.nbytes + s.instance.nbytes
+                       for s in self.surfaces)
+
+    @staticmethod
+    def from_mesh(chunk: Chunk, mesh) -> "RenderChunk":
+        """From a chunk and its `exporters.chunk_mesh.ChunkMesh` (no encoding on the way)."""
+        ids = np.array([b.id for b in mesh.buildings] + [0], np.uint32)
+        surfaces = []
+        for p in mesh.primitives:
+            rows = np.full(len(p.positions), len(ids) - 1, np.int64) if p.feature is None else \
+                np.where(p.feature == NULL_FEATURE, len(ids) - 1, p.feature.astype(np.int64))
+            surfaces.append(Surface(p.kind, p.positions.astype(np.float32), p.normals.astype(np.float32),
+                                    p.uv.astype(np.float32), p.triangles.astype(np.uint32), ids[rows], p.texture))
+        return RenderChunk(chunk.key, tuple(float(c) for c in mesh.origin), tuple(surfaces), chunk.ortho,
+                           chunk.semantic.astype(np.uint8), mesh.facade)
+
+    @staticmethod
+    def from_glb(glb: bytes, key: ChunkKey | None = None) -> "RenderChunk":
+        """From a worldstream chunk GLB (exporters.chunk_glb): the same surfaces, with the textures
+        as written (JPEG ortho and facade atlas, PNG class raster)."""
+        doc, binary = _split_glb(glb)
+        try:
+            node = doc["nodes"][doc["scenes"][doc.get("scene", 0)]["nodes"][0]]
+            tx, _, tz = node.get("translation", (0.0, 0.0, 0.0))
+            mesh = doc["meshes"][node["mesh"]]
+            tables = doc.get("extensions", {}).get("EXT_structural_metadata", {}).get("propertyTables", [])
+            building = next((t for t in tables if t.get("class") == "building"), None)
+            ids = np.zeros(1, np.uint32)
+            if building is not None:
+                ids = np.concatenate([_view(doc, binary, building["properties"]["id"]["values"]).view("<u4"),
+                                      np.zeros(1, np.uint32)])
+            images, classes = {}, None
+            surfaces = []
+            for prim in mesh["primitives"]:
+                material = doc["materials"][prim["material"]]
+                kind = material.get("name")
+                if kind not in KINDS:
+                    raise RenderError(f"GLB primitive with material {kind!r}: expected one of {', '.join(KINDS)}")
+                tex = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
+                texture = "facade" if doc["textures"][tex].get("name") == "facade" or kind == "facade" else "ortho"
+                if texture not in images:
+                    images[texture] = _image(doc, binary, tex, "RGB")
+                fids = prim.get("extensions", {}).get("EXT_mesh_features", {}).get("featureIds", [])
+                for f in fids:
+                    if "texture" in f and classes is None:
+                        classes = _image(doc, binary, f["texture"]["index"], "L")
+                a = prim["attributes"]
+                pos = _gltf_to_enu(_accessor(doc, binary, a["POSITION"]))
+                nrm = _gltf_to_enu(_accessor(doc, binary, a["NORMAL"]))
+                uv = _accessor(doc, binary, a["TEXCOORD_0"]).astype(np.float32)
+                tris = _accessor(doc, binary, prim["indices"]).astype(np.uint32).reshape(-1, 3)
+                rows = np.full(len(pos), len(ids) - 1, np.int64)
+                if "_FEATURE_ID_0" in a:
+                    f = _accessor(doc, binary, a["_FEATURE_ID_0"]).astype(np.int64)
+                    rows = np.where(f == NULL_FEATURE, len(ids) - 1, f)
+                surfaces.append(Surface(kind, pos, nrm, uv, tris, ids[rows], texture))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise RenderError(f"not a worldstream chunk GLB: {exc!r}") from exc
+        ortho = images.get("ortho")
+        if ortho is None:
+            raise RenderError("chunk GLB without an ortho texture")
+        if classes is None:
+            classes = np.zeros(ortho.shape[:2], np.uint8)
+        return RenderChunk(key, (float(tx), float(-tz)), tuple(surfaces), ortho, classes, images.get("facade"))
+
+
+def _split_glb(glb: bytes) -> tuple[dict, bytes]:
+    if len(glb) < 20 or glb[:4] != b"glTF":
+        raise RenderError(f"not a GLB: expected the magic b'glTF', got {bytes(glb[:4])!r}")
+    version, length = struct.unpack_from("<II", glb, 4)
+    if version != 2 or length > len(glb):
+        raise RenderError(f"GLB version {version}, length {length} of {len(glb)} bytes: expected version 2, whole")
+    offset, doc, binary = 12, None, b""
+    while offset + 8 <= length:
+        size, kind = struct.unpack_from("<II", glb, offset)
+        body = glb[offset + 8:offset + 8 + size]
+        if kind == 0x4E4F534A:
+            doc = json.loads(body)
+        elif kind == 0x004E4942:
+            binary = bytes(body)
+        offset += 8 + size
+    if doc is None:
+        raise RenderError("GLB without a JSON chunk")
+    return doc, binary
+
+
+COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+DTYPES = {5121: "<u1", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
+
+
+def _view(doc: dict, binary: bytes, index: int) -> np.ndarray:
+    v = doc["bufferViews"][index]
+    start = v.get("byteOffset", 0)
+    return np.frombuffer(binary, np.uint8, v["byteLength"], start)
+
+
+def _accessor(doc: dict, binary: bytes, index: int) -> np.ndarray:
+    a = doc["accessors"][index]
+    n, dtype = COMPONENTS[a["type"]], np.dtype(DTYPES[a["componentType"]])
+    v = doc["bufferViews"][a["bufferView"]]
+    if v.get("byteStride", n * dtype.itemsize) != n * dtype.itemsize:
+        raise RenderError("interleaved GLB buffer views are not read (worldstream writes none)")
+    start = v.get("byteOffset", 0) + a.get("byteOffset", 0)
+    out = np.frombuffer(binary, dtype, a["count"] * n, start)
+    return out.reshape(a["count"], n) if n > 1 else out
+
+
+def _image(doc: dict, binary: bytes, texture: int, mode: str) -> np.ndarray:
+    image = doc["images"][doc["textures"][texture]["source"]]
+    data = _view(doc, binary, image["bufferView"]).tobytes()
+    return np.asarray(Image.open(io.BytesIO(data)).convert(mode))
+
+
+def _gltf_to_enu(a: np.ndarray) -> np.ndarray:
+    """(V, 3) glTF (E, U, -N) -> (V, 3) float32 ENU."""
+    return np.ascontiguousarray(np.stack([a[:, 0], -a[:, 2], a[:, 1]], axis=1), np.float32)

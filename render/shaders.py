@@ -1,0 +1,115 @@
+"""GLSL of the one pass: a sky pass, then the chunk surfaces, both writing every target.
+
+Targets: 0 scene colour (RGBA8), 1 planar depth in metres (R32F), 2 (class, instance) (RG32UI),
+3 world normal encoded n * 0.5 + 0.5 (RGBA8). Lighting: a sun (Lambert), a sky/ground hemisphere
+ambient, Schlick-Fresnel sky reflection on water, and exponential atmospheric perspective towards
+the horizon colour.
+"""
+
+COMMON = """
+#version 330
+uniform vec3 u_sun;          // unit, towards the sun, ENU
+uniform vec3 u_zenith;       // sky colours, linear 0..1
+uniform vec3 u_horizon;
+uniform float u_visibility;  // metres: distance at which haze reaches 63 %
+vec3 sky_colour(vec3 dir) {
+    float e = clamp(dir.z, -1.0, 1.0);
+    vec3 sky = mix(u_horizon, u_zenith, pow(clamp(e, 0.0, 1.0), 0.55));
+    sky = mix(sky, u_horizon * 0.8, clamp(-e * 4.0, 0.0, 1.0));
+    float s = max(dot(dir, u_sun), 0.0);
+    return sky + vec3(1.0, 0.95, 0.85) * (pow(s, 900.0) * 4.0 + pow(s, 12.0) * 0.12);
+}
+"""
+
+SKY_VERTEX = """
+#version 330
+in vec2 in_vert;
+out vec2 v_ndc;
+void main() { v_ndc = in_vert; gl_Position = vec4(in_vert, 1.0, 1.0); }
+"""
+
+SKY_FRAGMENT = COMMON + """
+uniform mat3 u_eye_to_enu;
+uniform vec2 u_tan_half;     // tan(fov_x / 2), tan(fov_y / 2)
+uniform float u_no_hit;
+in vec2 v_ndc;
+layout(location = 0) out vec4 o_colour;
+layout(location = 1) out float o_depth;
+layout(location = 2) out uvec2 o_ids;
+layout(location = 3) out vec4 o_normal;
+void main() {
+    vec3 eye = normalize(vec3(v_ndc * u_tan_half, -1.0));
+    o_colour = vec4(sky_colour(normalize(u_eye_to_enu * eye)), 1.0);
+    o_depth = u_no_hit;
+    o_ids = uvec2(0u, 0u);
+    o_normal = vec4(0.0);
+}
+"""
+
+SURFACE_VERTEX = """
+#version 330
+uniform mat4 u_view_proj;    // camera-relative ENU -> clip
+uniform vec3 u_offset;       // chunk origin - camera position, ENU metres
+in vec3 in_position;
+in vec3 in_normal;
+in vec2 in_uv;
+in uint in_instance;
+out vec3 v_rel;
+out vec3 v_normal;
+out vec2 v_uv;
+flat out uint v_instance;
+void main() {
+    v_rel = in_position + u_offset;
+    v_normal = in_normal;
+    v_uv = in_uv;
+    v_instance = in_instance;
+    gl_Position = u_view_proj * vec4(v_rel, 1.0);
+}
+"""
+
+SURFACE_FRAGMENT = COMMON + """
+uniform sampler2D u_albedo;
+uniform usampler2D u_classes;
+uniform vec3 u_forward;      // camera forward, ENU
+uniform int u_kind;          // 0 terrain, 1 water, 2 roof, 3 facade
+uniform uint u_building_class;
+uniform uint u_rock_class;
+in vec3 v_rel;
+in vec3 v_normal;
+in vec2 v_uv;
+flat in uint v_instance;
+layout(location = 0) out vec4 o_colour;
+layout(location = 1) out float o_depth;
+layout(location = 2) out uvec2 o_ids;
+layout(location = 3) out vec4 o_normal;
+void main() {
+    vec3 n = normalize(v_normal);
+    float dist = length(v_rel);
+    vec3 view = v_rel / max(dist, 1e-6);
+    vec3 albedo = pow(texture(u_albedo, v_uv).rgb, vec3(2.2));
+    float sun = max(dot(n, u_sun), 0.0);
+    vec3 ambient = mix(vec3(0.10, 0.09, 0.08), u_zenith * 0.55, n.z * 0.5 + 0.5);
+    vec3 lit = albedo * (vec3(1.0, 0.96, 0.88) * 1.05 * sun + ambient);
+    if (u_kind == 1) {
+        float f = 0.02 + 0.98 * pow(1.0 - max(dot(-view, n), 0.0), 5.0);
+        vec3 r = reflect(view, n);
+        lit = mix(lit, sky_colour(r), f) + vec3(1.0) * pow(max(dot(r, u_sun), 0.0), 200.0) * 0.6;
+    }
+    float haze = 1.0 - exp(-dist / u_visibility);
+    vec3 colour = mix(lit, sky_colour(vec3(view.xy, max(view.z, 0.0))), haze);
+    o_colour = vec4(pow(clamp(colour, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+    o_depth = dot(v_rel, u_forward);
+    uint cls;
+    if (v_instance != 0u) {
+        cls = u_building_class;
+    } else if (u_kind == 3) {
+        cls = u_rock_class;
+    } else {
+        ivec2 size = textureSize(u_classes, 0);
+        ivec2 texel = clamp(ivec2(floor(v_uv * vec2(size))), ivec2(0), size - 1);
+        cls = texelFetch(u_classes, texel, 0).r;
+    }
+    o_ids = uvec2(cls, v_instance);
+    o_normal = vec4(n * 0.5 + 0.5, 1.0);
+}
+"""

@@ -1,0 +1,109 @@
+"""What a camera sees of the world: the chunk set of the streaming server's screen-space-error
+selection (coarse levels out to the horizon, no holes, no overlapping levels: REPLACE refinement),
+fetched through the shared chunk service (or built in this process), decoded once, and drawn.
+
+The selection needs each chunk's height span; it starts from the server's default span, learns the
+true ones from the chunks it fetches, and selects again until the set stops changing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import OrderedDict
+
+from ..core.keys import ChunkKey
+from ..core.world import World
+from ..exporters.chunk_mesh import MeshOptions, chunk_mesh
+from ..exporters.tiles import implicit_root_error, level_geometric_error
+from ..unreal_bridge import lod
+from .camera import Intrinsics, Pose
+from .renderer import Frame, Renderer
+from .scene import RenderChunk
+
+MAX_SELECTION_ROUNDS = 4
+
+
+def selection_camera(pose: Pose, intr: Intrinsics, max_sse: float) -> lod.Camera:
+    return lod.Camera(position=tuple(float(c) for c in pose.position), forward=tuple(float(c) for c in pose.forward),
+                      up=tuple(float(c) for c in pose.up), fov_x=math.radians(intr.fov_deg), width=intr.width,
+                      height=intr.height, max_sse=max_sse)
+
+
+class WorldView:
+    """Frames of one world. source: a `ChunkService` (its memory LRU, disk cache and worker
+    processes; GLBs decoded here) or a `World` (meshes built in a worker thread of this process).
+    memory_bytes bounds the decoded chunks kept; max_sse and horizon_m as the server's."""
+
+    def __init__(self, source, renderer: Renderer | None = None, options: MeshOptions = MeshOptions(),
+                 max_sse: float = 16.0, horizon_m: float = 20000.0, memory_bytes: int = 384 << 20):
+        self.source = source
+        self.spec = source.spec
+        self.options = options
+        self.renderer = renderer
+        self.max_sse, self.horizon_m = max_sse, horizon_m
+        root = implicit_root_error(self.spec, options)
+        self.level_error = lambda level: level_geometric_error(root, level)
+        self.heights = lod.HeightSpans(self.level_error)
+        self._chunks: OrderedDict[ChunkKey, RenderChunk] = OrderedDict()
+        self._bytes = 0
+        self.memory_bytes = memory_bytes
+        self.chunks_fetched = 0
+
+    def _renderer(self) -> Renderer:
+        if self.renderer is None:
+            self.renderer = Renderer(in_thread=True)
+        return self.renderer
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+
+    async def chunk(self, key: ChunkKey) -> RenderChunk:
+        hit = self._chunks.get(key)
+        if hit is not None:
+            self._chunks.move_to_end(key)
+            return hit
+        if isinstance(self.source, World):
+            world, options = self.source, self.options
+
+            def build() -> RenderChunk:
+                c = world.chunk(key)
+                return RenderChunk.from_mesh(c, chunk_mesh(c, world.spec, options))
+
+            rc = await asyncio.to_thread(build)
+        else:
+            files = await self.source.get(key, ("glb",))
+            rc = await asyncio.to_thread(RenderChunk.from_glb, files["mesh.glb"], key)
+        self.chunks_fetched += 1
+        z = rc.z_range()
+        self.heights.learn(key, z[0], z[1])
+        if key not in self._chunks:
+            self._chunks[key] = rc
+            self._bytes += rc.nbytes
+        while self._bytes > self.memory_bytes and len(self._chunks) > 1:
+            _, old = self._chunks.popitem(last=False)
+            self._bytes -= old.nbytes
+        return self._chunks.get(key, rc)
+
+    async def chunks_for(self, pose: Pose, intr: Intrinsics) -> list[RenderChunk]:
+        """The selected chunks for this camera, all present (fetched as needed)."""
+        camera = selection_camera(pose, intr, self.max_sse)
+        keys: list[ChunkKey] = []
+        for _ in range(MAX_SELECTION_ROUNDS):
+            selected = lod.select(self.spec, [camera], self.level_error, self.horizon_m, self.heights,
+                                  previous=frozenset(keys), hysteresis=0.0)
+            new = [s.key for s in selected]
+            chunks = await asyncio.gather(*(self.chunk(k) for k in new))
+            if set(new) == set(keys):
+                break
+            keys = new
+        return list(chunks)
+
+    async def frame(self, pose: Pose, intr: Intrinsics, outputs=("scene", "depth", "ids", "normals")) -> Frame:
+        """Render one camera off the event loop (the renderer's own GL thread)."""
+        chunks = await self.chunks_for(pose, intr)
+        renderer = self._renderer()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(renderer.executor, renderer.draw, chunks, pose, intr, outputs)
+
