@@ -145,6 +145,7 @@ class Renderer:
 
     def close(self) -> None:
         def release():
+            self.ctx.__enter__()
             for g in self._cache.values():
                 g.release()
             self._cache.clear()
@@ -168,7 +169,8 @@ class Renderer:
         unknown = outputs - set(OUTPUTS)
         if unknown:
             raise RenderError(f"unknown render outputs {sorted(unknown)}; expected some of {', '.join(OUTPUTS)}")
-        return self._render(list(chunks), pose, intr, outputs)
+        with self.ctx:  # make this context current: another renderer on the thread may have taken over
+            return self._render(list(chunks), pose, intr, outputs)
 
     # ------------------------------------------------------------------ GL thread
     def _gpu(self, chunk: RenderChunk) -> _GpuChunk:

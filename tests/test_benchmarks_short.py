@@ -72,3 +72,9 @@ def test_seams_benchmark_orders_the_three_tilings():
     # the quick model is trained for seconds only: hold it to the ordering and a loose bound
     assert ratios["overlap + shared noise"] < min(ratios["naive (abutting)"], ratios["overlap only"])
     assert abs(ratios["overlap + shared noise"] - 1.0) < 0.2
+
+
+@pytest.mark.slow
+def test_render_benchmark_prints_frame_rates():
+    out = run_bench("bench_render.py")
+    assert "256x144" in out and "frames/s" in out
