@@ -2,7 +2,7 @@
 # Install worldstream (editable) with its test tools, without ever pulling CUDA wheels:
 # torch is installed first as the CPU build 2.13.0 unless some torch is already importable, and
 # any installed torch satisfies the package's loose requirement.
-# Then the official airsim client, the JavaScript tools the tests use (npm: Khronos glTF validator,
+# Then the official airsim client, Debian's EGL / Mesa for the renderer, the JavaScript tools the tests use (npm: Khronos glTF validator,
 # three.js, 3d-tiles-renderer) and Debian's chromium for the headless-browser checks, where npm /
 # apt-get are available; tests that need them skip with a message saying what is missing.
 set -euo pipefail
@@ -30,6 +30,16 @@ if ! command -v chromium >/dev/null 2>&1; then
       || echo "install.sh: could not install chromium: browser tests will be skipped" >&2
   else
     echo "install.sh: chromium missing and apt-get unavailable (or not root): browser tests will be skipped" >&2
+  fi
+fi
+# The renderer's headless OpenGL: EGL with Mesa (llvmpipe on a CPU); NVIDIA's driver brings its own EGL.
+if ! ldconfig -p 2>/dev/null | grep -q "libEGL_mesa.so" || ! ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -q libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 >/dev/null 2>&1; }) \
+      || echo "install.sh: could not install the EGL/Mesa packages: rendering (sim images, worldstream render) will fail" >&2
+  else
+    echo "install.sh: EGL/Mesa missing and apt-get unavailable (or not root): install libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1" >&2
   fi
 fi
 "$PY" -c "import torch, worldstream; print(f'worldstream {worldstream.__version__} installed (torch {torch.__version__}, cuda {torch.cuda.is_available()})')"

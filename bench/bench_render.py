@@ -74,11 +74,12 @@ def main(argv=None) -> int:
             intr = Intrinsics(w, h, FOV_DEG)
             built = view.chunks_fetched
             t = time.perf_counter()
-            chunks = asyncio.run(view.chunks_for(pose, intr))
+            selected = asyncio.run(view.chunks_for(pose, intr))
+            chunks = view.in_view(selected, pose, intr)  # what WorldView.frame draws
             select_s = time.perf_counter() - t
             built = view.chunks_fetched - built
             if i == 0:
-                print(f"chunk selection + build ({w}x{h}, cold): {select_s:.2f} s for {len(chunks)} chunks "
+                print(f"chunk selection + build ({w}x{h}, cold): {select_s:.2f} s for {len(selected)} chunks "
                       f"({built} built)")
             t = time.perf_counter()
             frame(chunks, intr)  # uploads this selection's new chunks to the GPU cache

@@ -100,9 +100,15 @@ class WorldView:
             keys = new
         return list(chunks)
 
+    def in_view(self, chunks: list[RenderChunk], pose: Pose, intr: Intrinsics) -> list[RenderChunk]:
+        """The chunks whose bounds meet the view frustum (the selection also holds chunks out of
+        view, kept coarse, for streaming; drawing them would only cost time)."""
+        camera = selection_camera(pose, intr, self.max_sse)
+        return [c for c in chunks if lod.in_frustum(camera, c.key.bounds(self.spec), self.heights(c.key))]
+
     async def frame(self, pose: Pose, intr: Intrinsics, outputs=("scene", "depth", "ids", "normals")) -> Frame:
         """Render one camera off the event loop (the renderer's own GL thread)."""
-        chunks = await self.chunks_for(pose, intr)
+        chunks = self.in_view(await self.chunks_for(pose, intr), pose, intr)
         renderer = self._renderer()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(renderer.executor, renderer.draw, chunks, pose, intr, outputs)

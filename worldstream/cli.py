@@ -1,4 +1,4 @@
-"""The `worldstream` command line: generate, preview."""
+"""The `worldstream` command line: generate, preview, render, serve, sim, airsim, train, metrics."""
 
 from __future__ import annotations
 
@@ -202,6 +202,128 @@ def cmd_preview(args) -> int:
     print(f"wrote {args.out}: {args.size:g} m square at level {level} ({spec.resolution(level):g} m/px)",
           file=sys.stderr)
     return 0
+
+
+RENDER_TYPES = {"scene": ("scene",), "depth": ("depth_planar",), "segmentation": ("segmentation",),
+                "normals": ("surface_normals",), "disparity": ("disparity_normalized",)}
+
+
+def _render_poses(args, spec, world) -> list:
+    """Poses from --path (a JSON list of {x, y | lat, lon, agl | z, yaw, pitch, roll}) or the flags."""
+    import numpy as np
+
+    from worldstream.core import frames
+    from worldstream.render import Pose
+
+    if args.path:
+        stops = json.loads(Path(args.path).read_text())
+        if not isinstance(stops, list) or not stops:
+            raise ValueError(f"--path {args.path}: expected a non-empty JSON list of poses")
+    else:
+        stop = {"yaw": args.yaw, "pitch": args.pitch, "roll": 0.0}
+        if args.geodetic:
+            stop.update(lat=args.geodetic[0], lon=args.geodetic[1])
+        else:
+            stop.update(x=args.at[0], y=args.at[1])
+        stop.update({"z": args.z} if args.z is not None else {"agl": args.agl})
+        stops = [stop]
+    poses = []
+    for i, s in enumerate(stops):
+        try:
+            if "lat" in s:
+                o = spec.origin
+                x, y, _ = frames.geodetic_to_enu(float(s["lat"]), float(s["lon"]), 0.0, (o.lat, o.lon, o.alt))
+            else:
+                x, y = float(s["x"]), float(s["y"])
+            if "z" in s:
+                z = float(s["z"])
+            else:
+                z = float(world.height_at(np.array([x]), np.array([y]))[1][0]) + float(s.get("agl", 50.0))
+            poses.append(Pose.from_angles((float(x), float(y), z), float(s.get("yaw", 0.0)), float(s.get("pitch", -15.0)),
+                                          float(s.get("roll", 0.0))))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"pose {i}: expected {{x, y | lat, lon, agl | z, yaw, pitch, roll}}, got {s!r} ({exc})")
+    return poses
+
+
+def cmd_render(args) -> int:
+    import asyncio
+    import io
+
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from worldstream.core import World
+    from worldstream.exporters.atomic import write_file_atomic
+    from worldstream.render import Intrinsics, image_of
+    from worldstream.render.images import depth_vis, outputs_for
+    from worldstream.render.view import WorldView
+
+    spec = _spec_from_args(args)
+    world = World(spec, cache_chunks=64)
+    types = [t.strip() for t in args.type.split(",") if t.strip()]
+    bad = [t for t in types if t not in RENDER_TYPES]
+    if bad or not types:
+        raise ValueError(f"--type: expected some of {', '.join(RENDER_TYPES)}, got {args.type!r}")
+    w, h = args.size
+    intr = Intrinsics(w, h, args.fov)
+    poses = _render_poses(args, spec, world)
+    names = [n for t in types for n in RENDER_TYPES[t]]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def png(a) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG")
+        return buf.getvalue()
+
+    async def run() -> None:
+        service = None
+        if args.workers > 0:
+            from worldstream.unreal_bridge.chunk_service import ChunkService
+
+            service = ChunkService(spec, cache_dir=args.cache, workers=args.workers)
+        view = WorldView(service or world, max_sse=args.max_sse)
+        try:
+            for i, pose in enumerate(poses):
+                frame = await view.frame(pose, intr, outputs_for(names))
+                stem = f"{i:04d}" if len(poses) > 1 else "view"
+                for t in types:
+                    if t == "depth":
+                        write_file_atomic(out / f"depth_{stem}.tif", _tiff(tifffile, frame.depth_planar))
+                        write_file_atomic(out / f"depth_{stem}.png",
+                                          png((depth_vis(frame.depth_planar) * 255).astype(np.uint8)))
+                    elif t == "disparity":
+                        write_file_atomic(out / f"disparity_{stem}.png",
+                                          png((image_of(frame, "disparity_normalized") * 255).astype(np.uint8)))
+                    else:
+                        write_file_atomic(out / f"{t}_{stem}.png", png(image_of(frame, RENDER_TYPES[t][0])))
+                print(f"worldstream render: {stem}: {view.chunks_fetched} chunks fetched so far", file=sys.stderr)
+        finally:
+            view.close()
+            if service is not None:
+                service.close()
+
+    asyncio.run(run())
+    print(f"wrote {len(poses)} view(s) of {', '.join(types)} at {w}x{h}, {args.fov:g} deg to {out}", file=sys.stderr)
+    return 0
+
+
+def _tiff(tifffile, depth) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, depth)
+    return buf.getvalue()
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        return w, h
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 640x360, got {text!r}")
 
 
 def cmd_serve(args) -> int:
@@ -465,6 +587,28 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--period", type=int, required=True, help="pixels between stitching lines (the window stride)")
     ms.add_argument("--offset", type=_offset, default=(0, 0), help="ROW,COL of the first pixel after a line")
     ms.set_defaults(func=cmd_metrics_seams)
+
+    rv = sub.add_parser("render", help="draw views of the world's meshes (scene, depth, segmentation) to files",
+                        description="Renders the chunk meshes that the exporters write, selected around the camera "
+                                    "as the streaming server selects them, with the simulator's renderer (OpenGL on "
+                                    "headless EGL). One view from the flags, or a flight path from --path as "
+                                    "numbered files.")
+    _add_world_args(rv)
+    rv.add_argument("--at", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north) of the camera")
+    rv.add_argument("--geodetic", type=_pair, help="LAT,LON degrees of the camera instead of --at")
+    rv.add_argument("--agl", type=float, default=50.0, help="camera height above the surface (terrain, roofs), m")
+    rv.add_argument("--z", type=float, help="camera height above sea level (m) instead of --agl")
+    rv.add_argument("--yaw", type=float, default=0.0, help="degrees clockwise from north (AirSim's yaw)")
+    rv.add_argument("--pitch", type=float, default=-15.0, help="degrees, negative looks down")
+    rv.add_argument("--path", help="JSON list of poses {x, y | lat, lon, agl | z, yaw, pitch, roll}: numbered files")
+    rv.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT pixels")
+    rv.add_argument("--fov", type=float, default=90.0, help="horizontal field of view, degrees")
+    rv.add_argument("--type", default="scene", help="comma list of " + ", ".join(RENDER_TYPES))
+    rv.add_argument("--max-sse", type=float, default=16.0, help="screen-space error (px) of the chunk selection")
+    rv.add_argument("--workers", type=int, default=0, help="generator processes (0: build chunks in this process)")
+    rv.add_argument("--cache", help="chunk disk cache folder (with --workers; shareable with serve --cache)")
+    rv.add_argument("--out", required=True, help="folder for the files")
+    rv.set_defaults(func=cmd_render)
 
     v = sub.add_parser("preview", help="render an ortho + hillshade picture of a region",
                        description="Mosaic the chunks of a square region at a suitable level and shade them.")
