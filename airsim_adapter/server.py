@@ -107,5 +107,6 @@ async def run_sim(sim: Simulator, host: str = "127.0.0.1", port: int = 41451,
             await server.serve_forever()
     finally:
         physics.cancel()
+        sim.view.close()
         if sim.service is not None:
             sim.service.close()
