@@ -9,19 +9,17 @@ any time. The clock advances in steps of at most STEP_S sim seconds, scaled by C
 from __future__ import annotations
 
 import asyncio
-import io
 import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from PIL import Image
 
 from ..core import frames
 from ..core.world import World
 from ..render import IMAGE_TYPES, Pose, image_of
-from ..render.images import outputs_for
+from ..render.images import outputs_for, png_bytes
 from ..render.view import WorldView
 from . import flight, structs
 from .flight import Goal, VehicleState
@@ -366,8 +364,9 @@ class Simulator:
             frames_by_camera[name] = await self.view.frame(pose, cam.intrinsics, outputs_for(names))
             self.render_seconds += time.perf_counter() - t0
             self.frames_rendered += 1
-        return [self._response(frames_by_camera[cam.name], kind, as_float, compress, wanted[cam.name][2:4], stamp)
-                for v, cam, kind, as_float, compress in parsed]
+        return await asyncio.to_thread(  # PNG encoding and float lists of big images: not on the event loop
+            lambda: [self._response(frames_by_camera[cam.name], kind, as_float, compress, wanted[cam.name][2:4], stamp)
+                     for v, cam, kind, as_float, compress in parsed])
 
     # ------------------------------------------------------------------ cameras
     def _camera(self, camera_name, vehicle_name):
@@ -410,9 +409,7 @@ class Simulator:
                 scale = 255.0 if IMAGE_TYPES[kind] in ("depth_vis", "disparity_normalized") else 1.0
                 data = np.repeat(np.clip(np.rint(data * scale), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
             if compress:
-                buf = io.BytesIO()
-                Image.fromarray(data, "RGB").save(buf, format="PNG")
-                raw = buf.getvalue()
+                raw = png_bytes(data)
             else:
                 raw = np.ascontiguousarray(data[..., ::-1]).tobytes()  # BGR, as AirSim
         pos, q = pose

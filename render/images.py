@@ -9,7 +9,10 @@ SurfaceNormals: world ENU normals as n * 127.5 + 127.5.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from PIL import Image
 
 from ..core.biomes import PALETTE
 from .renderer import NO_HIT_DEPTH, Frame
@@ -63,3 +66,10 @@ def outputs_for(names) -> set[str]:
     for n in names:
         need.add({"scene": "scene", "segmentation": "ids", "surface_normals": "normals"}.get(n, "depth"))
     return need
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """(H, W, 3) or (H, W) uint8 -> PNG file bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()

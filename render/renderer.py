@@ -1,14 +1,15 @@
 """The renderer: RenderChunks drawn from a Pose into all targets in one pass on the EGL context.
 
 GPU copies of chunks (vertex buffers, mip-mapped textures) live in a bounded LRU keyed by the
-RenderChunk object. All GL calls must come from the thread that made the Renderer (EGL contexts
-are per thread): callers off that thread use `Renderer.executor`.
+RenderChunk object. An EGL context is current in one thread only, so every renderer owns one GL
+thread and runs all its GL work there: `render` waits for a frame, `submit` returns a future (for
+asyncio callers: `asyncio.wrap_future`), and neither blocks or shares another renderer's context.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -112,17 +113,17 @@ def _rgb_texture(ctx, rgb: np.ndarray):
 class Renderer:
     """Draws RenderChunks. gpu_bytes: budget of the GPU chunk cache; near / far: clip planes (m)."""
 
-    def __init__(self, gpu_bytes: int = 768 << 20, near: float = 0.5, far: float = 40000.0, sky: Sky = Sky(),
-                 in_thread: bool = False):
+    def __init__(self, gpu_bytes: int = 768 << 20, near: float = 0.5, far: float = 40000.0, sky: Sky = Sky()):
         self.near, self.far, self.sky, self.gpu_bytes = near, far, sky, gpu_bytes
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") if in_thread else None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self._cache: OrderedDict[int, _GpuChunk] = OrderedDict()
         self._cache_bytes = 0
         self._targets: dict[tuple[int, int], tuple] = {}
-        self._call(self._setup)
-
-    def _call(self, fn, *args):
-        return self.executor.submit(fn, *args).result() if self.executor else fn(*args)
+        try:
+            self._thread.submit(self._setup).result()
+        except BaseException:
+            self._thread.shutdown(wait=False)
+            raise
 
     def _setup(self) -> None:
         ctx = self.ctx = create_context()
@@ -145,7 +146,6 @@ class Renderer:
 
     def close(self) -> None:
         def release():
-            self.ctx.__enter__()
             for g in self._cache.values():
                 g.release()
             self._cache.clear()
@@ -153,24 +153,22 @@ class Renderer:
                 for a in t:
                     a.release()
             self.ctx.release()
-        self._call(release)
-        if self.executor:
-            self.executor.shutdown(wait=True)
+        self._thread.submit(release).result()
+        self._thread.shutdown(wait=True)
 
     def render(self, chunks: Iterable[RenderChunk], pose: Pose, intr: Intrinsics,
                outputs: Iterable[str] = OUTPUTS) -> Frame:
-        """Draw `chunks` (non-overlapping: the caller's LOD selection) seen from `pose`; from any thread."""
-        return self._call(self.draw, chunks, pose, intr, outputs)
+        """Draw `chunks` (non-overlapping: the caller's LOD selection) seen from `pose`, and wait."""
+        return self.submit(chunks, pose, intr, outputs).result()
 
-    def draw(self, chunks: Iterable[RenderChunk], pose: Pose, intr: Intrinsics,
-             outputs: Iterable[str] = OUTPUTS) -> Frame:
-        """`render`, called on the GL thread (`executor`, when the renderer has one)."""
+    def submit(self, chunks: Iterable[RenderChunk], pose: Pose, intr: Intrinsics,
+               outputs: Iterable[str] = OUTPUTS) -> Future:
+        """`render` on the GL thread; the future's result is the Frame."""
         outputs = set(outputs)
         unknown = outputs - set(OUTPUTS)
         if unknown:
             raise RenderError(f"unknown render outputs {sorted(unknown)}; expected some of {', '.join(OUTPUTS)}")
-        with self.ctx:  # make this context current: another renderer on the thread may have taken over
-            return self._render(list(chunks), pose, intr, outputs)
+        return self._thread.submit(self._render, list(chunks), pose, intr, outputs)
 
     # ------------------------------------------------------------------ GL thread
     def _gpu(self, chunk: RenderChunk) -> _GpuChunk:

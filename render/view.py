@@ -46,13 +46,14 @@ class WorldView:
         self.level_error = lambda level: level_geometric_error(root, level)
         self.heights = lod.HeightSpans(self.level_error)
         self._chunks: OrderedDict[ChunkKey, RenderChunk] = OrderedDict()
+        self._loading: dict[ChunkKey, asyncio.Future] = {}  # one fetch per key, however many cameras wait
         self._bytes = 0
         self.memory_bytes = memory_bytes
         self.chunks_fetched = 0
 
     def _renderer(self) -> Renderer:
         if self.renderer is None:
-            self.renderer = Renderer(in_thread=True)
+            self.renderer = Renderer()
         return self.renderer
 
     def close(self) -> None:
@@ -60,10 +61,18 @@ class WorldView:
             self.renderer.close()
 
     async def chunk(self, key: ChunkKey) -> RenderChunk:
+        """The chunk's RenderChunk, decoded once and kept while memory_bytes allows."""
         hit = self._chunks.get(key)
         if hit is not None:
             self._chunks.move_to_end(key)
             return hit
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load(key))
+            loading.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, key: ChunkKey) -> RenderChunk:
         if isinstance(self.source, World):
             world, options = self.source, self.options
 
@@ -78,13 +87,12 @@ class WorldView:
         self.chunks_fetched += 1
         z = rc.z_range()
         self.heights.learn(key, z[0], z[1])
-        if key not in self._chunks:
-            self._chunks[key] = rc
-            self._bytes += rc.nbytes
+        self._chunks[key] = rc
+        self._bytes += rc.nbytes
         while self._bytes > self.memory_bytes and len(self._chunks) > 1:
             _, old = self._chunks.popitem(last=False)
             self._bytes -= old.nbytes
-        return self._chunks.get(key, rc)
+        return rc
 
     async def chunks_for(self, pose: Pose, intr: Intrinsics) -> list[RenderChunk]:
         """The selected chunks for this camera, all present (fetched as needed)."""
@@ -109,7 +117,5 @@ class WorldView:
     async def frame(self, pose: Pose, intr: Intrinsics, outputs=("scene", "depth", "ids", "normals")) -> Frame:
         """Render one camera off the event loop (the renderer's own GL thread)."""
         chunks = self.in_view(await self.chunks_for(pose, intr), pose, intr)
-        renderer = self._renderer()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(renderer.executor, renderer.draw, chunks, pose, intr, outputs)
+        return await asyncio.wrap_future(self._renderer().submit(chunks, pose, intr, outputs))
 

@@ -65,7 +65,10 @@ class ChunkService:
 
     def close(self) -> None:
         if self._own_executor:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            # wait=True: Python 3.11's pool, shut down without waiting, can raise "Bad file descriptor"
+            # at interpreter exit (its exit hook wakes a management thread whose pipe is closed);
+            # pending jobs are cancelled, so this waits only for the ones already running
+            self._executor.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ memory LRU
     def _remember(self, key: ChunkKey, files: dict[str, bytes]) -> None:

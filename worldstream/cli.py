@@ -248,16 +248,14 @@ def _render_poses(args, spec, world) -> list:
 
 def cmd_render(args) -> int:
     import asyncio
-    import io
 
     import numpy as np
     import tifffile
-    from PIL import Image
 
     from worldstream.core import World
     from worldstream.exporters.atomic import write_file_atomic
     from worldstream.render import Intrinsics, image_of
-    from worldstream.render.images import depth_vis, outputs_for
+    from worldstream.render.images import depth_vis, outputs_for, png_bytes
     from worldstream.render.view import WorldView
 
     spec = _spec_from_args(args)
@@ -272,11 +270,6 @@ def cmd_render(args) -> int:
     names = [n for t in types for n in RENDER_TYPES[t]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-
-    def png(a) -> bytes:
-        buf = io.BytesIO()
-        Image.fromarray(a).save(buf, format="PNG")
-        return buf.getvalue()
 
     async def run() -> None:
         service = None
@@ -293,12 +286,12 @@ def cmd_render(args) -> int:
                     if t == "depth":
                         write_file_atomic(out / f"depth_{stem}.tif", _tiff(tifffile, frame.depth_planar))
                         write_file_atomic(out / f"depth_{stem}.png",
-                                          png((depth_vis(frame.depth_planar) * 255).astype(np.uint8)))
+                                          png_bytes((depth_vis(frame.depth_planar) * 255).astype(np.uint8)))
                     elif t == "disparity":
                         write_file_atomic(out / f"disparity_{stem}.png",
-                                          png((image_of(frame, "disparity_normalized") * 255).astype(np.uint8)))
+                                          png_bytes((image_of(frame, "disparity_normalized") * 255).astype(np.uint8)))
                     else:
-                        write_file_atomic(out / f"{t}_{stem}.png", png(image_of(frame, RENDER_TYPES[t][0])))
+                        write_file_atomic(out / f"{t}_{stem}.png", png_bytes(image_of(frame, RENDER_TYPES[t][0])))
                 print(f"worldstream render: {stem}: {view.chunks_fetched} chunks fetched so far", file=sys.stderr)
         finally:
             view.close()
