@@ -2,7 +2,8 @@
 
 `RenderChunk` (scene.py) is a chunk's drawable surfaces, built from the exporters' in-memory mesh
 or from the GLB bytes they write; `Renderer` (renderer.py) draws a set of them from a `Pose` with
-`Intrinsics` (camera.py) in one pass into colour, planar depth, class, instance and normal targets;
+`Intrinsics` (camera.py) in one pass into colour, planar depth, class, instance and normal targets,
+drawing only the tiles of each chunk that meet the view frustum (culling.py);
 images.py turns that `Frame` into AirSim's image types; view.py picks the chunks a camera needs
 (the streaming server's screen-space-error selection) and fetches them through the chunk service.
 """

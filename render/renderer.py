@@ -19,11 +19,13 @@ from ..core.biomes import CLASS_IDS
 from . import shaders
 from .camera import Intrinsics, Pose, projection, view_rotation
 from .context import RenderError, create_context, renderer_name
+from .culling import boxes_in_frustum, frustum_planes, runs, tile_triangles
 from .scene import RenderChunk
 
 NO_HIT_DEPTH = 65504.0  # AirSim's depth where nothing is hit (float16 max)
 KIND_CODES = {"terrain": 0, "water": 1, "roof": 2, "facade": 3}
 OUTPUTS = ("scene", "depth", "ids", "normals")
+CULL_TILES = 8  # a chunk's triangles are culled in CULL_TILES x CULL_TILES groups
 VERTEX = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2), ("instance", "<u4")])
 
 
@@ -63,6 +65,21 @@ class Frame:
         return np.where(hit, self.depth_planar * scale, NO_HIT_DEPTH).astype(np.float32)
 
 
+@dataclass(frozen=True, eq=False)
+class _Draw:
+    """One surface on the GPU: kind code, texture name, GL objects, and its cull tiles (first
+    triangle, triangle count, (K, 2, 3) boxes relative to the chunk origin)."""
+
+    kind: int
+    texture: str
+    vao: object
+    vbo: object
+    ibo: object
+    starts: np.ndarray
+    counts: np.ndarray
+    boxes: np.ndarray
+
+
 class _GpuChunk:
     def __init__(self, ctx, program, chunk: RenderChunk):
         self.chunk = chunk  # held so the LRU key (its id) is never reused while cached
@@ -79,16 +96,19 @@ class _GpuChunk:
                 continue
             v = np.empty(len(s.positions), VERTEX)
             v["position"], v["normal"], v["uv"], v["instance"] = s.positions, s.normals, s.uv, s.instance
+            triangles, starts, counts, boxes = tile_triangles(s.positions, s.triangles, CULL_TILES)
             vbo = ctx.buffer(v.tobytes())
-            ibo = ctx.buffer(np.ascontiguousarray(s.triangles, np.uint32).tobytes())
+            ibo = ctx.buffer(triangles.tobytes())
             vao = ctx.vertex_array(program, [(vbo, "3f 3f 2f 1u", "in_position", "in_normal", "in_uv", "in_instance")],
                                    index_buffer=ibo, index_element_size=4)
-            self.draws.append((KIND_CODES[s.kind], s.texture, vao, vbo, ibo))
+            self.draws.append(_Draw(KIND_CODES[s.kind], s.texture, vao, vbo, ibo, starts, counts, boxes))
         self.nbytes = chunk.nbytes
+        boxes = np.concatenate([d.boxes for d in self.draws]) if self.draws else np.zeros((1, 2, 3))
+        self.box = (boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0))  # relative to the chunk origin
 
     def release(self) -> None:
-        for *_, vao, vbo, ibo in self.draws:
-            vao.release(), vbo.release(), ibo.release()
+        for d in self.draws:
+            d.vao.release(), d.vbo.release(), d.ibo.release()
         for t in self.textures.values():
             t.release()
         self.classes.release()
@@ -105,7 +125,7 @@ def _rgb_texture(ctx, rgb: np.ndarray):
     t = ctx.texture((w, h), 3, np.ascontiguousarray(rgb, np.uint8).tobytes(), alignment=1)
     t.build_mipmaps()
     t.filter = (_gl().LINEAR_MIPMAP_LINEAR, _gl().LINEAR)
-    t.anisotropy = 8.0
+    t.anisotropy = 4.0
     t.repeat_x = t.repeat_y = False
     return t
 
@@ -119,6 +139,7 @@ class Renderer:
         self._cache: OrderedDict[int, _GpuChunk] = OrderedDict()
         self._cache_bytes = 0
         self._targets: dict[tuple[int, int], tuple] = {}
+        self.triangles_drawn = 0  # in the last frame, after culling
         try:
             self._thread.submit(self._setup).result()
         except BaseException:
@@ -213,11 +234,9 @@ class Renderer:
         rot = view_rotation(pose)
         self.sky_program["u_eye_to_enu"].write(rot.T.astype("f4").tobytes(order="F"))
         self.sky_program["u_tan_half"].value = (w / 2.0 / intr.focal, h / 2.0 / intr.focal)
-        ctx.disable(gl.DEPTH_TEST | gl.CULL_FACE)
         fbo.clear(depth=1.0)
-        self.sky_vao.render(gl.TRIANGLES)
-
         ctx.enable(gl.DEPTH_TEST | gl.CULL_FACE)
+        ctx.depth_func = "<"
         ctx.front_face = "ccw"
         view4 = np.eye(4)
         view4[:3, :3] = rot
@@ -225,15 +244,29 @@ class Renderer:
         self.surface["u_view_proj"].write(view_proj.astype("f4").tobytes(order="F"))
         self.surface["u_forward"].value = tuple(float(c) for c in pose.forward)
         cam = np.asarray(pose.position, np.float64)
-        gpus = [self._gpu(c) for c in chunks]
-        for chunk, g in zip(chunks, gpus):
-            ox, oy = chunk.origin
-            self.surface["u_offset"].value = (float(ox - cam[0]), float(oy - cam[1]), float(-cam[2]))
+        planes = frustum_planes(pose, intr, self.near)
+        self.triangles_drawn = 0
+        drawn = []
+        for chunk in chunks:
+            g = self._gpu(chunk)
+            offset = np.array([chunk.origin[0] - cam[0], chunk.origin[1] - cam[1], -cam[2]])
+            nearest = np.clip(0.0, g.box[0] + offset, g.box[1] + offset)
+            drawn.append((float(np.dot(nearest, nearest)), len(drawn), g, offset))
+        for _, _, g, offset in sorted(drawn, key=lambda d: d[:2]):  # near to far: the depth test spares shading
+            self.surface["u_offset"].value = tuple(float(c) for c in offset)
             g.classes.use(location=1)
-            for kind, texture, vao, _, _ in g.draws:
-                g.textures[texture].use(location=0)
-                self.surface["u_kind"].value = kind
-                vao.render(gl.TRIANGLES)
+            for d in g.draws:
+                ranges = runs(boxes_in_frustum(d.boxes, offset, planes), d.starts, d.counts)
+                if not ranges:
+                    continue
+                g.textures[d.texture].use(location=0)
+                self.surface["u_kind"].value = d.kind
+                for first, count in ranges:
+                    d.vao.render(gl.TRIANGLES, vertices=3 * count, first=3 * first)
+                    self.triangles_drawn += count
+        ctx.disable(gl.CULL_FACE)  # the sky last, at the far plane: shaded only where no surface is
+        ctx.depth_func = "<="
+        self.sky_vao.render(gl.TRIANGLES)
         self._trim({id(c) for c in chunks})
         return self._read(fbo, intr, pose, outputs)
 

@@ -21,9 +21,6 @@ from .camera import Intrinsics, Pose
 from .renderer import Frame, Renderer
 from .scene import RenderChunk
 
-MAX_SELECTION_ROUNDS = 4
-
-
 def selection_camera(pose: Pose, intr: Intrinsics, max_sse: float) -> lod.Camera:
     return lod.Camera(position=tuple(float(c) for c in pose.position), forward=tuple(float(c) for c in pose.forward),
                       up=tuple(float(c) for c in pose.up), fov_x=math.radians(intr.fov_deg), width=intr.width,
@@ -95,27 +92,40 @@ class WorldView:
         return rc
 
     async def chunks_for(self, pose: Pose, intr: Intrinsics) -> list[RenderChunk]:
-        """The selected chunks for this camera, all present (fetched as needed)."""
+        """The selected chunks that this camera sees, all present (fetched as needed). The
+        selection also keeps coarse chunks out of view (for streaming, so turning never shows a
+        hole); a frame needs only those in the frustum, so only those are fetched.
+
+        Selection depends on height spans, and a chunk's span is only known once it is fetched. So
+        each round fetches, for every selected key, the key or the ancestor whose parent's span is
+        known (which bounds it well), learns, and selects again: spans tighten from the top down
+        instead of fetching a whole selection made with default spans."""
         camera = selection_camera(pose, intr, self.max_sse)
-        keys: list[ChunkKey] = []
-        for _ in range(MAX_SELECTION_ROUNDS):
-            selected = lod.select(self.spec, [camera], self.level_error, self.horizon_m, self.heights,
-                                  previous=frozenset(keys), hysteresis=0.0)
-            new = [s.key for s in selected]
-            chunks = await asyncio.gather(*(self.chunk(k) for k in new))
-            if set(new) == set(keys):
+        for _ in range(self.spec.levels + 2):
+            keys = [s.key for s in lod.select(self.spec, [camera], self.level_error, self.horizon_m, self.heights,
+                                              hysteresis=0.0)
+                    if lod.in_frustum(camera, s.key.bounds(self.spec), self.heights(s.key))]
+            wanted = list(dict.fromkeys(self._next_to_learn(k) for k in keys))
+            await asyncio.gather(*(self.chunk(k) for k in wanted))
+            if wanted == keys:
                 break
-            keys = new
-        return list(chunks)
+        return self.in_view(list(await asyncio.gather(*(self.chunk(k) for k in keys))), pose, intr)
+
+    def _next_to_learn(self, key: ChunkKey) -> ChunkKey:
+        """key if its span or its parent's is known, else the nearest ancestor whose parent's span
+        is known (or a level-0 one)."""
+        k = key
+        while not self.heights.knows(k) and k.level > 0 and not self.heights.knows(k.parent()):
+            k = k.parent()
+        return k
 
     def in_view(self, chunks: list[RenderChunk], pose: Pose, intr: Intrinsics) -> list[RenderChunk]:
-        """The chunks whose bounds meet the view frustum (the selection also holds chunks out of
-        view, kept coarse, for streaming; drawing them would only cost time)."""
+        """The chunks whose bounds (with their learned height spans) meet the view frustum."""
         camera = selection_camera(pose, intr, self.max_sse)
         return [c for c in chunks if lod.in_frustum(camera, c.key.bounds(self.spec), self.heights(c.key))]
 
     async def frame(self, pose: Pose, intr: Intrinsics, outputs=("scene", "depth", "ids", "normals")) -> Frame:
         """Render one camera off the event loop (the renderer's own GL thread)."""
-        chunks = self.in_view(await self.chunks_for(pose, intr), pose, intr)
+        chunks = await self.chunks_for(pose, intr)
         return await asyncio.wrap_future(self._renderer().submit(chunks, pose, intr, outputs))
 

@@ -205,6 +205,10 @@ class HeightSpans:
             self._spans.clear()
         self._spans[key] = (float(z_min), float(z_max))
 
+    def knows(self, key: ChunkKey) -> bool:
+        """Whether `key`'s own span was learned (not bounded from an ancestor's)."""
+        return key in self._spans
+
     def __call__(self, key: ChunkKey) -> tuple[float, float]:
         known = self._spans.get(key)
         if known is not None:

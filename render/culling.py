@@ -1,0 +1,60 @@
+"""View-frustum culling of the pieces of a chunk: pure functions on numpy arrays.
+
+A chunk's triangles are grouped into a grid of tiles over its ground footprint (the same meshes,
+reordered once when uploaded); each tile keeps its index range and bounding box, and a frame
+draws only the tiles whose box meets the frustum. Coarse chunks span kilometres, mostly outside
+a narrow view, so this removes most of their triangles before the rasterizer sees them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .camera import Intrinsics, Pose
+
+
+def tile_triangles(positions: np.ndarray, triangles: np.ndarray, tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """positions (V, 3) float32, triangles (T, 3) uint32 -> (triangles reordered tile by tile (T, 3)
+    uint32, starts (K,) int64 and counts (K,) int64 in triangles per non-empty tile, boxes (K, 2, 3)
+    float64 min / max corner of each tile's triangles); tiles x tiles cells over the xy bounds."""
+    corners = positions[triangles].astype(np.float64)  # (T, 3, 3)
+    centre = corners.mean(axis=1)[:, :2]
+    lo, hi = centre.min(axis=0), centre.max(axis=0)
+    cell = np.clip(((centre - lo) / np.maximum(hi - lo, 1e-9) * tiles).astype(np.int64), 0, tiles - 1)
+    tile = cell[:, 1] * tiles + cell[:, 0]
+    order = np.argsort(tile, kind="stable")
+    tile, corners = tile[order], corners[order]
+    ids, starts, counts = np.unique(tile, return_index=True, return_counts=True)
+    boxes = np.stack([np.minimum.reduceat(corners.min(axis=1), starts), np.maximum.reduceat(corners.max(axis=1), starts)],
+                     axis=1)
+    return np.ascontiguousarray(triangles[order]), starts.astype(np.int64), counts.astype(np.int64), boxes
+
+
+def frustum_planes(pose: Pose, intr: Intrinsics, near: float) -> np.ndarray:
+    """(5, 4) float64 inward planes (n, d) of the view frustum in camera-relative ENU (the camera at
+    the origin): a point p is inside where n . p + d >= 0 for all five (four sides and near)."""
+    r = pose.rotation
+    forward, right, up = r[:, 0], r[:, 1], -r[:, 2]
+    tx, ty = intr.width / 2.0 / intr.focal, intr.height / 2.0 / intr.focal
+    normals = np.stack([forward * tx - right, forward * tx + right, forward * ty - up, forward * ty + up, forward])
+    return np.concatenate([normals, [[0.0], [0.0], [0.0], [0.0], [-near]]], axis=1)
+
+
+def boxes_in_frustum(boxes: np.ndarray, offset: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """boxes (K, 2, 3) min / max corners, offset (3,) added to them, planes (P, 4) -> (K,) bool:
+    False only where the box lies wholly outside some plane (conservative)."""
+    lo, hi = boxes[:, 0] + offset, boxes[:, 1] + offset
+    n, d = planes[:, :3], planes[:, 3]
+    farthest = np.where(n[None] > 0, hi[:, None], lo[:, None])  # (K, P, 3) corner furthest along each normal
+    return ((farthest * n[None]).sum(axis=2) + d[None] >= 0).all(axis=1)
+
+
+def runs(visible: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous (first triangle, triangle count) ranges covering the visible tiles."""
+    out: list[tuple[int, int]] = []
+    for s, c in zip(starts[visible].tolist(), counts[visible].tolist()):
+        if out and out[-1][0] + out[-1][1] == s:
+            out[-1] = (out[-1][0], out[-1][1] + c)
+        else:
+            out.append((s, c))
+    return out
