@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import sys
 from pathlib import Path
 
 from ..core.spec import WorldSpec
@@ -107,6 +108,8 @@ async def run_sim(sim: Simulator, host: str = "127.0.0.1", port: int = 41451,
             await server.serve_forever()
     finally:
         physics.cancel()
+        if sim.view.frames:
+            print(f"worldstream sim: images: {sim.view.summary()}", file=sys.stderr)
         sim.view.close()
         if sim.service is not None:
             sim.service.close()

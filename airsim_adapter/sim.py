@@ -74,8 +74,6 @@ class Simulator:
         for vs in settings.vehicles:
             self.vehicles[vs.name] = self._spawn(vs)
         self.default_vehicle = settings.vehicles[0].name
-        self.frames_rendered = 0
-        self.render_seconds = 0.0
         self.view = WorldView(service if service is not None else world)  # cameras draw the chunk meshes
 
     # ------------------------------------------------------------------ world and clock
@@ -359,11 +357,8 @@ class Simulator:
         stamp = self.time_ns
         frames_by_camera = {}
         for name, (v, cam, pos, q, names) in wanted.items():
-            t0 = time.perf_counter()
-            pose = Pose.from_airsim(v.enu(pos), q)
-            frames_by_camera[name] = await self.view.frame(pose, cam.intrinsics, outputs_for(names))
-            self.render_seconds += time.perf_counter() - t0
-            self.frames_rendered += 1
+            frames_by_camera[name] = await self.view.frame(Pose.from_airsim(v.enu(pos), q), cam.intrinsics,
+                                                           outputs_for(names))
         return await asyncio.to_thread(  # PNG encoding and float lists of big images: not on the event loop
             lambda: [self._response(frames_by_camera[cam.name], kind, as_float, compress, wanted[cam.name][2:4], stamp)
                      for v, cam, kind, as_float, compress in parsed])

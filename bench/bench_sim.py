@@ -32,7 +32,8 @@ from live import free_port, start_worldstream, stop_server  # noqa: E402
 CAPTURE_HZ = 5.0
 
 
-def fly(mode: str, seed: int, length: float, speed: float, workdir: Path) -> dict:
+def fly(mode: str, seed: int, length: float, speed: float, workdir: Path, cache: Path | None = None) -> dict:
+    """Fly the mission in `mode` against a fresh `worldstream sim` (its chunk disk cache: `cache`)."""
     import airsim
 
     from worldstream.airsim_adapter.fly import fly_mission
@@ -47,7 +48,8 @@ def fly(mode: str, seed: int, length: float, speed: float, workdir: Path) -> dic
     path.write_text(json.dumps(settings))
     port = free_port()
     t0 = time.perf_counter()
-    proc = start_worldstream(["sim", "--settings", str(path), "--port", str(port)], port, timeout_s=120)
+    cache_args = ["--cache", str(cache)] if cache is not None else []
+    proc = start_worldstream(["sim", "--settings", str(path), "--port", str(port), *cache_args], port, timeout_s=120)
     startup = time.perf_counter() - t0
     side = length / 3.0
     mission = parse_mission({"name": f"bench-{mode}", "speed": speed, "altitude": {"reference": "agl", "value": 60},

@@ -36,11 +36,6 @@ class Intrinsics:
         """Focal length in pixels."""
         return (self.width / 2.0) / math.tan(math.radians(self.fov_deg) / 2.0)
 
-    @property
-    def fov_y(self) -> float:
-        """Vertical field of view, radians."""
-        return 2.0 * math.atan((self.height / 2.0) / self.focal)
-
     def matrix(self) -> np.ndarray:
         """(3, 3) float64 K for pixel centres (u right, v down, pixel (0, 0) centred at 0.5, 0.5)."""
         f = self.focal

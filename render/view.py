@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import OrderedDict
 
 from ..core.keys import ChunkKey
@@ -47,6 +48,7 @@ class WorldView:
         self._bytes = 0
         self.memory_bytes = memory_bytes
         self.chunks_fetched = 0
+        self.frames, self.chunk_seconds, self.draw_seconds = 0, 0.0, 0.0
 
     def _renderer(self) -> Renderer:
         if self.renderer is None:
@@ -126,6 +128,16 @@ class WorldView:
 
     async def frame(self, pose: Pose, intr: Intrinsics, outputs=("scene", "depth", "ids", "normals")) -> Frame:
         """Render one camera off the event loop (the renderer's own GL thread)."""
+        t0 = time.perf_counter()
         chunks = await self.chunks_for(pose, intr)
-        return await asyncio.wrap_future(self._renderer().submit(chunks, pose, intr, outputs))
+        t1 = time.perf_counter()
+        frame = await asyncio.wrap_future(self._renderer().submit(chunks, pose, intr, outputs))
+        self.frames += 1
+        self.chunk_seconds += t1 - t0
+        self.draw_seconds += time.perf_counter() - t1
+        return frame
+
+    def summary(self) -> str:
+        return (f"{self.frames} frames: {self.chunk_seconds:.1f} s selecting and waiting for chunks "
+                f"({self.chunks_fetched} fetched), {self.draw_seconds:.1f} s drawing")
 
