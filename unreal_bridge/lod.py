@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Callable, Iterable
 
 import numpy as np
@@ -89,7 +90,7 @@ def camera_from_view(view: CameraView) -> Camera:
 def screen_space_error(geometric_error: float, distance: float, camera: Camera) -> float:
     if distance <= 1e-9:
         return math.inf
-    return geometric_error * camera.height / (2.0 * distance * math.tan(camera.fov_y / 2.0))
+    return geometric_error * camera.height / (2.0 * distance * _frustum(camera).tan_half_fov_y)
 
 
 def box_distance(camera: Camera, bounds, z_range) -> float:
@@ -102,23 +103,51 @@ def box_distance(camera: Camera, bounds, z_range) -> float:
     return math.sqrt(dx * dx + dy * dy + dz * dz)
 
 
+@dataclass(frozen=True)
+class _Frustum:
+    """A camera's culling data, computed once per Camera: position, forward, the inward normals of
+    the four side planes and tan(fov_y / 2). Plain floats: the tests run per chunk, and numpy on
+    3-vectors costs more in call overhead than the arithmetic."""
+
+    px: float
+    py: float
+    pz: float
+    forward: tuple[float, float, float]
+    planes: tuple[tuple[float, float, float], ...]
+    tan_half_fov_y: float
+
+
+@lru_cache(maxsize=256)
+def _frustum(camera: Camera) -> _Frustum:
+    f0, f1, f2 = (float(c) for c in camera.forward)
+    u0, u1, u2 = (float(c) for c in camera.up)
+    r0, r1, r2 = f1 * u2 - f2 * u1, f2 * u0 - f0 * u2, f0 * u1 - f1 * u0  # right = forward x up
+    hx, hy = camera.fov_x / 2.0, camera.fov_y / 2.0
+    cx, sx, cy, sy = math.cos(hx), math.sin(hx), math.cos(hy), math.sin(hy)
+    # inward normals of the side planes: rotate +-right / +-up towards forward by the half angles
+    planes = ((-cx * r0 + sx * f0, -cx * r1 + sx * f1, -cx * r2 + sx * f2),
+              (cx * r0 + sx * f0, cx * r1 + sx * f1, cx * r2 + sx * f2),
+              (-cy * u0 + sy * f0, -cy * u1 + sy * f1, -cy * u2 + sy * f2),
+              (cy * u0 + sy * f0, cy * u1 + sy * f1, cy * u2 + sy * f2))
+    px, py, pz = (float(c) for c in camera.position)
+    return _Frustum(px, py, pz, (f0, f1, f2), planes, math.tan(camera.fov_y / 2.0))
+
+
 def in_frustum(camera: Camera, bounds, z_range) -> bool:
     """Conservative test of the box's bounding sphere against the four side planes and the near
     side of the view frustum."""
+    fr = _frustum(camera)
     w, s, e, n = bounds
-    centre = np.array([(w + e) / 2.0, (s + n) / 2.0, (z_range[0] + z_range[1]) / 2.0])
-    radius = 0.5 * math.sqrt((e - w) ** 2 + (n - s) ** 2 + (z_range[1] - z_range[0]) ** 2)
-    f = np.asarray(camera.forward)
-    up = np.asarray(camera.up)
-    right = np.cross(f, up)
-    rel = centre - np.asarray(camera.position)
-    if np.dot(rel, f) < -radius:
+    z0, z1 = z_range
+    radius = 0.5 * math.sqrt((e - w) ** 2 + (n - s) ** 2 + (z1 - z0) ** 2)
+    rx, ry, rz = (w + e) / 2.0 - fr.px, (s + n) / 2.0 - fr.py, (z0 + z1) / 2.0 - fr.pz
+    f0, f1, f2 = fr.forward
+    if rx * f0 + ry * f1 + rz * f2 < -radius:
         return False
-    hx, hy = camera.fov_x / 2.0, camera.fov_y / 2.0
-    # inward normals of the side planes: rotate +-right / +-up towards forward by the half angles
-    planes = (-math.cos(hx) * right + math.sin(hx) * f, math.cos(hx) * right + math.sin(hx) * f,
-              -math.cos(hy) * up + math.sin(hy) * f, math.cos(hy) * up + math.sin(hy) * f)
-    return all(np.dot(rel, p) >= -radius for p in planes)
+    for a, b, c in fr.planes:
+        if rx * a + ry * b + rz * c < -radius:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

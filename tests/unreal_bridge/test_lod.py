@@ -163,3 +163,36 @@ def test_height_spans_are_exact_when_known_and_bound_unknown_descendants():
     for k in key.children()[:3]:
         spans.learn(k, 0.0, 1.0)
     assert spans(key) == lod.DEFAULT_Z_RANGE  # over capacity: forgotten, never unbounded
+
+
+def _in_frustum_reference(camera: lod.Camera, bounds, z_range) -> bool:
+    """The bounding-sphere test written with numpy vectors (lod.in_frustum's former form)."""
+    w, s, e, n = bounds
+    centre = np.array([(w + e) / 2.0, (s + n) / 2.0, (z_range[0] + z_range[1]) / 2.0])
+    radius = 0.5 * math.sqrt((e - w) ** 2 + (n - s) ** 2 + (z_range[1] - z_range[0]) ** 2)
+    f, up = np.asarray(camera.forward), np.asarray(camera.up)
+    right = np.cross(f, up)
+    rel = centre - np.asarray(camera.position)
+    if np.dot(rel, f) < -radius:
+        return False
+    hx, hy = camera.fov_x / 2.0, camera.fov_y / 2.0
+    planes = (-math.cos(hx) * right + math.sin(hx) * f, math.cos(hx) * right + math.sin(hx) * f,
+              -math.cos(hy) * up + math.sin(hy) * f, math.cos(hy) * up + math.sin(hy) * f)
+    return all(np.dot(rel, p) >= -radius for p in planes)
+
+
+def test_in_frustum_in_plain_floats_agrees_with_the_vector_form():
+    rng = np.random.default_rng(3)
+    agree = inside = 0
+    for i in range(8):
+        f = rng.normal(size=3)
+        c = cam(*rng.uniform(-3000, 3000, 2), float(rng.uniform(20, 900)), forward=tuple(f / np.linalg.norm(f)))
+        for _ in range(500):
+            w, s = rng.uniform(-20000, 20000, 2)
+            bounds = (w, s, w + rng.uniform(1, 5000), s + rng.uniform(1, 5000))
+            z0 = rng.uniform(-200, 1000)
+            z = (z0, z0 + rng.uniform(0, 2000))
+            got = lod.in_frustum(c, bounds, z)
+            agree += got == _in_frustum_reference(c, bounds, z)
+            inside += got
+    assert agree == 4000 and 0 < inside < 4000
