@@ -23,6 +23,7 @@ CLASSES: dict[int, str] = {
     9: "road",
     10: "building",
     11: "urban_ground",
+    12: "tree",
 }
 CLASS_IDS: dict[str, int] = {v: k for k, v in CLASSES.items()}
 
@@ -40,6 +41,7 @@ PALETTE: dict[int, tuple[int, int, int]] = {
     9: (80, 80, 80),
     10: (230, 30, 30),
     11: (190, 160, 200),
+    12: (20, 200, 150),
 }
 
 # albedo: base colour and per-channel variation amplitude, sRGB 0..255
@@ -55,7 +57,9 @@ ALBEDO: dict[int, tuple[tuple[float, float, float], float]] = {
     9: ((72.0, 72.0, 74.0), 8.0),
     10: ((150.0, 140.0, 132.0), 30.0),
     11: ((156.0, 152.0, 146.0), 14.0),
+    12: ((62.0, 92.0, 46.0), 12.0),
 }
+CONIFER = (36.0, 62.0, 42.0)  # crown albedo of conifers (class 12 uses the broadleaf colour above)
 
 CROPS = torch.tensor([[170.0, 165.0, 90.0], [120.0, 140.0, 60.0], [150.0, 120.0, 84.0],
                       [190.0, 170.0, 100.0], [96.0, 130.0, 54.0], [138.0, 110.0, 76.0]])
@@ -89,11 +93,14 @@ def classify(f: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def albedo(cls: torch.Tensor, texture: torch.Tensor, broad: torch.Tensor, crop: torch.Tensor,
-           roof: torch.Tensor, moisture: torch.Tensor) -> torch.Tensor:
+           roof: torch.Tensor, moisture: torch.Tensor,
+           crown: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Albedo (H, W, 3) uint8 from classes and noise.
 
     texture, broad: float32 (H, W) ~N(0, 1) fine and broad variation; crop: int64 parcel hash;
-    roof: int64 building hash; moisture: float32 (H, W).
+    roof: int64 building hash; moisture: float32 (H, W); crown: (tree id int64, edge float32
+    = (distance / crown radius)^2, kind int64: 0 conifer) per pixel, for the tree class: crowns
+    darken towards their rim and each tree has its own tint, so single trees read from above.
     """
     dev = cls.device
     base = torch.zeros(cls.shape + (3,), dtype=torch.float32, device=dev)
@@ -111,4 +118,13 @@ def albedo(cls: torch.Tensor, texture: torch.Tensor, broad: torch.Tensor, crop: 
     base = base + grass.unsqueeze(-1) * torch.tensor([36.0, 18.0, 8.0], device=dev)
     tint = torch.stack([texture * 0.9 + broad * 0.5, texture + broad * 0.4, texture * 0.8 + broad * 0.3], dim=-1)
     rgb = base + tint * (amp * 0.6).unsqueeze(-1)
+    if crown is not None:
+        tid, edge, kind = crown
+        tree = cls == CLASS_IDS["tree"]
+        conifer = tree & (kind == 0)
+        rgb[conifer] = rgb[conifer] + (torch.tensor(CONIFER, device=dev) - torch.tensor(ALBEDO[12][0], device=dev))
+        own = (torch.remainder(tid >> 3, 17).to(torch.float32) - 8.0) * 1.6  # per-tree tint
+        shade = (1.0 - 0.35 * torch.clamp(edge, 0.0, 1.0)).unsqueeze(-1)
+        lit = (rgb + torch.stack([own * 0.6, own, own * 0.3], dim=-1)) * shade
+        rgb = torch.where(tree.unsqueeze(-1), lit, rgb)
     return torch.clamp(torch.round(rgb), 0, 255).to(torch.uint8)

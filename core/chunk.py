@@ -14,6 +14,7 @@ import numpy as np
 
 from .keys import ChunkKey
 from .settlements import Building
+from .vegetation import Tree
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,13 +26,21 @@ class Chunk:
     dem: np.ndarray  # (H+1, W+1) float32 bare-earth height, water surface over water (m)
     dsm: np.ndarray  # (H+1, W+1) float32 surface height incl. buildings (m)
     semantic: np.ndarray  # (H, W) uint8 class ids (worldstream.core.biomes.CLASSES)
-    instances: np.ndarray  # (H, W) uint32 building ids, 0 = none
+    instances: np.ndarray  # (H, W) uint32 building or tree ids (trees have bit 31 set), 0 = none
     water: np.ndarray  # (H+1, W+1) bool, water at the sample
     buildings: tuple[Building, ...] = field(default=())
+    canopy: np.ndarray | None = None  # (H+1, W+1) float32 tree crown height above the DEM (m), 0 = none
+    trees: tuple[Tree, ...] = field(default=())  # trees rooted in the chunk (fine levels only)
 
     def __post_init__(self) -> None:
-        for name in ("ortho", "dem", "dsm", "semantic", "instances", "water"):
-            getattr(self, name).setflags(write=False)
+        for name in ("ortho", "dem", "dsm", "semantic", "instances", "water", "canopy"):
+            a = getattr(self, name)
+            if a is not None:
+                a.setflags(write=False)
+
+    def vegetation_surface(self) -> np.ndarray:
+        """(H+1, W+1) float32 ground with tree crowns but without buildings (DEM + canopy)."""
+        return self.dem if self.canopy is None else self.dem + self.canopy
 
     @property
     def size(self) -> int:

@@ -14,20 +14,22 @@ from dataclasses import fields
 import numpy as np
 import torch
 
-from .. import biomes, lattice, settlements, terrain
+from .. import biomes, lattice, settlements, terrain, vegetation
 from ..chunk import Chunk
 from ..device import default_device
 from ..errors import GeneratorError
-from ..hashing import hash2, salt
+from ..hashing import hash2, salt, unit_float
 from ..keys import ChunkKey
 from ..noise import Octave, fbm, gradient_noise, octaves, smoothstep
 from ..settlements import BLOCK, Building
+from ..vegetation import Tree, VegetationNodes
 from ..spec import WorldSpec
 from . import register
 
 MACRO_LATTICE = 16.0  # metres; the macro relief's finest lattice is 192 m
 URBAN_MIN_DENSITY = 0.12
 PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
+TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: finer levels list their trees; coarser carry canopy relief
 
 
 @register("procedural")
@@ -58,6 +60,7 @@ class ProceduralGenerator:
         self.broad_octaves = octaves(seed, 33, 320.0, 3)
         self.crop_key = salt(seed, 34)
         self.texture_key = salt(seed, 35)
+        self.clearing_key = salt(seed, 36)
 
     # ---------------------------------------------------------------- fields at world points
     def macro(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -96,6 +99,63 @@ class ProceduralGenerator:
             out[cand, 3] = (h[2 * k:] - h[:k]) * (1.0 / PLANE_STEP)
         return out.reshape(shape + (4,))
 
+    def vegetation_nodes(self, west: float, south: float, east: float, north: float) -> VegetationNodes:
+        """The vegetation fields on the VEG_LATTICE nodes around [west, east] x [south, north]:
+        forest stands from the same rule as the forest class (moisture, forest noise, climate),
+        less farmland, water, sand, treeline and steep slopes, with clearings; hedged farmland;
+        conifer share (cold) and vigour (wet and warm)."""
+        i0, i1 = vegetation.node_range(west, east)
+        j0, j1 = vegetation.node_range(south, north)
+        dev = self.device
+        xs = (torch.arange(i0, i1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * vegetation.VEG_LATTICE).reshape(1, -1)
+        ys = (torch.arange(j0, j1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * vegetation.VEG_LATTICE).reshape(-1, 1)
+        m = self.macro(xs, ys)
+        h = m["height"]
+        gx = torch.zeros_like(h)
+        gy = torch.zeros_like(h)
+        gx[:, 1:-1] = (h[:, 2:] - h[:, :-2]) * (0.5 / vegetation.VEG_LATTICE)
+        gy[1:-1, :] = (h[2:, :] - h[:-2, :]) * (0.5 / vegetation.VEG_LATTICE)
+        slope = torch.sqrt(gx * gx + gy * gy)
+        forest_noise = fbm(xs, ys, self.forest_octaves) * (1.0 / 0.14)
+        farm_noise = fbm(xs, ys, self.farm_octaves) * (1.0 / 0.14)
+        density = settlements.raw_density(xs, ys, self.settlement_octaves, self.urbanization)
+        t, moist = m["temperature"], m["moisture"]
+        dry = smoothstep(-0.4, -1.4, m["wetness"]) * smoothstep(0.5, 0.2, m["coast"])
+        farm = (smoothstep(0.25, 0.45, farm_noise + density * 3.0) * smoothstep(0.25, 0.32, moist)
+                * smoothstep(0.85, 0.78, moist) * smoothstep(3.0, 5.0, t) * smoothstep(0.16, 0.1, slope))
+        treeline = 1.0 - smoothstep(0.4, 0.6, m["mountain"]) * smoothstep(5.0, 3.0, t)
+        climate = smoothstep(-1.0, 1.5, t) * (1.0 - smoothstep(0.3, 0.22, moist) * smoothstep(11.0, 13.0, t))
+        stand = smoothstep(0.6, 0.72, moist + forest_noise * 0.22)
+        ii = torch.arange(i0, i1 + 1, dtype=torch.int64, device=dev).reshape(1, -1)
+        jj = torch.arange(j0, j1 + 1, dtype=torch.int64, device=dev).reshape(-1, 1)
+        clearing = torch.where(unit_float(hash2(ii, jj, self.clearing_key)) < 0.1, 0.15, 1.0)
+        forest = (stand * (1.0 - farm) * dry * treeline * climate * smoothstep(0.85, 0.55, slope)
+                  * clearing * 0.92)
+        hedge = farm * dry * smoothstep(0.85, 0.45, moist + forest_noise * 0.22 - 0.1)
+        conifer = torch.clamp(smoothstep(12.0, 4.0, t) + m["mountain"] * 0.4, 0.0, 1.0)
+        vigour = torch.clamp(moist * 1.3 - 0.15, 0.0, 1.0) * smoothstep(-2.0, 9.0, t)
+        return VegetationNodes(i0, j0, {"forest": forest.to(torch.float32), "hedge": hedge.to(torch.float32),
+                                        "conifer": conifer.to(torch.float32), "vigour": vigour.to(torch.float32)})
+
+    @staticmethod
+    def block_lookup(table: torch.Tensor, bx0: int, by0: int):
+        """A function (bx, by) -> block rows (..., 4) of `table` (from `_block_table`)."""
+        rows_n, cols_n = table.shape[0], table.shape[1]
+        flat = table.reshape(-1, 4)
+
+        def lookup(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+            c, r = bx - bx0, by - by0
+            if bool(((c < 0) | (c >= cols_n) | (r < 0) | (r >= rows_n)).any()):
+                raise GeneratorError("internal: a tree's block lies outside the chunk's block table")
+            return flat[(r * cols_n + c).reshape(-1)].reshape(bx.shape + (4,))
+        return lookup
+
+    def block_at(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+        """Block rows (..., 4) computed directly from block indices (same bits as a table's)."""
+        cx = (bx.to(torch.float64) + 0.5) * BLOCK
+        cy = (by.to(torch.float64) + 0.5) * BLOCK
+        return self.block_density(cx, cy)
+
     def _buildings_at(self, x: torch.Tensor, y: torch.Tensor, block: torch.Tensor) -> dict[str, torch.Tensor]:
         """Building hit (id, roof height) and block/lot location at world points.
 
@@ -125,8 +185,10 @@ class ProceduralGenerator:
                 roof.reshape(-1)[where] = top
         return {"id": bid, "roof": roof, "loc": loc}
 
-    def _samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool, block: torch.Tensor):
-        """DEM, DSM and water at samples; x, y float64, separable grid ((1,W),(H,1)) or points."""
+    def _samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool, block: torch.Tensor,
+                 veg: VegetationNodes, blocks):
+        """DEM, DSM, water, macro fields and tree canopy (height above the ground) at samples;
+        x, y float64, separable grid ((1,W),(H,1)) or points; `blocks` looks up block rows."""
         m = self._macro_for_samples(x, y, level, grid)
         water = m["wetness"] > 0
         raw = settlements.raw_density(x, y, self.settlement_octaves, self.urbanization)
@@ -137,13 +199,16 @@ class ProceduralGenerator:
         m = dict(m, natural=natural)  # land cover follows the natural ground, not the graded one
         dem = grade_blocks(natural, x, y, block)
         b = self._buildings_at(x, y, block)
-        dsm = torch.maximum(dem, b["roof"])
-        return dem, dsm, water, m
+        canopy = vegetation.canopy(self.spec.seed, x, y, veg, blocks)["height"]
+        canopy = torch.where(water, torch.zeros_like(canopy), canopy)  # crowns end at the shore
+        dsm = torch.maximum(dem + canopy, b["roof"])
+        return dem, dsm, water, m, canopy
 
     # ---------------------------------------------------------------- chunks
     def _block_table(self, west: float, south: float, east: float, north: float):
-        bx0, bx1 = int(np.floor(west / BLOCK)) - 1, int(np.floor(east / BLOCK)) + 1
-        by0, by1 = int(np.floor(south / BLOCK)) - 1, int(np.floor(north / BLOCK)) + 1
+        # two blocks of margin: trees near the border look at the block beyond their own
+        bx0, bx1 = int(np.floor(west / BLOCK)) - 2, int(np.floor(east / BLOCK)) + 2
+        by0, by1 = int(np.floor(south / BLOCK)) - 2, int(np.floor(north / BLOCK)) + 2
         dev = self.device
         bxs = torch.arange(bx0, bx1 + 1, dtype=torch.int64, device=dev)
         bys = torch.arange(by0, by1 + 1, dtype=torch.int64, device=dev)
@@ -177,7 +242,10 @@ class ProceduralGenerator:
         bx0, by0, table = self._block_table(west, south, east, north)
 
         block_s = self._lookup(table, bx0, by0, xs, ys)
-        dem, dsm, water, m = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), key.level, True, block_s)
+        veg = self.vegetation_nodes(west, south, east, north)
+        blocks = self.block_lookup(table, bx0, by0)
+        dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), key.level, True, block_s,
+                                                   veg, blocks)
 
         # pixel centres
         pxs = (xs[:-1] + xs[1:]) * 0.5
@@ -215,21 +283,58 @@ class ProceduralGenerator:
         semantic[road] = biomes.CLASS_IDS["road"]
         building = b["id"] > 0
         semantic[building] = biomes.CLASS_IDS["building"]
+        stand = veg.at(px.expand(n, n), py.expand(n, n))["forest"]
+        clearing = (semantic == biomes.CLASS_IDS["forest"]) & (stand < 0.15)
+        semantic[clearing] = biomes.CLASS_IDS["grass"]  # the forest class is the floor of a stand
+        cover = vegetation.canopy(spec.seed, px, py, veg, blocks)
+        if res <= TREE_OBJECTS_MAX_RESOLUTION:  # crowns resolved: a pixel is the tree over its centre
+            tree = (cover["height"] > 0) & dry & ~building
+            tree_ids = cover["id"]
+        else:  # crowns below the pixel size: tree cover where stands are dense, without per-tree ids
+            tree = (stand >= 0.5) & dry & ~building & ~road
+            tree_ids = torch.zeros_like(cover["id"])
+        semantic[tree] = biomes.CLASS_IDS["tree"]
+        instances = torch.where(building, b["id"], torch.where(tree, tree_ids, torch.zeros_like(b["id"])))
 
         texture = (gradient_noise(px, py, Octave(2.0 * res, self.texture_key)) * 1.6
                    + gradient_noise(px, py, Octave(8.0 * res, self.texture_key ^ 1)) * 1.2)
         broad = fbm(px, py, self.broad_octaves) * (1.0 / 0.14)
         crop = hash2(torch.floor(px * (1.0 / 90.0)).to(torch.int64), torch.floor(py * (1.0 / 160.0)).to(torch.int64),
                      self.crop_key)
-        ortho = biomes.albedo(semantic, texture, broad, crop, b["id"], pix["moisture"])
+        ortho = biomes.albedo(semantic, texture, broad, crop, b["id"], pix["moisture"],
+                              crown=(cover["id"], cover["edge"], cover["kind"]))
 
         buildings = self._building_list(key, table, bx0, by0)
+        trees = self._tree_list(key, veg, blocks, dem, water) if res <= TREE_OBJECTS_MAX_RESOLUTION else ()
         return Chunk(
             key=key, resolution=res, bounds=(west, south, east, north),
             ortho=ortho.cpu().numpy(), dem=dem.cpu().numpy(), dsm=dsm.cpu().numpy(),
-            semantic=semantic.cpu().numpy(), instances=b["id"].to(torch.int64).cpu().numpy().astype(np.uint32),
-            water=water.cpu().numpy(), buildings=buildings,
+            semantic=semantic.cpu().numpy(), instances=instances.to(torch.int64).cpu().numpy().astype(np.uint32),
+            water=water.cpu().numpy(), buildings=buildings, canopy=canopy.cpu().numpy(), trees=trees,
         )
+
+    def _tree_list(self, key: ChunkKey, veg: VegetationNodes, blocks, dem: torch.Tensor, water: torch.Tensor
+                   ) -> tuple[Tree, ...]:
+        """The trees whose trunk lies in the chunk, standing on the chunk's DEM (bilinear), none
+        rooted in water (the DSM ends their crowns at the shore, see `_samples`)."""
+        west, south, east, north = key.bounds(self.spec)
+        t = vegetation.trees_in(self.spec.seed, west, south, east, north, veg, blocks, self.device)
+        if t["x"].numel() == 0:
+            return ()
+        res = self.spec.resolution(key.level)
+        u = ((t["x"] - west) / res).cpu().numpy()
+        v = ((north - t["y"]) / res).cpu().numpy()
+        d = dem.cpu().numpy().astype(np.float64)
+        j0 = np.clip(np.floor(u).astype(np.int64), 0, d.shape[1] - 2)
+        i0 = np.clip(np.floor(v).astype(np.int64), 0, d.shape[0] - 2)
+        fu, fv = u - j0, v - i0
+        ground = ((d[i0, j0] * (1 - fu) + d[i0, j0 + 1] * fu) * (1 - fv)
+                  + (d[i0 + 1, j0] * (1 - fu) + d[i0 + 1, j0 + 1] * fu) * fv)
+        wet = water.cpu().numpy()[np.rint(v).astype(np.int64), np.rint(u).astype(np.int64)]
+        cols = [t[k].cpu().tolist() for k in ("id", "x", "y", "height", "radius", "kind", "setting")]
+        return tuple(Tree(id=i, x=x, y=y, ground=float(g), height=float(h), crown_radius=float(r),
+                          kind=vegetation.KINDS[k], setting=vegetation.SETTINGS[s])
+                     for i, x, y, h, r, k, s, g, w in zip(*cols, ground.tolist(), wet.tolist()) if not w)
 
     def _roads(self, loc, table, bx0, by0) -> torch.Tensor:
         """Road mask: on a block border where the block or its neighbour across it is urban."""
@@ -297,7 +402,18 @@ class ProceduralGenerator:
             bcx = (torch.floor(x * (1.0 / BLOCK)) + 0.5) * BLOCK
             bcy = (torch.floor(y * (1.0 / BLOCK)) + 0.5) * BLOCK
             block = self.block_density(bcx, bcy)
-            dem, dsm, _, _ = self._samples(x, y, level, False, block)
+            dem, dsm = torch.empty_like(x, dtype=torch.float32), torch.empty_like(x, dtype=torch.float32)
+            # the vegetation nodes cover the points' bounding box: go tile by tile for scattered points
+            tile = 4096.0
+            tx = torch.floor(x * (1.0 / tile)).to(torch.int64)
+            ty = torch.floor(y * (1.0 / tile)).to(torch.int64)
+            tiles = torch.unique(torch.stack([tx, ty], 1), dim=0) if x.numel() else torch.zeros((0, 2))
+            for a, b in tiles.tolist():
+                sel = torch.nonzero((tx == a) & (ty == b)).reshape(-1)
+                xs, ys = x.index_select(0, sel), y.index_select(0, sel)
+                veg = self.vegetation_nodes(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+                d, s, _, _, _ = self._samples(xs, ys, level, False, block.index_select(0, sel), veg, self.block_at)
+                dem[sel], dsm[sel] = d, s
         return dem.cpu().numpy(), dsm.cpu().numpy()
 
     def heights_at(self, x, y, level: int) -> tuple[np.ndarray, np.ndarray]:

@@ -40,10 +40,9 @@ def test_town_chunk_has_buildings_that_raise_the_dsm_not_the_dem(world):
     assert len(c.buildings) > 500
     ids = {b.id for b in c.buildings}
     assert len(ids) == len(c.buildings)
-    inst = np.unique(c.instances)
-    assert set(inst[inst > 0].tolist()) <= ids
-    on_building = c.instances > 0
-    assert np.array_equal(on_building, c.semantic == CLASS_IDS["building"])
+    on_building = c.semantic == CLASS_IDS["building"]
+    assert set(np.unique(c.instances[on_building]).tolist()) <= ids
+    assert np.array_equal(c.instances > 0, on_building)  # at 8 m/px trees are tree cover, without ids
     assert (c.dsm >= c.dem).all() and (c.dsm > c.dem + 2.5).mean() > 0.02
     for b in c.buildings[:50]:
         assert b.roof - b.base >= 3.0 and len(b.footprint) == 4
@@ -72,8 +71,9 @@ def test_buildings_on_hills_stand_on_graded_ground(world, key):
     assert np.ptp(c.dem) > 40  # hilly: the check means something
 
 
-def test_dsm_is_the_dem_raised_by_listed_buildings_only(world):
+def test_dsm_is_the_dem_raised_by_tree_crowns_and_listed_buildings_only(world):
     c = world.chunk(TOWN)
+    ground = c.vegetation_surface()  # DEM + crowns
     res, (west, _, _, north) = c.resolution, c.bounds
     n = c.dem.shape[0]
     xs = west + np.arange(n) * res
@@ -83,9 +83,10 @@ def test_dsm_is_the_dem_raised_by_listed_buildings_only(world):
         (x0, y0), _, (x1, y1), _ = b.footprint
         inside = ((xs[None, :] >= x0) & (xs[None, :] <= x1) & (ys[:, None] >= y0) & (ys[:, None] <= y1))
         covered |= inside
-        assert np.array_equal(c.dsm[inside], np.maximum(c.dem[inside], np.float32(b.roof)))
+        assert np.array_equal(c.dsm[inside], np.maximum(ground[inside], np.float32(b.roof)))
     assert covered.any()
-    assert np.array_equal(c.dsm[~covered], c.dem[~covered])
+    assert np.array_equal(c.dsm[~covered], ground[~covered])
+    assert (c.canopy > 0).mean() > 0.01  # the town has trees
 
 
 def test_same_key_same_bytes_in_any_order(spec):

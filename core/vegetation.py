@@ -1,0 +1,254 @@
+"""Trees as individual objects: position-hashed, so every chunk and level finds the same trees.
+
+Candidates: one per `CELL` x `CELL` metre cell of a world-anchored lattice, at a hashed position
+inside the cell. A candidate becomes a tree when its hash falls under the probability the land
+gives it there: forest stands (climate, moisture, forest noise, clearings and edges), hedgerows on
+crop-parcel borders, garden and park trees in villages, street trees on sidewalks. The smooth land
+inputs come from `VegetationNodes`, fields on a `VEG_LATTICE` world lattice that the generator
+fills and that are interpolated bilinearly here; the urban inputs from the settlement blocks. Both
+are pure functions of position, so a tree is the same tree for every chunk, level and process.
+
+Crown shapes (`crown_height`) are shared with the tree meshes (exporters.tree_mesh), so the DSM,
+depth renders and meshes describe one surface. Only +, -, *, /, sqrt and comparisons are used on
+floats: these round the same in every vectorised or scalar kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+
+from .hashing import M32, hash2, mix32, salt, unit_float
+from .settlements import BLOCK, SIDEWALK, half_width, locate, lot_building
+
+CELL = 6.0  # metres between tree candidates; a crown never reaches past the neighbouring cell
+VEG_LATTICE = 128.0  # metres between the nodes of the smooth vegetation fields
+MAX_CROWN = 5.5  # metres, < CELL: the 3 x 3 cells around a point hold every crown over it
+KINDS = ("conifer", "broadleaf")
+SETTINGS = ("forest", "hedgerow", "street", "garden")
+CONIFER_CROWN_BASE = 0.25  # crown base of a conifer, fraction of its height
+BROADLEAF_CROWN_DEPTH = 0.38  # vertical semi-axis of a broadleaf crown, fraction of its height
+TREE_ID_BIT = 0x80000000  # tree ids have the top bit set; the class tells them from buildings
+NODE_FIELDS = ("forest", "hedge", "conifer", "vigour")
+
+# the block density (..., 4 as settlements' block tables) at integer block indices
+BlockLookup = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class VegetationNodes(NamedTuple):
+    """Vegetation fields on lattice nodes (i, j) -> world (i * VEG_LATTICE, j * VEG_LATTICE).
+
+    i0, j0: index of column 0 / row 0; fields: name -> (rows, cols) float32 in 0..1:
+    forest (stand density incl. clearings), hedge (share of hedged farmland), conifer (share of
+    conifers), vigour (how tall trees grow)."""
+
+    i0: int
+    j0: int
+    fields: dict[str, torch.Tensor]
+
+    def at(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Bilinear values at world points (float64, any shape, inside the node grid)."""
+        u = x * (1.0 / VEG_LATTICE)
+        v = y * (1.0 / VEG_LATTICE)
+        fi, fj = torch.floor(u), torch.floor(v)
+        tu = (u - fi).to(torch.float32)
+        tv = (v - fj).to(torch.float32)
+        rows, cols = next(iter(self.fields.values())).shape
+        c = (fi.to(torch.int64) - self.i0).clamp(0, cols - 2)
+        r = (fj.to(torch.int64) - self.j0).clamp(0, rows - 2)
+        flat = r * cols + c
+        out = {}
+        for name, f in self.fields.items():
+            f = f.reshape(-1)
+            a, b = f[flat], f[flat + 1]
+            cc, d = f[flat + cols], f[flat + cols + 1]
+            out[name] = (a + (b - a) * tu) + ((cc + (d - cc) * tu) - (a + (b - a) * tu)) * tv
+        return out
+
+
+def node_range(lo: float, hi: float) -> tuple[int, int]:
+    """Lattice node indices [first, last] whose bilinear cells cover [lo - CELL*2, hi + CELL*2]."""
+    import math
+    return math.floor((lo - 2 * CELL) / VEG_LATTICE) - 1, math.floor((hi + 2 * CELL) / VEG_LATTICE) + 2
+
+
+def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
+               ) -> dict[str, torch.Tensor]:
+    """The tree candidate of cells (ci, cj) (int64, same shape) and whether it is a tree.
+
+    Returns tensors of that shape: present (bool), x, y (float64 world metres), height, radius
+    (float32 m; crown radius), kind (int64 index into KINDS), setting (int64 index into SETTINGS),
+    id (int64, TREE_ID_BIT set)."""
+    h = hash2(ci, cj, salt(seed, 40))
+    u = [unit_float(h)]
+    for k in range(1, 6):
+        u.append(unit_float(mix32(torch.bitwise_xor(h, (0x9E3779B9 * k) & M32))))
+    x = (ci.to(torch.float64) + (0.1 + 0.8 * u[1]).to(torch.float64)) * CELL
+    y = (cj.to(torch.float64) + (0.1 + 0.8 * u[2]).to(torch.float64)) * CELL
+    f = nodes.at(x, y)
+    zero = torch.zeros_like(u[0])
+
+    # hedgerows: within 2.5 m of a crop-parcel border (parcels of 90 m x 160 m, as the ortho's crops)
+    px = x * (1.0 / 90.0)
+    py = y * (1.0 / 160.0)
+    ex = (torch.minimum(px - torch.floor(px), torch.ceil(px) - px) * 90.0).to(torch.float32)
+    ey = (torch.minimum(py - torch.floor(py), torch.ceil(py) - py) * 160.0).to(torch.float32)
+    seg = unit_float(hash2(torch.floor(px + 0.5).to(torch.int64), torch.floor(py + 0.5).to(torch.int64), salt(seed, 41)))
+    hedge = torch.where((torch.minimum(ex, ey) < 2.5) & (seg < 0.55), f["hedge"] * 0.9, zero)
+
+    # settlements: no trees on roads or in houses; street trees on sidewalks, garden trees in lots
+    bx = torch.floor(x * (1.0 / BLOCK)).to(torch.int64)
+    by = torch.floor(y * (1.0 / BLOCK)).to(torch.int64)
+    lx = (x - bx.to(torch.float64) * BLOCK).to(torch.float32)
+    ly = (y - by.to(torch.float64) * BLOCK).to(torch.float32)
+    own = blocks(bx, by)[..., 0]
+    west_side, south_side = lx < 0.5 * BLOCK, ly < 0.5 * BLOCK
+    nbx = blocks(torch.where(west_side, bx - 1, bx + 1), by)[..., 0]
+    nby = blocks(bx, torch.where(south_side, by - 1, by + 1))[..., 0]
+    hw_x = torch.where(west_side, half_width(bx), half_width(bx + 1))
+    hw_y = torch.where(south_side, half_width(by), half_width(by + 1))
+    edge_x = torch.minimum(lx, BLOCK - lx)
+    edge_y = torch.minimum(ly, BLOCK - ly)
+    road = (((edge_x < hw_x + 0.5) & ((own > 0) | (nbx > 0))) | ((edge_y < hw_y + 0.5) & ((own > 0) | (nby > 0))))
+    urban = own > 0
+    sidewalk = urban & ~road & ((edge_x < hw_x + SIDEWALK) | (edge_y < hw_y + SIDEWALK))
+    street = torch.where(sidewalk & (own > 0.15), torch.full_like(u[0], 0.5), zero)
+    garden = torch.where(urban & ~road & ~sidewalk, 0.35 * (1.0 - own) * (1.0 - own), zero)
+    lots = urban & ~road & ~sidewalk
+    if bool(lots.any()):
+        loc = locate(x, y, own)
+        b = lot_building(seed, loc["bx"], loc["by"], loc["li"], loc["lj"], own)
+        margin = 2.5
+        in_house = (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])
+                    & (x >= b["x0"] - margin) & (x <= b["x1"] + margin)
+                    & (y >= b["y0"] - margin) & (y <= b["y1"] + margin))
+        garden = torch.where(lots & in_house, zero, garden)
+    forest = torch.where(urban | road, zero, f["forest"])
+    hedge = torch.where(urban | road, zero, hedge)
+
+    p = torch.maximum(torch.maximum(forest, hedge), torch.maximum(street, garden))
+    present = u[0] < p
+    setting = torch.where(forest >= torch.maximum(hedge, torch.maximum(street, garden)), 0,
+                          torch.where(hedge >= torch.maximum(street, garden), 1, torch.where(street >= garden, 2, 3)))
+    kind = torch.where((setting == 0) & (u[3] < f["conifer"]), 0, 1).to(torch.int64)
+
+    # size: forests grow tall where vigorous, smaller at stand edges; hedge, street, garden trees small
+    in_stand = torch.clamp(forest * 1.6, 0.0, 1.0)
+    tall = (9.0 + 17.0 * f["vigour"]) * (0.7 + 0.3 * in_stand) * (0.8 + 0.4 * u[4])
+    small = 5.0 + 6.0 * u[4] + 2.0 * f["vigour"]
+    height = torch.where(setting == 0, tall, small)
+    radius = torch.where(kind == 0, 0.8 + 0.16 * height, 1.0 + 0.2 * height) * (0.85 + 0.3 * u[5])
+    radius = torch.minimum(radius, torch.where(setting == 0, torch.full_like(radius, MAX_CROWN),
+                                               torch.full_like(radius, 3.5)))
+    tid = torch.bitwise_or(torch.bitwise_and(h, 0x7FFFFFFF), TREE_ID_BIT)
+    return {"present": present, "x": x, "y": y, "height": height, "radius": radius, "kind": kind,
+            "setting": setting.to(torch.int64), "id": tid}
+
+
+def crown_height(d2: torch.Tensor, height: torch.Tensor, radius: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+    """Height (float32 m above the ground) of a crown's top surface at squared horizontal distance
+    d2 (m^2) from the trunk; 0 outside the crown. Conifers are cones from the apex down to the
+    crown base; broadleaves are half ellipsoids."""
+    r2 = radius * radius
+    inside = d2 < r2
+    t2 = torch.clamp(d2 / r2, 0.0, 1.0)
+    t = torch.sqrt(t2)
+    base = height * CONIFER_CROWN_BASE
+    cone = height - (height - base) * t
+    depth = height * BROADLEAF_CROWN_DEPTH
+    dome = (height - depth) + depth * torch.sqrt(1.0 - t2)
+    z = torch.where(kind == 0, cone, dome)
+    return torch.where(inside, z, torch.zeros_like(z))
+
+
+def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
+           ) -> dict[str, torch.Tensor]:
+    """Tree cover at world points: height (float32 m) of the top crown surface above the ground
+    (0 = no tree), id (int64) of that tree (0 = none), edge (float32, squared distance to its
+    trunk / radius^2, for shading), kind (int64 index into KINDS).
+
+    x, y: float64, a separable grid ((1, W), (H, 1)) or points of one shape. The separable path
+    evaluates each cell once; both paths give the same bits for the same point."""
+    ci = torch.floor(x * (1.0 / CELL)).to(torch.int64)
+    cj = torch.floor(y * (1.0 / CELL)).to(torch.int64)
+    grid = x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1
+    if grid:
+        c0, c1 = int(ci.min()) - 1, int(ci.max()) + 1
+        r0, r1 = int(cj.min()) - 1, int(cj.max()) + 1
+        ncells = (c1 - c0 + 1) * (r1 - r0 + 1)
+        npts = x.shape[1] * y.shape[0]
+        if ncells <= 9 * npts:
+            cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=x.device).reshape(1, -1)
+            rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=x.device).reshape(-1, 1)
+            ncol = c1 - c0 + 1
+            table = candidates(seed, cols.expand(rows.shape[0], -1), rows.expand(-1, ncol), nodes, blocks)
+            flat_table = {k: v.reshape(-1) for k, v in table.items()}
+            ci_full, cj_full = (ci - c0).expand(y.shape[0], -1), (cj - r0).expand(-1, x.shape[1])
+
+            def cell(a, b):
+                idx = (cj_full + b) * ncol + (ci_full + a)
+                return {k: v[idx] for k, v in flat_table.items()}
+            return _top_crown(x, y, cell)
+    shape = torch.broadcast_shapes(x.shape, y.shape)
+    xb, yb = x.expand(shape), y.expand(shape)
+    cib, cjb = ci.expand(shape), cj.expand(shape)
+
+    def cell(a, b):
+        return candidates(seed, cib + a, cjb + b, nodes, blocks)
+    return _top_crown(xb, yb, cell)
+
+
+def _top_crown(x, y, cell) -> dict[str, torch.Tensor]:
+    best = None
+    for b in (-1, 0, 1):
+        for a in (-1, 0, 1):
+            c = cell(a, b)
+            dx = (x - c["x"]).to(torch.float32)
+            dy = (y - c["y"]).to(torch.float32)
+            d2 = dx * dx + dy * dy
+            z = crown_height(d2, c["height"], c["radius"], c["kind"])
+            z = torch.where(c["present"], z, torch.zeros_like(z))
+            here = {"height": z, "id": torch.where(z > 0, c["id"], torch.zeros_like(c["id"])),
+                    "edge": d2 / (c["radius"] * c["radius"]), "kind": c["kind"]}
+            if best is None:
+                best = here
+            else:
+                higher = z > best["height"]
+                best = {k: torch.where(higher, v, best[k]) for k, v in here.items()}
+    best["edge"] = torch.where(best["height"] > 0, best["edge"], torch.ones_like(best["edge"]))
+    return best
+
+
+class Tree(NamedTuple):
+    """One tree: trunk at (x, y) world metres on ground height `ground`; sizes in metres."""
+
+    id: int
+    x: float
+    y: float
+    ground: float
+    height: float
+    crown_radius: float
+    kind: str
+    setting: str
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "position": [self.x, self.y, self.ground], "height": self.height,
+                "crown_radius": self.crown_radius, "kind": self.kind, "setting": self.setting}
+
+
+def trees_in(seed: int, west: float, south: float, east: float, north: float, nodes: VegetationNodes,
+             blocks: BlockLookup, device=None) -> dict[str, torch.Tensor]:
+    """Every tree whose trunk lies in [west, east) x [south, north), as 1-D tensors (the keys of
+    `candidates`), sorted by cell (south to north, west to east)."""
+    import math
+    c0, c1 = math.floor(west / CELL), math.floor(east / CELL)
+    r0, r1 = math.floor(south / CELL), math.floor(north / CELL)
+    cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=device)
+    rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=device)
+    ci = cols.reshape(1, -1).expand(rows.numel(), -1).reshape(-1)
+    cj = rows.reshape(-1, 1).expand(-1, cols.numel()).reshape(-1)
+    c = candidates(seed, ci, cj, nodes, blocks)
+    keep = c["present"] & (c["x"] >= west) & (c["x"] < east) & (c["y"] >= south) & (c["y"] < north)
+    idx = torch.nonzero(keep).reshape(-1)
+    return {k: v.index_select(0, idx) for k, v in c.items()}
