@@ -102,10 +102,11 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     by = torch.floor(y * (1.0 / BLOCK)).to(torch.int64)
     lx = (x - bx.to(torch.float64) * BLOCK).to(torch.float32)
     ly = (y - by.to(torch.float64) * BLOCK).to(torch.float32)
-    own = blocks(bx, by)[..., 0]
     west_side, south_side = lx < 0.5 * BLOCK, ly < 0.5 * BLOCK
-    nbx = blocks(torch.where(west_side, bx - 1, bx + 1), by)[..., 0]
-    nby = blocks(bx, torch.where(south_side, by - 1, by + 1))[..., 0]
+    # own block, the one across the nearer east/west border, the one across the nearer north/south
+    near = blocks(torch.stack([bx, torch.where(west_side, bx - 1, bx + 1), bx]),
+                  torch.stack([by, by, torch.where(south_side, by - 1, by + 1)]))[..., 0]
+    own, nbx, nby = near[0], near[1], near[2]
     hw_x = torch.where(west_side, half_width(bx), half_width(bx + 1))
     hw_y = torch.where(south_side, half_width(by), half_width(by + 1))
     edge_x = torch.minimum(lx, BLOCK - lx)
@@ -192,10 +193,14 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
             return _top_crown(x, y, cell)
     shape = torch.broadcast_shapes(x.shape, y.shape)
     xb, yb = x.expand(shape), y.expand(shape)
-    cib, cjb = ci.expand(shape), cj.expand(shape)
+    offsets = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
+    da = offsets.repeat(3).reshape((9,) + (1,) * len(shape))  # a runs fastest, as in _top_crown
+    db = offsets.repeat_interleave(3).reshape((9,) + (1,) * len(shape))
+    every = candidates(seed, ci.expand(shape).unsqueeze(0) + da, cj.expand(shape).unsqueeze(0) + db, nodes, blocks)
 
     def cell(a, b):
-        return candidates(seed, cib + a, cjb + b, nodes, blocks)
+        k = (b + 1) * 3 + (a + 1)
+        return {name: v[k] for name, v in every.items()}
     return _top_crown(xb, yb, cell)
 
 

@@ -37,3 +37,11 @@ class World:
         meshes give them (bilinear between samples); default level: the finest."""
         level = self.spec.levels - 1 if level is None else level
         return self.generator.heights_at(x, y, level)
+
+    def trees_at(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """(crown height above the ground in m, tree id) at world points; zeros where no tree or
+        for generators without trees."""
+        if hasattr(self.generator, "trees_at"):
+            return self.generator.trees_at(x, y)
+        shape = np.shape(x)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.uint32)

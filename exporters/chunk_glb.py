@@ -14,6 +14,11 @@ Annotations (EXT_mesh_features + EXT_structural_metadata):
 - roof and facade primitives: feature ids from the `_FEATURE_ID_0` vertex attribute into property
   table 1, `building` (id, height, base and roof heights, floors); cliff faces in the facade
   primitive carry the null feature id.
+- trees (fine levels): one child node per tree kind whose mesh (trunk, crown) is drawn once per
+  tree with EXT_mesh_gpu_instancing (TRANSLATION, ROTATION, SCALE), the tree's row of the `tree`
+  property table (id, height, crown radius, kind, setting) from the instance attribute
+  `_FEATURE_ID_0` via EXT_instance_features. With `MeshOptions(instanced_trees=False)` the trees
+  are merged into plain `tree_*` primitives of the chunk mesh instead, feature ids per vertex.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from ..core import frames
 from ..core.biomes import CLASSES, PALETTE
 from ..core.chunk import Chunk
 from ..core.spec import WorldSpec
+from ..core.vegetation import KINDS as TREE_KINDS, SETTINGS as TREE_SETTINGS
 from .chunk_mesh import NULL_FEATURE, ChunkMesh
+from .tree_mesh import COLOURS as TREE_COLOURS
 from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, LINEAR, LINEAR_MIPMAP_LINEAR, NEAREST, GltfBuilder
 
 GENERATOR = "worldstream"
@@ -39,7 +46,15 @@ MATERIALS = {  # surface kind -> (roughness, metallic)
     "water": (0.08, 0.0),
     "roof": (0.8, 0.0),
     "facade": (0.75, 0.0),
+    "tree_trunk": (0.9, 0.0),
+    "tree_conifer": (0.85, 0.0),
+    "tree_broadleaf": (0.8, 0.0),
 }
+
+
+def linear_colour(srgb: tuple[int, int, int]) -> list[float]:
+    """sRGB 0..255 -> linear RGBA factors (glTF baseColorFactor is linear)."""
+    return [round(((c / 255.0 + 0.055) / 1.055) ** 2.4, 6) for c in srgb] + [1.0]
 
 
 def encode_jpeg(rgb: np.ndarray) -> bytes:
@@ -78,6 +93,7 @@ def chunk_metadata(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict:
         "triangles": mesh.triangle_count,
         "grid_triangles": mesh.grid_triangles,
         "buildings": len(mesh.buildings),
+        "trees": len(mesh.trees),
         "frames": "vertices: glTF y-up metres (E, U, -N) relative to origin_enu; node translation = origin",
     }
 
@@ -95,7 +111,28 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
     classes_tex = b.texture(encode_grey_png(chunk.semantic), "image/png", nearest, "semantic_class")
 
     materials: dict[str, int] = {}
-    land_cover_table, building_table = _property_tables(b, mesh)
+    land_cover_table, building_table, tree_table = _property_tables(b, mesh)
+
+    def tree_material(name: str) -> int:
+        if name not in materials:
+            rough, metal = MATERIALS[name]
+            materials[name] = b.add("materials", {"name": name, "pbrMetallicRoughness": {
+                "baseColorFactor": linear_colour(TREE_COLOURS[name[5:]]), "metallicFactor": metal,
+                "roughnessFactor": rough}, "doubleSided": False})
+        return materials[name]
+
+    def tree_primitive(part, rows=None) -> dict:
+        attributes = {"POSITION": b.accessor(_to_gltf(part.positions), ARRAY_BUFFER, min_max=True),
+                      "NORMAL": b.accessor(_to_gltf(part.normals), ARRAY_BUFFER)}
+        p = {"attributes": attributes, "material": tree_material("tree_" + part.material), "mode": 4,
+             "indices": b.accessor(part.triangles.astype(np.uint16 if len(part.positions) < 65536 else np.uint32)
+                                   .reshape(-1), ELEMENT_ARRAY_BUFFER)}
+        if rows is not None:
+            attributes["_FEATURE_ID_0"] = b.accessor(rows.astype(np.float32), ARRAY_BUFFER)
+            p["extensions"] = {"EXT_mesh_features": {"featureIds": [
+                {"featureCount": len(mesh.trees), "attribute": 0, "propertyTable": tree_table, "label": "tree"}]}}
+        return p
+
     primitives = []
     for prim in mesh.primitives:
         rough, metal = MATERIALS[prim.kind]
@@ -130,12 +167,35 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
             p["extensions"] = {"EXT_mesh_features": {"featureIds": feature_ids}}
         primitives.append(p)
 
+    children = []
+    if mesh.tree_instances and not mesh.instanced_trees:
+        for t in mesh.tree_instances:
+            primitives.extend(tree_primitive(part, rows) for part, rows in t.merged())
+    elif mesh.tree_instances:
+        b.use_extension("EXT_mesh_gpu_instancing")
+        b.use_extension("EXT_instance_features")
+        for t in mesh.tree_instances:
+            tree_mesh_index = b.add("meshes", {"name": f"tree {t.kind}", "primitives": [tree_primitive(p) for p in t.parts]})
+            half = t.yaw.astype(np.float64) * 0.5  # a turn about ENU up is a turn about glTF +Y
+            rotation = np.stack([np.zeros_like(half), np.sin(half), np.zeros_like(half), np.cos(half)], 1)
+            scale = t.scale.astype(np.float32)[:, [0, 2, 1]]  # ENU (r, r, h) -> glTF (r, h, r)
+            children.append(b.add("nodes", {"name": f"trees {t.kind}", "mesh": tree_mesh_index, "extensions": {
+                "EXT_mesh_gpu_instancing": {"attributes": {
+                    "TRANSLATION": b.accessor(_to_gltf(t.translation)),
+                    "ROTATION": b.accessor(rotation.astype(np.float32)),
+                    "SCALE": b.accessor(scale),
+                    "_FEATURE_ID_0": b.accessor(t.row.astype(np.float32))}},
+                "EXT_instance_features": {"featureIds": [
+                    {"featureCount": len(mesh.trees), "attribute": 0, "propertyTable": tree_table, "label": "tree"}]}}}))
+
     meta = meta if meta is not None else chunk_metadata(chunk, spec, mesh)
     mesh_index = b.add("meshes", {"name": f"chunk {chunk.key.path()}", "primitives": primitives})
     ox, oy = mesh.origin
-    node = b.add("nodes", {"name": f"chunk {chunk.key.path()}", "mesh": mesh_index,
-                           "translation": [float(ox), 0.0, float(-oy)],
-                           "extras": {"worldstream": meta}})
+    chunk_node = {"name": f"chunk {chunk.key.path()}", "mesh": mesh_index,
+                  "translation": [float(ox), 0.0, float(-oy)], "extras": {"worldstream": meta}}
+    if children:
+        chunk_node["children"] = children
+    node = b.add("nodes", chunk_node)
     b.doc["scenes"] = [{"nodes": [node]}]
     b.doc["scene"] = 0
     return b.glb()
@@ -146,8 +206,9 @@ def _to_gltf(enu: np.ndarray) -> np.ndarray:
     return np.stack([enu[:, 0], enu[:, 2], -enu[:, 1]], axis=1).astype(np.float32)
 
 
-def _property_tables(b: GltfBuilder, mesh: ChunkMesh) -> tuple[int, int | None]:
-    """Write the schema and the property tables; returns (land_cover table, building table or None)."""
+def _property_tables(b: GltfBuilder, mesh: ChunkMesh) -> tuple[int, int | None, int | None]:
+    """Write the schema and the property tables; returns the indices of the land_cover, building
+    (or None) and tree (or None) tables."""
     schema = {"id": "worldstream", "name": "worldstream annotations", "version": "1", "classes": {
         "land_cover": {"name": "Land cover class", "properties": {
             "name": {"type": "STRING", "required": True},
@@ -159,7 +220,18 @@ def _property_tables(b: GltfBuilder, mesh: ChunkMesh) -> tuple[int, int | None]:
             "height": {"type": "SCALAR", "componentType": "FLOAT32", "description": "roof minus base, metres"},
             "base_height": {"type": "SCALAR", "componentType": "FLOAT32", "description": "wall base, metres ENU"},
             "roof_height": {"type": "SCALAR", "componentType": "FLOAT32", "description": "flat roof, metres ENU"},
-            "floors": {"type": "SCALAR", "componentType": "UINT16"}}}}}
+            "floors": {"type": "SCALAR", "componentType": "UINT16"}}},
+        "tree": {"name": "Tree", "properties": {
+            "id": {"type": "SCALAR", "componentType": "UINT32", "required": True,
+                   "description": "world-stable tree id (bit 31 set; also in instances.png)"},
+            "height": {"type": "SCALAR", "componentType": "FLOAT32", "description": "metres"},
+            "crown_radius": {"type": "SCALAR", "componentType": "FLOAT32", "description": "metres"},
+            "kind": {"type": "ENUM", "enumType": "tree_kind"},
+            "setting": {"type": "ENUM", "enumType": "tree_setting"}}}},
+        "enums": {
+            "tree_kind": {"valueType": "UINT8", "values": [{"name": k, "value": i} for i, k in enumerate(TREE_KINDS)]},
+            "tree_setting": {"valueType": "UINT8",
+                             "values": [{"name": k, "value": i} for i, k in enumerate(TREE_SETTINGS)]}}}
     codes = sorted(CLASSES)
     names = [CLASSES[c].encode() for c in codes]
     offsets = np.cumsum([0] + [len(n) for n in names]).astype(np.uint32)
@@ -182,8 +254,21 @@ def _property_tables(b: GltfBuilder, mesh: ChunkMesh) -> tuple[int, int | None]:
         building_table = 1
     else:  # a class without a table would promise rows that readers cannot find
         del schema["classes"]["building"]
+    tree_table = None
+    if mesh.trees:
+        tr = mesh.trees
+        tables.append({"name": "tree", "class": "tree", "count": len(tr), "properties": {
+            "id": {"values": b.view(np.array([t.id for t in tr], dtype="<u4").tobytes())},
+            "height": {"values": b.view(np.array([t.height for t in tr], dtype="<f4").tobytes())},
+            "crown_radius": {"values": b.view(np.array([t.crown_radius for t in tr], dtype="<f4").tobytes())},
+            "kind": {"values": b.view(np.array([TREE_KINDS.index(t.kind) for t in tr], dtype=np.uint8).tobytes())},
+            "setting": {"values": b.view(np.array([TREE_SETTINGS.index(t.setting) for t in tr], dtype=np.uint8).tobytes())}}})
+        tree_table = len(tables) - 1
+    else:
+        del schema["classes"]["tree"]
+        del schema["enums"]
     b.doc.setdefault("extensions", {})["EXT_structural_metadata"] = {"schema": schema, "propertyTables": tables}
-    return 0, building_table
+    return 0, building_table, tree_table
 
 
 def export_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict[str, bytes]:

@@ -23,6 +23,7 @@ from ..core.spec import WorldSpec
 from .building_mesh import building_mesh, owned_buildings
 from .facade import PADDING, FaceGroups, bake, bake_strips, face_normals, facade_atlas, shelf_pack, vertical_faces
 from .terrain_mesh import terrain_mesh
+from .tree_mesh import TreeInstances, tree_instances
 
 
 NULL_FEATURE = 0xFFFF  # feature row of facade faces that belong to no building (cliffs)
@@ -40,6 +41,8 @@ class MeshOptions:
     skirts: bool = True
     facade_texels_per_metre: float = 2.0
     facade_max_size: int = 1024
+    trees_max_resolution: float = 2.0  # coarsest m/px with tree models; coarser levels mesh the crowns as relief
+    instanced_trees: bool = True  # EXT_mesh_gpu_instancing; False merges trees into plain meshes (glTFRuntime)
 
     def __post_init__(self) -> None:
         if not self.error_per_pixel > 0:
@@ -54,6 +57,16 @@ class MeshOptions:
 
     def has_buildings(self, resolution: float) -> bool:
         return resolution <= self.buildings_max_resolution
+
+    def has_trees(self, resolution: float) -> bool:
+        return resolution <= min(self.trees_max_resolution, self.buildings_max_resolution)
+
+    def surface(self, resolution: float) -> str:
+        """What the terrain mesh follows: "dem" (trees and buildings are models), "dem+canopy"
+        (buildings are models, tree crowns relief) or "dsm" (both relief)."""
+        if self.has_trees(resolution):
+            return "dem"
+        return "dem+canopy" if self.has_buildings(resolution) else "dsm"
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,10 +102,42 @@ class ChunkMesh:
     facade: np.ndarray | None
     buildings: tuple
     grid_triangles: int
+    trees: tuple = ()  # the trees drawn (core.vegetation.Tree), rows of `tree_instances`
+    tree_instances: tuple[TreeInstances, ...] = ()
+    instanced_trees: bool = True
 
     @property
     def triangle_count(self) -> int:
-        return int(sum(len(p.triangles) for p in self.primitives))
+        """Triangles drawn, every tree instance counted."""
+        trees = sum(len(t.row) * sum(len(p.triangles) for p in t.parts) for t in self.tree_instances)
+        return int(sum(len(p.triangles) for p in self.primitives) + trees)
+
+
+def canopy_relief(canopy: np.ndarray) -> np.ndarray:
+    """Tree crowns as relief for levels without tree models: the crown heights averaged over 3 x 3
+    samples, so a forest is a rough canopy and a lone tree a low bump, not a spike one sample wide.
+    Border samples average along the border only, from samples the neighbour shares, so both
+    chunks get the same bits there. (H+1, W+1) float32 -> same."""
+    c = np.asarray(canopy, np.float32)
+    out = c.copy()
+    out[1:-1, 1:-1] = (c[:-2, :-2] + c[:-2, 1:-1] + c[:-2, 2:] + c[1:-1, :-2] + c[1:-1, 1:-1] + c[1:-1, 2:]
+                       + c[2:, :-2] + c[2:, 1:-1] + c[2:, 2:]) * np.float32(1.0 / 9.0)
+    for edge in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
+        e = c[edge]
+        out[edge][1:-1] = (e[:-2] + e[1:-1] + e[2:]) * np.float32(1.0 / 3.0)
+    return out
+
+
+def surface_grid(chunk: Chunk, source: str) -> np.ndarray:
+    """The (H+1, W+1) float32 heights a terrain mesh follows: "dem"; "dem+canopy" (crowns as
+    `canopy_relief`); "dsm" (that, and buildings as they raise the DSM)."""
+    if source == "dem" or chunk.canopy is None:
+        return chunk.dem if source != "dsm" else chunk.dsm
+    canopy = chunk.dem + canopy_relief(chunk.canopy)
+    if source == "dem+canopy":
+        return canopy
+    buildings = chunk.dsm > chunk.dem + chunk.canopy  # where a roof, not a crown, makes the DSM
+    return np.where(buildings, np.maximum(chunk.dsm, canopy), canopy).astype(np.float32)
 
 
 def border_detail(grid: np.ndarray) -> float:
@@ -109,12 +154,11 @@ def skirt_depth(chunk: Chunk, grid: np.ndarray, options: MeshOptions) -> float:
     """Depth (m) that hides the crack against a neighbour one level coarser or finer: both edges
     are within their level's max error of the samples, and the finer edge departs from the coarser
     samples by at most `border_detail` (counted twice: the finer neighbour's detail is unknown
-    here and does not exceed this level's in practice). Where the neighbour meshes the other
-    surface (DEM vs DSM), the building heights on the border are added."""
+    here and does not exceed this level's in practice). Where the neighbour meshes another
+    surface (DEM, DEM + crowns, DSM), the tree and building heights on the border are added."""
     res = chunk.resolution
     depth = options.max_error(2 * res) + options.max_error(res) + 2.0 * border_detail(grid) + 0.05 * res
-    if options.has_buildings(res) != options.has_buildings(2 * res) or \
-            options.has_buildings(res) != options.has_buildings(0.5 * res):
+    if options.surface(res) != options.surface(2 * res) or options.surface(res) != options.surface(0.5 * res):
         rim = np.concatenate([(chunk.dsm - chunk.dem)[i] for i in (0, -1)]
                              + [(chunk.dsm - chunk.dem)[:, j] for j in (0, -1)])
         depth += float(rim.max())
@@ -127,7 +171,8 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
     extent = n * res
     west, south, _, _ = chunk.bounds
     with_buildings = options.has_buildings(res)
-    grid = chunk.dem if with_buildings else chunk.dsm
+    source = options.surface(res)
+    grid = surface_grid(chunk, source)
     tm = terrain_mesh(grid, options.max_error(res))
 
     # terrain vertices in ENU relative to the south-west corner
@@ -187,12 +232,19 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
             np.concatenate(uvs), np.concatenate([p[3] + o for p, o in zip(parts, offsets)]),
             np.concatenate([p[4] for p in parts]) if buildings else None, "facade"))
 
+    trees = chunk.trees if options.has_trees(res) else ()
+    instances = tree_instances(trees, (west, south))
     lo = np.min([p.positions.min(axis=0) for p in primitives], axis=0).astype(np.float64)
     hi = np.max([p.positions.max(axis=0) for p in primitives], axis=0).astype(np.float64)
+    for t in instances:
+        top = t.translation.astype(np.float64) + t.scale.astype(np.float64) * [0.0, 0.0, 1.0]
+        lo = np.minimum(lo, np.concatenate([t.translation - t.scale * [1, 1, 0.02], top]).min(axis=0))
+        hi = np.maximum(hi, np.concatenate([t.translation + t.scale * [1, 1, 0], top]).max(axis=0))
     return ChunkMesh(primitives=tuple(primitives), origin=(west, south), geometric_error=tm.max_error,
-                     max_error=options.max_error(res), source="dem" if with_buildings else "dsm",
+                     max_error=options.max_error(res), source=source,
                      skirt_depth=depth, box_min=lo, box_max=hi, facade=facade_image, buildings=buildings,
-                     grid_triangles=2 * n * n)
+                     grid_triangles=2 * n * n, trees=trees, tree_instances=instances,
+                     instanced_trees=options.instanced_trees)
 
 
 def _compact(kind, pos, nrm, uv, tris, feature, texture) -> Primitive:

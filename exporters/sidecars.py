@@ -9,7 +9,8 @@ Encodings (also in README.md, "Output files"):
 - instances.png: RGBA8 PNG holding uint32 building ids little-endian (R = bits 0-7 ... A = 24-31);
   0 = no building. `decode_instances` inverts it.
 - ortho.png: RGB8 albedo.
-- annotations.json: key, bounds, resolution, class fractions, height statistics, buildings.
+- annotations.json: key, bounds, resolution, class fractions, height statistics, buildings, trees
+  (fine levels: id, trunk position on the ground, height, crown radius, kind, setting).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def annotations(chunk: Chunk, spec: WorldSpec) -> dict:
         "water_fraction": float(chunk.water.mean()),
         "height_stats": stats,
         "buildings": [b.to_dict() for b in chunk.buildings],
+        "trees": [t.to_dict() for t in chunk.trees],
     }
 
 

@@ -23,7 +23,7 @@ from .culling import boxes_in_frustum, frustum_planes, runs, tile_triangles
 from .scene import RenderChunk
 
 NO_HIT_DEPTH = 65504.0  # AirSim's depth where nothing is hit (float16 max)
-KIND_CODES = {"terrain": 0, "water": 1, "roof": 2, "facade": 3}
+KIND_CODES = {"terrain": 0, "water": 1, "roof": 2, "facade": 3, "tree": 4}
 OUTPUTS = ("scene", "depth", "ids", "normals")
 CULL_TILES = 8  # a chunk's triangles are culled in CULL_TILES x CULL_TILES groups
 VERTEX = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2), ("instance", "<u4")])
@@ -78,6 +78,7 @@ class _Draw:
     starts: np.ndarray
     counts: np.ndarray
     boxes: np.ndarray
+    colour: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # alpha 1: untextured
 
 
 class _GpuChunk:
@@ -101,7 +102,9 @@ class _GpuChunk:
             ibo = ctx.buffer(triangles.tobytes())
             vao = ctx.vertex_array(program, [(vbo, "3f 3f 2f 1u", "in_position", "in_normal", "in_uv", "in_instance")],
                                    index_buffer=ibo, index_element_size=4)
-            self.draws.append(_Draw(KIND_CODES[s.kind], s.texture, vao, vbo, ibo, starts, counts, boxes))
+            colour = (0.0, 0.0, 0.0, 0.0) if s.colour is None else tuple(float(c) for c in s.colour) + (1.0,)
+            texture = s.texture if s.texture in self.textures else "ortho"  # untextured surfaces bind any
+            self.draws.append(_Draw(KIND_CODES[s.kind], texture, vao, vbo, ibo, starts, counts, boxes, colour))
         self.nbytes = chunk.nbytes
         boxes = np.concatenate([d.boxes for d in self.draws]) if self.draws else np.zeros((1, 2, 3))
         self.box = (boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0))  # relative to the chunk origin
@@ -166,6 +169,7 @@ class Renderer:
         self.surface["u_classes"].value = 1
         self.surface["u_building_class"].value = CLASS_IDS["building"]
         self.surface["u_rock_class"].value = CLASS_IDS["rock"]
+        self.surface["u_tree_class"].value = CLASS_IDS["tree"]
         for p in (self.surface, self.sky_program):
             for name, value in (("u_sun", tuple(self.sky.sun)), ("u_zenith", self.sky.zenith),
                                 ("u_horizon", self.sky.horizon), ("u_visibility", self.sky.visibility)):
@@ -269,6 +273,7 @@ class Renderer:
                     continue
                 g.textures[d.texture].use(location=0)
                 self.surface["u_kind"].value = d.kind
+                self.surface["u_colour"].value = d.colour
                 for first, count in ranges:
                     d.vao.render(gl.TRIANGLES, vertices=3 * count, first=3 * first)
                     self.triangles_drawn += count

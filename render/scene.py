@@ -2,9 +2,10 @@
 from the in-memory `ChunkMesh` or read back from the GLB bytes the exporters write.
 
 Positions stay float32 ENU metres relative to the chunk origin (float64), as in the GLB. Each
-vertex carries the world-stable id of the building it belongs to (0 for none); a surface's class
-comes from the chunk's class raster (terrain, water, roofs) or from its kind (walls: building,
-cliffs: rock).
+vertex carries the world-stable id of the building or tree it belongs to (0 for none); a surface's
+class comes from the chunk's class raster (terrain, water, roofs) or from its kind (walls: building,
+cliffs: rock, trees: tree). Instanced trees (EXT_mesh_gpu_instancing) are expanded into plain
+triangles on load: the renderer draws one vertex buffer per surface.
 """
 
 from __future__ import annotations
@@ -19,17 +20,20 @@ from PIL import Image
 
 from ..core.chunk import Chunk
 from ..core.keys import ChunkKey
+from ..exporters.tree_mesh import COLOURS as TREE_COLOURS
 from .context import RenderError
 
-KINDS = ("terrain", "water", "roof", "facade")
+KINDS = ("terrain", "water", "roof", "facade", "tree")
+TREE_MATERIALS = ("tree_trunk", "tree_conifer", "tree_broadleaf")
 NULL_FEATURE = 0xFFFF  # exporters.chunk_mesh.NULL_FEATURE: facade faces of no building (cliffs)
 
 
 @dataclass(frozen=True, eq=False)
 class Surface:
-    """kind: terrain | water | roof | facade; positions, normals: (V, 3) float32 ENU relative to the
-    chunk origin; uv: (V, 2) float32 (v down); triangles: (T, 3) uint32, counter-clockwise seen from
-    outside; instance: (V,) uint32 building id (0: none); texture: "ortho" or "facade"."""
+    """kind: terrain | water | roof | facade | tree; positions, normals: (V, 3) float32 ENU relative to
+    the chunk origin; uv: (V, 2) float32 (v down); triangles: (T, 3) uint32, counter-clockwise seen
+    from outside; instance: (V,) uint32 building or tree id (0: none); texture: "ortho", "facade"
+    or "none" (then `colour`)."""
 
     kind: str
     positions: np.ndarray
@@ -38,6 +42,7 @@ class Surface:
     triangles: np.ndarray
     instance: np.ndarray
     texture: str
+    colour: tuple[float, float, float] | None = None  # linear RGB albedo of untextured surfaces (trees)
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +83,11 @@ class RenderChunk:
                 np.where(p.feature == NULL_FEATURE, len(ids) - 1, p.feature.astype(np.int64))
             surfaces.append(Surface(p.kind, p.positions.astype(np.float32), p.normals.astype(np.float32),
                                     p.uv.astype(np.float32), p.triangles.astype(np.uint32), ids[rows], p.texture))
+        tree_ids = np.array([t.id for t in mesh.trees], np.uint32)
+        for t in mesh.tree_instances:
+            for part, rows in t.merged():
+                surfaces.append(_tree_surface(part.positions, part.normals, part.triangles, tree_ids[rows],
+                                              _linear(TREE_COLOURS[part.material])))
         return RenderChunk(chunk.key, tuple(float(c) for c in mesh.origin), tuple(surfaces), chunk.ortho,
                            chunk.semantic.astype(np.uint8), mesh.facade)
 
@@ -96,13 +106,24 @@ class RenderChunk:
             if building is not None:
                 ids = np.concatenate([_view(doc, binary, building["properties"]["id"]["values"]).view("<u4"),
                                       np.zeros(1, np.uint32)])
+            tree_table = next((t for t in tables if t.get("class") == "tree"), None)
+            tree_ids = np.zeros(0, np.uint32) if tree_table is None else \
+                _view(doc, binary, tree_table["properties"]["id"]["values"]).view("<u4")
             images, classes = {}, None
             surfaces = []
+            for child in node.get("children", []):
+                surfaces.extend(_instanced_trees(doc, binary, doc["nodes"][child], tree_ids))
             for prim in mesh["primitives"]:
                 material = doc["materials"][prim["material"]]
                 kind = material.get("name")
+                if kind in TREE_MATERIALS:
+                    pos, nrm, tris = _primitive_geometry(doc, binary, prim)
+                    rows = _accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(np.int64)
+                    surfaces.append(_tree_surface(pos, nrm, tris, tree_ids[rows], _factor(material)))
+                    continue
                 if kind not in KINDS:
-                    raise RenderError(f"GLB primitive with material {kind!r}: expected one of {', '.join(KINDS)}")
+                    raise RenderError(f"GLB primitive with material {kind!r}: expected one of "
+                                      f"{', '.join(KINDS[:-1] + TREE_MATERIALS)}")
                 tex = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
                 texture = "facade" if doc["textures"][tex].get("name") == "facade" or kind == "facade" else "ortho"
                 if texture not in images:
@@ -129,6 +150,58 @@ class RenderChunk:
         if classes is None:
             classes = np.zeros(ortho.shape[:2], np.uint8)
         return RenderChunk(key, (float(tx), float(-tz)), tuple(surfaces), ortho, classes, images.get("facade"))
+
+
+def _linear(srgb) -> tuple[float, float, float]:
+    return tuple(((c / 255.0 + 0.055) / 1.055) ** 2.4 for c in srgb)
+
+
+def _factor(material: dict) -> tuple[float, float, float]:
+    return tuple(float(c) for c in material["pbrMetallicRoughness"]["baseColorFactor"][:3])
+
+
+def _tree_surface(pos, nrm, tris, ids, colour) -> Surface:
+    return Surface("tree", np.ascontiguousarray(pos, np.float32), np.ascontiguousarray(nrm, np.float32),
+                   np.zeros((len(pos), 2), np.float32), np.ascontiguousarray(tris, np.uint32),
+                   np.ascontiguousarray(ids, np.uint32), "none", colour)
+
+
+def _primitive_geometry(doc: dict, binary: bytes, prim: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a = prim["attributes"]
+    return (_gltf_to_enu(_accessor(doc, binary, a["POSITION"])), _gltf_to_enu(_accessor(doc, binary, a["NORMAL"])),
+            _accessor(doc, binary, prim["indices"]).astype(np.uint32).reshape(-1, 3))
+
+
+def _instanced_trees(doc: dict, binary: bytes, node: dict, tree_ids: np.ndarray) -> list[Surface]:
+    """A child node drawn with EXT_mesh_gpu_instancing, expanded: scale, then rotate, then move."""
+    inst = node.get("extensions", {}).get("EXT_mesh_gpu_instancing")
+    if inst is None:
+        raise RenderError(f"GLB child node {node.get('name')!r} without EXT_mesh_gpu_instancing: not a worldstream chunk")
+    at = inst["attributes"]
+    t = _accessor(doc, binary, at["TRANSLATION"]).astype(np.float64)
+    q = _accessor(doc, binary, at["ROTATION"]).astype(np.float64)
+    sc = _accessor(doc, binary, at["SCALE"]).astype(np.float64)
+    rows = _accessor(doc, binary, at["_FEATURE_ID_0"]).astype(np.int64)
+    x, y, z, w = q[:, 0:1], q[:, 1:2], q[:, 2:3], q[:, 3:4]
+    out = []
+    for prim in doc["meshes"][node["mesh"]]["primitives"]:
+        a = prim["attributes"]
+        p = _accessor(doc, binary, a["POSITION"]).astype(np.float64)
+        n = _accessor(doc, binary, a["NORMAL"]).astype(np.float64)
+        tris = _accessor(doc, binary, prim["indices"]).astype(np.int64).reshape(-1, 3)
+
+        def rotate(v):  # quaternion (x, y, z, w) applied to (N, V, 3)
+            u = np.stack([x, y, z], -1)  # (N, 1, 3)
+            tt = 2.0 * np.cross(u, v)
+            return v + w[..., None] * tt + np.cross(u, tt)
+        pos = rotate(p[None] * sc[:, None]) + t[:, None]
+        nrm = rotate(n[None] / sc[:, None])
+        nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
+        v = len(p)
+        all_tris = (tris[None] + (np.arange(len(t)) * v)[:, None, None]).reshape(-1, 3)
+        out.append(_tree_surface(_gltf_to_enu(pos.reshape(-1, 3)), _gltf_to_enu(nrm.reshape(-1, 3)), all_tris,
+                                 np.repeat(tree_ids[rows], v), _factor(doc["materials"][prim["material"]])))
+    return out
 
 
 def _split_glb(glb: bytes) -> tuple[dict, bytes]:

@@ -71,9 +71,11 @@ SURFACE_FRAGMENT = COMMON + """
 uniform sampler2D u_albedo;
 uniform usampler2D u_classes;
 uniform vec3 u_forward;      // camera forward, ENU
-uniform int u_kind;          // 0 terrain, 1 water, 2 roof, 3 facade
+uniform int u_kind;          // 0 terrain, 1 water, 2 roof, 3 facade, 4 tree
+uniform vec4 u_colour;       // alpha 1: linear albedo of an untextured surface (trees)
 uniform uint u_building_class;
 uniform uint u_rock_class;
+uniform uint u_tree_class;
 in vec3 v_rel;
 in vec3 v_normal;
 in vec2 v_uv;
@@ -86,7 +88,10 @@ void main() {
     vec3 n = normalize(v_normal);
     float dist = length(v_rel);
     vec3 view = v_rel / max(dist, 1e-6);
-    vec3 albedo = pow(texture(u_albedo, v_uv).rgb, vec3(2.2));
+    vec3 albedo = u_colour.a > 0.5 ? u_colour.rgb : pow(texture(u_albedo, v_uv).rgb, vec3(2.2));
+    if (u_kind == 4) {  // each tree its own shade, from its id
+        albedo *= 0.8 + 0.4 * float((v_instance >> 7u) % 97u) / 96.0;
+    }
     float sun = max(dot(n, u_sun), 0.0);
     vec3 ambient = mix(vec3(0.10, 0.09, 0.08), u_zenith * 0.55, n.z * 0.5 + 0.5);
     vec3 lit = albedo * (vec3(1.0, 0.96, 0.88) * 1.05 * sun + ambient);
@@ -100,7 +105,9 @@ void main() {
     o_colour = vec4(pow(clamp(colour, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
     o_depth = dot(v_rel, u_forward);
     uint cls;
-    if (v_instance != 0u) {
+    if (u_kind == 4) {
+        cls = u_tree_class;
+    } else if (v_instance != 0u) {
         cls = u_building_class;
     } else if (u_kind == 3) {
         cls = u_rock_class;

@@ -416,6 +416,19 @@ class ProceduralGenerator:
                 dem[sel], dsm[sel] = d, s
         return dem.cpu().numpy(), dsm.cpu().numpy()
 
+    def trees_at(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Tree crown height above the ground (float32 m, 0 = none) and tree id (uint32, 0 = none)
+        at world points (array-like metres, same shape): the crowns the DSM carries (no crowns
+        over water samples there; here, no water test)."""
+        x = torch.as_tensor(np.asarray(x, np.float64).reshape(-1), device=self.device)
+        y = torch.as_tensor(np.asarray(y, np.float64).reshape(-1), device=self.device)
+        if x.numel() == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.uint32)
+        with torch.no_grad():
+            veg = self.vegetation_nodes(float(x.min()), float(y.min()), float(x.max()), float(y.max()))
+            c = vegetation.canopy(self.spec.seed, x, y, veg, self.block_at)
+        return c["height"].cpu().numpy(), c["id"].cpu().numpy().astype(np.uint32)
+
     def heights_at(self, x, y, level: int) -> tuple[np.ndarray, np.ndarray]:
         """Ground (DEM) and surface (DSM) heights at world points, bilinear between the level's
         samples exactly as the chunk mesh interpolates them. x, y: array-like metres, same shape."""

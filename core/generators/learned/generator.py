@@ -156,3 +156,6 @@ class LearnedGenerator:
 
     def heights_at(self, x, y, level: int) -> tuple[np.ndarray, np.ndarray]:
         return self.procedural.heights_at(x, y, level)
+
+    def trees_at(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        return self.procedural.trees_at(x, y)
