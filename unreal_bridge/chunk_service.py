@@ -2,8 +2,11 @@
 
 `ChunkService.get(key, formats)` answers from a byte-budgeted in-memory LRU, then from the disk
 cache (one folder per chunk, written atomically, so an interrupted write never looks complete),
-then by generating in a process pool. Concurrent requests for the same chunk share one job; a
-job nobody waits for any more is cancelled if it has not started.
+then by generating in a process pool. Concurrent requests for the same chunk share one job, also
+across formats: a request for formats that a queued job of the same chunk does not make widens
+that job (the chunk is generated once for both: a camera's "glb" and the simulator's ground's
+"sidecars"); only when that job is already running does a second one generate the chunk again.
+A job nobody waits for any more is cancelled if it has not started.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class ServiceStats:
     disk_hits: int = 0
     generated: int = 0
     cancelled: int = 0
+    widened: int = 0  # queued jobs given more formats instead of generating the chunk twice
     failed: int = 0
     memory_bytes: int = 0
     entries: int = 0
@@ -37,10 +41,11 @@ class ServiceStats:
 
 @dataclass
 class _Job:
-    future: asyncio.Future
+    future: asyncio.Future  # result: every file of `formats`
     waiters: int = 0
     exec_future: object = None
     formats: tuple[str, ...] = field(default_factory=tuple)
+    aliases: set = field(default_factory=set)  # the (key, formats) entries of ChunkService._jobs naming it
 
 
 class ChunkService:
@@ -124,35 +129,58 @@ class ChunkService:
             self.stats.disk_hits += 1
             self._remember(key, files)
             return files
-        job_key = (key, formats)
-        job = self._jobs.get(job_key)
-        if job is None:
-            job = self._start(key, formats)
+        job = self._jobs.get((key, formats)) or self._join(key, formats) or self._start(key, formats)
         job.waiters += 1
         try:
-            return await asyncio.shield(job.future)
+            files = await asyncio.shield(job.future)
+            return {n: files[n] for n in names}
         finally:
             job.waiters -= 1
             if job.waiters == 0 and not job.future.done() and job.exec_future is not None:
                 if job.exec_future.cancel():  # not started yet: nobody needs it any more
                     self.stats.cancelled += 1
-                    self._jobs.pop(job_key, None)
+                    self._forget(job)
                     job.future.cancel()
 
+    def _join(self, key: ChunkKey, formats: tuple[str, ...]) -> _Job | None:
+        """An in-flight job of the same chunk that makes (or, not started yet, is widened to make)
+        every file of `formats`; None if there is none."""
+        jobs = list({id(j): j for (k, _), j in self._jobs.items() if k == key}.values())
+        for job in jobs:
+            if set(formats) <= set(job.formats):
+                job.aliases.add((key, formats))
+                self._jobs[(key, formats)] = job
+                return job
+        for job in jobs:
+            if job.exec_future is not None and job.exec_future.cancel():  # queued: one job for both
+                self._submit(job, key, tuple(dict.fromkeys(job.formats + formats)))
+                job.aliases.add((key, formats))
+                self._jobs[(key, formats)] = job
+                self.stats.widened += 1
+                return job
+        return None
+
     def _start(self, key: ChunkKey, formats: tuple[str, ...]) -> _Job:
-        loop = asyncio.get_running_loop()
-        job = _Job(future=loop.create_future(), formats=formats)
+        job = _Job(future=asyncio.get_running_loop().create_future(), aliases={(key, formats)})
         self._jobs[(key, formats)] = job
-        job.exec_future = self._executor.submit(export_key, self.spec_json, key.path(), formats)
-
-        def done(cf) -> None:
-            loop.call_soon_threadsafe(self._finish, key, formats, job, cf)
-
-        job.exec_future.add_done_callback(done)
+        self._submit(job, key, formats)
         return job
 
-    def _finish(self, key: ChunkKey, formats, job: _Job, cf) -> None:
-        self._jobs.pop((key, formats), None)
+    def _submit(self, job: _Job, key: ChunkKey, formats: tuple[str, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        job.formats = formats
+        cf = job.exec_future = self._executor.submit(export_key, self.spec_json, key.path(), formats)
+        cf.add_done_callback(lambda _: loop.call_soon_threadsafe(self._finish, key, job, cf))
+
+    def _forget(self, job: _Job) -> None:
+        for jk in job.aliases:
+            if self._jobs.get(jk) is job:
+                del self._jobs[jk]
+
+    def _finish(self, key: ChunkKey, job: _Job, cf) -> None:
+        if cf is not job.exec_future:
+            return  # replaced by a wider job before it started
+        self._forget(job)
         if cf.cancelled():
             if not job.future.done():
                 job.future.cancel()
@@ -171,4 +199,4 @@ class ChunkService:
         except OSError:
             pass  # the cache is an optimisation; a full disk must not fail the request
         if not job.future.done():
-            job.future.set_result({n: files[n] for n in expected_files(formats)})
+            job.future.set_result({n: files[n] for n in expected_files(job.formats)})

@@ -37,3 +37,28 @@ def test_prefetch_through_the_chunk_service_matches_the_in_process_build(tmp_pat
     ground.around(90.0, 40.0)  # within half the reach of the prefetched centre: nothing built here
     assert ground.built_in_place == 2
     assert (tmp_path / "cache" / "chunks").is_dir()  # the same disk cache `worldstream serve --cache` uses
+
+
+def test_a_chunk_asked_for_as_glb_and_as_sidecars_at_once_is_generated_once():
+    """The simulator's cameras ask for GLBs and its ground for sidecars of the same chunks: a queued
+    job is widened to both formats instead of generating the chunk twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worldstream.core import ChunkKey
+    from worldstream.exporters.formats import expected_files, export_key
+
+    blocker, key = ChunkKey(3, 0, 0), ChunkKey(4, 1, 2)
+
+    async def ask():
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            service = ChunkService(SPEC, executor=pool)
+            got = await asyncio.gather(service.get(blocker), service.get(key, ("glb",)),
+                                       service.get(key, ("sidecars",)), service.get(key, ("glb", "sidecars")))
+            again = await service.get(key, ("sidecars",))  # from memory now
+            return got, again, service.stats.as_dict()
+
+    (_, glb, sidecars, both), again, stats = asyncio.run(ask())
+    assert stats["generated"] == 2 and stats["widened"] == 1 and stats["memory_hits"] == 1
+    assert set(glb) == set(expected_files(("glb",))) and set(sidecars) == set(expected_files(("sidecars",)))
+    want = export_key(SPEC.to_json(), key.path(), ("glb", "sidecars"))
+    assert both == want and again == sidecars and all(glb[n] == want[n] for n in glb)
