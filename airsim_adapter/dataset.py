@@ -1,7 +1,8 @@
 """Datasets recorded along a mission (layout in docs/airsim.md): per frame the images as AirSim
 returned them, the vehicle and camera poses in AirSim NED and world ENU, and ground truth from the
 world itself (surface and ground height under the vehicle, height above ground, the classes the
-camera sees). Every file is written atomically; `dataset.json`, written last, marks it complete."""
+camera sees). Every file is written atomically; `dataset.json`, written last once everything
+else is synced to disk, marks it complete."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core import frames
-from ..core.biomes import CLASSES
-from ..exporters.atomic import write_file_atomic
+from ..core.biomes import CLASSES, PALETTE
+from ..exporters.atomic import fsync_paths, write_file_atomic
 from ..render.camera import Intrinsics, Pose
 from ..render.renderer import NO_HIT_DEPTH
 from .structs import rotation_matrix
@@ -56,6 +57,25 @@ def class_fractions(class_ids: np.ndarray, sky: int) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
+_PALETTE_CODE = {(r << 16) | (g << 8) | b: cid for cid, (r, g, b) in PALETTE.items()}
+
+
+def segmentation_classes(rgb: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """(H, W, 3) uint8 segmentation in the world's class palette (`worldstream sim`'s) -> (class ids
+    of the pixels that show a surface, count of sky pixels: black), ready for class_fractions; None
+    when some colour is not a class colour (AirSim in Unreal colours meshes, not classes)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        return None
+    code = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    colours, counts = np.unique(code.reshape(-1), return_counts=True)
+    if any(int(c) not in _PALETTE_CODE for c in colours):
+        return None
+    ids = np.repeat(np.array([_PALETTE_CODE[int(c)] for c in colours], np.uint8), counts)
+    surface = ids != 0  # class 0 ("none") is what the renderer leaves where nothing is hit: sky
+    return ids[surface], int((~surface).sum())
+
+
 def image_files(index: int, images: dict[str, object]) -> tuple[dict[str, str], dict[str, bytes]]:
     """images: type name -> PNG bytes (scene, segmentation) or (H, W) float32 (depth) ->
     (file names, {relative path: bytes}). Depth is stored as .npy (float32 metres)."""
@@ -74,7 +94,14 @@ def image_files(index: int, images: dict[str, object]) -> tuple[dict[str, str], 
 
 
 class DatasetWriter:
-    """Writes frames as they come (images, then the frame's record) and the manifest at the end."""
+    """Writes frames as they come (images, then the frame's record) and the manifest at the end.
+
+    Every file is written atomically (a temporary file renamed into place) but not synced one by
+    one: after the writing process dies, every file present is whole, and a frame's record exists
+    only if its images do. Durability comes at the end: `finish` fsyncs every file written and
+    their folders, and only then writes (and fsyncs) `dataset.json`. So after an OS crash or power
+    loss a dataset with `dataset.json` is entirely on disk; one without it is incomplete (recent
+    files may be missing or empty) and `load_dataset` refuses it."""
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -83,19 +110,41 @@ class DatasetWriter:
         if stale.exists():
             stale.unlink()  # a rerun into the same folder is incomplete until it finishes
         self.count = 0
+        self._unsynced: list[Path] = []
 
-    def write_frame(self, record: dict, blobs: dict[str, bytes]) -> None:
+    def _write(self, rel: str, data: bytes) -> None:
+        path = self.root / rel
+        write_file_atomic(path, data, durable=False)
+        self._unsynced.append(path)
+
+    def write_images(self, blobs: dict[str, bytes]) -> None:
         for rel, data in blobs.items():
-            write_file_atomic(self.root / rel, data)
-        write_file_atomic(self.root / FRAMES_DIR / f"{record['index']:06d}.json",
-                          (json.dumps(record, indent=1) + "\n").encode())
+            self._write(rel, data)
+
+    def write_record(self, record: dict) -> None:
+        """A frame's record, once its images are written."""
+        self._write(f"{FRAMES_DIR}/{record['index']:06d}.json", (json.dumps(record, indent=1) + "\n").encode())
         self.count += 1
 
+    def write_frame(self, record: dict, blobs: dict[str, bytes]) -> None:
+        self.write_images(blobs)
+        self.write_record(record)
+
     def write_json(self, name: str, doc: dict) -> None:
-        write_file_atomic(self.root / name, (json.dumps(doc, indent=1) + "\n").encode())
+        self._write(name, (json.dumps(doc, indent=1) + "\n").encode())
+
+    def sync(self) -> None:
+        """Make everything written so far durable: the files, then the folders holding them."""
+        folders = {p.parent for p in self._unsynced}
+        fsync_paths(self._unsynced)
+        fsync_paths(sorted(folders))
+        self._unsynced = []
 
     def finish(self, manifest: dict) -> None:
-        self.write_json(MANIFEST, dict(manifest, frames=self.count, complete=True))
+        self.sync()
+        write_file_atomic(self.root / MANIFEST, (json.dumps(dict(manifest, frames=self.count, complete=True), indent=1)
+                                                 + "\n").encode())
+        fsync_paths([self.root])
 
 
 def load_dataset(root: Path | str) -> tuple[dict, list[dict]]:

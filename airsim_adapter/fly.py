@@ -11,22 +11,24 @@ the sim clock while it runs freely.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..core import frames
 from ..core.errors import WorldstreamError
 from ..core.world import World
-from .dataset import DatasetWriter, camera_to_world, class_fractions, image_files, unproject
+from .dataset import DatasetWriter, camera_to_world, class_fractions, image_files, segmentation_classes, unproject
 from .ground import Ground
 from .mission import IMAGE_TYPES, Mission, plan_path
 from ..render.camera import Intrinsics
 
 CLIMB_SPEED_MAX = 8.0  # m/s, the vertical climb to the path's start
-PAUSE_POLL_S = 0.005
+PAUSE_POLL_S = 0.001  # the sim pauses again within a few ms at ClockSpeed 100
 
 
 class FlightError(WorldstreamError, RuntimeError):
@@ -46,15 +48,61 @@ def _done(future) -> bool:
     return bool(getattr(future, "_set_flag", False))
 
 
+FLUSH_FRAMES = 100  # frame records wait for their heights at most this many captures
+
+
 class Recorder:
-    """Captures one frame: images through the client, poses, and ground truth from the world."""
+    """Captures one frame: images through the client, poses, and ground truth from the world.
+
+    Images are written as they come. Heights under the vehicle (World.height_at at the finest
+    level: one call costs about as much for a hundred points as for one) are looked up for up to
+    FLUSH_FRAMES captures at once, then those frames' records are written (`flush`; fly_mission
+    flushes the rest when the path ends). The classes in view come from the segmentation image when
+    it is in the world's class palette (`worldstream sim` draws the chunks' classes: the shares are
+    then exactly the image's); otherwise (AirSim in Unreal colours meshes) the depth image is
+    unprojected onto the world's class layers (`Ground`, built when first needed)."""
 
     def __init__(self, client, airsim, mission: Mission, world: World, home_enu: np.ndarray, writer: DatasetWriter):
         self.client, self.airsim, self.mission, self.world = client, airsim, mission, world
         self.home_enu, self.writer = home_enu, writer
-        self.ground = Ground(world)
+        self.ground: Ground | None = None
         self.intrinsics: dict | None = None
-        self.seconds = 0.0  # wall seconds spent capturing
+        self.frames = 0
+        self._pending: list[dict] = []  # captured, waiting for their heights
+        self.seconds = 0.0  # wall seconds spent capturing (flushes included)
+        self.timing = {"rpc": 0.0, "truth": 0.0, "write": 0.0}  # wall seconds by part
+
+    def flush(self) -> None:
+        """Heights for the frames waiting, then their records."""
+        if not self._pending:
+            return
+        t0 = time.perf_counter()
+        enu = np.array([r["vehicle"]["position_enu"] for r in self._pending])
+        ground, surface = self.world.height_at(enu[:, 0], enu[:, 1])
+        t1 = time.perf_counter()
+        for r, z, s, g in zip(self._pending, enu[:, 2], surface, ground):
+            classes = r["ground_truth"]
+            r["ground_truth"] = {"surface_m": float(s), "ground_m": float(g), "agl_m": float(z - s), **classes}
+            self.writer.write_record(r)
+        self._pending = []
+        t2 = time.perf_counter()
+        self.timing["truth"] += t1 - t0
+        self.timing["write"] += t2 - t1
+        self.seconds += t2 - t0
+
+    def classes_in_view(self, images: dict, depth, cam_q, cam_enu) -> tuple[dict, str] | None:
+        """({class: share of pixels}, where from) or None without a segmentation or depth image."""
+        seg = images.get("segmentation")
+        if seg is not None:
+            found = segmentation_classes(np.asarray(Image.open(io.BytesIO(bytes(seg))).convert("RGB")))
+            if found is not None:
+                return class_fractions(*found), "segmentation"
+        if depth is None:
+            return None
+        if self.ground is None:
+            self.ground = Ground(self.world)
+        intr = Intrinsics(self.intrinsics["width"], self.intrinsics["height"], self.intrinsics["fov_deg"])
+        return classes_by_unprojection(self.ground, depth[1], intr, cam_q, cam_enu, depth[0] == "depth_planar"), depth[0]
 
     def capture(self) -> dict:
         t0 = time.perf_counter()
@@ -73,6 +121,7 @@ class Recorder:
 
     def _capture(self) -> dict:
         vehicle = self.mission.vehicle
+        t0 = time.perf_counter()
         state = self.client.getMultirotorState(vehicle_name=vehicle)
         responses = self.client.simGetImages(self._requests(), vehicle_name=vehicle)
         collision = self.client.simGetCollisionInfo(vehicle_name=vehicle)
@@ -96,22 +145,17 @@ class Recorder:
                                "fov_deg": intr.fov_deg, "K": intr.matrix().tolist(), "distortion": None,
                                "camera_frame": "x forward, y right, z down (AirSim); pixel (0, 0) top left"}
             self.writer.write_json("intrinsics.json", self.intrinsics)
+        t1 = time.perf_counter()
         kin = state.kinematics_estimated
         pos_ned = _vec(kin.position)
         enu = frames.airsim_to_enu(pos_ned, self.home_enu)
-        self.ground.around(enu[0], enu[1])  # the world's finest level near the vehicle, as World.height_at gives it
-        surface = float(self.ground.surface(enu[0:1], enu[1:2])[0])
-        ground = float(self.ground.ground(enu[0:1], enu[1:2])[0])
-        truth = {"surface_m": surface, "ground_m": ground, "agl_m": float(enu[2] - surface)}
+        truth = {}  # heights first, when flushed
         cam_enu = frames.airsim_to_enu(cam_ned, self.home_enu)
-        if depth is not None:
-            intr = Intrinsics(self.intrinsics["width"], self.intrinsics["height"], self.intrinsics["fov_deg"])
-            pts, hit = unproject(depth[1], intr, cam_q, cam_enu, planar=depth[0] == "depth_planar")
-            ids, _ = self.ground.layers(pts[hit, 0], pts[hit, 1])
-            truth["classes_in_view"] = class_fractions(ids, int((~hit).sum()))
-            truth["classes_from"] = depth[0]
+        classes = self.classes_in_view(images, depth, cam_q, cam_enu)
+        if classes is not None:
+            truth["classes_in_view"], truth["classes_from"] = classes
         lat, lon, alt = (float(a) for a in frames.enu_to_geodetic(enu, self.world.spec.origin))
-        index = self.writer.count
+        index = self.frames
         names, blobs = image_files(index, images)
         record = {
             "index": index, "time_ns": int(state.timestamp), "files": names,
@@ -123,8 +167,25 @@ class Recorder:
                        "camera_to_world_enu": camera_to_world(cam_ned, cam_q, self.home_enu).round(9).tolist()},
             "ground_truth": truth, "collided": bool(collision.has_collided),
         }
-        self.writer.write_frame(record, blobs)
+        t2 = time.perf_counter()
+        self.writer.write_images(blobs)
+        self.frames += 1
+        self._pending.append(record)
+        self.timing["rpc"] += t1 - t0
+        self.timing["truth"] += t2 - t1
+        self.timing["write"] += time.perf_counter() - t2
+        if len(self._pending) >= FLUSH_FRAMES:
+            self.flush()
         return record
+
+
+def classes_by_unprojection(ground: Ground, depth: np.ndarray, intr: Intrinsics, cam_q, cam_enu, planar: bool) -> dict:
+    """{class: share of pixels}: the depth image unprojected to world points, each point's class
+    read from the world's class layers around it (Ground's fine tier near the vehicle, coarse beyond)."""
+    pts, hit = unproject(depth, intr, cam_q, cam_enu, planar=planar)
+    ground.around(float(cam_enu[0]), float(cam_enu[1]))
+    ids, _ = ground.layers(pts[hit, 0], pts[hit, 1])
+    return class_fractions(ids, int((~hit).sum()))
 
 
 def _record_lockstep(client, recorder: Recorder, future, interval_s: float) -> None:
@@ -182,6 +243,7 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
         client.simPause(True)
     future = client.moveOnPathAsync(ned, mission.speed, timeout_sec=sim_budget_s, drivetrain=airsim.DrivetrainType.ForwardOnly,
                                     yaw_mode=airsim.YawMode(False, 0), vehicle_name=v)
+    end_state = None
     try:
         if recorder is None:
             future.join()
@@ -189,13 +251,17 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
             _record_lockstep(client, recorder, future, mission.capture.interval_s)
         else:
             _record_realtime(client, recorder, future, mission.capture.interval_s, path_t0)
+        if recorder:
+            end_state = client.getMultirotorState(vehicle_name=v)  # the path's end: the sim clock before the flush
+            recorder.flush()  # the last frames' heights and records: part of recording the path
     finally:
         if recorder and lockstep:
             client.simPause(False)
     reached = future.get()
     path_wall_s = time.perf_counter() - path_wall0
     collision = client.simGetCollisionInfo(vehicle_name=v)
-    end_state = client.getMultirotorState(vehicle_name=v)
+    if end_state is None:
+        end_state = client.getMultirotorState(vehicle_name=v)
     end = frames.airsim_to_enu(_vec(end_state.kinematics_estimated.position), home_enu)
     miss = float(np.linalg.norm(end - path.points[-1]))
     if not reached:
@@ -211,8 +277,12 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
                "end_miss_m": miss, "path_sim_s": sim_s, "total_sim_s": (client.getMultirotorState(vehicle_name=v).timestamp - t_sim0) / 1e9,
                "path_wall_s": path_wall_s, "wall_s": wall_s, "lockstep": lockstep, "world": world.spec.to_dict(),
                "capture": asdict(mission.capture) if mission.capture else None,
-               "capture_s_mean": recorder.seconds / max(writer.count, 1) if recorder else None}
+               "capture_s_mean": recorder.seconds / max(recorder.frames, 1) if recorder else None,
+               "capture_ms": {k: round(1000 * v / max(recorder.frames, 1), 2) for k, v in recorder.timing.items()}
+               if recorder else None}
     if writer:
-        writer.finish(summary)
+        t = time.perf_counter()
+        writer.finish(summary)  # syncs every file to disk, then writes dataset.json
         summary["frames"] = writer.count
+        summary["finish_s"] = time.perf_counter() - t
     return summary

@@ -11,10 +11,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from ..core import frames
 from ..core.spec import WorldSpec
 from ..core.world import World
 from ..unreal_bridge.chunk_service import ChunkService
 from . import rpc
+from .ground import Ground
 from .settings import build_settings, parse_settings
 from .sim import Simulator
 
@@ -94,7 +98,15 @@ def make_simulator(seed: int | None = None, settings_path: str | Path | None = N
     if doc is None:
         doc = build_settings(world)
     service = ChunkService(spec, cache_dir=cache_dir, workers=workers) if workers > 0 else None
-    return Simulator(world, parse_settings(doc), service=service)
+    settings = parse_settings(doc)
+    ground = None
+    if service is not None and settings.vehicles:
+        # the ground around the first vehicle's spawn through the service: its disk cache, or its
+        # worker processes in parallel, instead of generating both tiers here one chunk at a time
+        home = frames.airsim_to_enu(np.asarray(settings.vehicles[0].spawn, np.float64), (0.0, 0.0, 0.0))
+        ground = Ground(world)
+        asyncio.run(ground.prefetch(float(home[0]), float(home[1]), service))
+    return Simulator(world, settings, service=service, ground=ground)
 
 
 async def run_sim(sim: Simulator, host: str = "127.0.0.1", port: int = 41451,

@@ -18,21 +18,37 @@ def _umask() -> int:
     return mask
 
 
-def write_file_atomic(path: Path | str, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder, fsync and rename."""
+def write_file_atomic(path: Path | str, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` via a temporary file in the same folder, fsync and rename.
+
+    durable=False skips the fsync: the file still appears whole or not at all to every reader and
+    after the writing process dies, but after an OS crash or power loss it may be missing or empty
+    until the caller makes it durable (`fsync_paths`). For writers of many small files that sync
+    once at a checkpoint (datasets); exports keep the default."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; finished files get normal modes
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fsync_paths(paths) -> None:
+    """fsync files and folders (a folder's fsync makes the renames into it durable)."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_dir_atomic(path: Path | str, files: Mapping[str, bytes]) -> bool:

@@ -252,6 +252,12 @@ waypoints:
         colours, counts = np.unique(seg.reshape(-1, 3), axis=0, return_counts=True)
         top_class = seg_ids[tuple(colours[counts.argmax()])]
         assert next(iter(truth["classes_in_view"])) == CLASSES[top_class]
+        # worldstream sim's segmentation is in the world's class palette: the shares are the image's own
+        assert truth["classes_from"] == "segmentation"
+        shares = {CLASSES[seg_ids[tuple(c)]] if tuple(c) in seg_ids else "sky": n / counts.sum()
+                  for c, n in zip(colours, counts)}
+        assert truth["classes_in_view"].keys() == shares.keys()
+        assert all(abs(truth["classes_in_view"][k] - v) < 1e-6 for k, v in shares.items())
         if 0 < r["index"] < len(records) - 1:  # on the path leg: within a few metres of the planned path
             assert distance_to_polyline(enu, path) < 3.0
     last = np.array(records[-1]["vehicle"]["position_enu"])
