@@ -120,7 +120,8 @@ def main(argv=None) -> int:
                 print(f"mission real-time factor (lockstep, 180 m at 12 m/s, 256x144 Scene + DepthPlanar + "
                       f"Segmentation at 5 Hz through worldstream sim and the official client), {run}: "
                       f"{s['path_sim_s'] / s['path_wall_s']:.2f} (target >= 3); "
-                      f"{1000 * s['capture_s_mean']:.0f} ms per capture")
+                      f"{1000 * s['capture_s_mean']:.0f} ms per capture ({bench_sim.breakdown(s)}); "
+                      f"{1000 * s['path_wall_s'] / max(s['frames'], 1):.0f} ms of wall time per frame in all")
     return 0
 
 

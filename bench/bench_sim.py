@@ -13,13 +13,18 @@ Segmentation at 5 Hz of sim time into a dataset, in two modes:
 - realtime: ClockSpeed 1, the sim runs freely and the client captures whenever 0.2 sim s have
   passed: prints the capture rate achieved (target 5 Hz) and sim seconds per wall second.
 
-Also prints the client's ms per capture (state + the three images + writing them).
+Also prints the client's ms per capture and where they go: rpc (state, the three images and the
+collision info through the official client: the simulator's drawing is in there), truth (ground
+truth: class shares from the segmentation image, heights under the vehicle looked up a hundred
+frames at a time) and write (the frame's files, atomically, synced to disk once at the end: the
+seconds that sync takes are printed apart, as `sync`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -63,8 +68,21 @@ def fly(mode: str, seed: int, length: float, speed: float, workdir: Path, cache:
         summary = fly_mission(client, airsim, mission, world, workdir / f"dataset-{mode}", lockstep=mode == "lockstep")
     finally:
         stop_server(proc)
-    summary.update(mode=mode, startup_s=startup)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    m = re.search(r"images: (\d+) frames: ([0-9.]+) s selecting and waiting for chunks \((\d+) fetched\), "
+                  r"([0-9.]+) s drawing", err)
+    summary.update(mode=mode, startup_s=startup,
+                   sim_ms={"chunks": 1000 * float(m[2]) / max(int(m[1]), 1),
+                           "drawing": 1000 * float(m[4]) / max(int(m[1]), 1)} if m else None)
     return summary
+
+
+def breakdown(s: dict) -> str:
+    """Where a capture's milliseconds went, and the dataset's closing sync."""
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in (s.get("capture_ms") or {}).items())
+    sim = s.get("sim_ms")
+    inside = f"; of rpc, the simulator's chunks {sim['chunks']:.0f} and drawing {sim['drawing']:.0f}" if sim else ""
+    return f"{parts}{inside}; sync {s.get('finish_s', 0.0):.2f} s at the end"
 
 
 def main(argv=None) -> dict:
@@ -85,8 +103,8 @@ def main(argv=None) -> dict:
             rtf = s["path_sim_s"] / max(s["path_wall_s"], 1e-9)
             print(f"{mode:8s}: {s['path_length_m']:.0f} m at {args.speed:g} m/s, {s['path_sim_s']:.1f} sim s in "
                   f"{s['path_wall_s']:.1f} wall s on the path -> real-time factor {rtf:.2f}; {frames} frames "
-                  f"({rate:.2f} per sim s, asked {CAPTURE_HZ:g}); {1000 * s['capture_s_mean']:.0f} ms per capture; "
-                  f"sim start-up {s['startup_s']:.1f} s; whole run {wall:.1f} s")
+                  f"({rate:.2f} per sim s, asked {CAPTURE_HZ:g}); {1000 * s['capture_s_mean']:.0f} ms per capture "
+                  f"({breakdown(s)}); sim start-up {s['startup_s']:.1f} s; whole run {wall:.1f} s")
             out[mode] = {"rtf": rtf, "frames": frames, "capture_hz": rate, "ms_per_capture": 1000 * s["capture_s_mean"]}
     print(f"real-time factor (lockstep, target >= 1.0): {out['lockstep']['rtf']:.2f}")
     return out
