@@ -205,6 +205,28 @@ def eroded_fbm(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], gain: float
     return total * (1.0 / norm)
 
 
+def valleys(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], depth: float = 0.45,
+            sharpness: float = 2.5) -> torch.Tensor:
+    """Dissection factor in (0, 1]: lowest along the zero lines of each octave, which form
+    branching valley networks (V-shaped floors, rounded shoulders), highest on the interfluves
+    (1 only where every octave is far from a zero line).
+
+    Multiplying the height above a drainage base by it cuts valleys whose floors stay above that
+    base and deepen with the relief they cut into, as fluvial incision does. The first octave
+    removes up to `depth` of that height, each finer one 0.8 times as much of what is left, so
+    finer valleys are tributaries hanging on the flanks of coarser ones. Pure function of position.
+    """
+    total = None
+    d = depth
+    for o in octs:
+        t = torch.clamp(torch.abs(gradient_noise(x, y, o)) * sharpness, 0.0, 1.0)
+        profile = t * (2.0 - t)  # 0 on the valley line, slope max there, flat at the shoulder
+        f = 1.0 - (1.0 - profile) * d
+        total = f if total is None else total * f
+        d *= 0.8
+    return total
+
+
 def smoothstep(e0: float, e1: float, x: torch.Tensor) -> torch.Tensor:
     """Hermite step from 0 at e0 to 1 at e1 (float32)."""
     t = torch.clamp((x - e0) * (1.0 / (e1 - e0)), 0.0, 1.0)

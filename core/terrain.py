@@ -18,10 +18,24 @@ import torch
 
 from . import lattice
 from .hashing import salt
-from .noise import Octave, eroded_fbm, fbm, gradient_noise, octaves, ridged, smoothstep
+from .noise import Octave, eroded_fbm, fbm, gradient_noise, octaves, ridged, smoothstep, valleys
 
 FBM_STD = 0.14  # measured standard deviation of a 3-4 octave `fbm`; fields below are in its units
 SMOOTH_LATTICE = 512.0  # metres: world lattice the kilometre-scale fields are interpolated from
+# Relief constants, fitted with bench/bench_realism.py against SRTM samples (docs/realism.md)
+RANGE_WARP, HILL_WARP = 0.5, 0.25  # share of the domain warp bending ranges and hills
+RANGE_HEIGHT = 2800.0  # metres: ridged ranges are peaks ** 1.5 (fuller ranges than peaks ** 2)
+HILL_BASE, HILL_RANGE = 80.0, 30.0  # metres of hill relief per std, outside and inside hill country
+UPLAND = 0.05  # more metres of hill relief per std for each metre the continent stands above the sea
+HILL_OFFSET = 1.5  # std: hills stand mostly above the drainage base instead of half below it
+HILL_EROSION = 0.3  # slope damping of the hill octaves (eroded_fbm)
+HILL_INLAND = -0.6  # continental std where hills reach their full height (they start at the coast)
+FLOOD_PLAIN = 15.0  # metres: softness of the floor at the drainage base
+BANK = 0.03  # river-field units of flat bank beyond the channel (about its half width)
+RIVER_VALLEY = 0.22  # river-field units from the bank strip to the shoulder of a shallow valley
+VALLEY_OPENING = 200.0  # metres of depth that widen a river valley by another RIVER_VALLEY
+VALLEY_DEPTH_CAP = 400.0  # metres: deeper valleys (in ranges) open no wider than this depth gives
+DISSECTION = 0.15  # share of the height above the drainage base the coarsest tributary valleys cut
 # The macro relief's finest octave has a 192 m lattice (3 x s_0): finer detail comes from detail_octaves.
 
 
@@ -49,6 +63,7 @@ class MacroOctaves:
     plateau_mask: list
     rivers: list
     lakes: list
+    valleys: list
     temperature: list
     moisture: list
 
@@ -65,6 +80,7 @@ class MacroOctaves:
             plateau_mask=octaves(seed, 8, 24000.0, 3),
             rivers=octaves(seed, 9, 14000.0, 3),
             lakes=octaves(seed, 10, 5000.0, 2),
+            valleys=octaves(seed, 13, 2400.0, 3),  # 2400 m .. 600 m
             temperature=octaves(seed, 11, 80000.0, 3),
             moisture=octaves(seed, 12, 30000.0, 3),
         )
@@ -92,6 +108,13 @@ def smooth_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves) -> dict[
     }
 
 
+def drainage_base(base: torch.Tensor) -> torch.Tensor:
+    """The rivers' level (m) under a continental level `base` (m): 3 m below it inland, falling
+    to sea level at the coast (0 at base <= 0, non-decreasing in base), so rivers reach the sea
+    at its surface. Inland, the macro ground never lies below it (see `macro_fields`)."""
+    return torch.clamp(base - 3.0 * smoothstep(0.0, 30.0, base), min=0.0)
+
+
 def macro_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves,
                  params: TerrainParams = TerrainParams()) -> dict[str, torch.Tensor]:
     """Level-independent relief and climate at world points.
@@ -111,12 +134,17 @@ def macro_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves,
 
     land = smoothstep(-0.3, 0.5, cont)
     mountain = smoothstep(0.35, 1.3, s["mountain_mask"]) * land
-    peaks = ridged(xw, yw, octs.mountains)
-    height_m = peaks * peaks * (2600.0 * params.relief) * mountain
+    # the domain warp bends ranges and hills; at full strength it also squeezes them up to twice
+    # as steep where it converges, which widens the slope distribution far beyond real relief
+    wx32, wy32 = s["warp_x"].to(torch.float64), s["warp_y"].to(torch.float64)
+    peaks = ridged(x + wx32 * RANGE_WARP, y + wy32 * RANGE_WARP, octs.mountains)
+    height_m = peaks * torch.sqrt(peaks) * (RANGE_HEIGHT * params.relief) * mountain
 
     hill_mask = smoothstep(-1.2, 1.5, s["hill_mask"])
-    hills = eroded_fbm(xw, yw, octs.hills, erosion=0.6) * (1.0 / 0.083)
-    height_h = hills * ((35.0 + 140.0 * hill_mask) * params.relief) * land
+    hills = eroded_fbm(x + wx32 * HILL_WARP, y + wy32 * HILL_WARP, octs.hills, erosion=HILL_EROSION) * (1.0 / 0.083)
+    upland = torch.clamp(base, min=0.0) * UPLAND  # relief grows with the height above the sea
+    inland = smoothstep(-0.9, HILL_INLAND, cont)  # hills rise from the coast (base 0 m) on
+    height_h = (hills + HILL_OFFSET) * ((HILL_BASE + HILL_RANGE * hill_mask + upland) * params.relief) * inland
 
     h = base + height_m + height_h
 
@@ -128,32 +156,50 @@ def macro_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves,
     terraced = (tf + smoothstep(0.72, 0.95, t - tf)) * step
     h = h + (terraced - h) * plateau
 
+    # the drainage base: the rivers' level, the smooth continental level 3 m down inland, falling
+    # to sea level (0 m) at the coast, so every river reaches the sea at its surface
+    river_level = drainage_base(base)
+    # land never sinks below it: basins fill up to flood plains just above the rivers (a soft
+    # maximum with sqrt only), so no river is perched above the land beside it
+    above = h - river_level
+    floored = river_level + (above + torch.sqrt(above * above + FLOOD_PLAIN * FLOOD_PLAIN)) * 0.5
+    h = h + (floored - h) * smoothstep(-12.0, 0.0, base)
+
+    # dissection: branching valleys cut into the relief above the drainage base
+    if params.rivers > 0:
+        h = river_level + (h - river_level) * valleys(xw, yw, octs.valleys, depth=DISSECTION)
+
     # wetness: a continuous signed score, > 0 in water, so interpolated shorelines stay smooth
     wet = -h * 0.2
     water_level = torch.zeros_like(h)
 
-    # rivers: the zero set of a warped field; valleys carved down to the smooth continental level
-    river_level = base - 3.0
+    # rivers: the zero set of a warped field. The ground meets the water at its level with zero
+    # slope and stays there for a bank strip a few lattice cells wide, so the surface interpolated
+    # from the 16 m lattice is flat across the shore: no step where land and water nodes
+    # alternate along a bank, and no bulge of the water surface next to a steep bank.
     if params.rivers > 0:
         r = torch.abs(s["rivers"])
-        on_land = smoothstep(8.0, 30.0, base)
         width = 0.035 * params.rivers
-        valley = smoothstep(width, width + 0.22, r)  # 0 in the channel, 1 outside the valley
-        carved = river_level + 1.5 + (h - river_level - 1.5) * valley
-        lower = torch.minimum(h, carved)
-        h = h + (lower - h) * on_land
-        river_wet = (width - r) * (1.0 / width) - (1.0 - on_land) * 4.0
+        # 0 in the channel, 1 outside the valley; deeper valleys open wider, so their walls keep
+        # below threshold-hillslope steepness instead of growing with the relief they cut
+        depth = torch.clamp(h - river_level, 0.0, VALLEY_DEPTH_CAP)
+        span = RIVER_VALLEY * (1.0 + depth * (1.0 / VALLEY_OPENING))
+        tv = torch.clamp((r - (width + BANK)) / span, 0.0, 1.0)
+        valley = tv * (2.0 - tv)  # V-shaped: steepest at the bank strip, flat at the shoulder
+        h = torch.minimum(h, river_level + (h - river_level) * valley)
+        river_wet = (width - r) * (1.0 / width) - smoothstep(0.0, -4.0, base) * 4.0
         water_level = torch.where(river_wet > wet, river_level, water_level)
         wet = torch.maximum(wet, river_wet)
 
-    # lakes: rare basins flattened to a level just under the continental level
+    # lakes: rare basins flattened to the drainage base; like river banks,
+    # the shore meets the water at its level with zero slope and a flat strip
     if params.lakes > 0:
         q = s["lakes"]
-        lake_level = base - 1.0
+        lake_level = river_level  # one level with the rivers, so a lake's shore never lifts a river bank
         allowed = smoothstep(0.6, 0.3, mountain) * smoothstep(10.0, 30.0, base)
-        shore = smoothstep(1.55, 1.8, q) * allowed
-        h = h + (lake_level + 0.6 - h) * shore
         lake_wet = (q - 1.8) * 10.0 - (1.0 - allowed) * 4.0
+        shore = smoothstep(-3.3, -0.3, lake_wet)  # reaches the lake's level before its water line
+        h = h + (lake_level - h) * shore
         water_level = torch.where(lake_wet > wet, lake_level, water_level)
         wet = torch.maximum(wet, lake_wet)
 

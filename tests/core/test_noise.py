@@ -62,3 +62,16 @@ def test_hash_words_are_32_bit_and_well_spread():
     assert torch.unique(h).numel() > 0.999 * h.numel()
     bits = torch.stack([(h >> b) & 1 for b in range(32)]).float().mean(dim=(1, 2))
     assert torch.all((bits - 0.5).abs() < 0.01)
+
+
+def test_valleys_factor_is_bounded_and_shape_independent():
+    octs = noise.octaves(7, 13, 2400.0, 3)
+    xs = (torch.arange(300, dtype=torch.float64) * 37.0 - 5000.0).reshape(1, -1)
+    ys = (torch.arange(200, dtype=torch.float64) * 41.0 + 2e7).reshape(-1, 1)
+    v = noise.valleys(xs, ys, octs, depth=0.45)
+    floor = (1 - 0.45) * (1 - 0.45 * 0.8) * (1 - 0.45 * 0.64)
+    assert float(v.min()) >= floor - 1e-6 and float(v.max()) <= 1.0
+    q = torch.quantile(v.reshape(-1), torch.tensor([0.05, 0.95], dtype=torch.float32))
+    assert float(q[0]) < 0.45 and float(q[1]) > 0.85  # deep valley lines and high interfluves
+    pts = noise.valleys(xs.expand(200, 300).reshape(-1), ys.expand(200, 300).reshape(-1), octs, depth=0.45)
+    assert torch.equal(v.reshape(-1), pts)
