@@ -1,0 +1,106 @@
+"""Trees in the exports: instanced (EXT_mesh_gpu_instancing) and merged GLBs pass the Khronos
+validator, the instancing data is well formed (checked here: the validator skips it), both forms
+draw the same triangles as the in-memory mesh, and annotations.json lists the chunk's trees."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from worldstream.core import ChunkKey
+from worldstream.exporters.chunk_glb import export_glb
+from worldstream.exporters.chunk_mesh import MeshOptions, chunk_mesh
+from worldstream.exporters.gltf import accessor_array, read_glb
+from worldstream.exporters.sidecars import chunk_sidecars
+from worldstream.render.scene import RenderChunk
+
+from .test_glb_tiles import EXPECTED_INFOS, REPO, check_unvalidated_parts, validator_ready
+
+FOREST = ChunkKey(6, 3, 5)  # seed 7: forest edge and hedgerows, 1 m/px
+
+
+@pytest.fixture(scope="module")
+def forest(world):
+    c = world.chunk(FOREST)
+    out = {}
+    for instanced in (True, False):
+        m = chunk_mesh(c, world.spec, MeshOptions(instanced_trees=instanced))
+        out[instanced] = (m, export_glb(c, world.spec, m)["mesh.glb"])
+    return c, out
+
+
+def test_instanced_and_merged_tree_glbs_validate(forest, tmp_path):
+    reason = validator_ready()
+    if reason:
+        pytest.skip(reason)
+    paths = []
+    for instanced, (_, glb) in forest[1].items():
+        p = tmp_path / f"forest_{'instanced' if instanced else 'merged'}.glb"
+        p.write_bytes(glb)
+        paths.append(str(p))
+    run = subprocess.run(["node", str(REPO / "tests" / "js" / "validate_gltf.mjs"), *paths], capture_output=True,
+                         text=True, timeout=300, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    for report in json.loads(run.stdout):
+        issues = report["issues"]
+        msgs = [(m["code"], m.get("pointer"), m["message"]) for m in issues["messages"]]
+        assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, (report["path"], msgs)
+        assert {m[0] for m in msgs} <= EXPECTED_INFOS, msgs
+        check_unvalidated_parts(msgs, report["path"])
+
+
+def test_instancing_attributes_are_well_formed(forest):
+    c, out = forest
+    doc, binary = read_glb(out[True][1])
+    assert {"EXT_mesh_gpu_instancing", "EXT_instance_features"} <= set(doc["extensionsUsed"])
+    assert "EXT_mesh_gpu_instancing" not in doc.get("extensionsRequired", [])  # clients without it still load
+    chunk_node = doc["nodes"][doc["scenes"][0]["nodes"][0]]
+    children = [doc["nodes"][i] for i in chunk_node["children"]]
+    tree_table = next(i for i, t in enumerate(doc["extensions"]["EXT_structural_metadata"]["propertyTables"])
+                      if t["class"] == "tree")
+    total = 0
+    for node in children:
+        at = node["extensions"]["EXT_mesh_gpu_instancing"]["attributes"]
+        t = accessor_array(doc, binary, at["TRANSLATION"])
+        q = accessor_array(doc, binary, at["ROTATION"])
+        sc = accessor_array(doc, binary, at["SCALE"])
+        rows = accessor_array(doc, binary, at["_FEATURE_ID_0"])
+        assert t.shape == sc.shape == (len(rows), 3) and q.shape == (len(rows), 4)
+        for name in ("TRANSLATION", "ROTATION", "SCALE"):
+            acc = doc["accessors"][at[name]]
+            assert acc["componentType"] == 5126 and "target" not in doc["bufferViews"][acc["bufferView"]]
+        assert np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-6)
+        assert np.allclose(q[:, [0, 2]], 0.0)  # turns about the vertical only
+        assert (sc > 0).all() and (rows == np.round(rows)).all() and rows.max() < len(c.trees)
+        fid = node["extensions"]["EXT_instance_features"]["featureIds"][0]
+        assert fid["propertyTable"] == tree_table and fid["attribute"] == 0
+        total += len(rows)
+    assert total == len(c.trees) > 300
+
+
+def test_both_forms_draw_what_the_mesh_draws(forest):
+    c, out = forest
+    reference = RenderChunk.from_mesh(c, out[True][0])
+    ref_trees = [s for s in reference.surfaces if s.kind == "tree"]
+    assert sum(len(s.triangles) for s in ref_trees) > 300 * 20
+    for instanced, (_, glb) in out.items():
+        loaded = RenderChunk.from_glb(glb, FOREST)
+        trees = [s for s in loaded.surfaces if s.kind == "tree"]
+        assert len(trees) == len(ref_trees)
+        for a, b in zip(ref_trees, trees):
+            np.testing.assert_allclose(a.positions, b.positions, atol=2e-3)  # float32 instance maths
+            assert np.array_equal(a.triangles, b.triangles) and np.array_equal(a.instance, b.instance)
+            np.testing.assert_allclose(a.colour, b.colour, atol=1e-6)
+    assert {int(i) for s in ref_trees for i in np.unique(s.instance)} == {t.id for t in c.trees}
+
+
+def test_annotations_list_the_trees(world, forest):
+    c, _ = forest
+    ann = json.loads(chunk_sidecars(c, world.spec)["annotations.json"])
+    assert ann["trees"] == [json.loads(json.dumps(t.to_dict())) for t in c.trees]
+    first = ann["trees"][0]
+    assert set(first) == {"id", "position", "height", "crown_radius", "kind", "setting"}
+    assert ann["class_fractions"]["tree"] > 0.3
