@@ -5,7 +5,10 @@ line a wider main road). A block is urban where the settlement density is high e
 ground suits building (land, no mountains, no water at its centre). An urban block is split into
 n x n lots (n falls as density rises: dense centres get few large plots, villages many small
 ones); each lot may hold one rectangular building whose size, placement and floor count come from
-hashing (block, lot) indices. Any point can thus find "its" building without a list, so rasters are
+hashing (block, lot) indices. Building types follow the zone: detached houses (gabled or hipped
+roofs) in villages and outskirts, row houses along the streets where it is denser, apartment
+blocks (flat roofs) denser still, taller towers in the centres, and large low industrial halls
+(flat or shallow gabled) in districts picked by a hashed field on 4 x 4 block cells. Any point can thus find "its" building without a list, so rasters are
 seamless and level-independent, and chunk building lists are enumerated from the same function.
 """
 
@@ -26,8 +29,18 @@ SIDEWALK = 2.5
 FLOOR_HEIGHT = 3.2
 
 
+TYPES = ("house", "row_house", "apartment", "industrial", "centre")  # Building.type, by code
+ROOFS = ("flat", "gabled", "hipped")  # Building.roof_kind, by code
+
+
 class Building(NamedTuple):
-    """One building; footprint corners counter-clockwise in world ENU metres (float64)."""
+    """One building; footprint corners counter-clockwise in world ENU metres (float64).
+
+    base: bottom of the walls (below the ground); roof: the eaves, where the walls end (the roof
+    itself for flat roofs); ridge: the top of the roof (= roof when flat); roof_kind: flat, gabled
+    (ridge along the long side, gable walls on the short sides) or hipped (four slopes of one
+    pitch); type: house, row_house, apartment, industrial or centre. The roof surface over a
+    footprint point is `roof_surface` (the DSM there, and the plane of the mesh's roof faces)."""
 
     id: int
     footprint: tuple[tuple[float, float], ...]
@@ -36,10 +49,14 @@ class Building(NamedTuple):
     floors: int
     block: tuple[int, int]
     lot: tuple[int, int]
+    ridge: float
+    roof_kind: str
+    type: str
 
     def to_dict(self) -> dict:
         return {"id": self.id, "footprint": [list(p) for p in self.footprint], "base_height": self.base,
-                "roof_height": self.roof, "height": self.roof - self.base, "floors": self.floors,
+                "roof_height": self.roof, "ridge_height": self.ridge, "height": self.roof - self.base,
+                "floors": self.floors, "roof": self.roof_kind, "type": self.type,
                 "block": list(self.block), "lot": list(self.lot)}
 
 
@@ -67,8 +84,32 @@ def half_width(line: torch.Tensor) -> torch.Tensor:
                        torch.full_like(line, 0, dtype=torch.float32) + HALF_ROAD)
 
 
+HOUSE, ROW_HOUSE, APARTMENT, INDUSTRIAL, CENTRE = range(5)
+FLAT, GABLED, HIPPED = range(3)
+DISTRICT = 4  # blocks per side of an industrial-zoning cell (main roads every 4th line bound it)
+INDUSTRIAL_SHARE = 0.18  # fraction of cells zoned industrial (where density allows)
+
+
 def lots_per_side(density: torch.Tensor) -> torch.Tensor:
-    return torch.where(density > 0.7, 2, torch.where(density > 0.35, 3, 4)).to(torch.int64)
+    """Lots per block side: 4 (houses) below density 0.28, 3 (row houses) below 0.5, else 2."""
+    return torch.where(density >= 0.5, 2, torch.where(density >= 0.28, 3, 4)).to(torch.int64)
+
+
+def zone_type(seed: int, bx: torch.Tensor, by: torch.Tensor, density: torch.Tensor) -> torch.Tensor:
+    """Building type code (TYPES) of blocks (bx, by) with gated density, following the lot grid
+    (`lots_per_side`): houses on 4 x 4 lots, row houses on 3 x 3, apartment blocks on 2 x 2, and
+    where the density reaches 0.88 (jittered per block) in the cells of DISTRICT x DISTRICT
+    blocks (bounded by main roads) hashed below 0.6, centre towers. Cells hashed (independently)
+    below INDUSTRIAL_SHARE are industrial where 0.28 <= density < 0.75: large low halls filling
+    most of the row-house or apartment lots."""
+    n = lots_per_side(density)
+    jitter = unit_float(hash2(bx, by, salt(seed, 22))) - 0.5
+    cell = hash2(torch.div(bx, DISTRICT, rounding_mode="floor"), torch.div(by, DISTRICT, rounding_mode="floor"),
+                 salt(seed, 23))
+    centre = (density + jitter * 0.12 >= 0.88) & (unit_float(cell) < 0.6)
+    t = torch.where(n == 4, HOUSE, torch.where(n == 3, ROW_HOUSE, torch.where(centre, CENTRE, APARTMENT)))
+    industrial = (unit_float(mix32(cell)) < INDUSTRIAL_SHARE) & (density >= 0.28) & (density < 0.75)
+    return torch.where(industrial, INDUSTRIAL, t).to(torch.int64)
 
 
 def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor, lj: torch.Tensor,
@@ -76,16 +117,18 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
     """The building of lot (li, lj) in block (bx, by); all inputs broadcast, any shape.
 
     Returns float64 rectangles (x0, y0, x1, y1, world metres), `present` (bool), `floors` (int64),
-    `height` (float32 m) and `id` (int64 holding a non-zero 32-bit id).
+    `height` (float32 m, eaves above the ground pad), `rise` (float32 m, ridge above the eaves),
+    `roof` (int64 ROOFS code), `type` (int64 TYPES code), `n` (lots per side) and `id` (int64
+    holding a non-zero 32-bit id).
     """
     key = salt(seed, 21)
     h = hash2(bx * 16 + li, by * 16 + lj, key)
     u = [unit_float(h)]
-    for k in range(1, 7):
+    for k in range(1, 10):
         u.append(unit_float(mix32(torch.bitwise_xor(h, (0x9E3779B9 * k) & M32))))
-    present = u[0] < (0.45 + 0.5 * density)
-
-    n = lots_per_side(density).to(torch.float64)
+    kind = zone_type(seed, bx, by, density)
+    n_int = lots_per_side(density)
+    n = n_int.to(torch.float64)
     west = bx.to(torch.float64) * BLOCK
     south = by.to(torch.float64) * BLOCK
     mw = half_width(bx).to(torch.float64) + SIDEWALK
@@ -94,21 +137,119 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
     mn = half_width(by + 1).to(torch.float64) + SIDEWALK
     lw = (BLOCK - mw - me) / n
     lh = (BLOCK - ms - mn) / n
-    fw = (0.55 + 0.35 * u[1]).to(torch.float64)
-    fh = (0.55 + 0.35 * u[2]).to(torch.float64)
+    lx0 = west + mw + li.to(torch.float64) * lw
+    ly0 = south + ms + lj.to(torch.float64) * lh
+
+    # detached buildings: a rectangle somewhere in the lot, 1 m from its edges
+    lo = torch.where(kind == HOUSE, 0.45, torch.where(kind == INDUSTRIAL, 0.72, torch.where(kind == CENTRE, 0.55, 0.5)))
+    span = torch.where(kind == HOUSE, 0.25, torch.where(kind == INDUSTRIAL, 0.2, 0.35))
+    fw = (lo + span * u[1]).to(torch.float64)
+    fh = (lo + span * u[2]).to(torch.float64)
     setback = 1.0
-    x0 = west + mw + li.to(torch.float64) * lw + setback + (lw - 2 * setback) * (1.0 - fw) * u[3].to(torch.float64)
-    y0 = south + ms + lj.to(torch.float64) * lh + setback + (lh - 2 * setback) * (1.0 - fh) * u[4].to(torch.float64)
+    x0 = lx0 + setback + (lw - 2 * setback) * (1.0 - fw) * u[3].to(torch.float64)
+    y0 = ly0 + setback + (lh - 2 * setback) * (1.0 - fh) * u[4].to(torch.float64)
     x1 = x0 + (lw - 2 * setback) * fw
     y1 = y0 + (lh - 2 * setback) * fh
 
-    d3 = density * density * density
-    max_extra = 1.0 + 36.0 * d3
-    floors = (1.0 + torch.floor(density * 4.0) + torch.floor(u[5] * u[5] * u[5] * max_extra)).to(torch.int64)
-    height = floors.to(torch.float32) * FLOOR_HEIGHT + 0.6 + u[6] * 0.8
+    # row houses: the full lot width along the street the lot faces, one setback per block
+    row = kind == ROW_HOUSE
+    on_s, on_n = lj == 0, lj == n_int - 1
+    on_w, on_e = li == 0, li == n_int - 1
+    along_y_street = on_s | on_n
+    along_x_street = on_w | on_e
+    faces_y = along_y_street & ~(along_x_street & (u[3] < 0.5))  # corner lots pick a street
+    depth = (9.0 + 3.0 * u[2]).to(torch.float64)
+    sb = (2.0 + 2.0 * unit_float(hash2(bx, by, salt(seed, 24)))).to(torch.float64)
+    ry0 = torch.where(on_s, ly0 + sb, ly0 + lh - sb - depth)
+    rx0 = torch.where(on_w, lx0 + sb, lx0 + lw - sb - depth)
+    x0 = torch.where(row, torch.where(faces_y, lx0, rx0), x0)
+    x1 = torch.where(row, torch.where(faces_y, lx0 + lw, rx0 + depth), x1)
+    y0 = torch.where(row, torch.where(faces_y, ry0, ly0), y0)
+    y1 = torch.where(row, torch.where(faces_y, ry0 + depth, ly0 + lh), y1)
+
+    chance = torch.where(kind == HOUSE, 0.5 + 0.5 * density,
+                         torch.where(row, torch.where(along_x_street | along_y_street, 0.95, 0.0),
+                                     torch.where(kind == INDUSTRIAL, 0.85, 0.92)))
+    present = u[0] < chance
+
+    floors = torch.where(kind == HOUSE, 1 + (u[5] < 0.5).to(torch.int64),
+             torch.where(row, 2 + (u[5] < 0.4).to(torch.int64),
+             torch.where(kind == APARTMENT, 4 + torch.floor(u[5] * 4.0).to(torch.int64),
+             torch.where(kind == CENTRE, 6 + torch.floor(u[5] * u[5] * 18.0).to(torch.int64)
+                         + torch.floor(torch.clamp(density - 0.72, 0.0, None) * 20.0).to(torch.int64),
+                         2 + (u[5] < 0.3).to(torch.int64)))))
+    pitched_walls = floors.to(torch.float32) * FLOOR_HEIGHT + 0.5 + u[6] * 0.3
+    flat_walls = floors.to(torch.float32) * FLOOR_HEIGHT + 0.6 + u[6] * 0.8
+    hall = 6.0 + 4.0 * u[6]
+    roof = torch.where(kind == HOUSE, torch.where(u[7] < 0.6, GABLED, HIPPED),
+           torch.where(row, GABLED,
+           torch.where(kind == INDUSTRIAL, torch.where(u[7] < 0.55, FLAT, GABLED), FLAT))).to(torch.int64)
+    height = torch.where(kind == INDUSTRIAL, hall, torch.where(roof == FLAT, flat_walls, pitched_walls))
+    floors = torch.where(kind == INDUSTRIAL, torch.clamp(torch.floor(hall * (1.0 / FLOOR_HEIGHT)), 1, None).to(torch.int64),
+                         floors)
+    pitch = torch.where(kind == HOUSE, 0.6 + 0.4 * u[8], torch.where(row, 0.7 + 0.3 * u[8], 0.12 + 0.1 * u[8]))
+    short = torch.minimum(x1 - x0, y1 - y0).to(torch.float32)
+    rise = torch.where(roof == FLAT, torch.zeros_like(pitch), pitch * short * 0.5)
     bid = torch.where(h == 0, torch.ones_like(h), h)
     return {"x0": x0, "y0": y0, "x1": x1, "y1": y1, "present": present, "floors": floors,
-            "height": height, "id": bid}
+            "height": height, "rise": rise, "roof": roof, "type": kind, "n": n_int, "id": bid}
+
+
+TERRACE_STEP = 3.5  # metres between terrace levels: the height of a retaining wall
+TERRACE_RISER = 0.25  # fraction of a step (of ground departure from the pad plane) the wall takes
+PAD_SLOPE = 0.08  # steepest pad plane (8 %): steeper blocks are terraced
+GROUND_SLACK = 1.6  # metres: natural ground under a footprint departs this much from the macro relief
+                    # interpolated between the footprint's corners (detail octaves, curvature)
+
+
+def pad_plane(block: torch.Tensor, lx: torch.Tensor, ly: torch.Tensor) -> torch.Tensor:
+    """The block's pad plane (float32 m) at block-local coordinates lx, ly (float32 m from the
+    block's south-west corner): through the ground at the block centre, its slope clamped to PAD_SLOPE."""
+    sx, sy = block[..., 2], block[..., 3]
+    slope = torch.sqrt(sx * sx + sy * sy)
+    k = PAD_SLOPE / torch.clamp(slope, PAD_SLOPE, None)
+    return block[..., 1] + (sx * k) * (lx - 0.5 * BLOCK) + (sy * k) * (ly - 0.5 * BLOCK)
+
+
+def terrace(d: torch.Tensor) -> torch.Tensor:
+    """Terraced offset (float32 m) for ground d metres above the pad plane: flat treads every
+    TERRACE_STEP metres (the one through |d| < (1 - riser) * step / 2 is the plane itself) joined
+    by linear risers (two creases each, so the terrain mesh needs few vertices); non-decreasing
+    in d and within a step of it."""
+    u = d * (1.0 / TERRACE_STEP) + 0.5 * (1.0 - TERRACE_RISER)
+    k = torch.floor(u)
+    return (k + torch.clamp((u - k - (1.0 - TERRACE_RISER)) * (1.0 / TERRACE_RISER), 0.0, 1.0)) * TERRACE_STEP
+
+
+
+def roof_surface(x: torch.Tensor, y: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor,
+                 y1: torch.Tensor, eave: torch.Tensor, ridge: torch.Tensor, roof: torch.Tensor) -> torch.Tensor:
+    """Roof height (float32 m) at points (x, y) inside footprints [x0, x1] x [y0, y1] (float64):
+    flat at `eave`; gabled: rising from the eaves of the long sides to the ridge on the centre
+    line along the long side (along x when the footprint is square); hipped: rising from all four
+    eaves at one pitch, min(distance to each edge) / (short side / 2). The mesh's roof faces are
+    the planes of this function; all inputs broadcast."""
+    w = x1 - x0
+    h = y1 - y0
+    dx = torch.minimum(x - x0, x1 - x)
+    dy = torch.minimum(y - y0, y1 - y)
+    along_x = w >= h
+    half = torch.minimum(w, h) * 0.5
+    dist = torch.where(roof == HIPPED, torch.minimum(dx, dy), torch.where(along_x, dy, dx))
+    t = torch.clamp(dist / torch.clamp(half, 1e-9, None), 0.0, 1.0).to(torch.float32)
+    rise = ridge - eave
+    return torch.where(roof == FLAT, eave, eave + rise * t)
+
+
+def roof_surface_np(b: "Building", x, y):
+    """`roof_surface` of one Building at numpy points (float64 in, float32 out)."""
+    import numpy as np
+    (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
+    t = torch.as_tensor
+    z = roof_surface(t(np.asarray(x, np.float64)), t(np.asarray(y, np.float64)), t(x0, dtype=torch.float64),
+                     t(y0, dtype=torch.float64), t(x1, dtype=torch.float64), t(y1, dtype=torch.float64),
+                     t(b.roof, dtype=torch.float32), t(b.ridge, dtype=torch.float32), t(ROOFS.index(b.roof_kind)))
+    return z.numpy()
 
 
 def locate(x: torch.Tensor, y: torch.Tensor, density: torch.Tensor) -> dict[str, torch.Tensor]:

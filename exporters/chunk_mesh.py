@@ -21,7 +21,7 @@ from ..core.errors import WorldstreamError
 from ..core.heightfield import sample_normals
 from ..core.spec import WorldSpec
 from .building_mesh import building_mesh, owned_buildings
-from .facade import PADDING, FaceGroups, bake, bake_strips, face_normals, facade_atlas, shelf_pack, vertical_faces
+from .facade import FaceGroups, bake, building_walls, face_normals, facade_atlas, vertical_faces
 from .terrain_mesh import terrain_mesh
 from .tree_mesh import TreeInstances, tree_instances
 
@@ -273,29 +273,7 @@ def _skirt(pos, nrm, uv, border, depth):
 
 def _walls(bm, texels_per_metre: float, max_size: int, seed: int):
     """Building walls in a strip atlas: (positions, normals, uv pixels, triangles, feature, image)."""
-    n = len(bm.buildings)
-    wall_v = 8 + np.arange(16)  # per building: walls k = 0..3, corners a_base, b_base, b_roof, a_roof
-    index = (np.arange(n)[:, None] * 24 + wall_v[None]).reshape(-1)
-    p = bm.positions[index].reshape(n, 4, 4, 3)
-    lengths = np.linalg.norm(p[:, :, 1, :2] - p[:, :, 0, :2], axis=2)  # (n, 4)
-    s0 = np.concatenate([np.zeros((n, 1)), np.cumsum(lengths, axis=1)[:, :3]], axis=1)
-    base = p[:, 0, 0, 2]
-    height = p[:, 0, 2, 2] - base
-    perimeter = lengths.sum(axis=1)
-    atlas = shelf_pack(perimeter, height, texels_per_metre, max_size)
-    tpm = atlas.texels_per_metre
-    s = np.stack([s0, s0 + lengths, s0 + lengths, s0], axis=2)  # (n, 4, 4)
-    z = np.stack([np.zeros((n, 4)), np.zeros((n, 4)), np.repeat(height[:, None], 4, 1),
-                  np.repeat(height[:, None], 4, 1)], axis=2)
-    u = atlas.x0[:, None, None] + PADDING + s * tpm
-    v = atlas.y0[:, None, None] + PADDING + (height[:, None, None] - z) * tpm
-    uv = np.stack([u, v], axis=-1).reshape(-1, 2)
-    local = np.arange(n * 16).reshape(n * 4, 4)
-    tris = np.concatenate([local[:, [0, 1, 2]], local[:, [0, 2, 3]]], axis=0)
-    tris = tris.reshape(2, n * 4, 3).transpose(1, 0, 2).reshape(-1, 3)
-    ids = np.array([b.id for b in bm.buildings], dtype=np.uint64)
-    image = bake_strips(atlas, perimeter, height, ids, seed)
-    return bm.positions[index], bm.normals[index], uv, tris, bm.feature[index], image
+    return building_walls(bm, texels_per_metre, max_size, seed)
 
 
 def _cliffs(pos, nrm, cliff_tris, chunk, res, texels_per_metre: float, max_size: int):

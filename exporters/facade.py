@@ -6,9 +6,10 @@ planar projection, so they get their own atlas. The texture baked into it here i
 cliffs); the learned lateral-texture stage fills the same atlas later.
 
 Two kinds of vertical faces, two packers, one atlas image:
-- building walls are rectangles: each building's four walls are unrolled into one strip
-  (perimeter x height) so the facade runs on around corners, and strips are shelf-packed; the
-  facade coordinates (s along the wall, z above the base) are then linear in atlas pixels;
+- building walls (rectangles, and pentagons under gables): each building's four walls are
+  unrolled into one strip (perimeter x ridge height) so the facade runs on around corners, and
+  strips are shelf-packed; the facade coordinates (s along the wall, z above the base) are then
+  linear in atlas pixels (`building_walls`);
 - any other vertical face (terrain cliffs) gets a chart of its own, laid flat in its plane and
   shelf-packed the same way, and is baked triangle by triangle through an affine map from atlas
   pixels to world positions.
@@ -129,10 +130,12 @@ def shelf_pack(lengths: np.ndarray, heights: np.ndarray, texels_per_metre: float
 
 
 def bake_strips(atlas: ShelfPacking, lengths: np.ndarray, heights: np.ndarray, building_ids: np.ndarray,
-                seed: int) -> np.ndarray:
+                seed: int, eaves: np.ndarray | None = None, parapet: np.ndarray | None = None) -> np.ndarray:
     """(height, width, 3) uint8 facade texture of every strip; texel (px, py) of strip i shows
     s = (px + 0.5 - x0 - PADDING) / tpm metres along the facade and z = height - (py + 0.5 - y0 -
-    PADDING) / tpm above the base (the roof edge at the top). Padding texels repeat the edge."""
+    PADDING) / tpm above the base (the roof's top at the top). Padding texels repeat the edge.
+    eaves: (N,) wall top above the base (default: height); parapet: (N,) bool, flat roofs with a
+    parapet band under the top (default: all); above the eaves (gables) the wall is plain."""
     tpm = atlas.texels_per_metre
     owner = np.full((atlas.height, atlas.width), -1, dtype=np.int64)
     w = np.ceil(np.asarray(lengths) * tpm).astype(np.int64) + 2 * PADDING
@@ -143,10 +146,31 @@ def bake_strips(atlas: ShelfPacking, lengths: np.ndarray, heights: np.ndarray, b
     g = owner[py, px]
     s = np.clip((px + 0.5 - atlas.x0[g] - PADDING) / tpm, 0.0, lengths[g])
     z = np.clip(heights[g] - (py + 0.5 - atlas.y0[g] - PADDING) / tpm, 0.0, heights[g])
+    eaves = np.asarray(heights if eaves is None else eaves, dtype=np.float64)
+    parapet = np.ones(len(w), dtype=bool) if parapet is None else np.asarray(parapet, dtype=bool)
     out = np.full((atlas.height, atlas.width, 3), 128, dtype=np.uint8)
     out[py, px] = facade_pattern(building_ids[g].astype(np.uint64), s.astype(np.float32), z.astype(np.float32),
-                                 heights[g].astype(np.float32), seed)
+                                 eaves[g].astype(np.float32), seed, parapet[g])
     return out
+
+
+def building_walls(bm, texels_per_metre: float, max_size: int, seed: int):
+    """The walls of a BuildingMesh (rectangles and gable pentagons) in a strip atlas:
+    (positions (V, 3), normals (V, 3), uv (V, 2) in atlas pixels, triangles (T, 3) into these
+    vertices, feature (V,) building rows, image (H, W, 3) uint8). Strip i is building i's
+    perimeter x (ridge - base); a wall vertex sits at its (wall_s, wall_z) in the strip."""
+    used = np.unique(bm.wall_triangles.reshape(-1))
+    remap = np.full(len(bm.positions), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    tris = remap[bm.wall_triangles.astype(np.int64)]
+    atlas = shelf_pack(bm.strip_length, bm.strip_height, texels_per_metre, max_size)
+    tpm = atlas.texels_per_metre
+    row = bm.feature[used].astype(np.int64)
+    u = atlas.x0[row] + PADDING + bm.wall_s[used] * tpm
+    v = atlas.y0[row] + PADDING + (bm.strip_height[row] - bm.wall_z[used]) * tpm
+    ids = np.array([b.id for b in bm.buildings], dtype=np.uint64)
+    image = bake_strips(atlas, bm.strip_length, bm.strip_height, ids, seed, bm.eave_height, bm.flat)
+    return (bm.positions[used], bm.normals[used], np.stack([u, v], axis=1), tris, bm.feature[used], image)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,19 +227,23 @@ PARAPET = 0.6
 PLINTH = 1.1  # the base is sunk 0.5 m below the ground
 
 
-def facade_pattern(bid: np.ndarray, s: np.ndarray, z: np.ndarray, top: np.ndarray, seed: int) -> np.ndarray:
+def facade_pattern(bid: np.ndarray, s: np.ndarray, z: np.ndarray, top: np.ndarray, seed: int,
+                   parapet: np.ndarray | None = None) -> np.ndarray:
     """(N,) uint64 building ids, float32 s (m along the facade), z (m above the base) and top
-    (building height) -> (N, 3) uint8: plaster by building, floor lines, windows (some lit), a
-    dark plinth and a parapet band."""
+    (the eaves: wall height) -> (N, 3) uint8: plaster by building, floor lines, windows (some
+    lit), a dark plinth and, where `parapet` (default everywhere: flat roofs), a parapet band
+    under the top; above the top (gables) plain plaster."""
     plaster = (PLASTER[_cheap_hash(bid, np.uint64(salt(seed, 0xFACADE))) % len(PLASTER)] * 255).astype(np.float32)
     floor_z = z - 0.5
     storey = np.floor(floor_z * (1.0 / FLOOR_HEIGHT))
     in_floor = floor_z - storey * FLOOR_HEIGHT
     bay = np.floor(s * (1.0 / WINDOW_PITCH))
     col = s - (bay + 0.5) * WINDOW_PITCH
+    band = np.full(z.shape, PARAPET, dtype=np.float32) if parapet is None else np.where(parapet, PARAPET, 0.0)
     window = ((np.abs(col) < 0.5 * WINDOW_WIDTH) & (in_floor > SILL) & (in_floor < LINTEL)
-              & (floor_z > 0) & (z < top - PARAPET))
-    shade = np.where(z < PLINTH, 0.55, np.where(z > top - PARAPET, 0.8, np.where(in_floor < 0.15, 0.92, 1.0)))
+              & (floor_z > 0) & (z < top - band))
+    shade = np.where(z < PLINTH, 0.55, np.where(z > top, 0.97, np.where(z > top - band, 0.8,
+                                                                         np.where(in_floor < 0.15, 0.92, 1.0))))
     out = plaster * shade.astype(np.float32)[:, None]
     if window.any():
         w = np.flatnonzero(window)

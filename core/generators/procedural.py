@@ -157,9 +157,10 @@ class ProceduralGenerator:
         return self.block_density(cx, cy)
 
     def _buildings_at(self, x: torch.Tensor, y: torch.Tensor, block: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Building hit (id, roof height) and block/lot location at world points.
+        """Building hit (id, roof surface height) and block/lot location at world points.
 
         x, y: float64, broadcast to block.shape[:-1]; block: (..., 4) from `block_density`.
+        Lots are looked up once per distinct lot, building levels once per building (cached).
         """
         shape = block.shape[:-1]
         density = block[..., 0]
@@ -168,20 +169,42 @@ class ProceduralGenerator:
         roof = torch.full(shape, -1e9, dtype=torch.float32, device=x.device)
         urban = torch.nonzero(density.reshape(-1) > 0).reshape(-1)
         if urban.numel():
-            sel = {k: v.reshape(-1).index_select(0, urban) for k, v in loc.items()}
+            sel = {k: loc[k].reshape(-1).index_select(0, urban) for k in ("bx", "by", "li", "lj", "n")}
             blk = block.reshape(-1, 4).index_select(0, urban)
             px = x.expand(shape).reshape(-1).index_select(0, urban)
             py = y.expand(shape).reshape(-1).index_select(0, urban)
-            b = settlements.lot_building(self.spec.seed, sel["bx"], sel["by"], sel["li"], sel["lj"], blk[:, 0])
-            inside = (b["present"] & (sel["li"] < sel["n"]) & (sel["lj"] < sel["n"])
-                      & (px >= b["x0"]) & (px <= b["x1"]) & (py >= b["y0"]) & (py <= b["y1"]))
-            hit = torch.nonzero(inside).reshape(-1)
-            if hit.numel():
-                hb = {k: v.index_select(0, hit) for k, v in b.items()}
-                _, top = building_levels(hb, blk.index_select(0, hit), sel["bx"].index_select(0, hit),
-                                         sel["by"].index_select(0, hit))
-                where = urban.index_select(0, hit)
-                bid.reshape(-1)[where] = hb["id"]
+            bx0, by0 = sel["bx"].min(), sel["by"].min()
+            span = sel["by"].max() - by0 + 1
+            lot_key = (((sel["bx"] - bx0) * span + (sel["by"] - by0)) * 16 + sel["li"]) * 16 + sel["lj"]
+            keys, inverse = torch.unique(lot_key, return_inverse=True)
+            first = torch.zeros(len(keys), dtype=torch.int64, device=x.device).scatter_(
+                0, inverse, torch.arange(len(inverse), device=x.device))  # any point of the lot
+            lot = {k: v.index_select(0, first) for k, v in sel.items()}
+            lot_blk = blk.index_select(0, first)
+            b = settlements.lot_building(self.spec.seed, lot["bx"], lot["by"], lot["li"], lot["lj"], lot_blk[:, 0])
+            real = torch.nonzero(b["present"] & (lot["li"] < lot["n"]) & (lot["lj"] < lot["n"])).reshape(-1)
+            if real.numel():
+                rb = {k: v.index_select(0, real) for k, v in b.items()}
+                _, eaves, ridge = building_levels(rb, lot_blk.index_select(0, real), lot["bx"].index_select(0, real),
+                                                  lot["by"].index_select(0, real), self.macro,
+                                                  lot["li"].index_select(0, real), lot["lj"].index_select(0, real),
+                                                  self.__dict__.setdefault("_building_levels", {}))
+                row = torch.full((len(keys),), -1, dtype=torch.int64, device=x.device)
+                row[real] = torch.arange(real.numel(), device=x.device)
+                r = row.index_select(0, inverse)
+                has = torch.nonzero(r >= 0).reshape(-1)
+                r = r.index_select(0, has)
+                hb = {k: rb[k].index_select(0, r) for k in ("x0", "y0", "x1", "y1")}
+                hx, hy = px.index_select(0, has), py.index_select(0, has)
+                inside = (hx >= hb["x0"]) & (hx <= hb["x1"]) & (hy >= hb["y0"]) & (hy <= hb["y1"])
+                hit = torch.nonzero(inside).reshape(-1)
+                r = r.index_select(0, hit)
+                top = settlements.roof_surface(hx.index_select(0, hit), hy.index_select(0, hit),
+                                               *(hb[k].index_select(0, hit) for k in ("x0", "y0", "x1", "y1")),
+                                               eaves.index_select(0, r), ridge.index_select(0, r),
+                                               rb["roof"].index_select(0, r))
+                where = urban.index_select(0, has.index_select(0, hit))
+                bid.reshape(-1)[where] = rb["id"].index_select(0, r)
                 roof.reshape(-1)[where] = top
         return {"id": bid, "roof": roof, "loc": loc}
 
@@ -370,21 +393,25 @@ class ProceduralGenerator:
         blk = table[rows, cols].repeat_interleave(16, dim=0)
         d = blk[:, 0]
         b = settlements.lot_building(self.spec.seed, bx, by, li, lj, d)
-        n = settlements.lots_per_side(d)
+        n = b["n"]
         keep = (b["present"] & (li < n) & (lj < n) & (b["x1"] >= west) & (b["x0"] <= east)
                 & (b["y1"] >= south) & (b["y0"] <= north))
         idx = torch.nonzero(keep).reshape(-1)
         if idx.numel() == 0:
             return ()
         sel = {k: v.index_select(0, idx) for k, v in b.items()}
-        base, roof = building_levels(sel, blk.index_select(0, idx), bx.index_select(0, idx), by.index_select(0, idx))
+        base, roof, ridge = building_levels(sel, blk.index_select(0, idx), bx.index_select(0, idx),
+                                            by.index_select(0, idx), self.macro, li.index_select(0, idx),
+                                            lj.index_select(0, idx), self.__dict__.setdefault("_building_levels", {}))
         rows_out = zip(sel["id"].tolist(), sel["x0"].tolist(), sel["y0"].tolist(), sel["x1"].tolist(),
                        sel["y1"].tolist(), base.tolist(), roof.tolist(), sel["floors"].tolist(),
                        bx.index_select(0, idx).tolist(), by.index_select(0, idx).tolist(),
-                       li.index_select(0, idx).tolist(), lj.index_select(0, idx).tolist())
+                       li.index_select(0, idx).tolist(), lj.index_select(0, idx).tolist(), ridge.tolist(),
+                       sel["roof"].tolist(), sel["type"].tolist())
+        roofs, types = settlements.ROOFS, settlements.TYPES
         return tuple(Building(id=i, footprint=((x0, y0), (x1, y0), (x1, y1), (x0, y1)), base=bs, roof=rf, floors=fl,
-                              block=(bxi, byi), lot=(lii, lji))
-                     for i, x0, y0, x1, y1, bs, rf, fl, bxi, byi, lii, lji in rows_out)
+                              block=(bxi, byi), lot=(lii, lji), ridge=rg, roof_kind=roofs[rk], type=types[tk])
+                     for i, x0, y0, x1, y1, bs, rf, fl, bxi, byi, lii, lji, rg, rk, tk in rows_out)
 
     # ---------------------------------------------------------------- point queries
     def sample_heights(self, level: int, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -450,13 +477,15 @@ class ProceduralGenerator:
         return bilinear(dem), bilinear(dsm)
 
 
-GRADE_MARGIN = settlements.HALF_ROAD  # metres from a block's edge (a street's centre line) to its level pad
+GRADE_MARGIN = settlements.HALF_ROAD  # metres from a block's edge (a street's centre line) to its graded ground
 
 
 def grade_blocks(dem: torch.Tensor, x: torch.Tensor, y: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
-    """Urban blocks are graded: inside a block the ground follows the block's plane (the same
-    plane building bases are set on), blending back to the natural ground across the streets on
-    the block's edge. Level-independent weights and plane, so the cascade stays exact.
+    """Urban blocks are terraced: inside a block the ground takes flat treads parallel to the
+    block's pad plane (`settlements.pad_plane`, at most 8 % steep), one every
+    settlements.TERRACE_STEP metres of natural relief, so retaining walls are a few metres high and the town follows the hill; across the
+    streets on the block's edge the ground blends back to natural. A pointwise function of the
+    natural ground and of level-independent block fields, so the cascade stays exact.
 
     dem: float32 broadcast shape; x, y: float64 metres; block: (..., 4) from `block_density`."""
     urban = block[..., 0] > 0
@@ -468,19 +497,45 @@ def grade_blocks(dem: torch.Tensor, x: torch.Tensor, y: torch.Tensor, block: tor
     ly = (y - by * BLOCK).to(torch.float32)
     edge = torch.minimum(torch.minimum(lx, BLOCK - lx), torch.minimum(ly, BLOCK - ly))
     w = smoothstep(0.0, GRADE_MARGIN, edge) * urban.to(torch.float32)
-    plane = block[..., 1] + block[..., 2] * (lx - 0.5 * BLOCK) + block[..., 3] * (ly - 0.5 * BLOCK)
-    return dem + (plane - dem) * w
+    plane = settlements.pad_plane(block, lx, ly)
+    d = dem - plane
+    return dem + (settlements.terrace(d) - d) * w
 
 
-def building_levels(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.Tensor, by: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(base, roof) heights (float32 m) of buildings on their block's graded plane: the walls start
-    0.5 m below the lowest footprint corner and the flat roof stands `height` above the highest,
-    so on a slope no corner floats and no roof is buried."""
-    cx = ((b["x0"] + b["x1"]) * 0.5 - (bx.to(torch.float64) + 0.5) * BLOCK).to(torch.float32)
-    cy = ((b["y0"] + b["y1"]) * 0.5 - (by.to(torch.float64) + 0.5) * BLOCK).to(torch.float32)
-    half_diag = (torch.sqrt((b["x1"] - b["x0"]) ** 2 + (b["y1"] - b["y0"]) ** 2) * 0.5).to(torch.float32)
-    slope = torch.sqrt(block[:, 2] * block[:, 2] + block[:, 3] * block[:, 3])
-    centre = block[:, 1] + block[:, 2] * cx + block[:, 3] * cy
-    rise = slope * half_diag
-    return centre - rise - 0.5, centre + rise + b["height"]
+def building_levels(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.Tensor, by: torch.Tensor,
+                    macro, li: torch.Tensor, lj: torch.Tensor, cache: dict | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(base, eaves, ridge) heights (float32 m) of buildings on their block's terraces: the walls
+    start 0.5 m below the lowest ground under the footprint and the eaves stand `height` above the
+    highest, so on a slope no corner floats and no roof is buried. The ground is bounded from the
+    macro relief at the footprint corners (`macro`: the generator's level-independent fields),
+    settlements.GROUND_SLACK and the terrace function, which is monotonic. `cache` (optional)
+    maps (bx, by, li, lj) to levels already computed: values are pure functions of the lot."""
+    k = b["x0"].shape[0]
+    keys = list(zip(bx.tolist(), by.tolist(), li.tolist(), lj.tolist())) if cache is not None else []
+    known = [cache.get(key) for key in keys] if cache is not None else [None] * k
+    todo = [i for i, v in enumerate(known) if v is None]
+    if todo:
+        t = torch.tensor(todo, dtype=torch.int64, device=b["x0"].device)
+        x0, y0, x1, y1 = (b[name].index_select(0, t) for name in ("x0", "y0", "x1", "y1"))
+        m = len(todo)
+        xs = torch.cat([x0, x1, x1, x0])
+        ys = torch.cat([y0, y0, y1, y1])
+        natural = macro(xs, ys)["height"].reshape(4, m)
+        ox = (bx.index_select(0, t).to(torch.float64) * BLOCK).repeat(4)
+        oy = (by.index_select(0, t).to(torch.float64) * BLOCK).repeat(4)
+        plane = settlements.pad_plane(block.index_select(0, t).repeat(4, 1), (xs - ox).to(torch.float32),
+                                      (ys - oy).to(torch.float32)).reshape(4, m)
+        d = natural - plane
+        low = plane.min(dim=0).values + settlements.terrace(d.min(dim=0).values - settlements.GROUND_SLACK)
+        high = plane.max(dim=0).values + settlements.terrace(d.max(dim=0).values + settlements.GROUND_SLACK)
+        eaves = high + b["height"].index_select(0, t)
+        new = torch.stack([low - 0.5, eaves, eaves + b["rise"].index_select(0, t)], dim=1).tolist()
+        if cache is not None and len(cache) > 200_000:
+            cache.clear()
+        for i, v in zip(todo, new):
+            known[i] = v
+            if cache is not None:
+                cache[keys[i]] = v
+    out = torch.tensor(known, dtype=torch.float32, device=b["x0"].device).reshape(k, 3)
+    return out[:, 0], out[:, 1], out[:, 2]

@@ -10,6 +10,7 @@ import pytest
 
 from worldstream.core import CLASS_IDS, CLASSES, ChunkKey, World, WorldSpec
 from worldstream.core.errors import GeneratorError
+from worldstream.core.settlements import roof_surface_np
 
 TOWN = ChunkKey(3, 1, -2)  # seed 7: a chunk with a few thousand buildings
 FAR = 2**31
@@ -83,7 +84,8 @@ def test_dsm_is_the_dem_raised_by_tree_crowns_and_listed_buildings_only(world):
         (x0, y0), _, (x1, y1), _ = b.footprint
         inside = ((xs[None, :] >= x0) & (xs[None, :] <= x1) & (ys[:, None] >= y0) & (ys[:, None] <= y1))
         covered |= inside
-        assert np.array_equal(c.dsm[inside], np.maximum(ground[inside], np.float32(b.roof)))
+        gx, gy = np.broadcast_to(xs[None, :], c.dem.shape)[inside], np.broadcast_to(ys[:, None], c.dem.shape)[inside]
+        assert np.array_equal(c.dsm[inside], np.maximum(ground[inside], roof_surface_np(b, gx, gy)))
     assert covered.any()
     assert np.array_equal(c.dsm[~covered], ground[~covered])
     assert (c.canopy > 0).mean() > 0.01  # the town has trees

@@ -18,6 +18,7 @@ from .raycast import first_hits
 
 TOWN_L4 = ChunkKey(4, 3, -4)  # about a thousand buildings at 4 m/px
 HILLS_L5 = ChunkKey(5, -15, 20)
+TYPES_L5 = ChunkKey(5, 1, 38)  # a town with every building type and roof kind
 
 
 def mesh_heights_at_samples(tm, n: int) -> np.ndarray:
@@ -166,23 +167,45 @@ def test_lod_border_has_no_holes_with_skirts(world, coarse):
     assert holes_without > 0  # the same rays do find the crack when skirts are off
 
 
-def test_buildings_are_closed_boxes_with_outward_normals(world):
-    m = chunk_mesh(world.chunk(TOWN_L4), world.spec)
+def roof_volume(b) -> float:
+    """Volume of a building solid: walls up to the eaves plus the flat, gabled or hipped roof."""
+    (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
+    long, short = max(x1 - x0, y1 - y0), min(x1 - x0, y1 - y0)
+    rise = b.ridge - b.roof
+    roof = {"flat": 0.0, "gabled": long * short * rise / 2,
+            "hipped": short * rise * (3 * long - short) / 6}[b.roof_kind]
+    return long * short * (b.roof - b.base) + roof
+
+
+@pytest.mark.parametrize("key", [TOWN_L4, TYPES_L5])
+def test_buildings_are_closed_solids_with_outward_normals(world, key):
+    """Every roof kind: watertight, consistently wound, positive volume (normals out) equal to
+    the walls plus the roof, vertex normals equal to their face normals."""
+    m = chunk_mesh(world.chunk(key), world.spec)
     assert len(m.buildings) > 100
     roof = next(p for p in m.primitives if p.kind == "roof")
     facade = next(p for p in m.primitives if p.kind == "facade")
-    for row in (0, len(m.buildings) // 2, len(m.buildings) - 1):
-        b = m.buildings[row]
-        parts = []
-        for prim in (roof, facade):
-            keep = np.all(prim.feature[prim.triangles] == row, axis=1)
-            parts.append(prim.positions[prim.triangles[keep]].reshape(-1, 3))
-        verts = np.concatenate(parts).astype(np.float64)
-        mesh = trimesh.Trimesh(verts, np.arange(len(verts)).reshape(-1, 3), process=True)
-        mesh.merge_vertices()
-        assert mesh.is_watertight and mesh.is_winding_consistent
-        (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
-        assert mesh.volume == pytest.approx((x1 - x0) * (y1 - y0) * (b.roof - b.base), rel=1e-3)  # > 0: normals out
+    rows = {}
+    for row, b in enumerate(m.buildings):
+        rows.setdefault(b.roof_kind, []).append(row)
+    assert set(rows) == ({"flat", "gabled", "hipped"} if key == TYPES_L5 else {"gabled", "hipped"})
+    for kind, kind_rows in rows.items():
+        for row in (kind_rows[0], kind_rows[len(kind_rows) // 2], kind_rows[-1]):
+            b = m.buildings[row]
+            parts = []
+            for prim in (roof, facade):
+                keep = np.all(prim.feature[prim.triangles] == row, axis=1)
+                p = prim.positions[prim.triangles[keep]].astype(np.float64)
+                face = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+                face /= np.linalg.norm(face, axis=1, keepdims=True)
+                vertex = prim.normals[prim.triangles[keep]].astype(np.float64)
+                assert np.abs(vertex - face[:, None]).max() < 1e-3, kind
+                parts.append(p.reshape(-1, 3))
+            verts = np.concatenate(parts)
+            mesh = trimesh.Trimesh(verts, np.arange(len(verts)).reshape(-1, 3), process=True)
+            mesh.merge_vertices()
+            assert mesh.is_watertight and mesh.is_winding_consistent, kind
+            assert mesh.volume == pytest.approx(roof_volume(b), rel=1e-3), kind  # > 0: normals out
 
 
 def test_faces_split_by_tau(world):
