@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .hashing import M32, hash2, mix32, salt, unit_float
+from .hashing import hash2, mix32, salt, unit_float
 from .settlements import BLOCK, SIDEWALK, half_width, locate, lot_building
 
 CELL = 6.0  # metres between tree candidates; a crown never reaches past the neighbouring cell
@@ -46,6 +46,7 @@ class VegetationNodes(NamedTuple):
     i0: int
     j0: int
     fields: dict[str, torch.Tensor]
+    density: float = 1.0  # multiplies every tree probability (the generator's `vegetation` parameter)
 
     def at(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Bilinear values at world points (float64, any shape, inside the node grid)."""
@@ -81,9 +82,8 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     (float32 m; crown radius), kind (int64 index into KINDS), setting (int64 index into SETTINGS),
     id (int64, TREE_ID_BIT set)."""
     h = hash2(ci, cj, salt(seed, 40))
-    u = [unit_float(h)]
-    for k in range(1, 6):
-        u.append(unit_float(mix32(torch.bitwise_xor(h, (0x9E3779B9 * k) & M32))))
+    h2 = mix32(torch.bitwise_xor(h, 0x9E3779B9))
+    u = _fields(h, (12, 10, 10)) + _fields(h2, (10, 11, 11))  # six uniform numbers from 64 hashed bits
     x = (ci.to(torch.float64) + (0.1 + 0.8 * u[1]).to(torch.float64)) * CELL
     y = (cj.to(torch.float64) + (0.1 + 0.8 * u[2]).to(torch.float64)) * CELL
     f = nodes.at(x, y)
@@ -116,20 +116,23 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     sidewalk = urban & ~road & ((edge_x < hw_x + SIDEWALK) | (edge_y < hw_y + SIDEWALK))
     street = torch.where(sidewalk & (own > 0.15), torch.full_like(u[0], 0.5), zero)
     garden = torch.where(urban & ~road & ~sidewalk, 0.35 * (1.0 - own) * (1.0 - own), zero)
-    lots = urban & ~road & ~sidewalk
-    if bool(lots.any()):
-        loc = locate(x, y, own)
-        b = lot_building(seed, loc["bx"], loc["by"], loc["li"], loc["lj"], own)
+    lots = torch.nonzero((urban & ~road & ~sidewalk).reshape(-1)).reshape(-1)
+    if lots.numel():  # few candidates are in towns: look up their lot's house only for those
+        lx_, ly_, own_ = (v.reshape(-1).index_select(0, lots) for v in (x, y, own))
+        loc = locate(lx_, ly_, own_)
+        b = lot_building(seed, loc["bx"], loc["by"], loc["li"], loc["lj"], own_)
         margin = 2.5
         in_house = (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])
-                    & (x >= b["x0"] - margin) & (x <= b["x1"] + margin)
-                    & (y >= b["y0"] - margin) & (y <= b["y1"] + margin))
-        garden = torch.where(lots & in_house, zero, garden)
+                    & (lx_ >= b["x0"] - margin) & (lx_ <= b["x1"] + margin)
+                    & (ly_ >= b["y0"] - margin) & (ly_ <= b["y1"] + margin))
+        garden = garden.reshape(-1).index_put((lots,), torch.where(in_house, zero.reshape(-1)[:1],
+                                                                     garden.reshape(-1).index_select(0, lots)))
+        garden = garden.reshape(x.shape)
     forest = torch.where(urban | road, zero, f["forest"])
     hedge = torch.where(urban | road, zero, hedge)
 
     p = torch.maximum(torch.maximum(forest, hedge), torch.maximum(street, garden))
-    present = u[0] < p
+    present = u[0] < p * nodes.density
     setting = torch.where(forest >= torch.maximum(hedge, torch.maximum(street, garden)), 0,
                           torch.where(hedge >= torch.maximum(street, garden), 1, torch.where(street >= garden, 2, 3)))
     kind = torch.where((setting == 0) & (u[3] < f["conifer"]), 0, 1).to(torch.int64)
@@ -145,6 +148,15 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     tid = torch.bitwise_or(torch.bitwise_and(h, 0x7FFFFFFF), TREE_ID_BIT)
     return {"present": present, "x": x, "y": y, "height": height, "radius": radius, "kind": kind,
             "setting": setting.to(torch.int64), "id": tid}
+
+
+def _fields(h: torch.Tensor, widths: tuple[int, ...]) -> list[torch.Tensor]:
+    """Split 32-bit words into uniform float32 numbers in [0, 1) of the given bit widths."""
+    out, shift = [], 0
+    for w in widths:
+        out.append(torch.bitwise_and(h >> shift, (1 << w) - 1).to(torch.float32) * (1.0 / (1 << w)))
+        shift += w
+    return out
 
 
 def crown_height(d2: torch.Tensor, height: torch.Tensor, radius: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
@@ -174,6 +186,7 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
     ci = torch.floor(x * (1.0 / CELL)).to(torch.int64)
     cj = torch.floor(y * (1.0 / CELL)).to(torch.int64)
     grid = x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1
+    reach = _reach(nodes)
     if grid:
         c0, c1 = int(ci.min()) - 1, int(ci.max()) + 1
         r0, r1 = int(cj.min()) - 1, int(cj.max()) + 1
@@ -183,8 +196,10 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
             cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=x.device).reshape(1, -1)
             rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=x.device).reshape(-1, 1)
             ncol = c1 - c0 + 1
-            table = candidates(seed, cols.expand(rows.shape[0], -1), rows.expand(-1, ncol), nodes, blocks)
-            flat_table = {k: v.reshape(-1) for k, v in table.items()}
+            flat_table = _candidates_where_possible(
+                seed, cols.expand(rows.shape[0], -1).reshape(-1), rows.expand(-1, ncol).reshape(-1),
+                (cols.expand(rows.shape[0], -1).reshape(-1).to(torch.float64) + 0.5) * CELL,
+                (rows.expand(-1, ncol).reshape(-1).to(torch.float64) + 0.5) * CELL, nodes, reach, blocks)
             ci_full, cj_full = (ci - c0).expand(y.shape[0], -1), (cj - r0).expand(-1, x.shape[1])
 
             def cell(a, b):
@@ -192,16 +207,56 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
                 return {k: v[idx] for k, v in flat_table.items()}
             return _top_crown(x, y, cell)
     shape = torch.broadcast_shapes(x.shape, y.shape)
-    xb, yb = x.expand(shape), y.expand(shape)
+    xb, yb = x.expand(shape).reshape(-1), y.expand(shape).reshape(-1)
     offsets = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
-    da = offsets.repeat(3).reshape((9,) + (1,) * len(shape))  # a runs fastest, as in _top_crown
-    db = offsets.repeat_interleave(3).reshape((9,) + (1,) * len(shape))
-    every = candidates(seed, ci.expand(shape).unsqueeze(0) + da, cj.expand(shape).unsqueeze(0) + db, nodes, blocks)
+    da = offsets.repeat(3).reshape(9, 1)  # a runs fastest, as in _top_crown
+    db = offsets.repeat_interleave(3).reshape(9, 1)
+    cell_i = (ci.expand(shape).reshape(1, -1) + da).reshape(-1)
+    cell_j = (cj.expand(shape).reshape(1, -1) + db).reshape(-1)
+    every = _candidates_where_possible(seed, cell_i, cell_j, xb.repeat(9), yb.repeat(9), nodes, reach, blocks)
+    n = xb.numel()
 
     def cell(a, b):
         k = (b + 1) * 3 + (a + 1)
-        return {name: v[k] for name, v in every.items()}
-    return _top_crown(xb, yb, cell)
+        return {name: v[k * n:(k + 1) * n] for name, v in every.items()}
+    return {k: v.reshape(shape) for k, v in _top_crown(xb, yb, cell).items()}
+
+
+def _reach(nodes: VegetationNodes) -> torch.Tensor:
+    """Forest + hedge node values, each node taking the max of its 3 x 3 neighbourhood: where the
+    bilinear value of this is 0 no forest or hedge candidate lies within a node spacing."""
+    f = nodes.fields["forest"] + nodes.fields["hedge"]
+    p = torch.nn.functional.pad(f[None, None], (1, 1, 1, 1), mode="replicate")
+    return torch.nn.functional.max_pool2d(p, 3, stride=1)[0, 0]
+
+
+def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                               nodes: VegetationNodes, reach: torch.Tensor, blocks: BlockLookup
+                               ) -> dict[str, torch.Tensor]:
+    """`candidates` of 1-D cells (ci, cj), evaluated only where a tree can be near (x, y) (within
+    a node spacing or a block of the cell): far from forests, hedges and towns a candidate is
+    never a tree, and most of the land at coarse levels is such. The others are returned absent."""
+    if nodes.density <= 0:
+        near = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+    else:
+        near = VegetationNodes(nodes.i0, nodes.j0, {"reach": reach}).at(x, y)["reach"] > 0
+    bx = torch.floor(x * (1.0 / BLOCK)).to(torch.int64)
+    by = torch.floor(y * (1.0 / BLOCK)).to(torch.int64)
+    d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
+    around = blocks((bx.reshape(-1, 1) + d.repeat(3).reshape(1, 9)), (by.reshape(-1, 1) + d.repeat_interleave(3).reshape(1, 9)))
+    near = near | ((around[..., 0] > 0).any(dim=1) & (nodes.density > 0))
+    idx = torch.nonzero(near).reshape(-1)
+    n = ci.numel()
+    if idx.numel() == n:
+        return candidates(seed, ci, cj, nodes, blocks)
+    some = candidates(seed, ci.index_select(0, idx), cj.index_select(0, idx), nodes, blocks)
+    out = {}
+    for k, v in some.items():
+        full = torch.zeros((n,), dtype=v.dtype, device=v.device)
+        if k == "radius":
+            full = full + 1.0  # absent candidates: any positive radius keeps the crown maths finite
+        out[k] = full.index_put((idx,), v)
+    return out
 
 
 def _top_crown(x, y, cell) -> dict[str, torch.Tensor]:

@@ -35,21 +35,25 @@ TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: finer levels list their trees; coarse
 @register("procedural")
 class ProceduralGenerator:
     """Parameters (WorldSpec.generator_params): relief, sea_level_bias, rivers, lakes (see
-    terrain.TerrainParams) and urbanization (settlement density multiplier, default 1)."""
+    terrain.TerrainParams), urbanization (settlement density multiplier, default 1) and
+    vegetation (tree probability multiplier, default 1; 0: no trees)."""
 
     def __init__(self, spec: WorldSpec):
         self.spec = spec
         params = spec.params
         terrain_names = {f.name for f in fields(terrain.TerrainParams)}
-        unknown = set(params) - terrain_names - {"urbanization"}
+        unknown = set(params) - terrain_names - {"urbanization", "vegetation"}
         if unknown:
             raise GeneratorError(f"unknown procedural parameters {sorted(unknown)}; "
-                                 f"expected some of {sorted(terrain_names | {'urbanization'})}")
+                                 f"expected some of {sorted(terrain_names | {'urbanization', 'vegetation'})}")
         for k, v in params.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise GeneratorError(f"procedural parameter {k!r} must be a number, got {v!r}")
         self.terrain_params = terrain.TerrainParams(**{k: float(v) for k, v in params.items() if k in terrain_names})
         self.urbanization = float(params.get("urbanization", 1.0))
+        self.vegetation = float(params.get("vegetation", 1.0))
+        if not self.vegetation >= 0:
+            raise GeneratorError(f"procedural parameter 'vegetation' must be >= 0 (0: no trees), got {self.vegetation!r}")
         self.device = default_device()
         seed = spec.seed
         self.macro_octaves = terrain.MacroOctaves.for_seed(seed)
@@ -135,7 +139,8 @@ class ProceduralGenerator:
         conifer = torch.clamp(smoothstep(12.0, 4.0, t) + m["mountain"] * 0.4, 0.0, 1.0)
         vigour = torch.clamp(moist * 1.3 - 0.15, 0.0, 1.0) * smoothstep(-2.0, 9.0, t)
         return VegetationNodes(i0, j0, {"forest": forest.to(torch.float32), "hedge": hedge.to(torch.float32),
-                                        "conifer": conifer.to(torch.float32), "vigour": vigour.to(torch.float32)})
+                                        "conifer": conifer.to(torch.float32), "vigour": vigour.to(torch.float32)},
+                               self.vegetation)
 
     @staticmethod
     def block_lookup(table: torch.Tensor, bx0: int, by0: int):
@@ -309,13 +314,19 @@ class ProceduralGenerator:
         stand = veg.at(px.expand(n, n), py.expand(n, n))["forest"]
         clearing = (semantic == biomes.CLASS_IDS["forest"]) & (stand < 0.15)
         semantic[clearing] = biomes.CLASS_IDS["grass"]  # the forest class is the floor of a stand
-        cover = vegetation.canopy(spec.seed, px, py, veg, blocks)
         if res <= TREE_OBJECTS_MAX_RESOLUTION:  # crowns resolved: a pixel is the tree over its centre
+            cover = vegetation.canopy(spec.seed, px, py, veg, blocks)
             tree = (cover["height"] > 0) & dry & ~building
             tree_ids = cover["id"]
-        else:  # crowns below the pixel size: tree cover where stands are dense, without per-tree ids
+        else:  # crowns below the pixel size: tree cover where stands are dense, without per-tree ids,
+            # shaded from the crowns at the pixel's corners (the samples), not evaluated again
+            crowns = corners_mean((canopy > 0).to(torch.float32))
+            conifer = veg.at(px.expand(n, n), py.expand(n, n))["conifer"] > 0.5
+            tint = hash2(torch.floor(px * (1.0 / 6.0)).to(torch.int64), torch.floor(py * (1.0 / 6.0)).to(torch.int64),
+                         self.crop_key ^ 7)
+            cover = {"id": tint, "edge": 1.0 - crowns, "kind": torch.where(conifer, 0, 1).to(torch.int64)}
             tree = (stand >= 0.5) & dry & ~building & ~road
-            tree_ids = torch.zeros_like(cover["id"])
+            tree_ids = torch.zeros_like(b["id"])
         semantic[tree] = biomes.CLASS_IDS["tree"]
         instances = torch.where(building, b["id"], torch.where(tree, tree_ids, torch.zeros_like(b["id"])))
 

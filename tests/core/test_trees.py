@@ -13,7 +13,7 @@ from worldstream.core.vegetation import KINDS, SETTINGS, TREE_ID_BIT, crown_heig
 
 FOREST = ChunkKey(6, 3, 5)  # seed 7: a forest edge with fields, 1 m/px
 VILLAGE = ChunkKey(6, 11, -12)  # seed 7: houses on a hill, 1 m/px
-COARSE_FOREST = ChunkKey(3, 0, 0)
+COARSE_FOREST = ChunkKey(3, -1, 1)  # seed 7: about a third tree cover at 8 m/px
 
 
 def neighbourhood_trees(world, key):
@@ -96,8 +96,8 @@ def test_trees_stand_on_the_ground_not_on_roads_houses_or_water(world):
 def test_coarse_levels_keep_the_crowns_as_relief_and_tree_cover(world):
     c = world.chunk(COARSE_FOREST)
     assert c.trees == ()  # too many to list at 8 m/px
-    assert (c.canopy > 5.0).mean() > 0.05
-    assert (c.semantic == CLASS_IDS["tree"]).mean() > 0.05
+    assert (c.canopy > 5.0).mean() > 0.2
+    assert (c.semantic == CLASS_IDS["tree"]).mean() > 0.2
     assert (c.instances[c.semantic == CLASS_IDS["tree"]] == 0).all()
 
 
