@@ -542,7 +542,7 @@ def building_levels(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.T
         high = plane.max(dim=0).values + settlements.terrace(d.max(dim=0).values + settlements.GROUND_SLACK)
         eaves = high + b["height"].index_select(0, t)
         new = torch.stack([low - 0.5, eaves, eaves + b["rise"].index_select(0, t)], dim=1).tolist()
-        if cache is not None and len(cache) > 200_000:
+        if cache is not None and len(cache) > 60_000:  # about 15 MB
             cache.clear()
         for i, v in zip(todo, new):
             known[i] = v
