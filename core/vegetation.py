@@ -28,7 +28,7 @@ MAX_CROWN = 5.5  # metres, < CELL: the 3 x 3 cells around a point hold every cro
 KINDS = ("conifer", "broadleaf")
 SETTINGS = ("forest", "hedgerow", "street", "garden")
 CONIFER_CROWN_BASE = 0.25  # crown base of a conifer, fraction of its height
-BROADLEAF_CROWN_DEPTH = 0.38  # vertical semi-axis of a broadleaf crown, fraction of its height
+BROADLEAF_CROWN_DEPTH = 0.3  # vertical semi-axis of a broadleaf crown's top half, fraction of its height
 TREE_ID_BIT = 0x80000000  # tree ids have the top bit set; the class tells them from buildings
 NODE_FIELDS = ("forest", "hedge", "conifer", "vigour")
 

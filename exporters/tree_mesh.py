@@ -18,7 +18,8 @@ import numpy as np
 from ..core.vegetation import BROADLEAF_CROWN_DEPTH, CONIFER_CROWN_BASE, KINDS, Tree
 
 SEGMENTS = 8
-TRUNK_RADIUS = 0.06  # of the crown radius
+TRUNK_RADIUS = 0.09  # of the crown radius
+CROWN_UNDERSIDE = 1.3  # a broadleaf crown's bottom half hangs deeper than its top half (relative depth)
 COLOURS = {"trunk": (92, 70, 52), "conifer": (36, 62, 42), "broadleaf": (62, 92, 46)}  # sRGB albedo
 
 
@@ -104,16 +105,19 @@ def _cone() -> Part:
 
 
 def _dome(rings: int = 4) -> Part:
-    """A full ellipsoid: its top half is the DSM's crown, the bottom closes it."""
+    """A closed crown: its top half is the DSM's half ellipsoid, a deeper half closes it below."""
     depth = BROADLEAF_CROWN_DEPTH
     centre = 1.0 - depth
     lat = np.linspace(-np.pi / 2, np.pi / 2, 2 * rings + 1)[1:-1]
     a = np.arange(SEGMENTS) * (2 * np.pi / SEGMENTS)
-    ring_pos = [np.stack([np.cos(a) * np.cos(t), np.sin(a) * np.cos(t), np.full(SEGMENTS, centre + depth * np.sin(t))], 1)
+    def vertical(t):
+        return depth * (1.0 if t >= 0 else CROWN_UNDERSIDE)
+    ring_pos = [np.stack([np.cos(a) * np.cos(t), np.sin(a) * np.cos(t), np.full(SEGMENTS, centre + vertical(t) * np.sin(t))], 1)
                 for t in lat]
-    pos = np.concatenate(ring_pos + [[[0.0, 0.0, centre - depth]], [[0.0, 0.0, 1.0]]])
+    pos = np.concatenate(ring_pos + [[[0.0, 0.0, centre - depth * CROWN_UNDERSIDE]], [[0.0, 0.0, 1.0]]])
     unit = pos - [0.0, 0.0, centre]
-    nrm = unit / [1.0, 1.0, depth * depth]  # gradient of the ellipsoid's implicit function
+    semi = np.where(unit[:, 2:3] >= 0, depth, depth * CROWN_UNDERSIDE)
+    nrm = unit / np.concatenate([np.ones((len(pos), 2)), semi * semi], axis=1)  # gradient of each half-ellipsoid
     nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
     i = np.arange(SEGMENTS)
     j = (i + 1) % SEGMENTS
@@ -129,7 +133,7 @@ def _dome(rings: int = 4) -> Part:
 
 MODELS: dict[str, tuple[Part, ...]] = {
     "conifer": (_trunk(CONIFER_CROWN_BASE + 0.05), _cone()),
-    "broadleaf": (_trunk(1.0 - BROADLEAF_CROWN_DEPTH), _dome()),
+    "broadleaf": (_trunk(1.0 - BROADLEAF_CROWN_DEPTH * (1.0 + CROWN_UNDERSIDE) + 0.05), _dome()),
 }
 
 

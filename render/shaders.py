@@ -3,7 +3,9 @@
 Targets: 0 scene colour (RGBA8), 1 planar depth in metres (R32F), 2 (class, instance) (RG32UI),
 3 world normal encoded n * 0.5 + 0.5 (RGBA8). Lighting: a sun (Lambert), a sky/ground hemisphere
 ambient, Schlick-Fresnel sky reflection on water, and exponential atmospheric perspective towards
-the horizon colour.
+the horizon colour. Close to the camera the ground gets material detail finer than the ortho's
+texels: value noise on a world-anchored 0.25 m and 1 m lattice (hashed integer cells, so the same
+ground looks the same from every chunk and every run), faded out by 60 m.
 """
 
 COMMON = """
@@ -57,8 +59,10 @@ in uint in_instance;
 out vec3 v_rel;
 out vec3 v_normal;
 out vec2 v_uv;
+out vec2 v_local;
 flat out uint v_instance;
 void main() {
+    v_local = in_position.xy;
     v_rel = in_position + u_offset;
     v_normal = in_normal;
     v_uv = in_uv;
@@ -76,10 +80,26 @@ uniform vec4 u_colour;       // alpha 1: linear albedo of an untextured surface 
 uniform uint u_building_class;
 uniform uint u_rock_class;
 uniform uint u_tree_class;
+uniform ivec2 u_origin_cells;  // chunk origin in 0.25 m cells, modulo 4096 (the detail's period)
 in vec3 v_rel;
 in vec3 v_normal;
 in vec2 v_uv;
+in vec2 v_local;
 flat in uint v_instance;
+uint cell_hash(ivec2 c, int mask) {  // cells wrap at mask + 1: one period of the detail
+    uint h = uint(c.x & mask) * 73856093u ^ uint(c.y & mask) * 19349663u;
+    h ^= h >> 13; h *= 0x5bd1e995u; h ^= h >> 15;
+    return h;
+}
+float value_noise(vec2 cells_f, ivec2 base, int mask) {  // cells_f: lattice cells from the chunk origin
+    vec2 i = floor(cells_f);
+    vec2 f = cells_f - i;
+    vec2 u = f * f * (3.0 - 2.0 * f);
+    ivec2 c = base + ivec2(i);
+    float a = float(cell_hash(c, mask) & 1023u), b = float(cell_hash(c + ivec2(1, 0), mask) & 1023u);
+    float d = float(cell_hash(c + ivec2(0, 1), mask) & 1023u), e = float(cell_hash(c + ivec2(1, 1), mask) & 1023u);
+    return mix(mix(a, b, u.x), mix(d, e, u.x), u.y) / 1023.0;
+}
 layout(location = 0) out vec4 o_colour;
 layout(location = 1) out float o_depth;
 layout(location = 2) out uvec2 o_ids;
@@ -91,6 +111,14 @@ void main() {
     vec3 albedo = u_colour.a > 0.5 ? u_colour.rgb : pow(texture(u_albedo, v_uv).rgb, vec3(2.2));
     if (u_kind == 4) {  // each tree its own shade, from its id
         albedo *= 0.8 + 0.4 * float((v_instance >> 7u) % 97u) / 96.0;
+    }
+    if (u_kind == 0) {  // ground detail below the ortho's texel size, near the camera only
+        float fade = 1.0 - smoothstep(20.0, 60.0, length(v_rel));
+        if (fade > 0.0) {
+            float fine = value_noise(v_local * 4.0, u_origin_cells, 4095);  // 0.25 m cells, 1024 m period
+            float coarse = value_noise(v_local, u_origin_cells / 4, 1023);  // 1 m cells, 1024 m period
+            albedo *= 1.0 + fade * (0.22 * (fine - 0.5) + 0.16 * (coarse - 0.5));
+        }
     }
     float sun = max(dot(n, u_sun), 0.0);
     vec3 ambient = mix(vec3(0.10, 0.09, 0.08), u_zenith * 0.55, n.z * 0.5 + 0.5);
