@@ -47,33 +47,41 @@ def unproject(depth: np.ndarray, intr: Intrinsics, orientation_ned, camera_enu, 
 def class_fractions(class_ids: np.ndarray, sky: int) -> dict[str, float]:
     """(N,) uint8 class ids of the hit pixels and the count of sky pixels -> {class name: share of
     all pixels}, largest first."""
-    total = len(class_ids) + sky
+    ids, counts = np.unique(class_ids, return_counts=True)
+    return class_shares(dict(zip(ids.tolist(), counts.tolist())), sky)
+
+
+def class_shares(counts: dict[int, int], sky: int) -> dict[str, float]:
+    """{class id: pixels} and the count of sky pixels -> {class name: share of all pixels}, largest first."""
+    total = sum(counts.values()) + sky
     if total == 0:
         return {}
-    ids, counts = np.unique(class_ids, return_counts=True)
-    out = {CLASSES.get(int(i), f"class_{int(i)}"): c / total for i, c in zip(ids, counts)}
+    out = {CLASSES.get(int(i), f"class_{int(i)}"): c / total for i, c in counts.items() if c}
     if sky:
         out["sky"] = sky / total
     return {k: round(float(v), 6) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
-_PALETTE_CODE = {(r << 16) | (g << 8) | b: cid for cid, (r, g, b) in PALETTE.items()}
+_PALETTE_CODES = np.array(sorted((r << 16) | (g << 8) | b for r, g, b in PALETTE.values()), np.int32)
+_PALETTE_IDS = [next(cid for cid, (r, g, b) in PALETTE.items() if (r << 16) | (g << 8) | b == code)
+                for code in _PALETTE_CODES.tolist()]
 
 
-def segmentation_classes(rgb: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """(H, W, 3) uint8 segmentation in the world's class palette (`worldstream sim`'s) -> (class ids
-    of the pixels that show a surface, count of sky pixels: black), ready for class_fractions; None
+def segmentation_classes(rgb: np.ndarray) -> tuple[dict[int, int], int] | None:
+    """(H, W, 3) uint8 segmentation in the world's class palette (`worldstream sim`'s) -> ({class id:
+    pixels} of the pixels that show a surface, count of sky pixels: black), for class_shares; None
     when some colour is not a class colour (AirSim in Unreal colours meshes, not classes)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         return None
-    code = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    colours, counts = np.unique(code.reshape(-1), return_counts=True)
-    if any(int(c) not in _PALETTE_CODE for c in colours):
+    code = ((rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]).reshape(-1)
+    slot = np.minimum(np.searchsorted(_PALETTE_CODES, code), len(_PALETTE_CODES) - 1)
+    if not np.array_equal(_PALETTE_CODES[slot], code):
         return None
-    ids = np.repeat(np.array([_PALETTE_CODE[int(c)] for c in colours], np.uint8), counts)
-    surface = ids != 0  # class 0 ("none") is what the renderer leaves where nothing is hit: sky
-    return ids[surface], int((~surface).sum())
+    per_slot = np.bincount(slot, minlength=len(_PALETTE_CODES)).tolist()
+    counts = {cid: n for cid, n in zip(_PALETTE_IDS, per_slot) if n}
+    sky = counts.pop(0, 0)  # class 0 ("none") is what the renderer leaves where nothing is hit: sky
+    return counts, sky
 
 
 def image_files(index: int, images: dict[str, object]) -> tuple[dict[str, str], dict[str, bytes]]:

@@ -22,7 +22,8 @@ from PIL import Image
 from ..core import frames
 from ..core.errors import WorldstreamError
 from ..core.world import World
-from .dataset import DatasetWriter, camera_to_world, class_fractions, image_files, segmentation_classes, unproject
+from .dataset import (DatasetWriter, camera_to_world, class_fractions, class_shares, image_files, segmentation_classes,
+                      unproject)
 from .ground import Ground
 from .mission import IMAGE_TYPES, Mission, plan_path
 from ..render.camera import Intrinsics
@@ -96,7 +97,7 @@ class Recorder:
         if seg is not None:
             found = segmentation_classes(np.asarray(Image.open(io.BytesIO(bytes(seg))).convert("RGB")))
             if found is not None:
-                return class_fractions(*found), "segmentation"
+                return class_shares(*found), "segmentation"
         if depth is None:
             return None
         if self.ground is None:

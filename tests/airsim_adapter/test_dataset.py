@@ -9,8 +9,8 @@ import math
 import numpy as np
 from PIL import Image
 
-from worldstream.airsim_adapter.dataset import (DatasetWriter, class_fractions, load_dataset, segmentation_classes,
-                                                unproject)
+from worldstream.airsim_adapter.dataset import (DatasetWriter, class_fractions, class_shares, load_dataset,
+                                                segmentation_classes, unproject)
 from worldstream.airsim_adapter.fly import Recorder
 from worldstream.airsim_adapter.ground import Ground
 from worldstream.airsim_adapter.mission import Capture, Mission, Waypoint
@@ -29,7 +29,8 @@ def test_class_shares_from_a_segmentation_in_the_world_palette():
     ids[12:, 20:] = CLASS_IDS["road"]
     found = segmentation_classes(SEGMENTATION_RGB[ids])
     assert found is not None
-    shares = class_fractions(*found)
+    shares = class_shares(*found)
+    assert shares == class_fractions(ids[ids != 0], int((ids == 0).sum()))  # the same as counting class ids
     assert shares == {"grass": round((12 * 32 - 6 * 12) / 576, 6), "sky": round(6 * 32 / 576, 6),
                       "road": round(6 * 12 / 576, 6)}
     odd = SEGMENTATION_RGB[ids].copy()
