@@ -35,7 +35,7 @@ BANK = 0.03  # river-field units of flat bank beyond the channel (about its half
 RIVER_VALLEY = 0.22  # river-field units from the bank strip to the shoulder of a shallow valley
 VALLEY_OPENING = 200.0  # metres of depth that widen a river valley by another RIVER_VALLEY
 VALLEY_DEPTH_CAP = 400.0  # metres: deeper valleys (in ranges) open no wider than this depth gives
-DISSECTION = 0.15  # share of the height above the drainage base the coarsest tributary valleys cut
+DISSECTION = 0.2  # share of the height above the drainage base the coarsest tributary valleys cut
 # The macro relief's finest octave has a 192 m lattice (3 x s_0): finer detail comes from detail_octaves.
 
 
@@ -80,7 +80,7 @@ class MacroOctaves:
             plateau_mask=octaves(seed, 8, 24000.0, 3),
             rivers=octaves(seed, 9, 14000.0, 3),
             lakes=octaves(seed, 10, 5000.0, 2),
-            valleys=octaves(seed, 13, 2400.0, 3),  # 2400 m .. 600 m
+            valleys=octaves(seed, 13, 2400.0, 2),  # 2400 m and 1200 m
             temperature=octaves(seed, 11, 80000.0, 3),
             moisture=octaves(seed, 12, 30000.0, 3),
         )
