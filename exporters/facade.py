@@ -130,12 +130,14 @@ def shelf_pack(lengths: np.ndarray, heights: np.ndarray, texels_per_metre: float
 
 
 def bake_strips(atlas: ShelfPacking, lengths: np.ndarray, heights: np.ndarray, building_ids: np.ndarray,
-                seed: int, eaves: np.ndarray | None = None, parapet: np.ndarray | None = None) -> np.ndarray:
+                seed: int, eaves: np.ndarray | None = None, parapet: np.ndarray | None = None,
+                ground_floor: np.ndarray | None = None) -> np.ndarray:
     """(height, width, 3) uint8 facade texture of every strip; texel (px, py) of strip i shows
     s = (px + 0.5 - x0 - PADDING) / tpm metres along the facade and z = height - (py + 0.5 - y0 -
     PADDING) / tpm above the base (the roof's top at the top). Padding texels repeat the edge.
     eaves: (N,) wall top above the base (default: height); parapet: (N,) bool, flat roofs with a
-    parapet band under the top (default: all); above the eaves (gables) the wall is plain."""
+    parapet band under the top (default: all); above the eaves (gables) the wall is plain;
+    ground_floor: (N,) z where the storeys start (default 0.5 m, see `facade_pattern`)."""
     tpm = atlas.texels_per_metre
     owner = np.full((atlas.height, atlas.width), -1, dtype=np.int64)
     w = np.ceil(np.asarray(lengths) * tpm).astype(np.int64) + 2 * PADDING
@@ -149,8 +151,9 @@ def bake_strips(atlas: ShelfPacking, lengths: np.ndarray, heights: np.ndarray, b
     eaves = np.asarray(heights if eaves is None else eaves, dtype=np.float64)
     parapet = np.ones(len(w), dtype=bool) if parapet is None else np.asarray(parapet, dtype=bool)
     out = np.full((atlas.height, atlas.width, 3), 128, dtype=np.uint8)
+    first = None if ground_floor is None else np.asarray(ground_floor, dtype=np.float32)[g]
     out[py, px] = facade_pattern(building_ids[g].astype(np.uint64), s.astype(np.float32), z.astype(np.float32),
-                                 eaves[g].astype(np.float32), seed, parapet[g])
+                                 eaves[g].astype(np.float32), seed, parapet[g], first)
     return out
 
 
@@ -169,7 +172,10 @@ def building_walls(bm, texels_per_metre: float, max_size: int, seed: int):
     u = atlas.x0[row] + PADDING + bm.wall_s[used] * tpm
     v = atlas.y0[row] + PADDING + (bm.strip_height[row] - bm.wall_z[used]) * tpm
     ids = np.array([b.id for b in bm.buildings], dtype=np.uint64)
-    image = bake_strips(atlas, bm.strip_length, bm.strip_height, ids, seed, bm.eave_height, bm.flat)
+    floors = np.array([b.floors for b in bm.buildings], dtype=np.float64)
+    # storeys hang from the eaves: extra wall a slope or terrace edge adds shows as a socle
+    ground_floor = np.maximum(0.5, bm.eave_height - floors * FLOOR_HEIGHT - np.where(bm.flat, PARAPET, 0.3))
+    image = bake_strips(atlas, bm.strip_length, bm.strip_height, ids, seed, bm.eave_height, bm.flat, ground_floor)
     return (bm.positions[used], bm.normals[used], np.stack([u, v], axis=1), tris, bm.feature[used], image)
 
 
@@ -228,13 +234,16 @@ PLINTH = 1.1  # the base is sunk 0.5 m below the ground
 
 
 def facade_pattern(bid: np.ndarray, s: np.ndarray, z: np.ndarray, top: np.ndarray, seed: int,
-                   parapet: np.ndarray | None = None) -> np.ndarray:
+                   parapet: np.ndarray | None = None, ground_floor: np.ndarray | None = None) -> np.ndarray:
     """(N,) uint64 building ids, float32 s (m along the facade), z (m above the base) and top
     (the eaves: wall height) -> (N, 3) uint8: plaster by building, floor lines, windows (some
     lit), a dark plinth and, where `parapet` (default everywhere: flat roofs), a parapet band
-    under the top; above the top (gables) plain plaster."""
+    under the top; above the top (gables) plain plaster. Storeys start at `ground_floor` (z of
+    the ground floor, default 0.5 m); a wall below it (a building on a slope or a terrace edge
+    shows more wall on its low side) is a stone socle without windows."""
     plaster = (PLASTER[_cheap_hash(bid, np.uint64(salt(seed, 0xFACADE))) % len(PLASTER)] * 255).astype(np.float32)
-    floor_z = z - 0.5
+    first = np.float32(0.5) if ground_floor is None else ground_floor
+    floor_z = z - first
     storey = np.floor(floor_z * (1.0 / FLOOR_HEIGHT))
     in_floor = floor_z - storey * FLOOR_HEIGHT
     bay = np.floor(s * (1.0 / WINDOW_PITCH))
@@ -242,7 +251,7 @@ def facade_pattern(bid: np.ndarray, s: np.ndarray, z: np.ndarray, top: np.ndarra
     band = np.full(z.shape, PARAPET, dtype=np.float32) if parapet is None else np.where(parapet, PARAPET, 0.0)
     window = ((np.abs(col) < 0.5 * WINDOW_WIDTH) & (in_floor > SILL) & (in_floor < LINTEL)
               & (floor_z > 0) & (z < top - band))
-    shade = np.where(z < PLINTH, 0.55, np.where(z > top, 0.97, np.where(z > top - band, 0.8,
+    shade = np.where((z < PLINTH) | (floor_z < 0), 0.55, np.where(z > top, 0.97, np.where(z > top - band, 0.8,
                                                                          np.where(in_floor < 0.15, 0.92, 1.0))))
     out = plaster * shade.astype(np.float32)[:, None]
     if window.any():
