@@ -64,7 +64,7 @@ def test_river_banks_have_no_stair_steps(gen):
     """At 1 m/px the water and the foot of its banks (land within 2 m of it) lie at the water
     level, and adjacent samples near a shore differ by little. The previous generator's banks
     jumped 1.5 m where land and water nodes of the 16 m lattice alternated, so the surface along a
-    shore rose and fell in 16 m stairs (up to 1.7 m off the water level at these places)."""
+    shore rose and fell in 16 m stairs (up to 1.8 m off the water level at these places)."""
     size = 64
     worst_step = worst_level = 0.0
     shores = 0
