@@ -150,6 +150,18 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
             "setting": setting.to(torch.int64), "id": tid}
 
 
+def _absent(n: int, device) -> dict[str, torch.Tensor]:
+    """n candidates that are no tree (the keys and dtypes of `candidates`)."""
+    return {"present": torch.zeros((n,), dtype=torch.bool, device=device),
+            "x": torch.zeros((n,), dtype=torch.float64, device=device),
+            "y": torch.zeros((n,), dtype=torch.float64, device=device),
+            "height": torch.zeros((n,), dtype=torch.float32, device=device),
+            "radius": torch.ones((n,), dtype=torch.float32, device=device),  # keeps the crown maths finite
+            "kind": torch.zeros((n,), dtype=torch.int64, device=device),
+            "setting": torch.zeros((n,), dtype=torch.int64, device=device),
+            "id": torch.zeros((n,), dtype=torch.int64, device=device)}
+
+
 def _fields(h: torch.Tensor, widths: tuple[int, ...]) -> list[torch.Tensor]:
     """Split 32-bit words into uniform float32 numbers in [0, 1) of the given bit widths."""
     out, shift = [], 0
@@ -240,6 +252,8 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
         near = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
     else:
         near = VegetationNodes(nodes.i0, nodes.j0, {"reach": reach}).at(x, y)["reach"] > 0
+    if x.numel() == 0:
+        return _absent(0, x.device)
     bx = torch.floor(x * (1.0 / BLOCK)).to(torch.int64)
     by = torch.floor(y * (1.0 / BLOCK)).to(torch.int64)
     d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
@@ -249,13 +263,10 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     n = ci.numel()
     if idx.numel() == n:
         return candidates(seed, ci, cj, nodes, blocks)
-    some = candidates(seed, ci.index_select(0, idx), cj.index_select(0, idx), nodes, blocks)
-    out = {}
-    for k, v in some.items():
-        full = torch.zeros((n,), dtype=v.dtype, device=v.device)
-        if k == "radius":
-            full = full + 1.0  # absent candidates: any positive radius keeps the crown maths finite
-        out[k] = full.index_put((idx,), v)
+    out = _absent(n, x.device)
+    if idx.numel():
+        some = candidates(seed, ci.index_select(0, idx), cj.index_select(0, idx), nodes, blocks)
+        out = {k: v.index_put((idx,), some[k]) for k, v in out.items()}
     return out
 
 

@@ -109,3 +109,12 @@ def test_point_queries_find_the_chunk_trees(world):
     crown, _ = world.trees_at(xs[j], ys[i])
     dry = ~c.water[i, j]
     assert np.array_equal(crown[dry], c.canopy[i, j][dry])
+
+
+def test_point_queries_where_no_tree_can_be_and_with_no_points(world):
+    crown, ids = world.trees_at([9000.0], [-9000.0])  # high mountains: no candidate within reach
+    assert crown.tolist() == [0.0] and ids.tolist() == [0]
+    ground, surface = world.height_at([9000.0], [-9000.0])
+    assert surface[0] == ground[0]
+    crown, ids = world.trees_at([], [])
+    assert crown.shape == ids.shape == (0,)
