@@ -238,10 +238,10 @@ def fly_mission(client, airsim, mission: Mission, world: World, out: Path | str 
     client.moveToZAsync(float(first[2]), min(mission.speed, CLIMB_SPEED_MAX), vehicle_name=v).join()
     ned = [airsim.Vector3r(*map(float, frames.enu_to_airsim(p, home_enu))) for p in path.points[1:]]
     sim_budget_s = path.length_m / mission.speed * 3 + 60
-    path_t0 = client.getMultirotorState(vehicle_name=v).timestamp
     path_wall0 = time.perf_counter()
     if recorder and lockstep:
-        client.simPause(True)
+        client.simPause(True)  # before the path's start time is read: the clock stands still from here
+    path_t0 = client.getMultirotorState(vehicle_name=v).timestamp
     future = client.moveOnPathAsync(ned, mission.speed, timeout_sec=sim_budget_s, drivetrain=airsim.DrivetrainType.ForwardOnly,
                                     yaw_mode=airsim.YawMode(False, 0), vehicle_name=v)
     end_state = None
