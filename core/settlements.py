@@ -200,6 +200,8 @@ TERRACE_RISER = 0.25  # fraction of a step (of ground departure from the pad pla
 PAD_SLOPE = 0.08  # steepest pad plane (8 %): steeper blocks are terraced
 GROUND_SLACK = 1.6  # metres: natural ground under a footprint departs this much from the macro relief
                     # interpolated between the footprint's corners (detail octaves, curvature)
+EAVES_SLACK = 0.8  # the same for the eaves: less, because the eaves only need to clear the ground by
+                   # most of a storey (at least 3 m; storeys are 3.2 m and buildings 3.7 m or more)
 
 
 def pad_plane(block: torch.Tensor, lx: torch.Tensor, ly: torch.Tensor) -> torch.Tensor:

@@ -520,8 +520,9 @@ def building_levels(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.T
     start 0.5 m below the lowest ground under the footprint and the eaves stand `height` above the
     highest, so on a slope no corner floats and no roof is buried. The ground is bounded from the
     macro relief at the footprint corners (`macro`: the generator's level-independent fields),
-    settlements.GROUND_SLACK and the terrace function, which is monotonic. `cache` (optional)
-    maps (bx, by, li, lj) to levels already computed: values are pure functions of the lot."""
+    settlements.GROUND_SLACK (EAVES_SLACK for the eaves) and the terrace function, which is
+    monotonic. `cache` (optional) maps (bx, by, li, lj) to levels already computed: values are
+    pure functions of the lot."""
     k = b["x0"].shape[0]
     keys = list(zip(bx.tolist(), by.tolist(), li.tolist(), lj.tolist())) if cache is not None else []
     known = [cache.get(key) for key in keys] if cache is not None else [None] * k
@@ -539,7 +540,7 @@ def building_levels(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.T
                                       (ys - oy).to(torch.float32)).reshape(4, m)
         d = natural - plane
         low = plane.min(dim=0).values + settlements.terrace(d.min(dim=0).values - settlements.GROUND_SLACK)
-        high = plane.max(dim=0).values + settlements.terrace(d.max(dim=0).values + settlements.GROUND_SLACK)
+        high = plane.max(dim=0).values + settlements.terrace(d.max(dim=0).values + settlements.EAVES_SLACK)
         eaves = high + b["height"].index_select(0, t)
         new = torch.stack([low - 0.5, eaves, eaves + b["rise"].index_select(0, t)], dim=1).tolist()
         if cache is not None and len(cache) > 60_000:  # about 15 MB
