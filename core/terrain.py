@@ -34,7 +34,7 @@ FLOOD_PLAIN = 15.0  # metres: softness of the floor at the drainage base
 BANK = 0.03  # river-field units of flat bank beyond the channel (about its half width)
 RIVER_VALLEY = 0.22  # river-field units from the bank strip to the shoulder of a shallow valley
 VALLEY_OPENING = 200.0  # metres of depth that widen a river valley by another RIVER_VALLEY
-VALLEY_DEPTH_CAP = 400.0  # metres: deeper valleys (in ranges) open no wider than this depth gives
+VALLEY_DEPTH_CAP = 1000.0  # metres: deeper valleys (in high ranges) open no wider than this depth gives
 DISSECTION = 0.2  # share of the height above the drainage base the coarsest tributary valleys cut
 # The macro relief's finest octave has a 192 m lattice (3 x s_0): finer detail comes from detail_octaves.
 
