@@ -30,7 +30,8 @@ SETTINGS = ("forest", "hedgerow", "street", "garden")
 CONIFER_CROWN_BASE = 0.25  # crown base of a conifer, fraction of its height
 BROADLEAF_CROWN_DEPTH = 0.3  # vertical semi-axis of a broadleaf crown's top half, fraction of its height
 TREE_ID_BIT = 0x80000000  # tree ids have the top bit set; the class tells them from buildings
-NODE_FIELDS = ("forest", "hedge", "conifer", "vigour")
+NODE_FIELDS = ("forest", "hedge", "conifer", "vigour", "water")
+TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; coarser carry crowns as relief
 
 # the block density (..., 4 as settlements' block tables) at integer block indices
 BlockLookup = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -41,12 +42,15 @@ class VegetationNodes(NamedTuple):
 
     i0, j0: index of column 0 / row 0; fields: name -> (rows, cols) float32 in 0..1:
     forest (stand density incl. clearings), hedge (share of hedged farmland), conifer (share of
-    conifers), vigour (how tall trees grow)."""
+    conifers), vigour (how tall trees grow), water (1 where water may be within a node spacing);
+    wet: the generator's water test at any world point, asked only where `water` says so, so
+    no tree is rooted in water at any level."""
 
     i0: int
     j0: int
     fields: dict[str, torch.Tensor]
     density: float = 1.0  # multiplies every tree probability (the generator's `vegetation` parameter)
+    wet: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # water at world points (bool)
 
     def at(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Bilinear values at world points (float64, any shape, inside the node grid)."""
@@ -118,13 +122,13 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     garden = torch.where(urban & ~road & ~sidewalk, 0.35 * (1.0 - own) * (1.0 - own), zero)
     lots = torch.nonzero((urban & ~road & ~sidewalk).reshape(-1)).reshape(-1)
     if lots.numel():  # few candidates are in towns: look up their lot's house only for those
-        lx_, ly_, own_ = (v.reshape(-1).index_select(0, lots) for v in (x, y, own))
-        loc = locate(lx_, ly_, own_)
+        tx, ty, own_ = (v.reshape(-1).index_select(0, lots) for v in (x, y, own))
+        loc = locate(tx, ty, own_)
         b = lot_building(seed, loc["bx"], loc["by"], loc["li"], loc["lj"], own_)
         margin = 2.5
         in_house = (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])
-                    & (lx_ >= b["x0"] - margin) & (lx_ <= b["x1"] + margin)
-                    & (ly_ >= b["y0"] - margin) & (ly_ <= b["y1"] + margin))
+                    & (tx >= b["x0"] - margin) & (tx <= b["x1"] + margin)
+                    & (ty >= b["y0"] - margin) & (ty <= b["y1"] + margin))
         garden = garden.reshape(-1).index_put((lots,), torch.where(in_house, zero.reshape(-1)[:1],
                                                                      garden.reshape(-1).index_select(0, lots)))
         garden = garden.reshape(x.shape)
@@ -133,6 +137,11 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
 
     p = torch.maximum(torch.maximum(forest, hedge), torch.maximum(street, garden))
     present = u[0] < p * nodes.density
+    if nodes.wet is not None:
+        ask = torch.nonzero((present & (f["water"] > 0)).reshape(-1)).reshape(-1)
+        if ask.numel():
+            wet = nodes.wet(x.reshape(-1).index_select(0, ask), y.reshape(-1).index_select(0, ask))
+            present = present.reshape(-1).index_put((ask,), ~wet).reshape(present.shape)
     setting = torch.where(forest >= torch.maximum(hedge, torch.maximum(street, garden)), 0,
                           torch.where(hedge >= torch.maximum(street, garden), 1, torch.where(street >= garden, 2, 3)))
     kind = torch.where((setting == 0) & (u[3] < f["conifer"]), 0, 1).to(torch.int64)
@@ -234,12 +243,16 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
     return {k: v.reshape(shape) for k, v in _top_crown(xb, yb, cell).items()}
 
 
-def _reach(nodes: VegetationNodes) -> torch.Tensor:
-    """Forest + hedge node values, each node taking the max of its 3 x 3 neighbourhood: where the
-    bilinear value of this is 0 no forest or hedge candidate lies within a node spacing."""
-    f = nodes.fields["forest"] + nodes.fields["hedge"]
+def dilate(f: torch.Tensor) -> torch.Tensor:
+    """Each node of a (rows, cols) field takes the max of its 3 x 3 neighbourhood (edges repeated)."""
     p = torch.nn.functional.pad(f[None, None], (1, 1, 1, 1), mode="replicate")
     return torch.nn.functional.max_pool2d(p, 3, stride=1)[0, 0]
+
+
+def _reach(nodes: VegetationNodes) -> torch.Tensor:
+    """Forest + hedge, dilated: where its bilinear value is 0 no forest or hedge candidate lies
+    within a node spacing."""
+    return dilate(nodes.fields["forest"] + nodes.fields["hedge"])
 
 
 def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x: torch.Tensor, y: torch.Tensor,

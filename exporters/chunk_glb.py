@@ -15,9 +15,10 @@ Annotations (EXT_mesh_features + EXT_structural_metadata):
   table 1, `building` (id, height, base and roof heights, floors); cliff faces in the facade
   primitive carry the null feature id.
 - trees (fine levels): one child node per tree kind whose mesh (trunk, crown) is drawn once per
-  tree with EXT_mesh_gpu_instancing (TRANSLATION, ROTATION, SCALE), the tree's row of the `tree`
-  property table (id, height, crown radius, kind, setting) from the instance attribute
-  `_FEATURE_ID_0` via EXT_instance_features. With `MeshOptions(instanced_trees=False)` the trees
+  tree with EXT_mesh_gpu_instancing (TRANSLATION relative to the node, which stands at the first
+  tree's foot; ROTATION; SCALE), the tree's row of the `tree` property table (id, height, crown
+  radius, kind, setting) from the instance attribute `_FEATURE_ID_0` via EXT_instance_features.
+  The extension is used, not required: a client without it draws one small tree per kind. With `MeshOptions(instanced_trees=False)` the trees
   are merged into plain `tree_*` primitives of the chunk mesh instead, feature ids per vertex.
 """
 
@@ -121,7 +122,7 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
                 "roughnessFactor": rough}, "doubleSided": False})
         return materials[name]
 
-    def tree_primitive(part, rows=None) -> dict:
+    def tree_primitive(part, rows=None, features: int = 0) -> dict:
         attributes = {"POSITION": b.accessor(_to_gltf(part.positions), ARRAY_BUFFER, min_max=True),
                       "NORMAL": b.accessor(_to_gltf(part.normals), ARRAY_BUFFER)}
         p = {"attributes": attributes, "material": tree_material("tree_" + part.material), "mode": 4,
@@ -130,7 +131,7 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
         if rows is not None:
             attributes["_FEATURE_ID_0"] = b.accessor(rows.astype(np.float32), ARRAY_BUFFER)
             p["extensions"] = {"EXT_mesh_features": {"featureIds": [
-                {"featureCount": len(mesh.trees), "attribute": 0, "propertyTable": tree_table, "label": "tree"}]}}
+                {"featureCount": features, "attribute": 0, "propertyTable": tree_table, "label": "tree"}]}}
         return p
 
     primitives = []
@@ -170,23 +171,29 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
     children = []
     if mesh.tree_instances and not mesh.instanced_trees:
         for t in mesh.tree_instances:
-            primitives.extend(tree_primitive(part, rows) for part, rows in t.merged())
+            primitives.extend(tree_primitive(part, rows, len(t.row)) for part, rows in t.merged())
     elif mesh.tree_instances:
         b.use_extension("EXT_mesh_gpu_instancing")
         b.use_extension("EXT_instance_features")
         for t in mesh.tree_instances:
             tree_mesh_index = b.add("meshes", {"name": f"tree {t.kind}", "primitives": [tree_primitive(p) for p in t.parts]})
-            half = t.yaw.astype(np.float64) * 0.5  # a turn about ENU up is a turn about glTF +Y
-            rotation = np.stack([np.zeros_like(half), np.sin(half), np.zeros_like(half), np.cos(half)], 1)
+            # a turn about ENU up is a turn about glTF +Y; half angles from the cosine (turns are 0..45 deg)
+            c = t.turn[:, 0]
+            rotation = np.stack([np.zeros_like(c), np.sqrt((1.0 - c) * 0.5), np.zeros_like(c),
+                                 np.sqrt((1.0 + c) * 0.5)], 1)
             scale = t.scale.astype(np.float32)[:, [0, 2, 1]]  # ENU (r, r, h) -> glTF (r, h, r)
-            children.append(b.add("nodes", {"name": f"trees {t.kind}", "mesh": tree_mesh_index, "extensions": {
+            # the node stands at the first tree's foot: a client without the extension draws the
+            # mesh once there (a 1 m tree inside that tree's crown), not at the chunk corner
+            foot = _to_gltf(t.translation[:1])[0].astype(np.float64)
+            children.append(b.add("nodes", {"name": f"trees {t.kind}", "mesh": tree_mesh_index,
+                                            "translation": [float(v) for v in foot], "extensions": {
                 "EXT_mesh_gpu_instancing": {"attributes": {
-                    "TRANSLATION": b.accessor(_to_gltf(t.translation)),
+                    "TRANSLATION": b.accessor((_to_gltf(t.translation) - foot).astype(np.float32)),
                     "ROTATION": b.accessor(rotation.astype(np.float32)),
                     "SCALE": b.accessor(scale),
                     "_FEATURE_ID_0": b.accessor(t.row.astype(np.float32))}},
                 "EXT_instance_features": {"featureIds": [
-                    {"featureCount": len(mesh.trees), "attribute": 0, "propertyTable": tree_table, "label": "tree"}]}}}))
+                    {"featureCount": len(t.row), "attribute": 0, "propertyTable": tree_table, "label": "tree"}]}}}))
 
     meta = meta if meta is not None else chunk_metadata(chunk, spec, mesh)
     mesh_index = b.add("meshes", {"name": f"chunk {chunk.key.path()}", "primitives": primitives})

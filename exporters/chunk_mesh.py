@@ -20,6 +20,7 @@ from ..core.chunk import Chunk
 from ..core.errors import WorldstreamError
 from ..core.heightfield import sample_normals
 from ..core.spec import WorldSpec
+from ..core.vegetation import TREE_OBJECTS_MAX_RESOLUTION
 from .building_mesh import building_mesh, owned_buildings
 from .facade import FaceGroups, bake, building_walls, face_normals, facade_atlas, vertical_faces
 from .terrain_mesh import terrain_mesh
@@ -59,7 +60,9 @@ class MeshOptions:
         return resolution <= self.buildings_max_resolution
 
     def has_trees(self, resolution: float) -> bool:
-        return resolution <= min(self.trees_max_resolution, self.buildings_max_resolution)
+        """Tree models at this level: only where the generator lists trees (TREE_OBJECTS_MAX_RESOLUTION;
+        the option can lower that, not raise it) and buildings are models too."""
+        return resolution <= min(self.trees_max_resolution, self.buildings_max_resolution, TREE_OBJECTS_MAX_RESOLUTION)
 
     def surface(self, resolution: float) -> str:
         """What the terrain mesh follows: "dem" (trees and buildings are models), "dem+canopy"

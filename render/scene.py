@@ -178,7 +178,7 @@ def _instanced_trees(doc: dict, binary: bytes, node: dict, tree_ids: np.ndarray)
     if inst is None:
         raise RenderError(f"GLB child node {node.get('name')!r} without EXT_mesh_gpu_instancing: not a worldstream chunk")
     at = inst["attributes"]
-    t = _accessor(doc, binary, at["TRANSLATION"]).astype(np.float64)
+    t = _accessor(doc, binary, at["TRANSLATION"]).astype(np.float64) + node.get("translation", (0.0, 0.0, 0.0))
     q = _accessor(doc, binary, at["ROTATION"]).astype(np.float64)
     sc = _accessor(doc, binary, at["SCALE"]).astype(np.float64)
     rows = _accessor(doc, binary, at["_FEATURE_ID_0"]).astype(np.int64)

@@ -80,7 +80,7 @@ uniform vec4 u_colour;       // alpha 1: linear albedo of an untextured surface 
 uniform uint u_building_class;
 uniform uint u_rock_class;
 uniform uint u_tree_class;
-uniform ivec2 u_origin_cells;  // chunk origin in 0.25 m cells, modulo 4096 (the detail's period)
+uniform vec2 u_origin_mod;  // chunk origin modulo 1024 m (the detail's period), metres
 in vec3 v_rel;
 in vec3 v_normal;
 in vec2 v_uv;
@@ -91,11 +91,11 @@ uint cell_hash(ivec2 c, int mask) {  // cells wrap at mask + 1: one period of th
     h ^= h >> 13; h *= 0x5bd1e995u; h ^= h >> 15;
     return h;
 }
-float value_noise(vec2 cells_f, ivec2 base, int mask) {  // cells_f: lattice cells from the chunk origin
+float value_noise(vec2 cells_f, int mask) {  // cells_f: world position in lattice cells, modulo the period
     vec2 i = floor(cells_f);
     vec2 f = cells_f - i;
     vec2 u = f * f * (3.0 - 2.0 * f);
-    ivec2 c = base + ivec2(i);
+    ivec2 c = ivec2(i);
     float a = float(cell_hash(c, mask) & 1023u), b = float(cell_hash(c + ivec2(1, 0), mask) & 1023u);
     float d = float(cell_hash(c + ivec2(0, 1), mask) & 1023u), e = float(cell_hash(c + ivec2(1, 1), mask) & 1023u);
     return mix(mix(a, b, u.x), mix(d, e, u.x), u.y) / 1023.0;
@@ -115,8 +115,9 @@ void main() {
     if (u_kind == 0) {  // ground detail below the ortho's texel size, near the camera only
         float fade = 1.0 - smoothstep(20.0, 60.0, length(v_rel));
         if (fade > 0.0) {
-            float fine = value_noise(v_local * 4.0, u_origin_cells, 4095);  // 0.25 m cells, 1024 m period
-            float coarse = value_noise(v_local, u_origin_cells / 4, 1023);  // 1 m cells, 1024 m period
+            vec2 world_mod = v_local + u_origin_mod;
+            float fine = value_noise(world_mod * 4.0, 4095);  // 0.25 m cells, 1024 m period
+            float coarse = value_noise(world_mod, 1023);  // 1 m cells, 1024 m period
             albedo *= 1.0 + fade * (0.22 * (fine - 0.5) + 0.16 * (coarse - 0.5));
         }
     }

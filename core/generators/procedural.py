@@ -22,14 +22,13 @@ from ..hashing import hash2, salt, unit_float
 from ..keys import ChunkKey
 from ..noise import Octave, fbm, gradient_noise, octaves, smoothstep
 from ..settlements import BLOCK, Building
-from ..vegetation import Tree, VegetationNodes
+from ..vegetation import TREE_OBJECTS_MAX_RESOLUTION, Tree, VegetationNodes
 from ..spec import WorldSpec
 from . import register
 
 MACRO_LATTICE = 16.0  # metres; the macro relief's finest lattice is 192 m
 URBAN_MIN_DENSITY = 0.12
 PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
-TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: finer levels list their trees; coarser carry canopy relief
 
 
 @register("procedural")
@@ -110,6 +109,7 @@ class ProceduralGenerator:
         conifer share (cold) and vigour (wet and warm)."""
         i0, i1 = vegetation.node_range(west, east)
         j0, j1 = vegetation.node_range(south, north)
+        i0, i1, j0, j1 = i0 - 1, i1 + 1, j0 - 1, j1 + 1  # a ring more, cropped below: slopes need neighbours
         dev = self.device
         xs = (torch.arange(i0, i1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * vegetation.VEG_LATTICE).reshape(1, -1)
         ys = (torch.arange(j0, j1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * vegetation.VEG_LATTICE).reshape(-1, 1)
@@ -138,9 +138,17 @@ class ProceduralGenerator:
         hedge = farm * dry * smoothstep(0.85, 0.45, moist + forest_noise * 0.22 - 0.1)
         conifer = torch.clamp(smoothstep(12.0, 4.0, t) + m["mountain"] * 0.4, 0.0, 1.0)
         vigour = torch.clamp(moist * 1.3 - 0.15, 0.0, 1.0) * smoothstep(-2.0, 9.0, t)
-        return VegetationNodes(i0, j0, {"forest": forest.to(torch.float32), "hedge": hedge.to(torch.float32),
-                                        "conifer": conifer.to(torch.float32), "vigour": vigour.to(torch.float32)},
-                               self.vegetation)
+        # rivers narrower than a node spacing pass between nodes: any node near enough to water
+        # that a channel could lie in its cells asks the exact water test for its trees
+        water = vegetation.dilate((m["wetness"] > -4.0).to(torch.float32))
+        fields = {"forest": forest, "hedge": hedge, "conifer": conifer, "vigour": vigour, "water": water}
+        return VegetationNodes(i0 + 1, j0 + 1, {k: v.to(torch.float32)[1:-1, 1:-1] for k, v in fields.items()},
+                               self.vegetation, self.water_at)
+
+    def water_at(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Water at world points (x, y float64, 1-D): the macro wetness through the 16 m lattice,
+        a pure function of position (the samples of fine levels see the same values)."""
+        return lattice.at_points(self.macro, x, y, MACRO_LATTICE)["wetness"] > 0
 
     @staticmethod
     def block_lookup(table: torch.Tensor, bx0: int, by0: int):
@@ -311,7 +319,7 @@ class ProceduralGenerator:
         semantic[road] = biomes.CLASS_IDS["road"]
         building = b["id"] > 0
         semantic[building] = biomes.CLASS_IDS["building"]
-        stand = veg.at(px.expand(n, n), py.expand(n, n))["forest"]
+        stand = veg.at(px.expand(n, n), py.expand(n, n))["forest"] * min(veg.density, 1.0)
         clearing = (semantic == biomes.CLASS_IDS["forest"]) & (stand < 0.15)
         semantic[clearing] = biomes.CLASS_IDS["grass"]  # the forest class is the floor of a stand
         if res <= TREE_OBJECTS_MAX_RESOLUTION:  # crowns resolved: a pixel is the tree over its centre
@@ -339,7 +347,7 @@ class ProceduralGenerator:
                               crown=(cover["id"], cover["edge"], cover["kind"]))
 
         buildings = self._building_list(key, table, bx0, by0)
-        trees = self._tree_list(key, veg, blocks, dem, water) if res <= TREE_OBJECTS_MAX_RESOLUTION else ()
+        trees = self._tree_list(key, veg, blocks, dem) if res <= TREE_OBJECTS_MAX_RESOLUTION else ()
         return Chunk(
             key=key, resolution=res, bounds=(west, south, east, north),
             ortho=ortho.cpu().numpy(), dem=dem.cpu().numpy(), dsm=dsm.cpu().numpy(),
@@ -347,10 +355,8 @@ class ProceduralGenerator:
             water=water.cpu().numpy(), buildings=buildings, canopy=canopy.cpu().numpy(), trees=trees,
         )
 
-    def _tree_list(self, key: ChunkKey, veg: VegetationNodes, blocks, dem: torch.Tensor, water: torch.Tensor
-                   ) -> tuple[Tree, ...]:
-        """The trees whose trunk lies in the chunk, standing on the chunk's DEM (bilinear), none
-        rooted in water (the DSM ends their crowns at the shore, see `_samples`)."""
+    def _tree_list(self, key: ChunkKey, veg: VegetationNodes, blocks, dem: torch.Tensor) -> tuple[Tree, ...]:
+        """The trees whose trunk lies in the chunk, standing on the chunk's DEM (bilinear)."""
         west, south, east, north = key.bounds(self.spec)
         t = vegetation.trees_in(self.spec.seed, west, south, east, north, veg, blocks, self.device)
         if t["x"].numel() == 0:
@@ -364,11 +370,10 @@ class ProceduralGenerator:
         fu, fv = u - j0, v - i0
         ground = ((d[i0, j0] * (1 - fu) + d[i0, j0 + 1] * fu) * (1 - fv)
                   + (d[i0 + 1, j0] * (1 - fu) + d[i0 + 1, j0 + 1] * fu) * fv)
-        wet = water.cpu().numpy()[np.rint(v).astype(np.int64), np.rint(u).astype(np.int64)]
         cols = [t[k].cpu().tolist() for k in ("id", "x", "y", "height", "radius", "kind", "setting")]
         return tuple(Tree(id=i, x=x, y=y, ground=float(g), height=float(h), crown_radius=float(r),
                           kind=vegetation.KINDS[k], setting=vegetation.SETTINGS[s])
-                     for i, x, y, h, r, k, s, g, w in zip(*cols, ground.tolist(), wet.tolist()) if not w)
+                     for i, x, y, h, r, k, s, g in zip(*cols, ground.tolist()))
 
     def _roads(self, loc, table, bx0, by0) -> torch.Tensor:
         """Road mask: on a block border where the block or its neighbour across it is urban."""
@@ -441,13 +446,7 @@ class ProceduralGenerator:
             bcy = (torch.floor(y * (1.0 / BLOCK)) + 0.5) * BLOCK
             block = self.block_density(bcx, bcy)
             dem, dsm = torch.empty_like(x, dtype=torch.float32), torch.empty_like(x, dtype=torch.float32)
-            # the vegetation nodes cover the points' bounding box: go tile by tile for scattered points
-            tile = 4096.0
-            tx = torch.floor(x * (1.0 / tile)).to(torch.int64)
-            ty = torch.floor(y * (1.0 / tile)).to(torch.int64)
-            tiles = torch.unique(torch.stack([tx, ty], 1), dim=0) if x.numel() else torch.zeros((0, 2))
-            for a, b in tiles.tolist():
-                sel = torch.nonzero((tx == a) & (ty == b)).reshape(-1)
+            for sel in _tiles(x, y):
                 xs, ys = x.index_select(0, sel), y.index_select(0, sel)
                 veg = self.vegetation_nodes(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
                 d, s, _, _, _ = self._samples(xs, ys, level, False, block.index_select(0, sel), veg, self.block_at)
@@ -462,10 +461,15 @@ class ProceduralGenerator:
         y = torch.as_tensor(np.asarray(y, np.float64).reshape(-1), device=self.device)
         if x.numel() == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.uint32)
+        height = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        ids = torch.zeros(x.shape, dtype=torch.int64, device=x.device)
         with torch.no_grad():
-            veg = self.vegetation_nodes(float(x.min()), float(y.min()), float(x.max()), float(y.max()))
-            c = vegetation.canopy(self.spec.seed, x, y, veg, self.block_at)
-        return c["height"].cpu().numpy(), c["id"].cpu().numpy().astype(np.uint32)
+            for sel in _tiles(x, y):
+                xs, ys = x.index_select(0, sel), y.index_select(0, sel)
+                veg = self.vegetation_nodes(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+                c = vegetation.canopy(self.spec.seed, xs, ys, veg, self.block_at)
+                height[sel], ids[sel] = c["height"], c["id"]
+        return height.cpu().numpy(), ids.cpu().numpy().astype(np.uint32)
 
     def heights_at(self, x, y, level: int) -> tuple[np.ndarray, np.ndarray]:
         """Ground (DEM) and surface (DSM) heights at world points, bilinear between the level's
@@ -486,6 +490,17 @@ class ProceduralGenerator:
             return ((a[0] * (1 - fu) + a[1] * fu) * (1 - fv) + (a[2] * (1 - fu) + a[3] * fu) * fv).reshape(x.shape)
 
         return bilinear(dem), bilinear(dsm)
+
+
+def _tiles(x: torch.Tensor, y: torch.Tensor, tile: float = 4096.0):
+    """Index tensors of the points in each `tile`-metre square: vegetation nodes cover a bounding
+    box, so scattered points are queried tile by tile."""
+    if x.numel() == 0:
+        return
+    tx = torch.floor(x * (1.0 / tile)).to(torch.int64)
+    ty = torch.floor(y * (1.0 / tile)).to(torch.int64)
+    for a, b in torch.unique(torch.stack([tx, ty], 1), dim=0).tolist():
+        yield torch.nonzero((tx == a) & (ty == b)).reshape(-1)
 
 
 GRADE_MARGIN = settlements.HALF_ROAD  # metres from a block's edge (a street's centre line) to its graded ground

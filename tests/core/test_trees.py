@@ -118,3 +118,51 @@ def test_point_queries_where_no_tree_can_be_and_with_no_points(world):
     assert surface[0] == ground[0]
     crown, ids = world.trees_at([], [])
     assert crown.shape == ids.shape == (0,)
+
+
+RIVERSIDE = ChunkKey(6, -9, -4)  # seed 7: a river through woods
+
+
+def test_no_tree_is_rooted_in_water_and_crowns_end_at_the_shore(world):
+    c = world.chunk(RIVERSIDE)
+    assert c.water.mean() > 0.05 and len(c.trees) > 100
+    x = torch.tensor([t.x for t in c.trees], dtype=torch.float64)
+    y = torch.tensor([t.y for t in c.trees], dtype=torch.float64)
+    assert not world.generator.water_at(x, y).any()
+    assert (c.canopy[c.water] == 0).all()
+    # every tree id on a pixel is a listed tree of this chunk or a neighbour: no unlisted crown
+    listed = {t.id for t in neighbourhood_trees(world, RIVERSIDE)}
+    on_tree = c.semantic == CLASS_IDS["tree"]
+    assert set(np.unique(c.instances[on_tree]).tolist()) <= listed
+
+
+@pytest.mark.parametrize("key", [VILLAGE, RIVERSIDE])
+def test_point_queries_give_the_grid_bits_along_a_chunk_border(world, key):
+    """The separable-grid path (chunks) and the point path (collisions, height_at) evaluate tree
+    candidates differently; along the chunk's west border and a row through it, both agree on the
+    crown height and the tree id."""
+    c = world.chunk(key)
+    xs, ys = sample_grid(c)
+    grid_x = torch.tensor(xs, dtype=torch.float64).reshape(1, -1)
+    grid_y = torch.tensor(ys, dtype=torch.float64).reshape(-1, 1)
+    gen = world.generator
+    west, south, east, north = c.bounds
+    veg = gen.vegetation_nodes(west, south, east, north)
+    from worldstream.core.vegetation import canopy
+    grid = canopy(world.spec.seed, grid_x, grid_y, veg, gen.block_at)
+    pts_x = np.concatenate([np.full(len(ys), xs[0]), xs])
+    pts_y = np.concatenate([ys, np.full(len(xs), ys[100])])
+    crown, ids = world.trees_at(pts_x, pts_y)
+    expect_h = np.concatenate([grid["height"].numpy()[:, 0], grid["height"].numpy()[100, :]])
+    expect_id = np.concatenate([grid["id"].numpy()[:, 0], grid["id"].numpy()[100, :]]).astype(np.uint32)
+    assert np.array_equal(crown, expect_h) and np.array_equal(ids, expect_id)
+    assert (crown > 0).sum() > 20
+
+
+def test_vegetation_zero_means_no_trees_at_any_level():
+    from worldstream.core import World, WorldSpec
+    bare = World(WorldSpec(seed=7, generator_params=(("vegetation", 0),)), cache_chunks=0)
+    for key in (FOREST, COARSE_FOREST):
+        c = bare.chunk(key)
+        assert c.trees == () and not c.canopy.any()
+        assert not (c.semantic == CLASS_IDS["tree"]).any()

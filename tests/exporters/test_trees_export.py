@@ -77,6 +77,13 @@ def test_instancing_attributes_are_well_formed(forest):
         assert (sc > 0).all() and (rows == np.round(rows)).all() and rows.max() < len(c.trees)
         fid = node["extensions"]["EXT_instance_features"]["featureIds"][0]
         assert fid["propertyTable"] == tree_table and fid["attribute"] == 0
+        assert fid["featureCount"] == len(np.unique(rows))
+        # instance + node translation = the tree's foot in glTF (E, U, -N) relative to the chunk origin
+        west, south, _, _ = c.bounds
+        feet = np.array([[c.trees[int(r)].x - west, c.trees[int(r)].ground, -(c.trees[int(r)].y - south)] for r in rows])
+        np.testing.assert_allclose(t + node["translation"], feet, atol=1e-3)
+        np.testing.assert_allclose(sc, [[c.trees[int(r)].crown_radius, c.trees[int(r)].height,
+                                         c.trees[int(r)].crown_radius] for r in rows], rtol=1e-6)
         total += len(rows)
     assert total == len(c.trees) > 300
 
@@ -92,6 +99,7 @@ def test_both_forms_draw_what_the_mesh_draws(forest):
         assert len(trees) == len(ref_trees)
         for a, b in zip(ref_trees, trees):
             np.testing.assert_allclose(a.positions, b.positions, atol=2e-3)  # float32 instance maths
+            np.testing.assert_allclose(a.normals, b.normals, atol=2e-3)
             assert np.array_equal(a.triangles, b.triangles) and np.array_equal(a.instance, b.instance)
             np.testing.assert_allclose(a.colour, b.colour, atol=1e-6)
     assert {int(i) for s in ref_trees for i in np.unique(s.instance)} == {t.id for t in c.trees}
@@ -104,3 +112,26 @@ def test_annotations_list_the_trees(world, forest):
     first = ann["trees"][0]
     assert set(first) == {"id", "position", "height", "crown_radius", "kind", "setting"}
     assert ann["class_fractions"]["tree"] > 0.3
+
+
+def test_tree_normals_point_out_of_the_crowns(forest):
+    """Independent of the exporter's own maths: every tree vertex normal points away from its
+    trunk's axis (sideways) or up/down away from the crown's middle, within 90 degrees."""
+    c, out = forest
+    for s in (s for s in RenderChunk.from_mesh(c, out[True][0]).surfaces if s.kind == "tree"):
+        tree = {t.id: t for t in c.trees}
+        west, south, _, _ = c.bounds
+        axis = np.array([[tree[int(i)].x - west, tree[int(i)].y - south, tree[int(i)].ground + tree[int(i)].height * 0.6]
+                         for i in s.instance])
+        away = s.positions.astype(np.float64) - axis
+        away[:, 2] *= 0.3  # crowns are wider than deep: judge mostly by the horizontal
+        assert ((away * s.normals).sum(axis=1) > -1e-3).mean() > 0.97
+
+
+def test_a_chunk_without_trees_writes_no_tree_schema(world):
+    c = world.chunk(ChunkKey(6, 36, -36))  # seed 7: open land without a tree
+    assert c.trees == ()
+    doc, _ = read_glb(export_glb(c, world.spec, chunk_mesh(c, world.spec))["mesh.glb"])
+    meta = doc["extensions"]["EXT_structural_metadata"]
+    assert "tree" not in meta["schema"]["classes"] and "enums" not in meta["schema"]
+    assert "EXT_mesh_gpu_instancing" not in doc.get("extensionsUsed", [])
