@@ -177,7 +177,7 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
         b.use_extension("EXT_instance_features")
         for t in mesh.tree_instances:
             tree_mesh_index = b.add("meshes", {"name": f"tree {t.kind}", "primitives": [tree_primitive(p) for p in t.parts]})
-            # a turn about ENU up is a turn about glTF +Y; half angles from the cosine (turns are 0..45 deg)
+            # a turn about ENU up is a turn about glTF +Y; half angles from the cosine (turns are 0..60 deg)
             c = t.turn[:, 0]
             rotation = np.stack([np.zeros_like(c), np.sqrt((1.0 - c) * 0.5), np.zeros_like(c),
                                  np.sqrt((1.0 + c) * 0.5)], 1)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.vegetation import BROADLEAF_CROWN_DEPTH, CONIFER_CROWN_BASE, KINDS, Tree
 
-SEGMENTS = 8
+SEGMENTS = 6  # facets around a trunk or crown: trees are the most numerous triangles in a view
 TRUNK_RADIUS = 0.09  # of the crown radius
 CROWN_UNDERSIDE = 1.3  # a broadleaf crown's bottom half hangs deeper than its top half (relative depth)
 COLOURS = {"trunk": (92, 70, 52), "conifer": (36, 62, 42), "broadleaf": (62, 92, 46)}  # sRGB albedo
@@ -107,7 +107,7 @@ def _cone() -> Part:
     return Part("conifer", pos.astype(np.float32), nrm.astype(np.float32), np.concatenate([side, under]).astype(np.uint32))
 
 
-def _dome(rings: int = 4) -> Part:
+def _dome(rings: int = 2) -> Part:
     """A closed crown: its top half is the DSM's half ellipsoid, a deeper half closes it below."""
     depth = BROADLEAF_CROWN_DEPTH
     centre = 1.0 - depth
@@ -141,11 +141,11 @@ MODELS: dict[str, tuple[Part, ...]] = {
 
 
 def _turns(steps: int = 8) -> np.ndarray:
-    """(steps, 2) float64 (cos, sin) of k * 45 deg / steps, k = 0..steps-1, from square roots and
-    products only (IEEE-exact on every CPU, unlike vectorised sin/cos). The models have 8-fold
-    symmetry, so turns of 0..45 deg give every distinct look."""
-    c, s = 0.0, 1.0  # 90 deg
-    for _ in range(int(np.log2(steps)) + 1):  # halve down to 45 deg / steps
+    """(steps, 2) float64 (cos, sin) of k * 60 deg / steps, k = 0..steps-1, from square roots and
+    products only (IEEE-exact on every CPU, unlike vectorised sin/cos). The models have 6-fold
+    symmetry, so turns of 0..60 deg give every distinct look."""
+    c, s = 0.5, np.sqrt(0.75)  # 60 deg
+    for _ in range(int(np.log2(steps))):  # halve down to 60 deg / steps
         c, s = np.sqrt((1.0 + c) * 0.5), np.sqrt((1.0 - c) * 0.5)
     out, cc, ss = [], 1.0, 0.0
     for _ in range(steps):
