@@ -82,6 +82,14 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
                      ((torch.arange(ny, device=x.device, dtype=torch.float64) + y0) * spacing).reshape(-1, 1))
         flat = (rows - y0) * nx + (cols - x0)  # (N, 4, 4): [point, row, col]
         nodes = {k: v.reshape(-1)[flat] for k, v in grid.items()}
+    elif nx * ny < 2**62:
+        # clustered points far apart (e.g. along a river across a large chunk): each distinct node once
+        flat = ((rows - y0) * nx + (cols - x0)).reshape(-1)
+        unique, inverse = torch.unique(flat, return_inverse=True)
+        ux = (torch.remainder(unique, nx) + x0).to(torch.float64) * spacing
+        uy = (torch.div(unique, nx, rounding_mode="floor") + y0).to(torch.float64) * spacing
+        values = field(ux, uy)
+        nodes = {k: v[inverse].reshape(-1, 4, 4) for k, v in values.items()}
     else:
         nodes = field(cols.to(torch.float64) * spacing, rows.to(torch.float64) * spacing)
     wx = catmull_rom_weights(tx)

@@ -85,11 +85,9 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     Returns tensors of that shape: present (bool), x, y (float64 world metres), height, radius
     (float32 m; crown radius), kind (int64 index into KINDS), setting (int64 index into SETTINGS),
     id (int64, TREE_ID_BIT set)."""
-    h = hash2(ci, cj, salt(seed, 40))
+    h, x, y = _position(seed, ci, cj)
     h2 = mix32(torch.bitwise_xor(h, 0x9E3779B9))
     u = _fields(h, (12, 10, 10)) + _fields(h2, (10, 11, 11))  # six uniform numbers from 64 hashed bits
-    x = (ci.to(torch.float64) + (0.1 + 0.8 * u[1]).to(torch.float64)) * CELL
-    y = (cj.to(torch.float64) + (0.1 + 0.8 * u[2]).to(torch.float64)) * CELL
     f = nodes.at(x, y)
     zero = torch.zeros_like(u[0])
 
@@ -159,6 +157,23 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
             "setting": setting.to(torch.int64), "id": tid}
 
 
+def _position(seed: int, ci: torch.Tensor, cj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A cell's hash word and its candidate's position (float64 world metres), inside the cell."""
+    h = hash2(ci, cj, salt(seed, 40))
+    u1, u2 = _fields(h >> 12, (10, 10))
+    x = (ci.to(torch.float64) + (0.1 + 0.8 * u1).to(torch.float64)) * CELL
+    y = (cj.to(torch.float64) + (0.1 + 0.8 * u2).to(torch.float64)) * CELL
+    return h, x, y
+
+
+def _no_cover(shape, device) -> dict[str, torch.Tensor]:
+    """`canopy`'s answer where no crown is over the points."""
+    return {"height": torch.zeros(shape, dtype=torch.float32, device=device),
+            "id": torch.zeros(shape, dtype=torch.int64, device=device),
+            "edge": torch.ones(shape, dtype=torch.float32, device=device),
+            "kind": torch.zeros(shape, dtype=torch.int64, device=device)}
+
+
 def _absent(n: int, device) -> dict[str, torch.Tensor]:
     """n candidates that are no tree (the keys and dtypes of `candidates`)."""
     return {"present": torch.zeros((n,), dtype=torch.bool, device=device),
@@ -204,6 +219,8 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
 
     x, y: float64, a separable grid ((1, W), (H, 1)) or points of one shape. The separable path
     evaluates each cell once; both paths give the same bits for the same point."""
+    if nodes.density <= 0:
+        return _no_cover(torch.broadcast_shapes(x.shape, y.shape), x.device)
     ci = torch.floor(x * (1.0 / CELL)).to(torch.int64)
     cj = torch.floor(y * (1.0 / CELL)).to(torch.int64)
     grid = x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1
@@ -221,12 +238,24 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
                 seed, cols.expand(rows.shape[0], -1).reshape(-1), rows.expand(-1, ncol).reshape(-1),
                 (cols.expand(rows.shape[0], -1).reshape(-1).to(torch.float64) + 0.5) * CELL,
                 (rows.expand(-1, ncol).reshape(-1).to(torch.float64) + 0.5) * CELL, nodes, reach, blocks)
-            ci_full, cj_full = (ci - c0).expand(y.shape[0], -1), (cj - r0).expand(-1, x.shape[1])
+            shape = (y.shape[0], x.shape[1])
+            # only samples with a tree in their 3 x 3 cells need the crowns (often few outside forests)
+            some = dilate(flat_table["present"].reshape(rows.shape[0], ncol).to(torch.float32)).reshape(-1) > 0
+            ci_full = (ci - c0).expand(shape).reshape(-1)
+            cj_full = (cj - r0).expand(shape).reshape(-1)
+            need = torch.nonzero(some[cj_full * ncol + ci_full]).reshape(-1)
+            out = _no_cover(shape, x.device)
+            if need.numel() == 0:
+                return out
+            ci_n, cj_n = ci_full.index_select(0, need), cj_full.index_select(0, need)
+            px = x.expand(shape).reshape(-1).index_select(0, need)
+            py = y.expand(shape).reshape(-1).index_select(0, need)
 
             def cell(a, b):
-                idx = (cj_full + b) * ncol + (ci_full + a)
+                idx = (cj_n + b) * ncol + (ci_n + a)
                 return {k: v[idx] for k, v in flat_table.items()}
-            return _top_crown(x, y, cell)
+            found = _top_crown(px, py, cell)
+            return {k: v.reshape(-1).index_put((need,), found[k]).reshape(shape) for k, v in out.items()}
     shape = torch.broadcast_shapes(x.shape, y.shape)
     xb, yb = x.expand(shape).reshape(-1), y.expand(shape).reshape(-1)
     offsets = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
@@ -234,7 +263,16 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
     db = offsets.repeat_interleave(3).reshape(9, 1)
     cell_i = (ci.expand(shape).reshape(1, -1) + da).reshape(-1)
     cell_j = (cj.expand(shape).reshape(1, -1) + db).reshape(-1)
-    every = _candidates_where_possible(seed, cell_i, cell_j, xb.repeat(9), yb.repeat(9), nodes, reach, blocks)
+    x9, y9 = xb.repeat(9), yb.repeat(9)
+    # a candidate further than the largest crown from the point cannot cover it: of the 9 cells,
+    # about 2.6 on average are within reach, and only those are evaluated
+    _, cx, cy = _position(seed, cell_i, cell_j)
+    within = torch.nonzero(((x9 - cx) ** 2 + (y9 - cy) ** 2) < MAX_CROWN * MAX_CROWN).reshape(-1)
+    every = _absent(x9.numel(), x.device)
+    if within.numel():
+        some = _candidates_where_possible(seed, cell_i.index_select(0, within), cell_j.index_select(0, within),
+                                          x9.index_select(0, within), y9.index_select(0, within), nodes, reach, blocks)
+        every = {k: v.index_put((within,), some[k]) for k, v in every.items()}
     n = xb.numel()
 
     def cell(a, b):
@@ -269,9 +307,13 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
         return _absent(0, x.device)
     bx = torch.floor(x * (1.0 / BLOCK)).to(torch.int64)
     by = torch.floor(y * (1.0 / BLOCK)).to(torch.int64)
-    d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
-    around = blocks((bx.reshape(-1, 1) + d.repeat(3).reshape(1, 9)), (by.reshape(-1, 1) + d.repeat_interleave(3).reshape(1, 9)))
-    near = near | ((around[..., 0] > 0).any(dim=1) & (nodes.density > 0))
+    if hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
+        urban = blocks.urban_near(bx, by)
+    else:
+        d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
+        around = blocks(bx.reshape(-1, 1) + d.repeat(3).reshape(1, 9), by.reshape(-1, 1) + d.repeat_interleave(3).reshape(1, 9))
+        urban = (around[..., 0] > 0).any(dim=1)
+    near = near | (urban & (nodes.density > 0))
     idx = torch.nonzero(near).reshape(-1)
     n = ci.numel()
     if idx.numel() == n:

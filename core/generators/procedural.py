@@ -161,6 +161,16 @@ class ProceduralGenerator:
             if bool(((c < 0) | (c >= cols_n) | (r < 0) | (r >= rows_n)).any()):
                 raise GeneratorError("internal: a tree's block lies outside the chunk's block table")
             return flat[(r * cols_n + c).reshape(-1)].reshape(bx.shape + (4,))
+
+        # "is a block of the 3 x 3 around this one urban?" in one gather (the table has 2 blocks of
+        # margin, and trees look at most 1 block beyond their chunk's, so the border rows never answer)
+        urban = vegetation.dilate((table[..., 0] > 0).to(torch.float32)).reshape(-1) > 0
+
+        def urban_near(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+            c = (bx - bx0).clamp(0, cols_n - 1)
+            r = (by - by0).clamp(0, rows_n - 1)
+            return urban[(r * cols_n + c).reshape(-1)].reshape(bx.shape)
+        lookup.urban_near = urban_near
         return lookup
 
     def block_at(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:

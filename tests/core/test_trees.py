@@ -166,3 +166,19 @@ def test_vegetation_zero_means_no_trees_at_any_level():
         c = bare.chunk(key)
         assert c.trees == () and not c.canopy.any()
         assert not (c.semantic == CLASS_IDS["tree"]).any()
+
+
+def test_lattice_points_spread_far_apart_get_the_same_bits_as_on_a_grid(world):
+    """The water test at trunks goes through lattice.at_points, whose clustered-points path
+    evaluates each distinct node once: the values must be those of the chunk grid."""
+    from worldstream.core import lattice
+    c = world.chunk(RIVERSIDE)
+    xs, ys = sample_grid(c)
+    pick = [(0, 0), (3, 250), (128, 17), (256, 256)]
+    far_x = torch.tensor([xs[j] for i, j in pick] + [xs[5] + 40000.0], dtype=torch.float64)
+    far_y = torch.tensor([ys[i] for i, j in pick] + [ys[5] - 40000.0], dtype=torch.float64)
+    got = lattice.at_points(world.generator.macro, far_x, far_y, 16.0)["wetness"]
+    assert np.array_equal((got[:4] > 0).numpy(), np.array([c.water[i, j] for i, j in pick]))
+    one_by_one = [lattice.at_points(world.generator.macro, far_x[k:k + 1], far_y[k:k + 1], 16.0)["wetness"][0]
+                  for k in range(5)]
+    assert torch.equal(got, torch.stack(one_by_one))
