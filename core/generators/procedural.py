@@ -145,6 +145,30 @@ class ProceduralGenerator:
         return VegetationNodes(i0 + 1, j0 + 1, {k: v.to(torch.float32)[1:-1, 1:-1] for k, v in fields.items()},
                                self.vegetation, self.water_at)
 
+    def water_near(self, west: float, south: float, east: float, north: float):
+        """`water_at` for points within 24 m of [west, east] x [south, north], with the macro
+        lattice nodes there evaluated once (same node values, same interpolation: same bits)."""
+        s = MACRO_LATTICE
+        i0, i1 = int(np.floor((west - 24.0) / s)) - 2, int(np.floor((east + 24.0) / s)) + 3
+        j0, j1 = int(np.floor((south - 24.0) / s)) - 2, int(np.floor((north + 24.0) / s)) + 3
+        dev = self.device
+        xs = torch.arange(i0, i1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * s
+        ys = torch.arange(j0, j1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * s
+        table = self.macro(xs.reshape(1, -1), ys.reshape(-1, 1))["wetness"]
+        ncol = i1 - i0 + 1
+
+        def nodes(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+            ci = torch.round(x * (1.0 / s)).to(torch.int64) - i0
+            cj = torch.round(y * (1.0 / s)).to(torch.int64) - j0
+            ci, cj = torch.broadcast_tensors(ci, cj)
+            if bool(((ci < 0) | (ci >= ncol) | (cj < 0) | (cj >= table.shape[0])).any()):
+                raise GeneratorError("internal: a trunk's water test lies outside the chunk's lattice")
+            return {"wetness": table.reshape(-1)[(cj * ncol + ci).reshape(-1)].reshape(ci.shape)}
+
+        def wet(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return lattice.at_points(nodes, x, y, s)["wetness"] > 0
+        return wet
+
     def water_at(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Water at world points (x, y float64, 1-D): the macro wetness through the 16 m lattice,
         a pure function of position (the samples of fine levels see the same values)."""
@@ -289,6 +313,8 @@ class ProceduralGenerator:
 
         block_s = self._lookup(table, bx0, by0, xs, ys)
         veg = self.vegetation_nodes(west, south, east, north)
+        if res < MACRO_LATTICE:  # the trunk water test asks the same lattice nodes three times: once
+            veg = veg._replace(wet=self.water_near(west, south, east, north))
         blocks = self.block_lookup(table, bx0, by0)
         dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), key.level, True, block_s,
                                                    veg, blocks)
