@@ -15,6 +15,7 @@ floats: these round the same in every vectorised or scalar kernel.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import torch
@@ -30,7 +31,6 @@ SETTINGS = ("forest", "hedgerow", "street", "garden")
 CONIFER_CROWN_BASE = 0.25  # crown base of a conifer, fraction of its height
 BROADLEAF_CROWN_DEPTH = 0.3  # vertical semi-axis of a broadleaf crown's top half, fraction of its height
 TREE_ID_BIT = 0x80000000  # tree ids have the top bit set; the class tells them from buildings
-NODE_FIELDS = ("forest", "hedge", "conifer", "vigour", "water")
 TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; coarser carry crowns as relief
 
 # the block density (..., 4 as settlements' block tables) at integer block indices
@@ -74,7 +74,6 @@ class VegetationNodes(NamedTuple):
 
 def node_range(lo: float, hi: float) -> tuple[int, int]:
     """Lattice node indices [first, last] whose bilinear cells cover [lo - CELL*2, hi + CELL*2]."""
-    import math
     return math.floor((lo - 2 * CELL) / VEG_LATTICE) - 1, math.floor((hi + 2 * CELL) / VEG_LATTICE) + 2
 
 
@@ -367,7 +366,6 @@ def trees_in(seed: int, west: float, south: float, east: float, north: float, no
              blocks: BlockLookup, device=None) -> dict[str, torch.Tensor]:
     """Every tree whose trunk lies in [west, east) x [south, north), as 1-D tensors (the keys of
     `candidates`), sorted by cell (south to north, west to east)."""
-    import math
     c0, c1 = math.floor(west / CELL), math.floor(east / CELL)
     r0, r1 = math.floor(south / CELL), math.floor(north / CELL)
     cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=device)

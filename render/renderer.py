@@ -117,10 +117,6 @@ class _GpuChunk:
         self.classes.release()
 
 
-def chunk_origin(g: "_GpuChunk") -> tuple[float, float]:
-    return g.chunk.origin
-
-
 def _gl():
     import moderngl
 
@@ -270,7 +266,7 @@ class Renderer:
             drawn.append((float(np.dot(nearest, nearest)), len(drawn), g, offset))
         for _, _, g, offset in sorted(drawn, key=lambda d: d[:2]):  # near to far: the depth test spares shading
             self.surface["u_offset"].value = tuple(float(c) for c in offset)
-            self.surface["u_origin_mod"].value = tuple(float(o % 1024.0) for o in chunk_origin(g))
+            self.surface["u_origin_mod"].value = tuple(float(o % 1024.0) for o in g.chunk.origin)
             g.classes.use(location=1)
             for d in g.draws:
                 ranges = runs(boxes_in_frustum(d.boxes, offset, planes), d.starts, d.counts)

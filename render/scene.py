@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..core.chunk import Chunk
 from ..core.keys import ChunkKey
+from ..exporters.chunk_glb import linear_colour
 from ..exporters.tree_mesh import COLOURS as TREE_COLOURS
 from .context import RenderError
 
@@ -87,7 +88,7 @@ class RenderChunk:
         for t in mesh.tree_instances:
             for part, rows in t.merged():
                 surfaces.append(_tree_surface(part.positions, part.normals, part.triangles, tree_ids[rows],
-                                              _linear(TREE_COLOURS[part.material])))
+                                              tuple(linear_colour(TREE_COLOURS[part.material])[:3])))
         return RenderChunk(chunk.key, tuple(float(c) for c in mesh.origin), tuple(surfaces), chunk.ortho,
                            chunk.semantic.astype(np.uint8), mesh.facade)
 
@@ -150,10 +151,6 @@ class RenderChunk:
         if classes is None:
             classes = np.zeros(ortho.shape[:2], np.uint8)
         return RenderChunk(key, (float(tx), float(-tz)), tuple(surfaces), ortho, classes, images.get("facade"))
-
-
-def _linear(srgb) -> tuple[float, float, float]:
-    return tuple(((c / 255.0 + 0.055) / 1.055) ** 2.4 for c in srgb)
 
 
 def _factor(material: dict) -> tuple[float, float, float]:

@@ -13,6 +13,8 @@ from worldstream.core import ChunkKey
 from worldstream.core.settlements import ROOFS, TYPES, roof_surface_np
 from worldstream.exporters.chunk_mesh import chunk_mesh
 
+from .test_world import ground_under
+
 # seed 7. Hill towns whose old block planes left embankments of 9 to 42 m at 1 m/px (max 42.4 m
 # in 6/11/-12), and the dense town 19 km north with every building type.
 HILL_TOWNS = [ChunkKey(6, 11, -12), ChunkKey(6, 12, -12), ChunkKey(6, 10, -12), ChunkKey(6, 14, -12),
@@ -80,15 +82,10 @@ def test_buildings_stand_on_their_terraces(world):
     checked = 0
     for key in (HILL_TOWNS[0], HILL_TOWNS[1], ChunkKey(6, 2, 77)):
         c = world.chunk(key)
-        west, _, _, north = c.bounds
-        res = c.resolution
         for b in c.buildings:
-            (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
-            j0, j1 = int(np.ceil((x0 - west) / res)), int(np.floor((x1 - west) / res))
-            i0, i1 = int(np.ceil((north - y1) / res)), int(np.floor((north - y0) / res))
-            if j0 > j1 or i0 > i1 or min(j0, i0) < 0 or max(j1, i1) > c.size:
+            ground = ground_under(c, b)
+            if ground is None:
                 continue
-            ground = c.dem[i0:i1 + 1, j0:j1 + 1]
             assert ground.min() >= b.base + 0.4
             assert b.roof >= ground.max() + 3.0
             assert b.ridge >= b.roof

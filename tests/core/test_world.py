@@ -50,21 +50,29 @@ def test_town_chunk_has_buildings_that_raise_the_dsm_not_the_dem(world):
     assert (c.semantic == CLASS_IDS["road"]).mean() > 0.01
 
 
+def ground_under(c, b) -> np.ndarray | None:
+    """The chunk's DEM samples inside building b's (axis-aligned) footprint, None if it has none
+    there (a building owned by a neighbour, or too small for the level)."""
+    west, _, _, north = c.bounds
+    res = c.resolution
+    (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
+    j0, j1 = int(np.ceil((x0 - west) / res)), int(np.floor((x1 - west) / res))
+    i0, i1 = int(np.ceil((north - y1) / res)), int(np.floor((north - y0) / res))
+    if j0 > j1 or i0 > i1 or min(j0, i0) < 0 or max(j1, i1) > c.size:
+        return None
+    return c.dem[i0:i1 + 1, j0:j1 + 1]
+
+
 @pytest.mark.parametrize("key", [ChunkKey(4, 3, -4), ChunkKey(5, 5, -6), ChunkKey(6, 11, -12)])
 def test_buildings_on_hills_stand_on_graded_ground(world, key):
     """Towns on slopes: every building's walls reach below the ground under its footprint and
     its roof stands clear above it (the lowest buildings are one floor, 3.8 m or more)."""
     c = world.chunk(key)
-    west, south, east, north = c.bounds
-    res = c.resolution
     checked = 0
     for b in c.buildings:
-        (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
-        j0, j1 = int(np.ceil((x0 - west) / res)), int(np.floor((x1 - west) / res))
-        i0, i1 = int(np.ceil((north - y1) / res)), int(np.floor((north - y0) / res))
-        if j0 > j1 or i0 > i1 or min(j0, i0) < 0 or max(j1, i1) > c.size:
+        ground = ground_under(c, b)
+        if ground is None:
             continue
-        ground = c.dem[i0:i1 + 1, j0:j1 + 1]
         assert ground.min() >= b.base + 0.4
         assert b.roof >= ground.max() + 3.0
         checked += 1
