@@ -33,7 +33,8 @@ BROADLEAF_CROWN_DEPTH = 0.3  # vertical semi-axis of a broadleaf crown's top hal
 TREE_ID_BIT = 0x80000000  # tree ids have the top bit set; the class tells them from buildings
 TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; coarser carry crowns as relief
 
-# the block density (..., 4 as settlements' block tables) at integer block indices
+# the block density (..., 4 as settlements' block tables) at integer block indices; a chunk's table
+# also answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather
 BlockLookup = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -210,51 +211,90 @@ def crown_height(d2: torch.Tensor, height: torch.Tensor, radius: torch.Tensor, k
     return torch.where(inside, z, torch.zeros_like(z))
 
 
-def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
-           ) -> dict[str, torch.Tensor]:
+class CellTable(NamedTuple):
+    """The candidates of every cell in columns c0 .. c0 + ncol - 1 and rows r0 .. r0 + nrow - 1
+    (cells: the keys of `candidates`, flat, row-major from the south-west), so a chunk evaluates
+    each cell once for its samples, its pixels and its tree list."""
+
+    c0: int
+    r0: int
+    ncol: int
+    nrow: int
+    cells: dict[str, torch.Tensor]
+
+    def covers(self, c0: int, c1: int, r0: int, r1: int) -> bool:
+        return self.c0 <= c0 and c1 < self.c0 + self.ncol and self.r0 <= r0 and r1 < self.r0 + self.nrow
+
+
+def cell_range(x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int, int]:
+    """Columns c0..c1 and rows r0..r1 of the cells whose candidates can reach a separable grid of
+    points (x (1, W), y (H, 1) float64)."""
+    ci = torch.floor(x * (1.0 / CELL)).to(torch.int64)
+    cj = torch.floor(y * (1.0 / CELL)).to(torch.int64)
+    return int(ci.min()) - 1, int(ci.max()) + 1, int(cj.min()) - 1, int(cj.max()) + 1
+
+
+def grid_table(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
+               ) -> CellTable | None:
+    """The cell table for a separable grid of points, or None where evaluating 9 cells per point
+    costs less (coarse levels: cells much smaller than the point spacing)."""
+    c0, c1, r0, r1 = cell_range(x, y)
+    ncol, nrow = c1 - c0 + 1, r1 - r0 + 1
+    if nodes.density <= 0 or ncol * nrow > 9 * x.shape[1] * y.shape[0]:
+        return None
+    cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=x.device).reshape(1, -1).expand(nrow, -1).reshape(-1)
+    rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=x.device).reshape(-1, 1).expand(-1, ncol).reshape(-1)
+    cells = _candidates_where_possible(seed, cols, rows, (cols.to(torch.float64) + 0.5) * CELL,
+                                       (rows.to(torch.float64) + 0.5) * CELL, nodes, _reach(nodes), blocks)
+    return CellTable(c0, r0, ncol, nrow, cells)
+
+
+def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
+           table: CellTable | None = None) -> dict[str, torch.Tensor]:
     """Tree cover at world points: height (float32 m) of the top crown surface above the ground
     (0 = no tree), id (int64) of that tree (0 = none), edge (float32, squared distance to its
     trunk / radius^2, for shading), kind (int64 index into KINDS).
 
-    x, y: float64, a separable grid ((1, W), (H, 1)) or points of one shape. The separable path
-    evaluates each cell once; both paths give the same bits for the same point."""
+    x, y: float64, a separable grid ((1, W), (H, 1)) or points of one shape. A grid reads its
+    cells from `table` (built here when not given or not covering it, see `grid_table`); points
+    evaluate the cells around each. Both paths give the same bits for the same point."""
     if nodes.density <= 0:
         return _no_cover(torch.broadcast_shapes(x.shape, y.shape), x.device)
+    grid = x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1
+    if grid and (table is None or not table.covers(*cell_range(x, y))):
+        table = grid_table(seed, x, y, nodes, blocks)
+    if grid and table is not None:
+        return _canopy_from_table(x, y, table)
+    return _canopy_at_points(seed, x, y, nodes, blocks)
+
+
+def _canopy_from_table(x: torch.Tensor, y: torch.Tensor, table: CellTable) -> dict[str, torch.Tensor]:
+    shape = (y.shape[0], x.shape[1])
+    ncol = table.ncol
+    # only points with a tree in their 3 x 3 cells need the crowns (often few outside forests)
+    some = dilate(table.cells["present"].reshape(table.nrow, ncol).to(torch.float32)).reshape(-1) > 0
+    ci = (torch.floor(x * (1.0 / CELL)).to(torch.int64) - table.c0).expand(shape).reshape(-1)
+    cj = (torch.floor(y * (1.0 / CELL)).to(torch.int64) - table.r0).expand(shape).reshape(-1)
+    need = torch.nonzero(some[cj * ncol + ci]).reshape(-1)
+    out = _no_cover(shape, x.device)
+    if need.numel() == 0:
+        return out
+    ci_n, cj_n = ci.index_select(0, need), cj.index_select(0, need)
+    px = x.expand(shape).reshape(-1).index_select(0, need)
+    py = y.expand(shape).reshape(-1).index_select(0, need)
+
+    def cell(a, b):
+        idx = (cj_n + b) * ncol + (ci_n + a)
+        return {k: v[idx] for k, v in table.cells.items()}
+    found = _top_crown(px, py, cell)
+    return {k: v.reshape(-1).index_put((need,), found[k]).reshape(shape) for k, v in out.items()}
+
+
+def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
+                      ) -> dict[str, torch.Tensor]:
     ci = torch.floor(x * (1.0 / CELL)).to(torch.int64)
     cj = torch.floor(y * (1.0 / CELL)).to(torch.int64)
-    grid = x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1
     reach = _reach(nodes)
-    if grid:
-        c0, c1 = int(ci.min()) - 1, int(ci.max()) + 1
-        r0, r1 = int(cj.min()) - 1, int(cj.max()) + 1
-        ncells = (c1 - c0 + 1) * (r1 - r0 + 1)
-        npts = x.shape[1] * y.shape[0]
-        if ncells <= 9 * npts:
-            cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=x.device).reshape(1, -1)
-            rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=x.device).reshape(-1, 1)
-            ncol = c1 - c0 + 1
-            flat_table = _candidates_where_possible(
-                seed, cols.expand(rows.shape[0], -1).reshape(-1), rows.expand(-1, ncol).reshape(-1),
-                (cols.expand(rows.shape[0], -1).reshape(-1).to(torch.float64) + 0.5) * CELL,
-                (rows.expand(-1, ncol).reshape(-1).to(torch.float64) + 0.5) * CELL, nodes, reach, blocks)
-            shape = (y.shape[0], x.shape[1])
-            # only samples with a tree in their 3 x 3 cells need the crowns (often few outside forests)
-            some = dilate(flat_table["present"].reshape(rows.shape[0], ncol).to(torch.float32)).reshape(-1) > 0
-            ci_full = (ci - c0).expand(shape).reshape(-1)
-            cj_full = (cj - r0).expand(shape).reshape(-1)
-            need = torch.nonzero(some[cj_full * ncol + ci_full]).reshape(-1)
-            out = _no_cover(shape, x.device)
-            if need.numel() == 0:
-                return out
-            ci_n, cj_n = ci_full.index_select(0, need), cj_full.index_select(0, need)
-            px = x.expand(shape).reshape(-1).index_select(0, need)
-            py = y.expand(shape).reshape(-1).index_select(0, need)
-
-            def cell(a, b):
-                idx = (cj_n + b) * ncol + (ci_n + a)
-                return {k: v[idx] for k, v in flat_table.items()}
-            found = _top_crown(px, py, cell)
-            return {k: v.reshape(-1).index_put((need,), found[k]).reshape(shape) for k, v in out.items()}
     shape = torch.broadcast_shapes(x.shape, y.shape)
     xb, yb = x.expand(shape).reshape(-1), y.expand(shape).reshape(-1)
     offsets = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
@@ -363,16 +403,23 @@ class Tree(NamedTuple):
 
 
 def trees_in(seed: int, west: float, south: float, east: float, north: float, nodes: VegetationNodes,
-             blocks: BlockLookup, device=None) -> dict[str, torch.Tensor]:
+             blocks: BlockLookup, device=None, table: CellTable | None = None) -> dict[str, torch.Tensor]:
     """Every tree whose trunk lies in [west, east) x [south, north), as 1-D tensors (the keys of
-    `candidates`), sorted by cell (south to north, west to east)."""
+    `candidates`), sorted by cell (south to north, west to east); read from `table` when it
+    covers the cells."""
     c0, c1 = math.floor(west / CELL), math.floor(east / CELL)
     r0, r1 = math.floor(south / CELL), math.floor(north / CELL)
-    cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=device)
-    rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=device)
-    ci = cols.reshape(1, -1).expand(rows.numel(), -1).reshape(-1)
-    cj = rows.reshape(-1, 1).expand(-1, cols.numel()).reshape(-1)
-    c = candidates(seed, ci, cj, nodes, blocks)
+    if table is not None and table.covers(c0, c1, r0, r1):
+        rows = torch.arange(r0 - table.r0, r1 - table.r0 + 1, dtype=torch.int64, device=device)
+        cols = torch.arange(c0 - table.c0, c1 - table.c0 + 1, dtype=torch.int64, device=device)
+        flat = (rows.reshape(-1, 1) * table.ncol + cols.reshape(1, -1)).reshape(-1)
+        c = {k: v.index_select(0, flat) for k, v in table.cells.items()}
+    else:
+        cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=device)
+        rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=device)
+        ci = cols.reshape(1, -1).expand(rows.numel(), -1).reshape(-1)
+        cj = rows.reshape(-1, 1).expand(-1, cols.numel()).reshape(-1)
+        c = candidates(seed, ci, cj, nodes, blocks)
     keep = c["present"] & (c["x"] >= west) & (c["x"] < east) & (c["y"] >= south) & (c["y"] < north)
     idx = torch.nonzero(keep).reshape(-1)
     return {k: v.index_select(0, idx) for k, v in c.items()}

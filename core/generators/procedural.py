@@ -175,27 +175,8 @@ class ProceduralGenerator:
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)["wetness"] > 0
 
     @staticmethod
-    def block_lookup(table: torch.Tensor, bx0: int, by0: int):
-        """A function (bx, by) -> block rows (..., 4) of `table` (from `_block_table`)."""
-        rows_n, cols_n = table.shape[0], table.shape[1]
-        flat = table.reshape(-1, 4)
-
-        def lookup(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-            c, r = bx - bx0, by - by0
-            if bool(((c < 0) | (c >= cols_n) | (r < 0) | (r >= rows_n)).any()):
-                raise GeneratorError("internal: a tree's block lies outside the chunk's block table")
-            return flat[(r * cols_n + c).reshape(-1)].reshape(bx.shape + (4,))
-
-        # "is a block of the 3 x 3 around this one urban?" in one gather (the table has 2 blocks of
-        # margin, and trees look at most 1 block beyond their chunk's, so the border rows never answer)
-        urban = vegetation.dilate((table[..., 0] > 0).to(torch.float32)).reshape(-1) > 0
-
-        def urban_near(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-            c = (bx - bx0).clamp(0, cols_n - 1)
-            r = (by - by0).clamp(0, rows_n - 1)
-            return urban[(r * cols_n + c).reshape(-1)].reshape(bx.shape)
-        lookup.urban_near = urban_near
-        return lookup
+    def block_lookup(table: torch.Tensor, bx0: int, by0: int) -> "BlockTable":
+        return BlockTable(table, bx0, by0)
 
     def block_at(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         """Block rows (..., 4) computed directly from block indices (same bits as a table's)."""
@@ -256,7 +237,7 @@ class ProceduralGenerator:
         return {"id": bid, "roof": roof, "loc": loc}
 
     def _samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool, block: torch.Tensor,
-                 veg: VegetationNodes, blocks):
+                 veg: VegetationNodes, blocks, cells: vegetation.CellTable | None = None):
         """DEM, DSM, water, macro fields and tree canopy (height above the ground) at samples;
         x, y float64, separable grid ((1,W),(H,1)) or points; `blocks` looks up block rows."""
         m = self._macro_for_samples(x, y, level, grid)
@@ -269,7 +250,7 @@ class ProceduralGenerator:
         m = dict(m, natural=natural)  # land cover follows the natural ground, not the graded one
         dem = grade_blocks(natural, x, y, block)
         b = self._buildings_at(x, y, block)
-        canopy = vegetation.canopy(self.spec.seed, x, y, veg, blocks)["height"]
+        canopy = vegetation.canopy(self.spec.seed, x, y, veg, blocks, cells)["height"]
         canopy = torch.where(water, torch.zeros_like(canopy), canopy)  # crowns end at the shore
         dsm = torch.maximum(dem + canopy, b["roof"])
         return dem, dsm, water, m, canopy
@@ -313,11 +294,13 @@ class ProceduralGenerator:
 
         block_s = self._lookup(table, bx0, by0, xs, ys)
         veg = self.vegetation_nodes(west, south, east, north)
-        if res < MACRO_LATTICE:  # the trunk water test asks the same lattice nodes three times: once
+        if res < MACRO_LATTICE:  # the trunk water test reads this chunk's macro lattice nodes, evaluated once
             veg = veg._replace(wet=self.water_near(west, south, east, north))
         blocks = self.block_lookup(table, bx0, by0)
+        # the tree candidates of the chunk's cells, evaluated once for samples, pixels and the tree list
+        cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks)
         dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), key.level, True, block_s,
-                                                   veg, blocks)
+                                                   veg, blocks, cells)
 
         # pixel centres
         pxs = (xs[:-1] + xs[1:]) * 0.5
@@ -359,7 +342,7 @@ class ProceduralGenerator:
         clearing = (semantic == biomes.CLASS_IDS["forest"]) & (stand < 0.15)
         semantic[clearing] = biomes.CLASS_IDS["grass"]  # the forest class is the floor of a stand
         if res <= TREE_OBJECTS_MAX_RESOLUTION:  # crowns resolved: a pixel is the tree over its centre
-            cover = vegetation.canopy(spec.seed, px, py, veg, blocks)
+            cover = vegetation.canopy(spec.seed, px, py, veg, blocks, cells)
             tree = (cover["height"] > 0) & dry & ~building
             tree_ids = cover["id"]
         else:  # crowns below the pixel size: tree cover where stands are dense, without per-tree ids,
@@ -383,7 +366,7 @@ class ProceduralGenerator:
                               crown=(cover["id"], cover["edge"], cover["kind"]))
 
         buildings = self._building_list(key, table, bx0, by0)
-        trees = self._tree_list(key, veg, blocks, dem) if res <= TREE_OBJECTS_MAX_RESOLUTION else ()
+        trees = self._tree_list(key, veg, blocks, dem, cells) if res <= TREE_OBJECTS_MAX_RESOLUTION else ()
         return Chunk(
             key=key, resolution=res, bounds=(west, south, east, north),
             ortho=ortho.cpu().numpy(), dem=dem.cpu().numpy(), dsm=dsm.cpu().numpy(),
@@ -391,10 +374,11 @@ class ProceduralGenerator:
             water=water.cpu().numpy(), buildings=buildings, canopy=canopy.cpu().numpy(), trees=trees,
         )
 
-    def _tree_list(self, key: ChunkKey, veg: VegetationNodes, blocks, dem: torch.Tensor) -> tuple[Tree, ...]:
+    def _tree_list(self, key: ChunkKey, veg: VegetationNodes, blocks, dem: torch.Tensor,
+                   cells: vegetation.CellTable | None) -> tuple[Tree, ...]:
         """The trees whose trunk lies in the chunk, standing on the chunk's DEM (bilinear)."""
         west, south, east, north = key.bounds(self.spec)
-        t = vegetation.trees_in(self.spec.seed, west, south, east, north, veg, blocks, self.device)
+        t = vegetation.trees_in(self.spec.seed, west, south, east, north, veg, blocks, self.device, cells)
         if t["x"].numel() == 0:
             return ()
         res = self.spec.resolution(key.level)
@@ -526,6 +510,30 @@ class ProceduralGenerator:
             return ((a[0] * (1 - fu) + a[1] * fu) * (1 - fv) + (a[2] * (1 - fu) + a[3] * fu) * fv).reshape(x.shape)
 
         return bilinear(dem), bilinear(dsm)
+
+
+class BlockTable:
+    """Block rows (..., 4) of a chunk's `_block_table` by block index, as `vegetation` asks them,
+    and `urban_near`: is a block of the 3 x 3 around this one urban? (one gather of the dilated
+    table; the table has 2 blocks of margin and trees look at most 1 block beyond their chunk's,
+    so the clamped border rows never answer)."""
+
+    def __init__(self, table: torch.Tensor, bx0: int, by0: int):
+        self.rows, self.cols = table.shape[0], table.shape[1]
+        self.flat = table.reshape(-1, 4)
+        self.bx0, self.by0 = bx0, by0
+        self.urban = vegetation.dilate((table[..., 0] > 0).to(torch.float32)).reshape(-1) > 0
+
+    def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+        c, r = bx - self.bx0, by - self.by0
+        if bool(((c < 0) | (c >= self.cols) | (r < 0) | (r >= self.rows)).any()):
+            raise GeneratorError("internal: a tree's block lies outside the chunk's block table")
+        return self.flat[(r * self.cols + c).reshape(-1)].reshape(bx.shape + (4,))
+
+    def urban_near(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+        c = (bx - self.bx0).clamp(0, self.cols - 1)
+        r = (by - self.by0).clamp(0, self.rows - 1)
+        return self.urban[(r * self.cols + c).reshape(-1)].reshape(bx.shape)
 
 
 def _tiles(x: torch.Tensor, y: torch.Tensor, tile: float = 4096.0):
