@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .biomes import CLASS_IDS
 from .keys import ChunkKey
 from .settlements import Building
 from .vegetation import Tree
@@ -41,6 +42,12 @@ class Chunk:
     def vegetation_surface(self) -> np.ndarray:
         """(H+1, W+1) float32 ground with tree crowns but without buildings (DEM + canopy)."""
         return self.dem if self.canopy is None else self.dem + self.canopy
+
+    def bridge_pixels(self) -> np.ndarray:
+        """(H, W) bool: road pixels over water (all four samples water), where the generator's
+        bridge decks stand (their samples raised BRIDGE_CLEARANCE above the water surface in the DSM)."""
+        wet = self.water[:-1, :-1] & self.water[:-1, 1:] & self.water[1:, :-1] & self.water[1:, 1:]
+        return wet & (self.semantic == CLASS_IDS["road"])
 
     @property
     def size(self) -> int:

@@ -20,12 +20,18 @@ import torch
 
 from .hashing import M32, hash2, mix32, salt, unit_float
 from .noise import fbm, octaves, smoothstep
+from .streets import StreetFrame
 
 BLOCK = 96.0  # metres, block pitch including the road
 MAIN_EVERY = 4  # every 4th grid line is a main road
 HALF_ROAD = 4.0  # half width of a street, metres
 HALF_MAIN = 7.0  # half width of a main road
 SIDEWALK = 2.5
+COUNTRY_EVERY = 16  # every 16th grid line (1.5 km apart; main roads in towns) runs on as a country road
+HALF_COUNTRY = 3.0  # half width of a country road
+COUNTRY_MARGIN = 0.85  # settlement field (std) below the town threshold where country roads still run
+BRIDGE_CLEARANCE = 5.0  # metres from the water surface to the top of a bridge deck
+URBAN, COUNTRY = 0, 4  # columns of a block row: gated density (> 0 urban), country roads (1.0) or not (0.0)
 FLOOR_HEIGHT = 3.2
 
 
@@ -64,10 +70,26 @@ def settlement_octaves(seed: int) -> list:
     return octaves(seed, 20, 16000.0, 3)
 
 
+def settlement_field(x: torch.Tensor, y: torch.Tensor, octs: list) -> torch.Tensor:
+    """The settlement field in noise std units (float32): towns where it is high."""
+    return fbm(x, y, octs) * (1.0 / 0.14)
+
+
+def town_threshold(urbanization: float) -> float:
+    return 1.15 - 0.4 * (urbanization - 1.0)
+
+
 def raw_density(x: torch.Tensor, y: torch.Tensor, octs: list, urbanization: float = 1.0) -> torch.Tensor:
     """Settlement density before terrain gating, 0..1 (1 = dense centre); float32."""
-    z = fbm(x, y, octs) * (1.0 / 0.14)
-    return smoothstep(1.15 - 0.4 * (urbanization - 1.0), 2.6, z)
+    return smoothstep(town_threshold(urbanization), 2.6, settlement_field(x, y, octs))
+
+
+def countryside(field: torch.Tensor, macro: dict[str, torch.Tensor], urbanization: float) -> torch.Tensor:
+    """Where country roads run (bool), from the settlement field and macro fields at block centres:
+    the settled land around and between towns (a third of the land at urbanization 1: towns take
+    an eighth), not in the mountains, above the sea and the coast's flats."""
+    return ((field >= town_threshold(urbanization) - COUNTRY_MARGIN) & (macro["mountain"] < 0.2)
+            & (macro["height"] > 2.0))
 
 
 def gate(macro: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -167,6 +189,11 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
     y0 = torch.where(row, torch.where(faces_y, ry0, ly0), y0)
     y1 = torch.where(row, torch.where(faces_y, ry0 + depth, ly0 + lh), y1)
 
+    # the street a building faces: the nearer of its block's edges (row houses: the one they line)
+    to_x_edge = torch.minimum(li, n_int - 1 - li)
+    to_y_edge = torch.minimum(lj, n_int - 1 - lj)
+    faces_v = (to_x_edge < to_y_edge) | ((to_x_edge == to_y_edge) & (u[9] < 0.5))
+
     chance = torch.where(kind == HOUSE, 0.5 + 0.5 * density,
                          torch.where(row, torch.where(along_x_street | along_y_street, 0.95, 0.0),
                                      torch.where(kind == INDUSTRIAL, 0.85, 0.92)))
@@ -192,7 +219,53 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
     rise = torch.where(roof == FLAT, torch.zeros_like(pitch), pitch * short * 0.5)
     bid = torch.where(h == 0, torch.ones_like(h), h)
     return {"x0": x0, "y0": y0, "x1": x1, "y1": y1, "present": present, "floors": floors,
-            "height": height, "rise": rise, "roof": roof, "type": kind, "n": n_int, "id": bid}
+            "height": height, "rise": rise, "roof": roof, "type": kind, "n": n_int, "id": bid,
+            "along_v": torch.where(row, ~faces_y, faces_v)}
+
+
+RECT_MARGIN = 0.25  # metres a footprint keeps inside the image of its street-grid rectangle, for the
+                    # map's curvature (under 0.15 m over 40 m): a point of a footprint is in its lot
+
+
+def world_rects(frame: StreetFrame, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """World footprints of `lot_building` rectangles (street coordinates): rectangles aligned with
+    the street the building faces (the v axis where `along_v`, else u), centred where the street
+    rectangle's centre lies, as large as fits in the street rectangle's local image (a
+    parallelogram where the streets do not meet at right angles) less RECT_MARGIN.
+
+    Returns float64 (N,) tensors: cx, cy (centre), ex, ey (unit vector of the rectangle's s side),
+    w (length along s), h (along t, s turned +90 deg)."""
+    cx, cy = frame.to_world((b["x0"] + b["x1"]) * 0.5, (b["y0"] + b["y1"]) * 0.5)
+    ax, ay, bx, by = frame.inverse_jacobian(cx, cy)
+    su, sv = b["x1"] - b["x0"], b["y1"] - b["y0"]
+    ax, ay, bx, by = ax * su, ay * su, bx * sv, by * sv  # the parallelogram's sides
+    along_v = b["along_v"]
+    # the street side: (px, py); the other side: (qx, qy); a rectangle along p inside the parallelogram
+    px, py = torch.where(along_v, bx, ax), torch.where(along_v, by, ay)
+    qx, qy = torch.where(along_v, ax, bx), torch.where(along_v, ay, by)
+    length = torch.sqrt(px * px + py * py)
+    ex, ey = px / length, py / length
+    depth = torch.abs(qx * -ey + qy * ex)  # the other side across the street side
+    slant = torch.abs(qx * ex + qy * ey)  # ... and along it: what shear takes off the street side
+    w = torch.clamp(length - slant, length * 0.3, None) - 2.0 * RECT_MARGIN
+    h = depth - 2.0 * RECT_MARGIN
+    return {"cx": cx, "cy": cy, "ex": ex, "ey": ey, "w": w, "h": h}
+
+
+def rect_local(r: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates (s, t) (float64 m) of world points in rectangles `r` (world_rects), from the
+    corner (0, 0) to (w, h); all inputs broadcast."""
+    dx, dy = x - r["cx"], y - r["cy"]
+    return dx * r["ex"] + dy * r["ey"] + r["w"] * 0.5, dy * r["ex"] - dx * r["ey"] + r["h"] * 0.5
+
+
+def rect_corners(r: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(N, 4, 2) float64 world corners of rectangles `r`, counter-clockwise from (s, t) = (0, 0)."""
+    out = []
+    for s, t in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)):
+        ds, dt = r["w"] * s, r["h"] * t
+        out.append(torch.stack([r["cx"] + ds * r["ex"] - dt * r["ey"], r["cy"] + ds * r["ey"] + dt * r["ex"]], dim=-1))
+    return torch.stack(out, dim=-2)
 
 
 TERRACE_STEP = 3.5  # metres between terrace levels: the height of a retaining wall
@@ -243,15 +316,62 @@ def roof_surface(x: torch.Tensor, y: torch.Tensor, x0: torch.Tensor, y0: torch.T
     return torch.where(roof == FLAT, eave, eave + rise * t)
 
 
-def roof_surface_np(b: "Building", x, y):
-    """`roof_surface` of one Building at numpy points (float64 in, float32 out)."""
+def footprint_local(b: "Building", x, y):
+    """Coordinates (s, t) (numpy float64) of world points in a Building's footprint rectangle,
+    from its first corner along its first side (s, up to the side's length w) and the next (t, up
+    to h); returns s, t, w, h."""
     import numpy as np
-    (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
+    c = np.asarray(b.footprint, np.float64)
+    e, f = c[1] - c[0], c[3] - c[0]
+    w, h = float(np.hypot(*e)), float(np.hypot(*f))
+    dx, dy = np.asarray(x, np.float64) - c[0, 0], np.asarray(y, np.float64) - c[0, 1]
+    return (dx * e[0] + dy * e[1]) / w, (dx * f[0] + dy * f[1]) / h, w, h
+
+
+def roof_surface_np(b: "Building", x, y):
+    """`roof_surface` of one Building at numpy world points (float64 in, float32 out)."""
+    s, t_, w, h = footprint_local(b, x, y)
     t = torch.as_tensor
-    z = roof_surface(t(np.asarray(x, np.float64)), t(np.asarray(y, np.float64)), t(x0, dtype=torch.float64),
-                     t(y0, dtype=torch.float64), t(x1, dtype=torch.float64), t(y1, dtype=torch.float64),
+    zero = t(0.0, dtype=torch.float64)
+    z = roof_surface(t(s), t(t_), zero, zero, t(w, dtype=torch.float64), t(h, dtype=torch.float64),
                      t(b.roof, dtype=torch.float32), t(b.ridge, dtype=torch.float32), t(ROOFS.index(b.roof_kind)))
     return z.numpy()
+
+
+def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dict[str, torch.Tensor]:
+    """Roads at street coordinates (u, v) (float64, any shape); `blocks(bx, by)` gives block rows.
+
+    A street runs on a block's border where the block or the one across is urban (half width
+    `half_width` of the grid line); a country road (HALF_COUNTRY) on the borders that lie on
+    every COUNTRY_EVERY-th grid line where both blocks beside it are countryside. Only the nearer
+    east/west and north/south borders can be within a road's width. `widen` (m) widens every road.
+
+    Returns: road (bool), own / across_x / across_y (float32 densities of the point's block and
+    the blocks across its nearer borders), edge_x / edge_y (float32 m to those borders), hw_x /
+    hw_y (float32 half widths of their streets), bx, by (int64 block), lx, ly (float64 m in it)."""
+    bx = torch.floor(u * (1.0 / BLOCK)).to(torch.int64)
+    by = torch.floor(v * (1.0 / BLOCK)).to(torch.int64)
+    lx = u - bx.to(torch.float64) * BLOCK
+    ly = v - by.to(torch.float64) * BLOCK
+    west, south = lx < 0.5 * BLOCK, ly < 0.5 * BLOCK
+    line_x = torch.where(west, bx, bx + 1)  # the nearer grid line across u, and across v
+    line_y = torch.where(south, by, by + 1)
+    rows = blocks(torch.stack([bx, torch.where(west, bx - 1, bx + 1), bx]),
+                  torch.stack([by, by, torch.where(south, by - 1, by + 1)]))
+    urban = rows[..., URBAN]
+    country = rows[..., COUNTRY] > 0
+    own, across_x, across_y = urban[0], urban[1], urban[2]
+    edge_x = torch.minimum(lx, BLOCK - lx).to(torch.float32)
+    edge_y = torch.minimum(ly, BLOCK - ly).to(torch.float32)
+    hw_x, hw_y = half_width(line_x), half_width(line_y)
+    street = (((edge_x < hw_x + widen) & ((own > 0) | (across_x > 0)))
+              | ((edge_y < hw_y + widen) & ((own > 0) | (across_y > 0))))
+    on_x = torch.remainder(line_x, COUNTRY_EVERY) == 0
+    on_y = torch.remainder(line_y, COUNTRY_EVERY) == 0
+    lane = (((edge_x < HALF_COUNTRY + widen) & on_x & country[0] & country[1])
+            | ((edge_y < HALF_COUNTRY + widen) & on_y & country[0] & country[2]))
+    return {"road": street | lane, "own": own, "across_x": across_x, "across_y": across_y, "edge_x": edge_x,
+            "edge_y": edge_y, "hw_x": hw_x, "hw_y": hw_y, "bx": bx, "by": by, "lx": lx, "ly": ly}
 
 
 def locate(x: torch.Tensor, y: torch.Tensor, density: torch.Tensor) -> dict[str, torch.Tensor]:

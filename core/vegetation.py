@@ -16,12 +16,13 @@ floats: these round the same in every vectorised or scalar kernel.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Protocol
 
 import torch
 
 from .hashing import hash2, mix32, salt, unit_float
-from .settlements import BLOCK, SIDEWALK, half_width, locate, lot_building
+from .settlements import BLOCK, SIDEWALK, locate, lot_building, rect_local, road_at, world_rects
+from .streets import StreetFrame
 
 CELL = 6.0  # metres between tree candidates; a crown never reaches past the neighbouring cell
 VEG_LATTICE = 128.0  # metres between the nodes of the smooth vegetation fields
@@ -33,9 +34,14 @@ BROADLEAF_CROWN_DEPTH = 0.3  # vertical semi-axis of a broadleaf crown's top hal
 TREE_ID_BIT = 0x80000000  # tree ids have the top bit set; the class tells them from buildings
 TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; coarser carry crowns as relief
 
-# the block density (..., 4 as settlements' block tables) at integer block indices; a chunk's table
-# also answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather
-BlockLookup = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+class BlockLookup(Protocol):
+    """The settlement blocks as trees ask them: rows (..., 5) (the generator's block rows) at
+    integer block indices, and the street frame the blocks' grid lies in. A chunk's table also
+    answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather."""
+
+    frame: StreetFrame
+
+    def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor: ...
 
 
 class VegetationNodes(NamedTuple):
@@ -100,33 +106,23 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     hedge = torch.where((torch.minimum(ex, ey) < 2.5) & (seg < 0.55), f["hedge"] * 0.9, zero)
 
     # settlements: no trees on roads or in houses; street trees on sidewalks, garden trees in lots
-    bx = torch.floor(x * (1.0 / BLOCK)).to(torch.int64)
-    by = torch.floor(y * (1.0 / BLOCK)).to(torch.int64)
-    lx = (x - bx.to(torch.float64) * BLOCK).to(torch.float32)
-    ly = (y - by.to(torch.float64) * BLOCK).to(torch.float32)
-    west_side, south_side = lx < 0.5 * BLOCK, ly < 0.5 * BLOCK
-    # own block, the one across the nearer east/west border, the one across the nearer north/south
-    near = blocks(torch.stack([bx, torch.where(west_side, bx - 1, bx + 1), bx]),
-                  torch.stack([by, by, torch.where(south_side, by - 1, by + 1)]))[..., 0]
-    own, nbx, nby = near[0], near[1], near[2]
-    hw_x = torch.where(west_side, half_width(bx), half_width(bx + 1))
-    hw_y = torch.where(south_side, half_width(by), half_width(by + 1))
-    edge_x = torch.minimum(lx, BLOCK - lx)
-    edge_y = torch.minimum(ly, BLOCK - ly)
-    road = (((edge_x < hw_x + 0.5) & ((own > 0) | (nbx > 0))) | ((edge_y < hw_y + 0.5) & ((own > 0) | (nby > 0))))
+    gu, gv = blocks.frame.to_grid(x, y)  # street coordinates: the blocks' grid
+    r = road_at(gu, gv, blocks, widen=0.5)
+    road, own, edge_x, edge_y, hw_x, hw_y = (r[k] for k in ("road", "own", "edge_x", "edge_y", "hw_x", "hw_y"))
     urban = own > 0
     sidewalk = urban & ~road & ((edge_x < hw_x + SIDEWALK) | (edge_y < hw_y + SIDEWALK))
     street = torch.where(sidewalk & (own > 0.15), torch.full_like(u[0], 0.5), zero)
     garden = torch.where(urban & ~road & ~sidewalk, 0.35 * (1.0 - own) * (1.0 - own), zero)
     lots = torch.nonzero((urban & ~road & ~sidewalk).reshape(-1)).reshape(-1)
     if lots.numel():  # few candidates are in towns: look up their lot's house only for those
-        tx, ty, own_ = (v.reshape(-1).index_select(0, lots) for v in (x, y, own))
-        loc = locate(tx, ty, own_)
+        tx, ty, tu, tv, own_ = (v.reshape(-1).index_select(0, lots) for v in (x, y, gu, gv, own))
+        loc = locate(tu, tv, own_)
         b = lot_building(seed, loc["bx"], loc["by"], loc["li"], loc["lj"], own_)
+        rect = world_rects(blocks.frame, b)
+        s, t = rect_local(rect, tx, ty)
         margin = 2.5
         in_house = (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])
-                    & (tx >= b["x0"] - margin) & (tx <= b["x1"] + margin)
-                    & (ty >= b["y0"] - margin) & (ty <= b["y1"] + margin))
+                    & (s >= -margin) & (s <= rect["w"] + margin) & (t >= -margin) & (t <= rect["h"] + margin))
         garden = garden.reshape(-1).index_put((lots,), torch.where(in_house, zero.reshape(-1)[:1],
                                                                      garden.reshape(-1).index_select(0, lots)))
         garden = garden.reshape(x.shape)
@@ -344,8 +340,9 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
         near = VegetationNodes(nodes.i0, nodes.j0, {"reach": reach}).at(x, y)["reach"] > 0
     if x.numel() == 0:
         return _absent(0, x.device)
-    bx = torch.floor(x * (1.0 / BLOCK)).to(torch.int64)
-    by = torch.floor(y * (1.0 / BLOCK)).to(torch.int64)
+    gu, gv = blocks.frame.to_grid(x, y)
+    bx = torch.floor(gu * (1.0 / BLOCK)).to(torch.int64)
+    by = torch.floor(gv * (1.0 / BLOCK)).to(torch.int64)
     if hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
         urban = blocks.urban_near(bx, by)
     else:

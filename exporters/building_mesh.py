@@ -73,16 +73,17 @@ def owned_buildings(buildings: tuple[Building, ...], bounds: tuple[float, float,
 
 
 def canonical_corners(fp: np.ndarray) -> np.ndarray:
-    """(N, 4, 2) footprints (x0,y0),(x1,y0),(x1,y1),(x0,y1) -> the same corners counter-clockwise
-    starting on a long side: along x when x1 - x0 >= y1 - y0 (as `roof_surface` decides)."""
-    w = fp[:, 1, 0] - fp[:, 0, 0]
-    h = fp[:, 2, 1] - fp[:, 1, 1]
+    """(N, 4, 2) rectangular footprints, counter-clockwise -> the same corners counter-clockwise
+    starting on a long side: c0 -> c1 when |c1 - c0| >= |c2 - c1| (as `roof_surface` decides)."""
+    w = np.linalg.norm(fp[:, 1] - fp[:, 0], axis=1)
+    h = np.linalg.norm(fp[:, 2] - fp[:, 1], axis=1)
     along_x = w >= h
     return np.where(along_x[:, None, None], fp, np.roll(fp, -1, axis=1))
 
 
 def building_mesh(buildings: tuple[Building, ...], origin: tuple[float, float]) -> BuildingMesh:
-    """Meshes for rectangular (4-corner) footprints; origin: chunk origin (east, north) in metres."""
+    """Meshes for rectangular (4-corner, any orientation) footprints; origin: chunk origin (east,
+    north) in metres."""
     n = len(buildings)
     fp = np.array([b.footprint for b in buildings], dtype=np.float64).reshape(n, 4, 2)
     c = canonical_corners(fp) - np.asarray(origin, dtype=np.float64)

@@ -139,7 +139,8 @@ def surface_grid(chunk: Chunk, source: str) -> np.ndarray:
     canopy = chunk.dem + canopy_relief(chunk.canopy)
     if source == "dem+canopy":
         return canopy
-    buildings = chunk.dsm > chunk.dem + chunk.canopy  # where a roof, not a crown, makes the DSM
+    # where a roof, not a crown, makes the DSM; bridge decks (over water) are models or left out
+    buildings = (chunk.dsm > chunk.dem + chunk.canopy) & ~chunk.water
     return np.where(buildings, np.maximum(chunk.dsm, canopy), canopy).astype(np.float32)
 
 
@@ -198,6 +199,12 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
     if options.skirts:
         pos, nrm, uv, skirt = _skirt(pos, nrm, uv, tm.border, depth)
         land = np.concatenate([land, skirt])
+    if with_buildings:  # bridge decks are terrain: the ortho paints their road, the class raster says road
+        dpos, dnrm, dtris = bridge_decks(chunk)
+        if len(dtris):
+            land = np.concatenate([land, dtris + len(pos)])
+            uv = np.concatenate([uv, np.stack([dpos[:, 0] / extent, 1.0 - dpos[:, 1] / extent], axis=1)])
+            pos, nrm = np.concatenate([pos, dpos]), np.concatenate([nrm, dnrm])
     primitives.append(_compact("terrain", pos, nrm, uv, land, None, "ortho"))
     if water_face.any():
         primitives.append(_compact("water", pos, nrm, uv, tris[water_face], None, "ortho"))
@@ -248,6 +255,38 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
                      skirt_depth=depth, box_min=lo, box_max=hi, facade=facade_image, buildings=buildings,
                      grid_triangles=2 * n * n, trees=trees, tree_instances=instances,
                      instanced_trees=options.instanced_trees)
+
+
+DECK_THICKNESS = 1.0  # metres from a bridge deck's top to its underside
+
+
+def bridge_decks(chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bridge decks as closed slabs: one box per bridge pixel (`Chunk.bridge_pixels`), its top
+    level at the highest DSM of the pixel's four samples (the deck's), its underside
+    DECK_THICKNESS lower, with side walls; faces counter-clockwise from outside, each with its own
+    vertices (flat normals). Returns positions (V, 3) float64 ENU relative to the chunk's
+    south-west corner, normals (V, 3) float32, triangles (T, 3) int64."""
+    i, j = np.nonzero(chunk.bridge_pixels())
+    if len(i) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
+    n, res = chunk.size, chunk.resolution
+    x0, x1 = j * res, (j + 1) * res
+    y0, y1 = (n - i - 1) * res, (n - i) * res  # row i is the pixel's north edge
+    d = chunk.dsm.astype(np.float64)
+    z = np.maximum(np.maximum(d[i, j], d[i, j + 1]), np.maximum(d[i + 1, j], d[i + 1, j + 1]))
+    xy = np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1), np.stack([x1, y1], 1), np.stack([x0, y1], 1)], 1)
+    upper = np.concatenate([xy, np.repeat(z[:, None, None], 4, axis=1)], axis=2)  # (K, 4, 3) ccw from above
+    lower = upper - [0.0, 0.0, DECK_THICKNESS]
+    quads = [upper, lower[:, ::-1]]
+    for a in range(4):  # sides: lower a, lower a+1, upper a+1, upper a (outward for a ccw ring)
+        b = (a + 1) % 4
+        quads.append(np.stack([lower[:, a], lower[:, b], upper[:, b], upper[:, a]], axis=1))
+    q = np.concatenate(quads)  # (6K, 4, 3)
+    first = np.arange(len(q))[:, None] * 4
+    tris = np.concatenate([first + [0, 1, 2], first + [0, 2, 3]])
+    v = np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])
+    nrm = np.repeat(v / np.linalg.norm(v, axis=1, keepdims=True), 4, axis=0).astype(np.float32)
+    return q.reshape(-1, 3), nrm, tris.astype(np.int64)
 
 
 def _compact(kind, pos, nrm, uv, tris, feature, texture) -> Primitive:

@@ -10,6 +10,7 @@ in any order or process, and agree bit for bit on shared samples (see core.noise
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -22,12 +23,14 @@ from ..hashing import hash2, salt, unit_float
 from ..keys import ChunkKey
 from ..noise import Octave, fbm, gradient_noise, octaves, smoothstep
 from ..settlements import BLOCK, Building
+from ..streets import StreetFrame
 from ..vegetation import TREE_OBJECTS_MAX_RESOLUTION, Tree, VegetationNodes
 from ..spec import WorldSpec
 from . import register
 
 MACRO_LATTICE = 16.0  # metres; the macro relief's finest lattice is 192 m
 URBAN_MIN_DENSITY = 0.12
+BLOCK_ROW = 5  # fields of a block row (block_density)
 PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
 
 
@@ -57,6 +60,7 @@ class ProceduralGenerator:
         seed = spec.seed
         self.macro_octaves = terrain.MacroOctaves.for_seed(seed)
         self.settlement_octaves = settlements.settlement_octaves(seed)
+        self.streets = StreetFrame.for_seed(seed)
         self.forest_octaves = octaves(seed, 30, 900.0, 3)
         self.farm_octaves = octaves(seed, 31, 2500.0, 2)
         self.snow_octaves = octaves(seed, 32, 400.0, 2)
@@ -78,21 +82,33 @@ class ProceduralGenerator:
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
     def block_density(self, cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
-        """Gated settlement density and ground plane of blocks centred at (cx, cy), broadcastable.
+        """Gated settlement density and ground plane of blocks centred at world points (cx, cy),
+        broadcastable.
 
-        Returns (..., 4) float32: density (0 = not urban), ground height at the centre (m) and its
-        east / north slopes, from the macro relief at the centre and 24 m east and north of it.
+        Returns (..., BLOCK_ROW) float32: density (0 = not urban), ground height at the centre (m)
+        and its slopes per street metre along the grid's u and v axes, from the macro relief at
+        the centre and PLANE_STEP street metres along each axis (0 where not urban); 1.0 where
+        country roads run on its borders (settlements.countryside), else 0.
         """
-        raw = settlements.raw_density(cx, cy, self.settlement_octaves, self.urbanization)
-        shape = raw.shape
-        raw = raw.reshape(-1)
-        out = torch.zeros(raw.shape + (4,), dtype=torch.float32, device=raw.device)
+        field = settlements.settlement_field(cx, cy, self.settlement_octaves)
+        shape = field.shape
+        field = field.reshape(-1)
+        raw = smoothstep(settlements.town_threshold(self.urbanization), 2.6, field)
+        out = torch.zeros(field.shape + (BLOCK_ROW,), dtype=torch.float32, device=field.device)
+        near = torch.nonzero(field >= settlements.town_threshold(self.urbanization) - settlements.COUNTRY_MARGIN).reshape(-1)
+        if near.numel():
+            px = cx.expand(shape).reshape(-1).index_select(0, near)
+            py = cy.expand(shape).reshape(-1).index_select(0, near)
+            country = settlements.countryside(field.index_select(0, near), self.macro(px, py), self.urbanization)
+            out[near, settlements.COUNTRY] = country.to(torch.float32)
         cand = torch.nonzero(raw > 0).reshape(-1)
         if cand.numel():
             px = cx.expand(shape).reshape(-1).index_select(0, cand)
             py = cy.expand(shape).reshape(-1).index_select(0, cand)
             k = cand.numel()
-            m = self.macro(torch.cat([px, px + PLANE_STEP, px]), torch.cat([py, py, py + PLANE_STEP]))
+            ax, ay, bx, by = self.streets.inverse_jacobian(px, py)
+            m = self.macro(torch.cat([px, px + ax * PLANE_STEP, px + bx * PLANE_STEP]),
+                           torch.cat([py, py + ay * PLANE_STEP, py + by * PLANE_STEP]))
             centre = {name: v[:k] for name, v in m.items()}
             d = raw.index_select(0, cand) * settlements.gate(centre)
             h = m["height"]
@@ -100,7 +116,7 @@ class ProceduralGenerator:
             out[cand, 1] = h[:k]
             out[cand, 2] = (h[k:2 * k] - h[:k]) * (1.0 / PLANE_STEP)
             out[cand, 3] = (h[2 * k:] - h[:k]) * (1.0 / PLANE_STEP)
-        return out.reshape(shape + (4,))
+        return out.reshape(shape + (BLOCK_ROW,))
 
     def vegetation_nodes(self, west: float, south: float, east: float, north: float) -> VegetationNodes:
         """The vegetation fields on the VEG_LATTICE nodes around [west, east] x [south, north]:
@@ -174,31 +190,31 @@ class ProceduralGenerator:
         a pure function of position (the samples of fine levels see the same values)."""
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)["wetness"] > 0
 
-    @staticmethod
-    def block_lookup(table: torch.Tensor, bx0: int, by0: int) -> "BlockTable":
-        return BlockTable(table, bx0, by0)
-
     def block_at(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-        """Block rows (..., 4) computed directly from block indices (same bits as a table's)."""
-        cx = (bx.to(torch.float64) + 0.5) * BLOCK
-        cy = (by.to(torch.float64) + 0.5) * BLOCK
+        """Block rows (..., BLOCK_ROW) computed directly from block indices (same bits as a table's)."""
+        cx, cy = self.streets.to_world((bx.to(torch.float64) + 0.5) * BLOCK, (by.to(torch.float64) + 0.5) * BLOCK)
         return self.block_density(cx, cy)
 
-    def _buildings_at(self, x: torch.Tensor, y: torch.Tensor, block: torch.Tensor) -> dict[str, torch.Tensor]:
+    def point_blocks(self) -> "PointBlocks":
+        return PointBlocks(self.block_at, self.streets)
+
+    def _buildings_at(self, x: torch.Tensor, y: torch.Tensor, uv: tuple[torch.Tensor, torch.Tensor],
+                      block: torch.Tensor) -> dict[str, torch.Tensor]:
         """Building hit (id, roof surface height) and block/lot location at world points.
 
-        x, y: float64, broadcast to block.shape[:-1]; block: (..., 4) from `block_density`.
-        Lots are looked up once per distinct lot, building levels once per building (cached).
+        x, y: float64 world metres and uv their street coordinates, broadcast to block.shape[:-1];
+        block: (..., BLOCK_ROW) from `block_density`. Lots are looked up once per distinct lot, building
+        levels once per building (cached).
         """
         shape = block.shape[:-1]
         density = block[..., 0]
-        loc = settlements.locate(x.expand(shape), y.expand(shape), density)
+        loc = settlements.locate(uv[0].expand(shape), uv[1].expand(shape), density)
         bid = torch.zeros(shape, dtype=torch.int64, device=x.device)
         roof = torch.full(shape, -1e9, dtype=torch.float32, device=x.device)
         urban = torch.nonzero(density.reshape(-1) > 0).reshape(-1)
         if urban.numel():
             sel = {k: loc[k].reshape(-1).index_select(0, urban) for k in ("bx", "by", "li", "lj", "n")}
-            blk = block.reshape(-1, 4).index_select(0, urban)
+            blk = block.reshape(-1, BLOCK_ROW).index_select(0, urban)
             px = x.expand(shape).reshape(-1).index_select(0, urban)
             py = y.expand(shape).reshape(-1).index_select(0, urban)
             bx0, by0 = sel["bx"].min(), sel["by"].min()
@@ -213,8 +229,9 @@ class ProceduralGenerator:
             real = torch.nonzero(b["present"] & (lot["li"] < lot["n"]) & (lot["lj"] < lot["n"])).reshape(-1)
             if real.numel():
                 rb = {k: v.index_select(0, real) for k, v in b.items()}
-                _, eaves, ridge = building_levels(rb, lot_blk.index_select(0, real), lot["bx"].index_select(0, real),
-                                                  lot["by"].index_select(0, real), self.macro,
+                rect = settlements.world_rects(self.streets, rb)
+                _, eaves, ridge = building_levels(rb, rect, lot_blk.index_select(0, real), lot["bx"].index_select(0, real),
+                                                  lot["by"].index_select(0, real), self.macro, self.streets,
                                                   lot["li"].index_select(0, real), lot["lj"].index_select(0, real),
                                                   self.__dict__.setdefault("_building_levels", {}))
                 row = torch.full((len(keys),), -1, dtype=torch.int64, device=x.device)
@@ -222,13 +239,14 @@ class ProceduralGenerator:
                 r = row.index_select(0, inverse)
                 has = torch.nonzero(r >= 0).reshape(-1)
                 r = r.index_select(0, has)
-                hb = {k: rb[k].index_select(0, r) for k in ("x0", "y0", "x1", "y1")}
-                hx, hy = px.index_select(0, has), py.index_select(0, has)
-                inside = (hx >= hb["x0"]) & (hx <= hb["x1"]) & (hy >= hb["y0"]) & (hy <= hb["y1"])
+                hr = {k: v.index_select(0, r) for k, v in rect.items()}
+                s, t = settlements.rect_local(hr, px.index_select(0, has), py.index_select(0, has))
+                inside = (s >= 0.0) & (s <= hr["w"]) & (t >= 0.0) & (t <= hr["h"])
                 hit = torch.nonzero(inside).reshape(-1)
                 r = r.index_select(0, hit)
-                top = settlements.roof_surface(hx.index_select(0, hit), hy.index_select(0, hit),
-                                               *(hb[k].index_select(0, hit) for k in ("x0", "y0", "x1", "y1")),
+                zero = torch.zeros((), dtype=torch.float64, device=x.device)
+                top = settlements.roof_surface(s.index_select(0, hit), t.index_select(0, hit), zero, zero,
+                                               hr["w"].index_select(0, hit), hr["h"].index_select(0, hit),
                                                eaves.index_select(0, r), ridge.index_select(0, r),
                                                rb["roof"].index_select(0, r))
                 where = urban.index_select(0, has.index_select(0, hit))
@@ -236,10 +254,11 @@ class ProceduralGenerator:
                 roof.reshape(-1)[where] = top
         return {"id": bid, "roof": roof, "loc": loc}
 
-    def _samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool, block: torch.Tensor,
+    def _samples(self, x: torch.Tensor, y: torch.Tensor, uv, level: int, grid: bool, block: torch.Tensor,
                  veg: VegetationNodes, blocks, cells: vegetation.CellTable | None = None):
         """DEM, DSM, water, macro fields and tree canopy (height above the ground) at samples;
-        x, y float64, separable grid ((1,W),(H,1)) or points; `blocks` looks up block rows."""
+        x, y float64, separable grid ((1,W),(H,1)) or points; uv: their street coordinates (None
+        where no block is urban); `blocks` looks up block rows."""
         m = self._macro_for_samples(x, y, level, grid)
         water = m["wetness"] > 0
         raw = settlements.raw_density(x, y, self.settlement_octaves, self.urbanization)
@@ -248,31 +267,46 @@ class ProceduralGenerator:
         octs = terrain.detail_octaves(self.spec.seed, self.spec.base_resolution, level)
         natural = m["height"] + terrain.detail_height(x, y, octs, amplitude)
         m = dict(m, natural=natural)  # land cover follows the natural ground, not the graded one
-        dem = grade_blocks(natural, x, y, block)
-        b = self._buildings_at(x, y, block)
         canopy = vegetation.canopy(self.spec.seed, x, y, veg, blocks, cells)["height"]
         canopy = torch.where(water, torch.zeros_like(canopy), canopy)  # crowns end at the shore
+        if uv is None:
+            return natural, natural + canopy, water, m, canopy
+        dem = grade_blocks(natural, uv[0], uv[1], block)
+        b = self._buildings_at(x, y, uv, block)
         dsm = torch.maximum(dem + canopy, b["roof"])
+        # bridges: where a road crosses water its deck stands BRIDGE_CLEARANCE above the water surface
+        bridge = water & settlements.road_at(uv[0].expand(water.shape), uv[1].expand(water.shape), blocks)["road"]
+        dsm = torch.where(bridge, torch.maximum(dsm, natural + settlements.BRIDGE_CLEARANCE), dsm)
         return dem, dsm, water, m, canopy
 
     # ---------------------------------------------------------------- chunks
     def _block_table(self, west: float, south: float, east: float, north: float):
-        # two blocks of margin: trees near the border look at the block beyond their own
-        bx0, bx1 = int(np.floor(west / BLOCK)) - 2, int(np.floor(east / BLOCK)) + 2
-        by0, by1 = int(np.floor(south / BLOCK)) - 2, int(np.floor(north / BLOCK)) + 2
+        """Rows (rows = by, cols = bx, BLOCK_ROW) of the blocks whose street-grid squares meet the chunk's
+        image in street coordinates, with two blocks of margin (trees near the border look at the
+        block beyond their own). The map is one-to-one, so the chunk's border bounds its image."""
         dev = self.device
-        bxs = torch.arange(bx0, bx1 + 1, dtype=torch.int64, device=dev)
-        bys = torch.arange(by0, by1 + 1, dtype=torch.int64, device=dev)
-        cx = ((bxs.to(torch.float64) + 0.5) * BLOCK).reshape(1, -1)
-        cy = ((bys.to(torch.float64) + 0.5) * BLOCK).reshape(-1, 1)
-        return bx0, by0, self.block_density(cx, cy)  # (rows = by, cols = bx)
+        steps = max(2, int(np.ceil(max(east - west, north - south) / 64.0)))
+        t = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64, device=dev)
+        ex = torch.cat([west + (east - west) * t, west + (east - west) * t, torch.full_like(t, west), torch.full_like(t, east)])
+        ey = torch.cat([torch.full_like(t, south), torch.full_like(t, north), south + (north - south) * t, south + (north - south) * t])
+        u, v = self.streets.to_grid(ex, ey)
+        bx0, bx1 = int(np.floor(float(u.min()) / BLOCK)) - 2, int(np.floor(float(u.max()) / BLOCK)) + 2
+        by0, by1 = int(np.floor(float(v.min()) / BLOCK)) - 2, int(np.floor(float(v.max()) / BLOCK)) + 2
+        bxs = torch.arange(bx0, bx1 + 1, dtype=torch.int64, device=dev).reshape(1, -1)
+        bys = torch.arange(by0, by1 + 1, dtype=torch.int64, device=dev).reshape(-1, 1)
+        return bx0, by0, self.block_at(bxs.expand(len(bys), -1), bys.expand(-1, bxs.shape[1]))
 
-    @staticmethod
-    def _lookup(table, bx0, by0, xs, ys):
-        """Block density at a separable grid of points: xs (W,), ys (H,) float64 -> (H, W)."""
-        cols = torch.floor(xs * (1.0 / BLOCK)).to(torch.int64) - bx0
-        rows = torch.floor(ys * (1.0 / BLOCK)).to(torch.int64) - by0
-        return table.index_select(0, rows).index_select(1, cols)
+    def _street_grid(self, table, bx0, by0, x, y):
+        """Street coordinates and block rows at points (x, y float64, broadcast to (H, W)):
+        (None, zeros) where no block of the table is urban (nothing there needs them)."""
+        shape = torch.broadcast_shapes(x.shape, y.shape)
+        if not bool(((table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)).any()):
+            return None, torch.zeros(shape + (BLOCK_ROW,), dtype=torch.float32, device=x.device)
+        u, v = self.streets.to_grid(x, y)
+        cols = torch.floor(u * (1.0 / BLOCK)).to(torch.int64) - bx0
+        rows = torch.floor(v * (1.0 / BLOCK)).to(torch.int64) - by0
+        flat = table.reshape(-1, BLOCK_ROW)
+        return (u, v), flat[(rows * table.shape[1] + cols).reshape(-1)].reshape(shape + (BLOCK_ROW,))
 
     def chunk(self, key: ChunkKey) -> Chunk:
         spec = self.spec
@@ -291,16 +325,15 @@ class ProceduralGenerator:
         xs = (cols + sx0).to(torch.float64) * res  # exact: integer times a power of two
         ys = (sy0 + n - cols).to(torch.float64) * res  # row 0 = north
         bx0, by0, table = self._block_table(west, south, east, north)
-
-        block_s = self._lookup(table, bx0, by0, xs, ys)
+        uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1))
         veg = self.vegetation_nodes(west, south, east, north)
         if res < MACRO_LATTICE:  # the trunk water test reads this chunk's macro lattice nodes, evaluated once
             veg = veg._replace(wet=self.water_near(west, south, east, north))
-        blocks = self.block_lookup(table, bx0, by0)
+        blocks = BlockTable(table, bx0, by0, self.streets)
         # the tree candidates of the chunk's cells, evaluated once for samples, pixels and the tree list
         cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks)
-        dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), key.level, True, block_s,
-                                                   veg, blocks, cells)
+        dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), uv_s, key.level, True,
+                                                   block_s, veg, blocks, cells)
 
         # pixel centres
         pxs = (xs[:-1] + xs[1:]) * 0.5
@@ -327,9 +360,13 @@ class ProceduralGenerator:
         }
         semantic = biomes.classify(pix)
 
-        block_p = self._lookup(table, bx0, by0, pxs, pys)
-        b = self._buildings_at(px, py, block_p)
-        road = self._roads(b["loc"], table, bx0, by0)
+        uv_p, block_p = self._street_grid(table, bx0, by0, px, py)
+        if uv_p is None:
+            b = {"id": torch.zeros((n, n), dtype=torch.int64, device=dev)}
+            road = torch.zeros((n, n), dtype=torch.bool, device=dev)
+        else:
+            b = self._buildings_at(px, py, uv_p, block_p)
+            road = settlements.road_at(uv_p[0], uv_p[1], blocks)["road"]
         dry = pix["water"] <= 0.5
         urban_ground = (block_p[..., 0] > 0.35) & dry
         semantic[urban_ground] = biomes.CLASS_IDS["urban_ground"]
@@ -395,27 +432,6 @@ class ProceduralGenerator:
                           kind=vegetation.KINDS[k], setting=vegetation.SETTINGS[s])
                      for i, x, y, h, r, k, s, g in zip(*cols, ground.tolist()))
 
-    def _roads(self, loc, table, bx0, by0) -> torch.Tensor:
-        """Road mask: on a block border where the block or its neighbour across it is urban."""
-        rows = loc["by"] - by0
-        cols = loc["bx"] - bx0
-        w = table.shape[1]
-        flat = table[..., 0].reshape(-1)
-
-        def urban(r, c):
-            return flat[(r * w + c).reshape(-1)].reshape(r.shape) > 0
-
-        here = urban(rows, cols)
-        hw_w = settlements.half_width(loc["bx"]).to(torch.float64)
-        hw_e = settlements.half_width(loc["bx"] + 1).to(torch.float64)
-        hw_s = settlements.half_width(loc["by"]).to(torch.float64)
-        hw_n = settlements.half_width(loc["by"] + 1).to(torch.float64)
-        west = (loc["lx"] < hw_w) & (here | urban(rows, cols - 1))
-        east = (loc["lx"] >= BLOCK - hw_e) & (here | urban(rows, cols + 1))
-        south = (loc["ly"] < hw_s) & (here | urban(rows - 1, cols))
-        north = (loc["ly"] >= BLOCK - hw_n) & (here | urban(rows + 1, cols))
-        return west | east | south | north
-
     def _building_list(self, key: ChunkKey, table, bx0, by0) -> tuple[Building, ...]:
         west, south, east, north = key.bounds(self.spec)
         rows, cols = torch.nonzero(table[..., 0] > 0, as_tuple=True)
@@ -430,24 +446,31 @@ class ProceduralGenerator:
         d = blk[:, 0]
         b = settlements.lot_building(self.spec.seed, bx, by, li, lj, d)
         n = b["n"]
-        keep = (b["present"] & (li < n) & (lj < n) & (b["x1"] >= west) & (b["x0"] <= east)
-                & (b["y1"] >= south) & (b["y0"] <= north))
+        real = torch.nonzero(b["present"] & (li < n) & (lj < n)).reshape(-1)
+        if real.numel() == 0:
+            return ()
+        b = {k: v.index_select(0, real) for k, v in b.items()}
+        bx, by, li, lj, blk = (v.index_select(0, real) for v in (bx, by, li, lj, blk))
+        rect = settlements.world_rects(self.streets, b)
+        corners = settlements.rect_corners(rect)
+        lo, hi = corners.min(dim=1).values, corners.max(dim=1).values
+        keep = (hi[:, 0] >= west) & (lo[:, 0] <= east) & (hi[:, 1] >= south) & (lo[:, 1] <= north)
         idx = torch.nonzero(keep).reshape(-1)
         if idx.numel() == 0:
             return ()
         sel = {k: v.index_select(0, idx) for k, v in b.items()}
-        base, roof, ridge = building_levels(sel, blk.index_select(0, idx), bx.index_select(0, idx),
-                                            by.index_select(0, idx), self.macro, li.index_select(0, idx),
+        base, roof, ridge = building_levels(sel, {k: v.index_select(0, idx) for k, v in rect.items()},
+                                            blk.index_select(0, idx), bx.index_select(0, idx),
+                                            by.index_select(0, idx), self.macro, self.streets, li.index_select(0, idx),
                                             lj.index_select(0, idx), self.__dict__.setdefault("_building_levels", {}))
-        rows_out = zip(sel["id"].tolist(), sel["x0"].tolist(), sel["y0"].tolist(), sel["x1"].tolist(),
-                       sel["y1"].tolist(), base.tolist(), roof.tolist(), sel["floors"].tolist(),
-                       bx.index_select(0, idx).tolist(), by.index_select(0, idx).tolist(),
+        rows_out = zip(sel["id"].tolist(), corners.index_select(0, idx).tolist(), base.tolist(), roof.tolist(),
+                       sel["floors"].tolist(), bx.index_select(0, idx).tolist(), by.index_select(0, idx).tolist(),
                        li.index_select(0, idx).tolist(), lj.index_select(0, idx).tolist(), ridge.tolist(),
                        sel["roof"].tolist(), sel["type"].tolist())
         roofs, types = settlements.ROOFS, settlements.TYPES
-        return tuple(Building(id=i, footprint=((x0, y0), (x1, y0), (x1, y1), (x0, y1)), base=bs, roof=rf, floors=fl,
+        return tuple(Building(id=i, footprint=tuple(tuple(c) for c in fp), base=bs, roof=rf, floors=fl,
                               block=(bxi, byi), lot=(lii, lji), ridge=rg, roof_kind=roofs[rk], type=types[tk])
-                     for i, x0, y0, x1, y1, bs, rf, fl, bxi, byi, lii, lji, rg, rk, tk in rows_out)
+                     for i, fp, bs, rf, fl, bxi, byi, lii, lji, rg, rk, tk in rows_out)
 
     # ---------------------------------------------------------------- point queries
     def sample_heights(self, level: int, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -462,14 +485,15 @@ class ProceduralGenerator:
         x = c.to(torch.float64) * res
         y = r.to(torch.float64) * res
         with torch.no_grad():
-            bcx = (torch.floor(x * (1.0 / BLOCK)) + 0.5) * BLOCK
-            bcy = (torch.floor(y * (1.0 / BLOCK)) + 0.5) * BLOCK
-            block = self.block_density(bcx, bcy)
+            u, v = self.streets.to_grid(x, y)
+            block = self.block_at(torch.floor(u * (1.0 / BLOCK)).to(torch.int64), torch.floor(v * (1.0 / BLOCK)).to(torch.int64))
             dem, dsm = torch.empty_like(x, dtype=torch.float32), torch.empty_like(x, dtype=torch.float32)
             for sel in _tiles(x, y):
                 xs, ys = x.index_select(0, sel), y.index_select(0, sel)
                 veg = self.vegetation_nodes(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
-                d, s, _, _, _ = self._samples(xs, ys, level, False, block.index_select(0, sel), veg, self.block_at)
+                uv = (u.index_select(0, sel), v.index_select(0, sel))
+                d, s, _, _, _ = self._samples(xs, ys, uv, level, False, block.index_select(0, sel), veg,
+                                              self.point_blocks())
                 dem[sel], dsm[sel] = d, s
         return dem.cpu().numpy(), dsm.cpu().numpy()
 
@@ -487,7 +511,7 @@ class ProceduralGenerator:
             for sel in _tiles(x, y):
                 xs, ys = x.index_select(0, sel), y.index_select(0, sel)
                 veg = self.vegetation_nodes(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
-                c = vegetation.canopy(self.spec.seed, xs, ys, veg, self.block_at)
+                c = vegetation.canopy(self.spec.seed, xs, ys, veg, self.point_blocks())
                 height[sel], ids[sel] = c["height"], c["id"]
         return height.cpu().numpy(), ids.cpu().numpy().astype(np.uint32)
 
@@ -513,14 +537,15 @@ class ProceduralGenerator:
 
 
 class BlockTable:
-    """Block rows (..., 4) of a chunk's `_block_table` by block index, as `vegetation` asks them,
+    """Block rows (..., BLOCK_ROW) of a chunk's `_block_table` by block index, as `vegetation` asks them,
     and `urban_near`: is a block of the 3 x 3 around this one urban? (one gather of the dilated
     table; the table has 2 blocks of margin and trees look at most 1 block beyond their chunk's,
     so the clamped border rows never answer)."""
 
-    def __init__(self, table: torch.Tensor, bx0: int, by0: int):
+    def __init__(self, table: torch.Tensor, bx0: int, by0: int, frame: StreetFrame):
+        self.frame = frame
         self.rows, self.cols = table.shape[0], table.shape[1]
-        self.flat = table.reshape(-1, 4)
+        self.flat = table.reshape(-1, BLOCK_ROW)
         self.bx0, self.by0 = bx0, by0
         self.urban = vegetation.dilate((table[..., 0] > 0).to(torch.float32)).reshape(-1) > 0
 
@@ -528,12 +553,23 @@ class BlockTable:
         c, r = bx - self.bx0, by - self.by0
         if bool(((c < 0) | (c >= self.cols) | (r < 0) | (r >= self.rows)).any()):
             raise GeneratorError("internal: a tree's block lies outside the chunk's block table")
-        return self.flat[(r * self.cols + c).reshape(-1)].reshape(bx.shape + (4,))
+        return self.flat[(r * self.cols + c).reshape(-1)].reshape(bx.shape + (BLOCK_ROW,))
 
     def urban_near(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         c = (bx - self.bx0).clamp(0, self.cols - 1)
         r = (by - self.by0).clamp(0, self.rows - 1)
         return self.urban[(r * self.cols + c).reshape(-1)].reshape(bx.shape)
+
+
+class PointBlocks(NamedTuple):
+    """Block rows computed from block indices (`ProceduralGenerator.block_at`) and the street frame:
+    the blocks as scattered point queries ask them (vegetation.BlockLookup)."""
+
+    rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    frame: StreetFrame
+
+    def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+        return self.rows(bx, by)
 
 
 def _tiles(x: torch.Tensor, y: torch.Tensor, tile: float = 4096.0):
@@ -557,7 +593,7 @@ def grade_blocks(dem: torch.Tensor, x: torch.Tensor, y: torch.Tensor, block: tor
     streets on the block's edge the ground blends back to natural. A pointwise function of the
     natural ground and of level-independent block fields, so the cascade stays exact.
 
-    dem: float32 broadcast shape; x, y: float64 metres; block: (..., 4) from `block_density`."""
+    dem: float32 broadcast shape; x, y: float64 metres; block: (..., BLOCK_ROW) from `block_density`."""
     urban = block[..., 0] > 0
     if not bool(urban.any()):
         return dem
@@ -572,14 +608,15 @@ def grade_blocks(dem: torch.Tensor, x: torch.Tensor, y: torch.Tensor, block: tor
     return dem + (settlements.terrace(d) - d) * w
 
 
-def building_levels(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.Tensor, by: torch.Tensor,
-                    macro, li: torch.Tensor, lj: torch.Tensor, cache: dict | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def building_levels(b: dict[str, torch.Tensor], rect: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.Tensor,
+                    by: torch.Tensor, macro, frame: StreetFrame, li: torch.Tensor, lj: torch.Tensor,
+                    cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(base, eaves, ridge) heights (float32 m) of buildings on their block's terraces: the walls
     start 0.5 m below the lowest ground under the footprint and the eaves stand `height` above the
     highest, so on a slope no corner floats and no roof is buried. The ground is bounded from the
-    macro relief at the footprint corners (`macro`: the generator's level-independent fields),
-    settlements.GROUND_SLACK (EAVES_SLACK for the eaves) and the terrace function, which is
+    macro relief at the footprint's corners (`rect`, settlements.world_rects; `macro`: the
+    generator's level-independent fields) against the pad plane there (in street coordinates,
+    `frame`), settlements.GROUND_SLACK (EAVES_SLACK for the eaves) and the terrace function, which is
     monotonic. `cache` (optional) maps (bx, by, li, lj) to levels already computed: values are
     pure functions of the lot."""
     k = b["x0"].shape[0]
@@ -588,15 +625,15 @@ def building_levels(b: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.T
     todo = [i for i, v in enumerate(known) if v is None]
     if todo:
         t = torch.tensor(todo, dtype=torch.int64, device=b["x0"].device)
-        x0, y0, x1, y1 = (b[name].index_select(0, t) for name in ("x0", "y0", "x1", "y1"))
         m = len(todo)
-        xs = torch.cat([x0, x1, x1, x0])
-        ys = torch.cat([y0, y0, y1, y1])
+        world = settlements.rect_corners({k: v.index_select(0, t) for k, v in rect.items()})  # (m, 4, 2)
+        xs, ys = world[..., 0].T.reshape(-1), world[..., 1].T.reshape(-1)  # corner-major
         natural = macro(xs, ys)["height"].reshape(4, m)
+        us, vs = frame.to_grid(xs, ys)
         ox = (bx.index_select(0, t).to(torch.float64) * BLOCK).repeat(4)
         oy = (by.index_select(0, t).to(torch.float64) * BLOCK).repeat(4)
-        plane = settlements.pad_plane(block.index_select(0, t).repeat(4, 1), (xs - ox).to(torch.float32),
-                                      (ys - oy).to(torch.float32)).reshape(4, m)
+        plane = settlements.pad_plane(block.index_select(0, t).repeat(4, 1), (us - ox).to(torch.float32),
+                                      (vs - oy).to(torch.float32)).reshape(4, m)
         d = natural - plane
         low = plane.min(dim=0).values + settlements.terrace(d.min(dim=0).values - settlements.GROUND_SLACK)
         high = plane.max(dim=0).values + settlements.terrace(d.max(dim=0).values + settlements.EAVES_SLACK)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from worldstream.core import ChunkKey
+from worldstream.core.settlements import footprint_local
 from worldstream.core.biomes import CLASS_IDS
 from worldstream.core.vegetation import KINDS, SETTINGS, TREE_ID_BIT, crown_height
 
@@ -88,8 +89,8 @@ def test_trees_stand_on_the_ground_not_on_roads_houses_or_water(world):
         j, i = int((t.x - west) / res), int((north - t.y) / res)
         # the trunk's pixel: only the crown of a (possibly other) tree or the ground cover
         for b in c.buildings:
-            (x0, y0), _, (x1, y1), _ = b.footprint
-            assert not (x0 - 1.0 <= t.x <= x1 + 1.0 and y0 - 1.0 <= t.y <= y1 + 1.0), (t, b)
+            s, u, w, h = footprint_local(b, t.x, t.y)
+            assert not (-1.0 <= s <= w + 1.0 and -1.0 <= u <= h + 1.0), (t, b)
         assert c.semantic[i, j] not in (CLASS_IDS["road"], CLASS_IDS["water"], CLASS_IDS["building"])
 
 
@@ -149,7 +150,7 @@ def test_point_queries_give_the_grid_bits_along_a_chunk_border(world, key):
     west, south, east, north = c.bounds
     veg = gen.vegetation_nodes(west, south, east, north)
     from worldstream.core.vegetation import canopy
-    grid = canopy(world.spec.seed, grid_x, grid_y, veg, gen.block_at)
+    grid = canopy(world.spec.seed, grid_x, grid_y, veg, gen.point_blocks())
     pts_x = np.concatenate([np.full(len(ys), xs[0]), xs])
     pts_y = np.concatenate([ys, np.full(len(xs), ys[100])])
     crown, ids = world.trees_at(pts_x, pts_y)

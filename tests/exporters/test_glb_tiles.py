@@ -16,6 +16,7 @@ import pytest
 import trimesh
 
 from worldstream.core import ChunkKey, frames
+from worldstream.core.settlements import footprint_local
 from worldstream.core.biomes import CLASSES
 from worldstream.core.errors import WorldstreamError
 from worldstream.exporters.chunk_glb import export_glb
@@ -186,8 +187,8 @@ def test_annotations_inside_the_glb_match_the_world(exported):
         if rows[i] == NULL_FEATURE:
             continue
         b = m.buildings[rows[i]]
-        (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
-        assert x0 - 1e-2 <= pos[i, 0] <= x1 + 1e-2 and y0 - 1e-2 <= pos[i, 1] <= y1 + 1e-2
+        s, t, w, h = footprint_local(b, pos[i, 0], pos[i, 1])
+        assert -1e-2 <= s <= w + 1e-2 and -1e-2 <= t <= h + 1e-2
     # the terrain's texture feature ids index the land-cover table with the semantic raster
     terrain = next(p for p in doc["meshes"][0]["primitives"] if doc["materials"][p["material"]]["name"] == "terrain")
     tex_fid = terrain["extensions"]["EXT_mesh_features"]["featureIds"][0]

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worldstream.core import ChunkKey
+from worldstream.core.settlements import footprint_local
 from worldstream.core.errors import WorldstreamError
 from worldstream.exporters.chunk_mesh import MeshOptions, chunk_mesh
 from worldstream.exporters.facade import facade_atlas
@@ -169,8 +170,8 @@ def test_lod_border_has_no_holes_with_skirts(world, coarse):
 
 def roof_volume(b) -> float:
     """Volume of a building solid: walls up to the eaves plus the flat, gabled or hipped roof."""
-    (x0, y0), (x1, y1) = b.footprint[0], b.footprint[2]
-    long, short = max(x1 - x0, y1 - y0), min(x1 - x0, y1 - y0)
+    _, _, w, h = footprint_local(b, 0.0, 0.0)
+    long, short = max(w, h), min(w, h)
     rise = b.ridge - b.roof
     roof = {"flat": 0.0, "gabled": long * short * rise / 2,
             "hipped": short * rise * (3 * long - short) / 6}[b.roof_kind]

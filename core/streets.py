@@ -1,0 +1,103 @@
+"""The street frame: a smooth, seed-fixed map between world metres and street-grid coordinates.
+
+Settlements are laid out on a square grid of blocks (core/settlements.py) in *street
+coordinates* (u, v). The map from the world is a rotation by a per-seed angle of a domain warp,
+
+    (u, v) = R (x + A n_x(x, y), y + A n_y(x, y)),
+
+with n_x, n_y two fractal noises of kilometre wavelength. So in the world, streets curve, their
+directions differ from town to town and across a town, blocks are quadrilaterals of varying angle
+(junctions are not right angles where the warp shears), and nothing is aligned with north.
+The warp's Jacobian stays within WARP_GAIN of the rotation, so the map is one-to-one and lengths
+change by at most a few tens of per cent.
+
+`to_grid` (world -> street) is a pure, pointwise function of position: rasters stay seamless and
+level-independent. `to_world` inverts it by a fixed number of Newton steps (the warp's
+gradient stays below 1, so its Jacobian never degenerates): used for block centres and lot
+centres, which are few. `inverse_jacobian` gives the local world vectors of the grid's axes: buildings are
+rectangles aligned with the street they face (settlements.world_rects). Only +, -, *, / and sqrt on top of the noise, so the
+bits follow the noise's determinism guarantee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .hashing import hash2, salt, unit_float
+from .noise import Octave, gradient_noise, octaves
+
+WARP_BROAD = (7000.0, 230.0)  # wavelength, metres of displacement per noise std: towns turn as a whole
+WARP_BENDS = (1400.0, 26.0)  # the same for the bends of streets within a town
+NOISE_STD = 0.2  # measured standard deviation of one octave of gradient noise
+NEWTON_STEPS = 4  # steps of to_world: 3 mm from the exact inverse (the warp is float32), none gained by more
+
+
+@dataclass(frozen=True)
+class StreetFrame:
+    """The street frame of one seed. cos, sin: the grid's rotation (exact rationals of a hashed
+    tangent); warp_x, warp_y: the warp's octaves."""
+
+    cos: float
+    sin: float
+    warp_x: tuple[Octave, ...]
+    warp_y: tuple[Octave, ...]
+
+    @classmethod
+    def for_seed(cls, seed: int) -> "StreetFrame":
+        one = torch.zeros(1, dtype=torch.int64)
+        t = float(unit_float(hash2(one, one, salt(seed, 60)))[0]) * 2.0 - 1.0  # tan(angle / 2), angle in +-90 deg
+        return cls(cos=(1.0 - t * t) / (1.0 + t * t), sin=2.0 * t / (1.0 + t * t),
+                   warp_x=tuple(octaves(seed, 61, WARP_BROAD[0], 1) + octaves(seed, 63, WARP_BENDS[0], 1)),
+                   warp_y=tuple(octaves(seed, 62, WARP_BROAD[0], 1) + octaves(seed, 64, WARP_BENDS[0], 1)))
+
+    def _warp(self, x: torch.Tensor, y: torch.Tensor, derivatives: bool = False):
+        """Warped world position (wx, wy) (float64) before the rotation, and with `derivatives`
+        also its Jacobian (dwx/dx, dwx/dy, dwy/dx, dwy/dy) (float64)."""
+        (bx, sx), (by, sy) = self.warp_x, self.warp_y
+        out = [x, y]
+        jac = []
+        for i, (broad, bends) in enumerate(((bx, sx), (by, sy))):
+            a = gradient_noise(x, y, broad, derivatives)
+            b = gradient_noise(x, y, bends, derivatives)
+            if not derivatives:
+                a, b = (a,), (b,)
+            ka, kb = WARP_BROAD[1] / NOISE_STD, WARP_BENDS[1] / NOISE_STD
+            out[i] = out[i] + (a[0] * ka + b[0] * kb).to(torch.float64)
+            if derivatives:
+                ga, gb = ka / broad.spacing, kb / bends.spacing  # derivatives come per lattice unit
+                jac += [(a[1] * ga + b[1] * gb).to(torch.float64) + (1.0 if i == 0 else 0.0),
+                        (a[2] * ga + b[2] * gb).to(torch.float64) + (1.0 if i == 1 else 0.0)]
+        return (out[0], out[1], *jac) if derivatives else (out[0], out[1])
+
+    def to_grid(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Street coordinates (u, v) of world points; float64 in, float64 out, broadcast shape."""
+        wx, wy = self._warp(x, y)
+        return wx * self.cos + wy * self.sin, wy * self.cos - wx * self.sin
+
+    def to_world(self, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World points (x, y) whose street coordinates are (u, v) (float64, same shape): NEWTON_STEPS
+        Newton steps on the warp from R^T (u, v), with its analytic Jacobian; within 4 mm of the
+        exact inverse (200 000 random points in 40 km, four seeds: the warp's float32 noise)."""
+        qx = u * self.cos - v * self.sin
+        qy = u * self.sin + v * self.cos
+        x, y = qx, qy
+        for _ in range(NEWTON_STEPS):
+            wx, wy, a, b, c, d = self._warp(x, y, derivatives=True)
+            rx, ry = wx - qx, wy - qy
+            det = a * d - b * c
+            x, y = x - (d * rx - b * ry) / det, y - (a * ry - c * rx) / det
+        return x, y
+
+    def inverse_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The world vectors (float64) of one street metre along u, (ax, ay), and along v, (bx, by),
+        at world points: the columns of the inverse of the map's (analytic) Jacobian. Their
+        lengths are the local stretch (0.8 to 1.35 world metres per street metre at the 1st and
+        99th percentiles) and their angle the junction angle of the streets there."""
+        _, _, a, b, c, d = self._warp(x, y, derivatives=True)
+        det = a * d - b * c
+        # (I + grad D)^-1 R^T: the rotation turns street axes back into warped-world axes
+        ru, rv = (self.cos, self.sin), (-self.sin, self.cos)
+        return ((d * ru[0] - b * ru[1]) / det, (a * ru[1] - c * ru[0]) / det,
+                (d * rv[0] - b * rv[1]) / det, (a * rv[1] - c * rv[0]) / det)
