@@ -1,15 +1,22 @@
-"""Settlements: a road grid, blocks, lots and buildings, as pure functions of world position.
+"""Settlements: streets, blocks, lots, buildings, country roads and bridges, as pure functions of position.
 
-The world is cut into square blocks of `BLOCK` metres, with roads on the block borders (every 4th
-line a wider main road). A block is urban where the settlement density is high enough and the
-ground suits building (land, no mountains, no water at its centre). An urban block is split into
-n x n lots (n falls as density rises: dense centres get few large plots, villages many small
-ones); each lot may hold one rectangular building whose size, placement and floor count come from
-hashing (block, lot) indices. Building types follow the zone: detached houses (gabled or hipped
-roofs) in villages and outskirts, row houses along the streets where it is denser, apartment
-blocks (flat roofs) denser still, taller towers in the centres, and large low industrial halls
-(flat or shallow gabled) in districts picked by a hashed field on 4 x 4 block cells. Any point can thus find "its" building without a list, so rasters are
-seamless and level-independent, and chunk building lists are enumerated from the same function.
+The street grid lies in street coordinates (u, v) (core/streets.py: a per-seed rotation of a
+smooth domain warp of the world), so in the world streets curve, turn from town to town and meet
+at varying angles. The grid is cut into square blocks of `BLOCK` street metres, with streets on
+the block borders (every 4th line a wider main road). A block is urban where the settlement
+density is high enough and the ground suits building (land, no mountains, no water at its
+centre). An urban block is split into n x n lots (n falls as density rises: dense centres get
+few large plots, villages many small ones); each lot may hold one building whose size, placement
+and floor count come from hashing (block, lot) indices. Building types follow the zone: detached
+houses (gabled or hipped roofs) in villages and outskirts, row houses along the streets where it
+is denser, apartment blocks (flat roofs) denser still, taller towers in the centres, and large
+low industrial halls (flat or shallow gabled) in districts picked by a hashed field on 4 x 4
+block cells. In the world a footprint is a rectangle aligned with the street its lot faces
+(`world_rects`). Every COUNTRY_EVERY-th grid line runs on between towns as a country road where
+the land is settled (`countryside`); where any road crosses water its deck stands
+BRIDGE_CLEARANCE above the water (`road_at`). Any point can thus find "its" road and building
+without a list, so rasters are seamless and level-independent, and chunk building lists are
+enumerated from the same functions.
 """
 
 from __future__ import annotations

@@ -56,6 +56,10 @@ class StreetFrame:
         """Warped world position (wx, wy) (float64) before the rotation, and with `derivatives`
         also its Jacobian (dwx/dx, dwx/dy, dwy/dx, dwy/dy) (float64)."""
         (bx, sx), (by, sy) = self.warp_x, self.warp_y
+        if x.numel() == 0 or y.numel() == 0:  # the noise reduces over its inputs' lattice cells
+            x, y = torch.broadcast_tensors(x, y)
+            return (x, y, torch.ones_like(x), torch.zeros_like(x), torch.zeros_like(x), torch.ones_like(x)) \
+                if derivatives else (x, y)
         out = [x, y]
         jac = []
         for i, (broad, bends) in enumerate(((bx, sx), (by, sy))):

@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Protocol
 import torch
 
 from .hashing import hash2, mix32, salt, unit_float
-from .settlements import BLOCK, SIDEWALK, locate, lot_building, rect_local, road_at, world_rects
+from .settlements import BLOCK, SIDEWALK, locate, rect_local, road_at
 from .streets import StreetFrame
 
 CELL = 6.0  # metres between tree candidates; a crown never reaches past the neighbouring cell
@@ -36,12 +36,15 @@ TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; co
 
 class BlockLookup(Protocol):
     """The settlement blocks as trees ask them: rows (..., 5) (the generator's block rows) at
-    integer block indices, and the street frame the blocks' grid lies in. A chunk's table also
+    integer block indices, the street frame the blocks' grid lies in, and the lots' houses. A chunk's table also
     answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather."""
 
     frame: StreetFrame
 
     def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor: ...
+
+    def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Whether each located lot (settlements.locate) holds a building, and its world rectangle."""
 
 
 class VegetationNodes(NamedTuple):
@@ -116,13 +119,10 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     lots = torch.nonzero((urban & ~road & ~sidewalk).reshape(-1)).reshape(-1)
     if lots.numel():  # few candidates are in towns: look up their lot's house only for those
         tx, ty, tu, tv, own_ = (v.reshape(-1).index_select(0, lots) for v in (x, y, gu, gv, own))
-        loc = locate(tu, tv, own_)
-        b = lot_building(seed, loc["bx"], loc["by"], loc["li"], loc["lj"], own_)
-        rect = world_rects(blocks.frame, b)
+        present, rect = blocks.houses(locate(tu, tv, own_), own_)
         s, t = rect_local(rect, tx, ty)
         margin = 2.5
-        in_house = (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])
-                    & (s >= -margin) & (s <= rect["w"] + margin) & (t >= -margin) & (t <= rect["h"] + margin))
+        in_house = (present & (s >= -margin) & (s <= rect["w"] + margin) & (t >= -margin) & (t <= rect["h"] + margin))
         garden = garden.reshape(-1).index_put((lots,), torch.where(in_house, zero.reshape(-1)[:1],
                                                                      garden.reshape(-1).index_select(0, lots)))
         garden = garden.reshape(x.shape)

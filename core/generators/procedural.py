@@ -93,29 +93,30 @@ class ProceduralGenerator:
         field = settlements.settlement_field(cx, cy, self.settlement_octaves)
         shape = field.shape
         field = field.reshape(-1)
-        raw = smoothstep(settlements.town_threshold(self.urbanization), 2.6, field)
         out = torch.zeros(field.shape + (BLOCK_ROW,), dtype=torch.float32, device=field.device)
-        near = torch.nonzero(field >= settlements.town_threshold(self.urbanization) - settlements.COUNTRY_MARGIN).reshape(-1)
-        if near.numel():
-            px = cx.expand(shape).reshape(-1).index_select(0, near)
-            py = cy.expand(shape).reshape(-1).index_select(0, near)
-            country = settlements.countryside(field.index_select(0, near), self.macro(px, py), self.urbanization)
-            out[near, settlements.COUNTRY] = country.to(torch.float32)
-        cand = torch.nonzero(raw > 0).reshape(-1)
-        if cand.numel():
-            px = cx.expand(shape).reshape(-1).index_select(0, cand)
-            py = cy.expand(shape).reshape(-1).index_select(0, cand)
-            k = cand.numel()
-            ax, ay, bx, by = self.streets.inverse_jacobian(px, py)
-            m = self.macro(torch.cat([px, px + ax * PLANE_STEP, px + bx * PLANE_STEP]),
-                           torch.cat([py, py + ay * PLANE_STEP, py + by * PLANE_STEP]))
-            centre = {name: v[:k] for name, v in m.items()}
-            d = raw.index_select(0, cand) * settlements.gate(centre)
-            h = m["height"]
-            out[cand, 0] = torch.where(d > URBAN_MIN_DENSITY, d, torch.zeros_like(d))
-            out[cand, 1] = h[:k]
-            out[cand, 2] = (h[k:2 * k] - h[:k]) * (1.0 / PLANE_STEP)
-            out[cand, 3] = (h[2 * k:] - h[:k]) * (1.0 / PLANE_STEP)
+        threshold = settlements.town_threshold(self.urbanization)
+        near = torch.nonzero(field >= threshold - settlements.COUNTRY_MARGIN).reshape(-1)  # towns are within
+        if near.numel() == 0:
+            return out.reshape(shape + (BLOCK_ROW,))
+        px = cx.expand(shape).reshape(-1).index_select(0, near)
+        py = cy.expand(shape).reshape(-1).index_select(0, near)
+        field = field.index_select(0, near)
+        raw = smoothstep(threshold, 2.6, field)
+        cand = torch.nonzero(raw > 0).reshape(-1)  # of `near`
+        ax, ay, bx, by = self.streets.inverse_jacobian(px.index_select(0, cand), py.index_select(0, cand))
+        cx_, cy_ = px.index_select(0, cand), py.index_select(0, cand)
+        m = self.macro(torch.cat([px, cx_ + ax * PLANE_STEP, cx_ + bx * PLANE_STEP]),
+                       torch.cat([py, cy_ + ay * PLANE_STEP, cy_ + by * PLANE_STEP]))
+        k, c = near.numel(), cand.numel()
+        centre = {name: v[:k] for name, v in m.items()}
+        out[near, settlements.COUNTRY] = settlements.countryside(field, centre, self.urbanization).to(torch.float32)
+        h = centre["height"].index_select(0, cand)
+        d = raw.index_select(0, cand) * settlements.gate({name: v.index_select(0, cand) for name, v in centre.items()})
+        rows = near.index_select(0, cand)
+        out[rows, 0] = torch.where(d > URBAN_MIN_DENSITY, d, torch.zeros_like(d))
+        out[rows, 1] = h
+        out[rows, 2] = (m["height"][k:k + c] - h) * (1.0 / PLANE_STEP)
+        out[rows, 3] = (m["height"][k + c:] - h) * (1.0 / PLANE_STEP)
         return out.reshape(shape + (BLOCK_ROW,))
 
     def vegetation_nodes(self, west: float, south: float, east: float, north: float) -> VegetationNodes:
@@ -196,66 +197,82 @@ class ProceduralGenerator:
         return self.block_density(cx, cy)
 
     def point_blocks(self) -> "PointBlocks":
-        return PointBlocks(self.block_at, self.streets)
+        return PointBlocks(self.block_at, self.streets, self.spec.seed)
+
+    def lots(self, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor, lj: torch.Tensor,
+             block: torch.Tensor) -> "Lots":
+        """The buildings of lots (1-D int64 block and lot indices; block: (L, BLOCK_ROW) their
+        block rows): footprints, rectangles in the world and levels, of the lots that hold one."""
+        b = settlements.lot_building(self.spec.seed, bx, by, li, lj, block[:, settlements.URBAN])
+        real = torch.nonzero(b["present"] & (li < b["n"]) & (lj < b["n"]) & (block[:, settlements.URBAN] > 0)).reshape(-1)
+        b = {k: v.index_select(0, real) for k, v in b.items()}
+        bx, by, li, lj, block = (v.index_select(0, real) for v in (bx, by, li, lj, block))
+        rect = settlements.world_rects(self.streets, b)
+        base, eaves, ridge = building_levels(b, rect, block, bx, by, self.macro, self.streets, li, lj,
+                                             self.__dict__.setdefault("_building_levels", {}))
+        keys = lot_key(bx, by, li, lj)
+        order = torch.argsort(keys)
+        pick = lambda v: v.index_select(0, order)  # noqa: E731
+        return Lots(pick(keys), {k: pick(v) for k, v in b.items()}, {k: pick(v) for k, v in rect.items()},
+                    pick(base), pick(eaves), pick(ridge), pick(bx), pick(by), pick(li), pick(lj))
+
+    def _chunk_lots(self, table: torch.Tensor, bx0: int, by0: int) -> "Lots":
+        """The lots of the urban blocks of a chunk's table, less its outer ring of blocks (every
+        point of the chunk and every tree that asks lies within the others)."""
+        inner = torch.zeros(table.shape[:2], dtype=torch.bool, device=table.device)
+        inner[1:-1, 1:-1] = True
+        rows, cols = torch.nonzero((table[..., settlements.URBAN] > 0) & inner, as_tuple=True)
+        lots = torch.arange(4, dtype=torch.int64, device=table.device)
+        k = rows.numel()
+        li = lots.reshape(1, 4, 1).expand(k, 4, 4).reshape(-1)
+        lj = lots.reshape(1, 1, 4).expand(k, 4, 4).reshape(-1)
+        return self.lots((cols + bx0).repeat_interleave(16), (rows + by0).repeat_interleave(16), li, lj,
+                         table[rows, cols].repeat_interleave(16, dim=0))
+
+    def _point_lots(self, loc: dict[str, torch.Tensor], block: torch.Tensor) -> "Lots":
+        """The lots of scattered points (`settlements.locate`; block rows (N, BLOCK_ROW)), each once."""
+        keys, first = _first_of_each(lot_key(loc["bx"], loc["by"], loc["li"], loc["lj"]))
+        return self.lots(*(loc[k].index_select(0, first) for k in ("bx", "by", "li", "lj")), block.index_select(0, first))
 
     def _buildings_at(self, x: torch.Tensor, y: torch.Tensor, uv: tuple[torch.Tensor, torch.Tensor],
-                      block: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Building hit (id, roof surface height) and block/lot location at world points.
+                      block: torch.Tensor, lots: "Lots | None" = None) -> dict[str, torch.Tensor]:
+        """Building hit (id, roof surface height) at world points.
 
         x, y: float64 world metres and uv their street coordinates, broadcast to block.shape[:-1];
-        block: (..., BLOCK_ROW) from `block_density`. Lots are looked up once per distinct lot, building
-        levels once per building (cached).
+        block: (..., BLOCK_ROW) from `block_density`; lots: the chunk's (`_chunk_lots`), else the
+        points' own lots are looked up once each.
         """
         shape = block.shape[:-1]
-        density = block[..., 0]
-        loc = settlements.locate(uv[0].expand(shape), uv[1].expand(shape), density)
+        density = block[..., settlements.URBAN]
         bid = torch.zeros(shape, dtype=torch.int64, device=x.device)
         roof = torch.full(shape, -1e9, dtype=torch.float32, device=x.device)
         urban = torch.nonzero(density.reshape(-1) > 0).reshape(-1)
-        if urban.numel():
-            sel = {k: loc[k].reshape(-1).index_select(0, urban) for k in ("bx", "by", "li", "lj", "n")}
-            blk = block.reshape(-1, BLOCK_ROW).index_select(0, urban)
-            px = x.expand(shape).reshape(-1).index_select(0, urban)
-            py = y.expand(shape).reshape(-1).index_select(0, urban)
-            bx0, by0 = sel["bx"].min(), sel["by"].min()
-            span = sel["by"].max() - by0 + 1
-            lot_key = (((sel["bx"] - bx0) * span + (sel["by"] - by0)) * 16 + sel["li"]) * 16 + sel["lj"]
-            keys, inverse = torch.unique(lot_key, return_inverse=True)
-            first = torch.zeros(len(keys), dtype=torch.int64, device=x.device).scatter_(
-                0, inverse, torch.arange(len(inverse), device=x.device))  # any point of the lot
-            lot = {k: v.index_select(0, first) for k, v in sel.items()}
-            lot_blk = blk.index_select(0, first)
-            b = settlements.lot_building(self.spec.seed, lot["bx"], lot["by"], lot["li"], lot["lj"], lot_blk[:, 0])
-            real = torch.nonzero(b["present"] & (lot["li"] < lot["n"]) & (lot["lj"] < lot["n"])).reshape(-1)
-            if real.numel():
-                rb = {k: v.index_select(0, real) for k, v in b.items()}
-                rect = settlements.world_rects(self.streets, rb)
-                _, eaves, ridge = building_levels(rb, rect, lot_blk.index_select(0, real), lot["bx"].index_select(0, real),
-                                                  lot["by"].index_select(0, real), self.macro, self.streets,
-                                                  lot["li"].index_select(0, real), lot["lj"].index_select(0, real),
-                                                  self.__dict__.setdefault("_building_levels", {}))
-                row = torch.full((len(keys),), -1, dtype=torch.int64, device=x.device)
-                row[real] = torch.arange(real.numel(), device=x.device)
-                r = row.index_select(0, inverse)
-                has = torch.nonzero(r >= 0).reshape(-1)
-                r = r.index_select(0, has)
-                hr = {k: v.index_select(0, r) for k, v in rect.items()}
-                s, t = settlements.rect_local(hr, px.index_select(0, has), py.index_select(0, has))
-                inside = (s >= 0.0) & (s <= hr["w"]) & (t >= 0.0) & (t <= hr["h"])
-                hit = torch.nonzero(inside).reshape(-1)
-                r = r.index_select(0, hit)
-                zero = torch.zeros((), dtype=torch.float64, device=x.device)
-                top = settlements.roof_surface(s.index_select(0, hit), t.index_select(0, hit), zero, zero,
-                                               hr["w"].index_select(0, hit), hr["h"].index_select(0, hit),
-                                               eaves.index_select(0, r), ridge.index_select(0, r),
-                                               rb["roof"].index_select(0, r))
-                where = urban.index_select(0, has.index_select(0, hit))
-                bid.reshape(-1)[where] = rb["id"].index_select(0, r)
-                roof.reshape(-1)[where] = top
-        return {"id": bid, "roof": roof, "loc": loc}
+        if urban.numel() == 0:
+            return {"id": bid, "roof": roof}
+        flat = lambda a: a.expand(shape).reshape(-1).index_select(0, urban)  # noqa: E731
+        blk = block.reshape(-1, BLOCK_ROW).index_select(0, urban)
+        loc = settlements.locate(flat(uv[0]), flat(uv[1]), blk[:, settlements.URBAN])
+        if lots is None:
+            lots = self._point_lots(loc, blk)
+        r = lots.find(loc["bx"], loc["by"], loc["li"], loc["lj"])
+        has = torch.nonzero(r >= 0).reshape(-1)
+        r = r.index_select(0, has)
+        hr = {k: v.index_select(0, r) for k, v in lots.rect.items()}
+        s, t = settlements.rect_local(hr, flat(x).index_select(0, has), flat(y).index_select(0, has))
+        hit = torch.nonzero((s >= 0.0) & (s <= hr["w"]) & (t >= 0.0) & (t <= hr["h"])).reshape(-1)
+        r = r.index_select(0, hit)
+        zero = torch.zeros((), dtype=torch.float64, device=x.device)
+        top = settlements.roof_surface(s.index_select(0, hit), t.index_select(0, hit), zero, zero,
+                                       hr["w"].index_select(0, hit), hr["h"].index_select(0, hit),
+                                       lots.eaves.index_select(0, r), lots.ridge.index_select(0, r),
+                                       lots.b["roof"].index_select(0, r))
+        where = urban.index_select(0, has.index_select(0, hit))
+        bid.reshape(-1)[where] = lots.b["id"].index_select(0, r)
+        roof.reshape(-1)[where] = top
+        return {"id": bid, "roof": roof}
 
     def _samples(self, x: torch.Tensor, y: torch.Tensor, uv, level: int, grid: bool, block: torch.Tensor,
-                 veg: VegetationNodes, blocks, cells: vegetation.CellTable | None = None):
+                 veg: VegetationNodes, blocks, cells: vegetation.CellTable | None = None, lots: "Lots | None" = None):
         """DEM, DSM, water, macro fields and tree canopy (height above the ground) at samples;
         x, y float64, separable grid ((1,W),(H,1)) or points; uv: their street coordinates (None
         where no block is urban); `blocks` looks up block rows."""
@@ -272,11 +289,12 @@ class ProceduralGenerator:
         if uv is None:
             return natural, natural + canopy, water, m, canopy
         dem = grade_blocks(natural, uv[0], uv[1], block)
-        b = self._buildings_at(x, y, uv, block)
+        b = self._buildings_at(x, y, uv, block, lots)
         dsm = torch.maximum(dem + canopy, b["roof"])
         # bridges: where a road crosses water its deck stands BRIDGE_CLEARANCE above the water surface
-        bridge = water & settlements.road_at(uv[0].expand(water.shape), uv[1].expand(water.shape), blocks)["road"]
-        dsm = torch.where(bridge, torch.maximum(dsm, natural + settlements.BRIDGE_CLEARANCE), dsm)
+        if bool(water.any()):
+            bridge = water & settlements.road_at(uv[0].expand(water.shape), uv[1].expand(water.shape), blocks)["road"]
+            dsm = torch.where(bridge, torch.maximum(dsm, natural + settlements.BRIDGE_CLEARANCE), dsm)
         return dem, dsm, water, m, canopy
 
     # ---------------------------------------------------------------- chunks
@@ -329,11 +347,12 @@ class ProceduralGenerator:
         veg = self.vegetation_nodes(west, south, east, north)
         if res < MACRO_LATTICE:  # the trunk water test reads this chunk's macro lattice nodes, evaluated once
             veg = veg._replace(wet=self.water_near(west, south, east, north))
-        blocks = BlockTable(table, bx0, by0, self.streets)
+        lots = self._chunk_lots(table, bx0, by0)
+        blocks = BlockTable(table, bx0, by0, self.streets, lots)
         # the tree candidates of the chunk's cells, evaluated once for samples, pixels and the tree list
         cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks)
         dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), uv_s, key.level, True,
-                                                   block_s, veg, blocks, cells)
+                                                   block_s, veg, blocks, cells, lots)
 
         # pixel centres
         pxs = (xs[:-1] + xs[1:]) * 0.5
@@ -365,7 +384,7 @@ class ProceduralGenerator:
             b = {"id": torch.zeros((n, n), dtype=torch.int64, device=dev)}
             road = torch.zeros((n, n), dtype=torch.bool, device=dev)
         else:
-            b = self._buildings_at(px, py, uv_p, block_p)
+            b = self._buildings_at(px, py, uv_p, block_p, lots)
             road = settlements.road_at(uv_p[0], uv_p[1], blocks)["road"]
         dry = pix["water"] <= 0.5
         urban_ground = (block_p[..., 0] > 0.35) & dry
@@ -402,7 +421,7 @@ class ProceduralGenerator:
         ortho = biomes.albedo(semantic, texture, broad, crop, b["id"], pix["moisture"],
                               crown=(cover["id"], cover["edge"], cover["kind"]))
 
-        buildings = self._building_list(key, table, bx0, by0)
+        buildings = self._building_list(key, lots)
         trees = self._tree_list(key, veg, blocks, dem, cells) if res <= TREE_OBJECTS_MAX_RESOLUTION else ()
         return Chunk(
             key=key, resolution=res, bounds=(west, south, east, north),
@@ -432,41 +451,19 @@ class ProceduralGenerator:
                           kind=vegetation.KINDS[k], setting=vegetation.SETTINGS[s])
                      for i, x, y, h, r, k, s, g in zip(*cols, ground.tolist()))
 
-    def _building_list(self, key: ChunkKey, table, bx0, by0) -> tuple[Building, ...]:
+    def _building_list(self, key: ChunkKey, lots: "Lots") -> tuple[Building, ...]:
+        """The buildings whose footprint meets the chunk."""
         west, south, east, north = key.bounds(self.spec)
-        rows, cols = torch.nonzero(table[..., 0] > 0, as_tuple=True)
-        if rows.numel() == 0:
-            return ()
-        lots = torch.arange(4, dtype=torch.int64, device=table.device)
-        li = lots.reshape(1, 4, 1).expand(rows.numel(), 4, 4).reshape(-1)
-        lj = lots.reshape(1, 1, 4).expand(rows.numel(), 4, 4).reshape(-1)
-        bx = (cols + bx0).repeat_interleave(16)
-        by = (rows + by0).repeat_interleave(16)
-        blk = table[rows, cols].repeat_interleave(16, dim=0)
-        d = blk[:, 0]
-        b = settlements.lot_building(self.spec.seed, bx, by, li, lj, d)
-        n = b["n"]
-        real = torch.nonzero(b["present"] & (li < n) & (lj < n)).reshape(-1)
-        if real.numel() == 0:
-            return ()
-        b = {k: v.index_select(0, real) for k, v in b.items()}
-        bx, by, li, lj, blk = (v.index_select(0, real) for v in (bx, by, li, lj, blk))
-        rect = settlements.world_rects(self.streets, b)
-        corners = settlements.rect_corners(rect)
+        corners = settlements.rect_corners(lots.rect)
         lo, hi = corners.min(dim=1).values, corners.max(dim=1).values
         keep = (hi[:, 0] >= west) & (lo[:, 0] <= east) & (hi[:, 1] >= south) & (lo[:, 1] <= north)
         idx = torch.nonzero(keep).reshape(-1)
         if idx.numel() == 0:
             return ()
-        sel = {k: v.index_select(0, idx) for k, v in b.items()}
-        base, roof, ridge = building_levels(sel, {k: v.index_select(0, idx) for k, v in rect.items()},
-                                            blk.index_select(0, idx), bx.index_select(0, idx),
-                                            by.index_select(0, idx), self.macro, self.streets, li.index_select(0, idx),
-                                            lj.index_select(0, idx), self.__dict__.setdefault("_building_levels", {}))
-        rows_out = zip(sel["id"].tolist(), corners.index_select(0, idx).tolist(), base.tolist(), roof.tolist(),
-                       sel["floors"].tolist(), bx.index_select(0, idx).tolist(), by.index_select(0, idx).tolist(),
-                       li.index_select(0, idx).tolist(), lj.index_select(0, idx).tolist(), ridge.tolist(),
-                       sel["roof"].tolist(), sel["type"].tolist())
+        col = lambda v: v.index_select(0, idx).tolist()  # noqa: E731
+        rows_out = zip(col(lots.b["id"]), col(corners), col(lots.base), col(lots.eaves), col(lots.b["floors"]),
+                       col(lots.bx), col(lots.by), col(lots.li), col(lots.lj), col(lots.ridge), col(lots.b["roof"]),
+                       col(lots.b["type"]))
         roofs, types = settlements.ROOFS, settlements.TYPES
         return tuple(Building(id=i, footprint=tuple(tuple(c) for c in fp), base=bs, roof=rf, floors=fl,
                               block=(bxi, byi), lot=(lii, lji), ridge=rg, roof_kind=roofs[rk], type=types[tk])
@@ -486,7 +483,11 @@ class ProceduralGenerator:
         y = r.to(torch.float64) * res
         with torch.no_grad():
             u, v = self.streets.to_grid(x, y)
-            block = self.block_at(torch.floor(u * (1.0 / BLOCK)).to(torch.int64), torch.floor(v * (1.0 / BLOCK)).to(torch.int64))
+            bx = torch.floor(u * (1.0 / BLOCK)).to(torch.int64)
+            by = torch.floor(v * (1.0 / BLOCK)).to(torch.int64)
+            keys, first = _first_of_each(block_key(bx, by))
+            rows = self.block_at(bx.index_select(0, first), by.index_select(0, first))  # each block once
+            block = rows.index_select(0, torch.searchsorted(keys, block_key(bx, by)))
             dem, dsm = torch.empty_like(x, dtype=torch.float32), torch.empty_like(x, dtype=torch.float32)
             for sel in _tiles(x, y):
                 xs, ys = x.index_select(0, sel), y.index_select(0, sel)
@@ -537,13 +538,15 @@ class ProceduralGenerator:
 
 
 class BlockTable:
-    """Block rows (..., BLOCK_ROW) of a chunk's `_block_table` by block index, as `vegetation` asks them,
-    and `urban_near`: is a block of the 3 x 3 around this one urban? (one gather of the dilated
+    """Block rows (..., BLOCK_ROW) of a chunk's `_block_table` by block index, as `vegetation` asks them;
+    `urban_near`: is a block of the 3 x 3 around this one urban? (one gather of the dilated
     table; the table has 2 blocks of margin and trees look at most 1 block beyond their chunk's,
-    so the clamped border rows never answer)."""
+    so the clamped border rows never answer); `houses`: the buildings of lots, from the chunk's
+    `lots` (`_chunk_lots`)."""
 
-    def __init__(self, table: torch.Tensor, bx0: int, by0: int, frame: StreetFrame):
+    def __init__(self, table: torch.Tensor, bx0: int, by0: int, frame: StreetFrame, lots: "Lots | None" = None):
         self.frame = frame
+        self.lots = lots
         self.rows, self.cols = table.shape[0], table.shape[1]
         self.flat = table.reshape(-1, BLOCK_ROW)
         self.bx0, self.by0 = bx0, by0
@@ -555,10 +558,65 @@ class BlockTable:
             raise GeneratorError("internal: a tree's block lies outside the chunk's block table")
         return self.flat[(r * self.cols + c).reshape(-1)].reshape(bx.shape + (BLOCK_ROW,))
 
+    def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The building of each located point's lot (`settlements.locate`, 1-D): (present (bool),
+        its world rectangle (settlements.world_rects fields; any values where absent))."""
+        if self.lots is None:
+            raise GeneratorError("internal: this block table was made without its lots")
+        r = self.lots.find(loc["bx"], loc["by"], loc["li"], loc["lj"])
+        return r >= 0, {k: v.index_select(0, r.clamp(0, None)) if v.numel() else torch.zeros_like(r, dtype=v.dtype)
+                        for k, v in self.lots.rect.items()}
+
     def urban_near(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         c = (bx - self.bx0).clamp(0, self.cols - 1)
         r = (by - self.by0).clamp(0, self.rows - 1)
         return self.urban[(r * self.cols + c).reshape(-1)].reshape(bx.shape)
+
+
+LOT_KEY_OFFSET = 1 << 24  # keys hold block indices within +-2^24 blocks (1.6 million km)
+
+
+def block_key(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+    """One int64 per block, ordered by (bx, by)."""
+    return ((bx + LOT_KEY_OFFSET) << 25) + (by + LOT_KEY_OFFSET)
+
+
+def lot_key(bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor, lj: torch.Tensor) -> torch.Tensor:
+    """One int64 per lot, ordered by (bx, by, li, lj)."""
+    return block_key(bx, by) * 256 + li * 16 + lj
+
+
+def _first_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct keys (sorted) and the index of one element holding each."""
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.zeros(len(unique), dtype=torch.int64, device=keys.device).scatter_(
+        0, inverse, torch.arange(len(inverse), device=keys.device))
+    return unique, first
+
+
+class Lots(NamedTuple):
+    """The buildings of a set of lots, sorted by `lot_key`: b (settlements.lot_building fields),
+    rect (settlements.world_rects), base / eaves / ridge (float32 m, building_levels) and the
+    lots' bx, by, li, lj (int64); all (L,)."""
+
+    keys: torch.Tensor
+    b: dict[str, torch.Tensor]
+    rect: dict[str, torch.Tensor]
+    base: torch.Tensor
+    eaves: torch.Tensor
+    ridge: torch.Tensor
+    bx: torch.Tensor
+    by: torch.Tensor
+    li: torch.Tensor
+    lj: torch.Tensor
+
+    def find(self, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor, lj: torch.Tensor) -> torch.Tensor:
+        """Row of each lot (1-D int64 indices) in this table, -1 where it holds no building."""
+        key = lot_key(bx, by, li, lj)
+        if self.keys.numel() == 0:
+            return torch.full_like(key, -1)
+        at = torch.searchsorted(self.keys, key).clamp(max=self.keys.numel() - 1)
+        return torch.where(self.keys.index_select(0, at) == key, at, torch.full_like(at, -1))
 
 
 class PointBlocks(NamedTuple):
@@ -567,9 +625,15 @@ class PointBlocks(NamedTuple):
 
     rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     frame: StreetFrame
+    seed: int
 
     def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         return self.rows(bx, by)
+
+    def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """As `BlockTable.houses`, computed for the points' lots."""
+        b = settlements.lot_building(self.seed, loc["bx"], loc["by"], loc["li"], loc["lj"], density)
+        return (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])), settlements.world_rects(self.frame, b)
 
 
 def _tiles(x: torch.Tensor, y: torch.Tensor, tile: float = 4096.0):
