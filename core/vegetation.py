@@ -340,7 +340,7 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
         near = VegetationNodes(nodes.i0, nodes.j0, {"reach": reach}).at(x, y)["reach"] > 0
     if x.numel() == 0:
         return _absent(0, x.device)
-    gu, gv = blocks.frame.to_grid(x, y)
+    gu, gv = blocks.frame.to_grid_near(x, y)  # a metre off at most: urban_near has a block of slack
     bx = torch.floor(gu * (1.0 / BLOCK)).to(torch.int64)
     by = torch.floor(gv * (1.0 / BLOCK)).to(torch.int64)
     if hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
