@@ -94,9 +94,10 @@ def raw_density(x: torch.Tensor, y: torch.Tensor, octs: list, urbanization: floa
 def countryside(field: torch.Tensor, macro: dict[str, torch.Tensor], urbanization: float) -> torch.Tensor:
     """Where country roads run (bool), from the settlement field and macro fields at block centres:
     the settled land around and between towns (a third of the land at urbanization 1: towns take
-    an eighth), not in the mountains, above the sea and the coast's flats."""
+    an eighth), not in the mountains, above the sea and the coast's flats, not in lakes (a river,
+    whose wetness stays below 1, is crossed: a block centre rarely lies in mid-channel)."""
     return ((field >= town_threshold(urbanization) - COUNTRY_MARGIN) & (macro["mountain"] < 0.2)
-            & (macro["height"] > 2.0))
+            & (macro["height"] > 2.0) & (macro["wetness"] < 0.5))
 
 
 def gate(macro: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -21,7 +21,7 @@ from .test_towns import urban_mask
 
 TOWN_L6 = ChunkKey(6, 11, -12)  # seed 7: 256 m of a hillside town at 1 m/px
 TOWN_L5 = ChunkKey(5, 1, 38)  # 512 m of a town at 2 m/px
-BRIDGES_L6 = ChunkKey(6, 4, 73)  # seed 7: streets and a country road over a river at 1 m/px
+BRIDGES_L6 = ChunkKey(6, 3, -5)  # seed 7: a country road over a river at 1 m/px
 COUNTRY_L0 = ChunkKey(0, 2, 1)  # seed 7: 16 km, seven towns and the country between them
 
 
@@ -166,8 +166,11 @@ def test_every_road_crossing_water_is_a_bridge_above_the_water_surface(bridges):
     deck = top - down
     assert np.isfinite(down).all()
     assert (deck >= water[sel] + BRIDGE_CLEARANCE - 0.05).all()
-    up, _ = first_hits(np.stack([x, y, water[sel] + 0.01], 1), np.tile([0.0, 0.0, 1.0], (len(x), 1)), tris)
-    assert np.allclose(water[sel] + 0.01 + up, deck - DECK_THICKNESS, atol=1e-3)  # open water under the deck
+    # open water under the deck: from above the terrain mesh's error (0.5 m at 1 m/px) the first thing
+    # up is the deck's underside
+    start = water[sel] + 0.6
+    up, _ = first_hits(np.stack([x, y, start], 1), np.tile([0.0, 0.0, 1.0], (len(x), 1)), tris)
+    assert np.allclose(start + up, deck - DECK_THICKNESS, atol=1e-3)
 
 
 def test_glbs_with_bridges_validate(world, bridges, tmp_path):
