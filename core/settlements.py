@@ -346,6 +346,12 @@ def roof_surface_np(b: "Building", x, y):
     return z.numpy()
 
 
+def by_country_line(index: torch.Tensor) -> torch.Tensor:
+    """Whether blocks of this column (or row) index (int64) border a country road's grid line."""
+    k = torch.remainder(index, COUNTRY_EVERY)
+    return (k == 0) | (k == COUNTRY_EVERY - 1)
+
+
 def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dict[str, torch.Tensor]:
     """Roads at street coordinates (u, v) (float64, any shape); `blocks(bx, by)` gives block rows.
 

@@ -81,21 +81,24 @@ class ProceduralGenerator:
             return lattice.on_grid(self.macro, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
-    def block_density(self, cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
+    def block_density(self, cx: torch.Tensor, cy: torch.Tensor, by_country_line: torch.Tensor) -> torch.Tensor:
         """Gated settlement density and ground plane of blocks centred at world points (cx, cy),
-        broadcastable.
+        broadcastable; by_country_line (bool, same shape): the block has a border on a country
+        road's grid line (only those blocks' country flag is ever read).
 
         Returns (..., BLOCK_ROW) float32: density (0 = not urban), ground height at the centre (m)
         and its slopes per street metre along the grid's u and v axes, from the macro relief at
         the centre and PLANE_STEP street metres along each axis (0 where not urban); 1.0 where
-        country roads run on its borders (settlements.countryside), else 0.
+        country roads run on its borders (settlements.countryside; 0 off the country lines), else 0.
         """
         field = settlements.settlement_field(cx, cy, self.settlement_octaves)
         shape = field.shape
         field = field.reshape(-1)
         out = torch.zeros(field.shape + (BLOCK_ROW,), dtype=torch.float32, device=field.device)
         threshold = settlements.town_threshold(self.urbanization)
-        near = torch.nonzero(field >= threshold - settlements.COUNTRY_MARGIN).reshape(-1)  # towns are within
+        # the macro relief only where a town or a country road can be
+        line = by_country_line.expand(shape).reshape(-1)
+        near = torch.nonzero((field >= threshold) | ((field >= threshold - settlements.COUNTRY_MARGIN) & line)).reshape(-1)
         if near.numel() == 0:
             return out.reshape(shape + (BLOCK_ROW,))
         px = cx.expand(shape).reshape(-1).index_select(0, near)
@@ -109,7 +112,8 @@ class ProceduralGenerator:
                        torch.cat([py, cy_ + ay * PLANE_STEP, cy_ + by * PLANE_STEP]))
         k, c = near.numel(), cand.numel()
         centre = {name: v[:k] for name, v in m.items()}
-        out[near, settlements.COUNTRY] = settlements.countryside(field, centre, self.urbanization).to(torch.float32)
+        country = settlements.countryside(field, centre, self.urbanization) & line.index_select(0, near)
+        out[near, settlements.COUNTRY] = country.to(torch.float32)
         h = centre["height"].index_select(0, cand)
         d = raw.index_select(0, cand) * settlements.gate({name: v.index_select(0, cand) for name, v in centre.items()})
         rows = near.index_select(0, cand)
@@ -194,7 +198,7 @@ class ProceduralGenerator:
     def block_at(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         """Block rows (..., BLOCK_ROW) computed directly from block indices (same bits as a table's)."""
         cx, cy = self.streets.to_world((bx.to(torch.float64) + 0.5) * BLOCK, (by.to(torch.float64) + 0.5) * BLOCK)
-        return self.block_density(cx, cy)
+        return self.block_density(cx, cy, settlements.by_country_line(bx) | settlements.by_country_line(by))
 
     def point_blocks(self) -> "PointBlocks":
         return PointBlocks(self.block_at, self.streets, self.spec.seed)
