@@ -7,11 +7,18 @@ across formats: a request for formats that a queued job of the same chunk does n
 that job (the chunk is generated once for both: a camera's "glb" and the simulator's ground's
 "sidecars"); only when that job is already running does a second one generate the chunk again.
 A job nobody waits for any more is cancelled if it has not started.
+
+Every file in the disk cache is verified against the SHA-256 recorded when it was written (one
+`sha256.json` per chunk folder, written after the files): a truncated, bit-flipped or unrecorded
+file is logged, never served, and the chunk is generated again and its files replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import logging
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -23,6 +30,28 @@ from ..core.workers import worker_pool
 from ..exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
 from ..exporters.formats import FORMATS, expected_files, export_key
 
+log = logging.getLogger(__name__)
+
+HASHES = "sha256.json"  # per chunk folder: file name -> SHA-256 hex digest, recorded at write time
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_hashes(folder: Path) -> dict[str, str]:
+    """A chunk folder's recorded hashes ({} when missing or unreadable: nothing there is trusted)."""
+    try:
+        hashes = json.loads((folder / HASHES).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return hashes if isinstance(hashes, dict) else {}
+
+
+def verify(files: dict[str, bytes], hashes: dict[str, str]) -> list[str]:
+    """Names of the files whose bytes do not match their recorded hash (or have none)."""
+    return [n for n, data in files.items() if hashes.get(n) != digest(data)]
+
 
 @dataclass
 class ServiceStats:
@@ -32,6 +61,7 @@ class ServiceStats:
     cancelled: int = 0
     widened: int = 0  # queued jobs given more formats instead of generating the chunk twice
     failed: int = 0
+    corrupt: int = 0  # disk-cache reads that failed verification (then regenerated)
     memory_bytes: int = 0
     entries: int = 0
 
@@ -95,22 +125,40 @@ class ChunkService:
             return {n: self._memory[(key, n)] for n in names}
         return None
 
+    def in_memory(self, key: ChunkKey, formats: tuple[str, ...]) -> bool:
+        """Whether every file of `formats` for `key` is in the memory LRU (a request would not wait)."""
+        return all((key, n) in self._memory for n in expected_files(formats))
+
     def _from_disk(self, key: ChunkKey, names: tuple[str, ...]) -> dict[str, bytes] | None:
+        """The files from the disk cache if all are there and match their recorded hashes; None
+        otherwise (a bad entry is logged and counted; the caller regenerates and replaces it)."""
         if not self.cache_dir:
             return None
         folder = self.cache_dir / "chunks" / key.path()
-        if not all((folder / n).is_file() for n in names):
+        try:
+            files = {n: (folder / n).read_bytes() for n in names}
+        except OSError:
             return None
-        return {n: (folder / n).read_bytes() for n in names}
+        bad = verify(files, read_hashes(folder))
+        if bad:
+            self.stats.corrupt += 1
+            log.warning("disk cache %s: %s failed SHA-256 verification; regenerating", folder, ", ".join(bad))
+            return None
+        return files
 
     def _to_disk(self, key: ChunkKey, files: dict[str, bytes]) -> None:
+        """Write the files and record their hashes; files already there (a bad entry being
+        repaired, or other formats) are replaced, each atomically; the hashes are written last."""
         if not self.cache_dir:
             return
         folder = self.cache_dir / "chunks" / key.path()
-        if not write_dir_atomic(folder, files):
-            for name, data in files.items():  # the folder holds other formats already
-                if not (folder / name).exists():
-                    write_file_atomic(folder / name, data)
+        hashes = {n: digest(d) for n, d in files.items()}
+        if write_dir_atomic(folder, {**files, HASHES: json.dumps(hashes, sort_keys=True).encode()}):
+            return
+        for name, data in files.items():  # the folder exists: fresh bytes replace whatever is there
+            write_file_atomic(folder / name, data)
+        recorded = {**read_hashes(folder), **hashes}
+        write_file_atomic(folder / HASHES, json.dumps(recorded, sort_keys=True).encode())
 
     # ------------------------------------------------------------------ public
     async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",)) -> dict[str, bytes]:
@@ -170,7 +218,7 @@ class ChunkService:
         loop = asyncio.get_running_loop()
         job.formats = formats
         cf = job.exec_future = self._executor.submit(export_key, self.spec_json, key.path(), formats)
-        cf.add_done_callback(lambda _: loop.call_soon_threadsafe(self._finish, key, job, cf))
+        cf.add_done_callback(lambda _: _call_soon(loop, self._finish, key, job, cf))
 
     def _forget(self, job: _Job) -> None:
         for jk in job.aliases:
@@ -200,3 +248,14 @@ class ChunkService:
             pass  # the cache is an optimisation; a full disk must not fail the request
         if not job.future.done():
             job.future.set_result({n: files[n] for n in expected_files(job.formats)})
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
+    """Hand a pool job's completion to the event loop; once the loop is closed (the process is
+    shutting down, e.g. on SIGTERM) nobody waits for the result and it is dropped quietly instead
+    of raising "Event loop is closed" in the pool's thread."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        if not loop.is_closed():
+            raise

@@ -19,6 +19,8 @@ from ..core.keys import ChunkKey
 PROTOCOL_VERSION = 1
 MAX_TEXT_BYTES = 64 * 1024  # a view with many cameras stays far below this
 MAX_CAMERAS = 8
+MAX_SEQ = 2**32 - 1  # seq travels as a u32 in chunk frames: a view's seq must fit, it is never wrapped
+MAX_INT_DIGITS = 20  # integers in client JSON with more digits are rejected before conversion
 FRAMES = ("enu", "airsim")
 
 # error codes (docs/protocol.md)
@@ -99,17 +101,37 @@ def _obj(text: str | bytes) -> dict:
     if len(text) > MAX_TEXT_BYTES:
         raise ProtocolError(TOO_LARGE, f"message of {len(text)} characters; the limit is {MAX_TEXT_BYTES} bytes")
     try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        obj = json.loads(text, parse_int=_parse_int)
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise ProtocolError(BAD_JSON, f"message is not JSON: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise ProtocolError(BAD_MESSAGE, 'expected a JSON object with a string "type"')
     return obj
 
 
+def _parse_int(digits: str) -> int:
+    """json's integer hook: numbers longer than MAX_INT_DIGITS digits (a 5,000-digit seq) are refused
+    before Python converts them (which is quadratic and raises past 4,300 digits)."""
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise ProtocolError(BAD_JSON, f"integer of {len(digits.lstrip('-'))} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(digits)
+
+
+def _finite(v) -> bool:
+    """A JSON number (not a bool) that is finite as a float (huge integers are not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _number(obj: dict, name: str, lo: float = -math.inf, hi: float = math.inf, default=None) -> float:
     v = obj.get(name, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+    if not _finite(v) or not lo <= v <= hi:
         raise ProtocolError(BAD_MESSAGE, f'"{name}" must be a finite number in [{lo}, {hi}], got {v!r}')
     return float(v)
 
@@ -117,7 +139,7 @@ def _number(obj: dict, name: str, lo: float = -math.inf, hi: float = math.inf, d
 def _vector(obj: dict, name: str, n: int, default=None) -> tuple[float, ...]:
     v = obj.get(name, default)
     if (not isinstance(v, (list, tuple)) or len(v) != n
-            or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in v)):
+            or not all(_finite(c) for c in v)):
         raise ProtocolError(BAD_MESSAGE, f'"{name}" must be a list of {n} finite numbers, got {v!r}')
     return tuple(float(c) for c in v)
 
@@ -162,8 +184,8 @@ def decode_client(text: str | bytes) -> ClientMessage:
         return Hello(protocol=version, client=str(obj.get("client", ""))[:128], token=token, sidecars=tuple(sidecars))
     if kind == "view":
         seq = obj.get("seq")
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise ProtocolError(BAD_MESSAGE, f'"seq" must be an integer >= 0, got {seq!r}')
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            raise ProtocolError(BAD_MESSAGE, f'"seq" must be an integer in [0, {MAX_SEQ}] (2^32 - 1), got {seq!r}')
         cams = obj.get("cameras")
         if not isinstance(cams, list) or not 1 <= len(cams) <= MAX_CAMERAS:
             raise ProtocolError(BAD_MESSAGE, f'"cameras" must be a list of 1..{MAX_CAMERAS} cameras')
@@ -250,8 +272,10 @@ def encode_chunk_frame(frame: ChunkFrame) -> bytes:
     """Binary chunk frame: a 84-byte little-endian header, a parts table (name, size) and the
     payloads in table order (docs/protocol.md)."""
     k = frame.key
+    if not 0 <= frame.seq <= MAX_SEQ:
+        raise ValueError(f"seq must be in [0, {MAX_SEQ}] to fit the frame's u32, got {frame.seq}")
     head = _HEADER.pack(CHUNK_MAGIC, k.level, 0, len(frame.parts), k.x, k.y, frame.geometric_error, *frame.bounds,
-                        *frame.z_range, frame.seq & 0xFFFFFFFF)
+                        *frame.z_range, frame.seq)
     table = b""
     for name, data in frame.parts.items():
         raw = name.encode()

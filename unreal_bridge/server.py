@@ -13,11 +13,16 @@ chunk service (chunk_service.py). Per client, one task reads messages, one selec
   credit window;
 - `unload` goes out for delivered chunks once their area is covered by delivered chunks of the
   current selection (never a hole);
-- malformed or hostile messages get an `error` with a code; the connection stays up unless the
-  client keeps misbehaving (then it is closed with 1008), and no other client is affected.
-HTTP: /tileset.json (implicit, unbounded), /subtrees/..., /implicit/{l}/{x}/{y}.glb,
-/chunks/{level}/{x}/{y}/{file}, /stats, and the web viewer at /viewer/. Binds 127.0.0.1 unless told otherwise; an optional token
-guards both.
+- the per-connection rules (hello, token, credit, rate limit, error budget) are a sans-I/O
+  `session.Session`, fed each message with its arrival time (`arrivals.StampedConnection`), so a
+  backlog the server processes late is not mistaken for a burst; malformed or hostile messages
+  get an `error` with a code; the connection stays up unless the client keeps misbehaving (then
+  it is closed with 1008 at once), and no other client is affected.
+HTTP (`http_routes`): /tileset.json (implicit, unbounded), /subtrees/..., /implicit/{l}/{x}/{y}.glb,
+/chunks/{level}/{x}/{y}/{file}, /stats, and the web viewer at /viewer/; bad paths and keys are
+404 / 400, never 500; concurrent HTTP requests that may generate are bounded (503 + Retry-After
+past the bound); Cache-Control per route. Binds 127.0.0.1 unless told otherwise; an optional
+token guards both.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import asyncio
 import functools
 import json
 import math
-import re
+import logging
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -41,15 +46,22 @@ from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..exporters.chunk_mesh import MeshOptions
 from ..exporters.formats import SIDECAR_FILES
-from ..exporters.tiles import implicit_key, implicit_root_error, implicit_subtree, implicit_tileset, level_geometric_error
+from ..exporters.tiles import implicit_root_error, implicit_subtree, implicit_tileset, level_geometric_error
 from . import lod
 from . import protocol as p
+from . import session as ss
+from .arrivals import LoopWatch, stamped_connection
 from .chunk_service import ChunkService
+from .http_routes import NO_STORE, HttpError, Route, authorized, content_type, parse_route
 
-DEFAULT_CREDIT = 16
+log = logging.getLogger(__name__)
+
+LIMITS = ss.Limits()
+DEFAULT_CREDIT = LIMITS.credit
 PREFETCH = 4  # concurrent fetches per client (the pool is shared; this bounds one client's share)
-RATE = 60.0  # messages per second per client, with a burst of twice that
-MAX_STRIKES = 20  # protocol errors before a client is disconnected
+RATE = LIMITS.rate  # messages per second per client (on arrival), with a burst of LIMITS.burst
+MAX_STRIKES = LIMITS.max_strikes  # protocol errors (net of forgiven ones) before a client is disconnected
+RETRY_AFTER_S = 1  # told to HTTP clients refused for load (503)
 LOOKAHEAD_S = 2.0  # how far ahead (seconds of motion) a camera is predicted
 MAX_SPEED = 1000.0  # m/s; faster apparent motion is a teleport, not a velocity
 VELOCITY_SMOOTHING = 0.3  # weight of the newest measurement
@@ -57,9 +69,10 @@ VELOCITY_SMOOTHING = 0.3  # weight of the newest measurement
 
 @dataclass
 class ClientState:
-    """Everything the server knows about one connection (plain data; the tasks below mutate it)."""
+    """Everything the server knows about one connection (plain data; the tasks below mutate it);
+    the protocol rules and credit live in `session`."""
 
-    hello: p.Hello | None = None
+    session: ss.Session
     cameras: list = field(default_factory=list)
     seq: int = -1
     view_time: float = 0.0
@@ -67,10 +80,6 @@ class ClientState:
     previous: frozenset = frozenset()
     delivered: set = field(default_factory=set)
     pending: list = field(default_factory=list)
-    credit: int = DEFAULT_CREDIT
-    tokens: float = 2 * RATE
-    last_refill: float = field(default_factory=time.monotonic)
-    strikes: int = 0
     sent_chunks: int = 0
     sent_bytes: int = 0
     latencies: list = field(default_factory=list)
@@ -81,19 +90,15 @@ class ClientState:
     views_selected: int = 0
     views_resolved: int = 0
 
-    def take_token(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(2 * RATE, self.tokens + (now - self.last_refill) * RATE)
-        self.last_refill = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
+    @property
+    def hello(self) -> p.Hello | None:
+        return self.session.hello
 
 
 class StreamServer:
     def __init__(self, spec: WorldSpec, service: ChunkService, token: str | None = None,
-                 options: MeshOptions = MeshOptions(), horizon_m: float = 20000.0):
+                 options: MeshOptions = MeshOptions(), horizon_m: float = 20000.0, limits: ss.Limits = LIMITS,
+                 http_generation_limit: int = 8):
         self.spec = spec
         self.service = service
         self.token = token
@@ -103,6 +108,11 @@ class StreamServer:
         self.clients: dict[ServerConnection, ClientState] = {}
         self.heights = lod.HeightSpans(self.level_error)
         self.started = time.monotonic()
+        self.limits = limits
+        self.welcome = p.encode_welcome(json.loads(spec.to_json()), limits.credit)
+        self.http_generation_limit = http_generation_limit
+        self.http_generating = 0  # HTTP requests in flight that may generate a chunk
+        self.http_refused = 0
 
     def level_error(self, level: int) -> float:
         return level_geometric_error(self.root_error, level)
@@ -115,26 +125,19 @@ class StreamServer:
 
     # ------------------------------------------------------------------ websocket
     async def handle(self, ws: ServerConnection) -> None:
-        state = ClientState()
+        state = ClientState(session=ss.Session(self.welcome, SIDECAR_FILES, self.token, self.limits))
         self.clients[ws] = state
         wake = asyncio.Event()
         sender = asyncio.create_task(self._send_loop(ws, state, wake))
         selector = asyncio.create_task(self._select_loop(ws, state, wake))
+        arrival = getattr(ws, "arrival", time.monotonic)  # a StampedConnection knows when each message came
+        closing: list[asyncio.Task] = []
         try:
+            # after the session closes, messages still queued are read and dropped (the session
+            # ignores them), so reading resumes and the client's close frame is seen at once
             async for message in ws:
-                if not state.take_token():
-                    await self._reject(ws, state, p.ProtocolError(p.RATE_LIMITED, f"more than {RATE:g} messages/s"))
-                    continue
-                if isinstance(message, bytes):
-                    await self._reject(ws, state, p.ProtocolError(p.BAD_MESSAGE, "clients send text frames only"))
-                    continue
-                try:
-                    msg = p.decode_client(message)
-                    await self._on_message(ws, state, msg)
-                except p.ProtocolError as exc:
-                    await self._reject(ws, state, exc)
-                    continue
-                wake.set()
+                for action in state.session.receive(message, arrival()):
+                    await self._perform(ws, state, action, wake, closing)
         except ConnectionClosed:
             pass
         finally:
@@ -142,41 +145,34 @@ class StreamServer:
             selector.cancel()
             self.clients.pop(ws, None)
 
-    async def _reject(self, ws, state: ClientState, exc: p.ProtocolError) -> None:
-        state.strikes += 1
-        await ws.send(p.encode_error(exc.code, str(exc)))
-        if state.strikes >= MAX_STRIKES:
-            await ws.close(1008, "too many protocol errors")
-
-    async def _on_message(self, ws, state: ClientState, msg) -> None:
-        if isinstance(msg, p.Hello):
-            if self.token is not None and msg.token != self.token:
-                await ws.send(p.encode_error(p.UNAUTHORIZED, "a valid token is required"))
-                await ws.close(1008, "unauthorized")
-                return
-            unknown = [s for s in msg.sidecars if s not in SIDECAR_FILES]
-            if unknown:
-                raise p.ProtocolError(p.BAD_MESSAGE, f"unknown sidecars {unknown}; expected some of {list(SIDECAR_FILES)}")
-            state.hello = msg
-            await ws.send(p.encode_welcome(json.loads(self.spec.to_json()), DEFAULT_CREDIT))
-            return
-        if state.hello is None:
-            raise p.ProtocolError(p.NOT_READY, "send hello first")
-        if isinstance(msg, p.View):
-            now = time.monotonic()
-            state.cameras = [lod.camera_from_view(c) for c in msg.cameras]
-            state.ahead = [lod.predict(cam, track_velocity(state.motion, view.id, cam.position, now), LOOKAHEAD_S)
-                           for view, cam in zip(msg.cameras, state.cameras)]
-            ids = {view.id for view in msg.cameras}
-            for gone in [i for i in state.motion if i not in ids]:  # bounded by the cameras of one view
-                del state.motion[gone]
-            state.seq = msg.seq
-            state.view_time = now
-            state.view_ready.set()  # the selector takes the newest view; views it missed are skipped
-        elif isinstance(msg, p.Credit):
-            state.credit = min(state.credit + msg.chunks, 4 * DEFAULT_CREDIT)
-        elif isinstance(msg, p.StatsRequest):
+    async def _perform(self, ws, state: ClientState, action: ss.Action, wake: asyncio.Event,
+                       closing: list[asyncio.Task]) -> None:
+        """Carry out one action of the session. A close is started, not awaited: waiting here for
+        the closing handshake would stop this loop from reading the client's close frame (it
+        queues behind the messages the client sent before it) until the close timeout."""
+        if isinstance(action, ss.SendText):
+            await ws.send(action.text)
+        elif isinstance(action, ss.Close):
+            closing.append(asyncio.create_task(ws.close(action.code, action.reason)))
+        elif isinstance(action, ss.NewView):
+            self._apply_view(state, action.view, action.at)
+            wake.set()
+        elif isinstance(action, ss.CreditGranted):
+            wake.set()
+        elif isinstance(action, ss.SendStats):
             await ws.send(p.encode_stats(self.stats(state)))
+
+    def _apply_view(self, state: ClientState, view: p.View, at: float) -> None:
+        """The newest view, arrived at `at` (velocities are measured between arrival times)."""
+        state.cameras = [lod.camera_from_view(c) for c in view.cameras]
+        state.ahead = [lod.predict(cam, track_velocity(state.motion, cv.id, cam.position, at), LOOKAHEAD_S)
+                       for cv, cam in zip(view.cameras, state.cameras)]
+        ids = {cv.id for cv in view.cameras}
+        for gone in [i for i in state.motion if i not in ids]:  # bounded by the cameras of one view
+            del state.motion[gone]
+        state.seq = view.seq
+        state.view_time = at
+        state.view_ready.set()  # the selector takes the newest view; views it missed are skipped
 
     async def _select_loop(self, ws, state: ClientState, wake: asyncio.Event) -> None:
         """Re-select for the newest view, off the event loop; views that arrive meanwhile coalesce."""
@@ -213,7 +209,7 @@ class StreamServer:
         formats = ("glb",)
         try:
             while True:
-                if not state.pending or state.credit <= 0:
+                if not state.pending or state.session.credit <= 0:
                     wake.clear()
                     await wake.wait()
                     continue
@@ -251,7 +247,7 @@ class StreamServer:
                                      seq=max(state.seq, 0), parts=parts)
                 data = p.encode_chunk_frame(frame)
                 await ws.send(data)
-                state.credit -= 1
+                state.session.spend_credit()
                 state.sent_chunks += 1
                 state.sent_bytes += len(data)
                 if key in state.urgent:
@@ -273,7 +269,8 @@ class StreamServer:
             lat = sorted(state.latencies)
             q = (lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 1) if lat else None)  # noqa: E731
             out["client"] = {"seq": state.seq, "delivered": len(state.delivered), "pending": len(state.pending),
-                             "required": len(state.selection), "credit": state.credit,
+                             "required": len(state.selection), "credit": state.session.credit,
+                             "rejected": state.session.rejected, "rate_limited": state.session.rate_limited,
                              "sent_chunks": state.sent_chunks, "sent_bytes": state.sent_bytes,
                              "views_selected": state.views_selected, "views_resolved": state.views_resolved,
                              "urgent_latency_samples": len(lat),
@@ -285,52 +282,51 @@ class StreamServer:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         path, _, query = request.path.partition("?")
-        if self.token is not None:
-            given = dict(part.partition("=")[::2] for part in query.split("&") if part).get("token")
-            auth = request.headers.get("Authorization", "")
-            if given != self.token and auth != f"Bearer {self.token}":
-                return _response(HTTPStatus.UNAUTHORIZED, b"a valid token is required\n", "text/plain")
+        if not authorized(query, request.headers.get("Authorization", ""), self.token):
+            return _error(HTTPStatus.UNAUTHORIZED, "a valid token is required (?token=... or Authorization: Bearer ...)")
         try:
-            return await self._route(path)
-        except (ValueError, LookupError) as exc:
-            return _response(HTTPStatus.NOT_FOUND, f"{exc}\n".encode(), "text/plain")
+            route = parse_route(path, self.spec)
+            if route.generates and not self.service.in_memory(route.key, _formats_of(route.name)):
+                if self.http_generating >= self.http_generation_limit:
+                    self.http_refused += 1
+                    return _error(HTTPStatus.SERVICE_UNAVAILABLE,
+                                  f"{self.http_generating} chunk requests in flight; retry in {RETRY_AFTER_S} s",
+                                  (("Retry-After", str(RETRY_AFTER_S)),))
+                self.http_generating += 1
+                try:
+                    return await self._route(route)
+                finally:
+                    self.http_generating -= 1
+            return await self._route(route)
+        except HttpError as exc:
+            return _error(exc.status, str(exc))
+        except Exception as exc:  # a bug or a failed generation: say so, without a traceback to the client
+            log.exception("HTTP %s failed", path[:200])
+            return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
 
-    async def _route(self, path: str) -> Response:
-        if path in ("/", "/tileset.json"):
+    async def _route(self, route: Route) -> Response:
+        private = self.token is not None
+        if route.kind == "tileset":
             body = json.dumps(implicit_tileset(self.spec, self.options)).encode()
-            return _response(HTTPStatus.OK, body, "application/json")
-        if path == "/viewer":
+            return _response(HTTPStatus.OK, body, "application/json", route.cache_control, private)
+        if route.kind == "viewer_redirect":
             return _redirect("/viewer/")
-        if path.startswith("/viewer/"):
-            return _viewer_file(path[len("/viewer/"):] or "index.html")
-        if path == "/stats":
-            return _response(HTTPStatus.OK, json.dumps(self.stats()).encode(), "application/json")
-        m = re.fullmatch(r"/subtrees/(\d+)/(\d+)/(\d+)\.subtree", path)
-        if m:
-            return _response(HTTPStatus.OK, implicit_subtree(self.spec, int(m.group(1))), "application/octet-stream")
-        m = re.fullmatch(r"/implicit/(\d+)/(\d+)/(\d+)\.glb", path)
-        if m:
-            key = implicit_key(*(int(g) for g in m.groups()))
-            return await self._chunk_file(key, "mesh.glb")
-        m = re.fullmatch(r"/chunks/(\d+)/(-?\d+)/(-?\d+)/([a-z_.]+)", path)
-        if m:
-            key = ChunkKey(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            return await self._chunk_file(key, m.group(4))
-        return _response(HTTPStatus.NOT_FOUND, f"no route for {path}\n".encode(), "text/plain")
+        if route.kind == "viewer":
+            return _response(HTTPStatus.OK, *_viewer_file(route.rel), route.cache_control, private)
+        if route.kind == "stats":
+            return _response(HTTPStatus.OK, json.dumps(self.stats()).encode(), "application/json", NO_STORE)
+        if route.kind == "subtree":
+            return _response(HTTPStatus.OK, implicit_subtree(self.spec, route.level), "application/octet-stream",
+                             route.cache_control, private)
+        files = await self.service.get(route.key, _formats_of(route.name))
+        if route.name in ("mesh.glb", "tile.json"):
+            self._learn_heights(route.key, files)
+        return _response(HTTPStatus.OK, files[route.name], content_type(route.name), route.cache_control, private)
 
-    async def _chunk_file(self, key: ChunkKey, name: str) -> Response:
-        if key.level >= self.spec.levels:
-            raise LookupError(f"level {key.level} is outside this world's levels 0..{self.spec.levels - 1}")
-        if name in ("mesh.glb", "tile.json"):
-            files = await self.service.get(key, ("glb",))
-            self._learn_heights(key, files)
-        elif name in SIDECAR_FILES:
-            files = await self.service.get(key, ("sidecars",))
-        else:
-            raise LookupError(f"no chunk file {name!r}")
-        ctype = {"glb": "model/gltf-binary", "json": "application/json", "png": "image/png",
-                 "tif": "image/tiff"}[name.rsplit(".", 1)[1]]
-        return _response(HTTPStatus.OK, files[name], ctype)
+
+def _formats_of(name: str) -> tuple[str, ...]:
+    """The chunk-service formats that make file `name`."""
+    return ("glb",) if name in ("mesh.glb", "tile.json") else ("sidecars",)
 
 
 def track_velocity(motion: dict, camera_id: str, position, now: float) -> tuple[float, float, float]:
@@ -357,12 +353,13 @@ VIEWER_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
                 "": "text/plain; charset=utf-8"}
 
 
-def _viewer_file(rel: str) -> Response:
-    """A file of the web viewer (shipped inside the package, three.js vendored: works offline)."""
+def _viewer_file(rel: str) -> tuple[bytes, str]:
+    """A file of the web viewer (shipped inside the package, three.js vendored: works offline):
+    its bytes and content type; `rel` was checked by parse_route (plain names, no dot segments)."""
     path = (VIEWER_DIR / rel).resolve()
     if VIEWER_DIR not in path.parents or not path.is_file():
-        raise LookupError(f"no viewer file {rel!r}")
-    return _response(HTTPStatus.OK, _read_static(path), VIEWER_TYPES.get(path.suffix, "application/octet-stream"))
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no viewer file {rel!r}")
+    return _read_static(path), VIEWER_TYPES.get(path.suffix, "application/octet-stream")
 
 
 @functools.lru_cache(maxsize=32)
@@ -372,26 +369,44 @@ def _read_static(path: Path) -> bytes:
 
 
 def _redirect(location: str) -> Response:
-    headers = Headers([("Location", location), ("Content-Length", "0")])
+    headers = Headers([("Location", location), ("Content-Length", "0"), ("Cache-Control", NO_STORE)])
     return Response(HTTPStatus.MOVED_PERMANENTLY.value, "Moved Permanently", headers, b"")
 
 
-def _response(status: HTTPStatus, body: bytes, ctype: str) -> Response:
+def _response(status: HTTPStatus, body: bytes, ctype: str, cache: str, private: bool = False,
+              extra: tuple[tuple[str, str], ...] = ()) -> Response:
+    """A response with its Cache-Control; behind a token, cacheable content is `private` (no
+    shared cache may hand it to someone without the token)."""
+    if private and cache.startswith("public"):
+        cache = "private" + cache[len("public"):]
     headers = Headers([("Content-Type", ctype), ("Content-Length", str(len(body))),
-                       ("Access-Control-Allow-Origin", "*"), ("Cache-Control", "public, max-age=86400")])
+                       ("Access-Control-Allow-Origin", "*"), ("Cache-Control", cache), *extra])
     return Response(status.value, status.phrase, headers, body)
 
 
+def _error(status: HTTPStatus, message: str, extra: tuple[tuple[str, str], ...] = ()) -> Response:
+    """An error response: never stored by any cache."""
+    return _response(status, f"{message}\n".encode(), "text/plain; charset=utf-8", NO_STORE, extra=extra)
+
+
 async def run_server(spec: WorldSpec, host: str = "127.0.0.1", port: int = 8765, cache_dir=None, workers: int = 2,
-                     memory_mb: int = 256, token: str | None = None, ready: asyncio.Future | None = None) -> None:
+                     memory_mb: int = 256, token: str | None = None, ready: asyncio.Future | None = None,
+                     http_generation_limit: int | None = None) -> None:
+    """Serve until cancelled; `ready` gets the bound port. `http_generation_limit`: HTTP chunk
+    requests that may generate at once (default 4 per worker, at least 8); more get 503."""
     service = ChunkService(spec, cache_dir=cache_dir, memory_bytes=memory_mb << 20, workers=workers)
-    server = StreamServer(spec, service, token=token)
+    limit = http_generation_limit if http_generation_limit is not None else max(8, 4 * workers)
+    server = StreamServer(spec, service, token=token, http_generation_limit=limit)
+    watch = LoopWatch()
+    watch.start()
     try:
         async with serve(server.handle, host, port, process_request=server.process_request,
+                         create_connection=stamped_connection(watch),
                          max_size=p.MAX_TEXT_BYTES, max_queue=16, write_limit=1 << 20) as ws_server:
             bound = ws_server.sockets[0].getsockname()[1]
             if ready is not None and not ready.done():
                 ready.set_result(bound)
             await asyncio.Future()  # until cancelled
     finally:
+        watch.stop()
         service.close()

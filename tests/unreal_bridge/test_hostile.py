@@ -1,0 +1,235 @@
+"""Issue 19's defects against a real server on loopback (real websockets, real HTTP):
+D1 (a backlog after a server stall is not a burst), D3 / D8 (out-of-range seq), D7 (the error
+budget closes at once), D4 and the HTTP layer (404/400 never 500, cache headers, token decoding,
+a bound on HTTP generation), D2 (a corrupt disk-cache entry is regenerated, never served)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from worldstream.exporters.gltf import read_glb
+from worldstream.unreal_bridge import protocol as p
+from worldstream.unreal_bridge.client import StreamClient, camera
+from worldstream.unreal_bridge.server import run_server
+
+from .conftest import SPEC
+
+
+@contextlib.contextmanager
+def running_server(**kwargs):
+    """run_server in a background event-loop thread; yields (port, loop)."""
+    loop = asyncio.new_event_loop()
+    ready = loop.create_future()
+    task = loop.create_task(run_server(SPEC, port=0, ready=ready, **{"workers": 1, **kwargs}))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        port = asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(ready), 30), loop).result()
+        yield port, loop
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        deadline = time.monotonic() + 60
+        while not task.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+
+
+def http(url: str, headers: dict | None = None):
+    """(status, headers, body) of a GET, errors included."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def run(coro, timeout=180):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+HELLO = p.encode_client(p.Hello(protocol=1, client="hostile-test"))
+
+
+# ------------------------------------------------------------------------------ websocket
+def test_d3_d8_out_of_range_seq_gets_an_error_and_the_connection_stays(server):
+    async def go():
+        async with StreamClient(f"ws://127.0.0.1:{server}/") as c:
+            await c.send_raw('{"type":"view","seq":' + "7" * 5000 + ',"cameras":[{"position":[0,0,100]}]}')
+            kind, ev = await c.next_event(30)
+            assert (kind, ev["code"]) == ("error", p.BAD_JSON) and "digits" in ev["message"]
+            await c.send_raw(p.encode_client(p.View(seq=2**32, cameras=(camera(0.0, 0.0, 100.0),))))
+            kind, ev = await c.next_event(30)
+            assert (kind, ev["code"]) == ("error", p.BAD_MESSAGE) and "2^32 - 1" in ev["message"]
+            await c.send_raw(p.encode_client(p.View(seq=p.MAX_SEQ, cameras=(camera(0.0, 0.0, 300.0),))))
+            kind, frame = await c.next_event(120)  # still open, still served; seq echoed unwrapped
+            assert kind == "chunk" and frame.seq == p.MAX_SEQ
+    run(go())
+
+
+def test_d7_forty_bad_messages_at_once_close_promptly(server):
+    async def go():
+        async with connect(f"ws://127.0.0.1:{server}/") as ws:
+            t0 = time.monotonic()
+            for _ in range(40):
+                await ws.send("{")
+            errors = 0
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 15))
+                    errors += msg["type"] == "error"
+            elapsed = time.monotonic() - t0
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+            assert errors == 20 and elapsed < 3.0, (errors, elapsed)
+    run(go())
+
+
+def test_d1_views_queued_during_a_server_stall_are_not_rate_limited():
+    """The server's event loop is blocked for 5 s while a client sends 30 views/s (150 views pile
+    up, more than the 120 burst); afterwards they are judged by when they arrived: no rate_limited,
+    no close, and the client is still served."""
+    with running_server() as (port, loop):
+        async def go():
+            async with StreamClient(f"ws://127.0.0.1:{port}/") as c:
+                errors = []
+
+                async def drain():
+                    async for kind, ev in c.events():
+                        if kind == "error":
+                            errors.append(ev["code"])
+
+                reader = asyncio.create_task(drain())
+                await c.view([camera(0.0, 0.0, 300.0)])
+                await asyncio.sleep(1.0)
+                loop.call_soon_threadsafe(time.sleep, 5.0)  # the server stalls
+                t0 = time.monotonic()
+                for i in range(240):  # 8 s at 30 views/s
+                    await c.view([camera(float(i), 0.0, 300.0)])
+                    await asyncio.sleep(max(0.0, t0 + (i + 1) / 30.0 - time.monotonic()))
+                await asyncio.sleep(1.0)
+                await c.request_stats()
+                await asyncio.sleep(1.0)
+                assert not reader.done(), "the server closed the connection"
+                reader.cancel()
+                assert errors == []
+        run(go())
+
+
+# ------------------------------------------------------------------------------ HTTP
+BAD_PATHS = ["/implicit/9/0/0.glb", "/implicit/10/99999999999/0.glb", "/subtrees/99/0/0.subtree",
+             "/subtrees/3/0/0.subtree", "/viewer/" + "a" * 5000, "/subtrees/5/99999999999999999999/0.subtree",
+             "/subtrees/5/32/0.subtree", "/chunks/9/0/0/mesh.glb", "/chunks/2/" + "9" * 30 + "/0/mesh.glb",
+             "/chunks/2/99999999999999/0/mesh.glb", "/chunks/2/0/0/secret.bin", "/viewer/../server.py",
+             "/viewer/%2e%2e/server.py", "/implicit/" + "9" * 5000 + "/0/0.glb", "/nowhere"]
+
+
+@pytest.mark.parametrize("path", BAD_PATHS, ids=lambda s: s[:40])
+def test_d4_bad_paths_are_404_or_400_and_never_stored(server, path):
+    status, headers, body = http(f"http://127.0.0.1:{server}{path}")
+    assert status in (400, 404), (status, body[:200])
+    assert headers["Cache-Control"] == "no-store"
+    assert b"WebSocket" not in body
+
+
+def test_cache_headers_per_route(server):
+    base = f"http://127.0.0.1:{server}"
+    status, headers, body = http(f"{base}/chunks/3/0/0/mesh.glb")
+    assert status == 200 and body[:4] == b"glTF" and "immutable" in headers["Cache-Control"]
+    assert "public" in headers["Cache-Control"]
+    status, headers, _ = http(f"{base}/subtrees/10/0/0.subtree")
+    assert status == 200 and "immutable" in headers["Cache-Control"]
+    status, headers, _ = http(f"{base}/subtrees/5/31/0.subtree")
+    assert status == 200
+    status, headers, _ = http(f"{base}/stats")
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    for path in ("/tileset.json", "/viewer/", "/viewer/viewer.js"):
+        status, headers, _ = http(f"{base}{path}")
+        assert status == 200 and headers["Cache-Control"] == "no-cache", path
+
+
+def test_the_token_is_percent_decoded_and_guards_both_sides():
+    token = "s3 cr/t+é&x"
+    with running_server(token=token) as (port, _):
+        base = f"http://127.0.0.1:{port}"
+        status, headers, _ = http(f"{base}/tileset.json")
+        assert status == 401 and headers["Cache-Control"] == "no-store"
+        assert http(f"{base}/tileset.json?token={urllib.parse.quote(token[:-1])}")[0] == 401
+        status, headers, _ = http(f"{base}/tileset.json?token={urllib.parse.quote(token, safe='')}")
+        assert status == 200
+        status, headers, _ = http(f"{base}/subtrees/10/0/0.subtree", {"Authorization": f"Bearer {token}".encode().decode("latin-1")})
+        assert status == 200 and headers["Cache-Control"].startswith("private")
+
+        async def go():
+            with pytest.raises(p.ProtocolError) as err:
+                async with StreamClient(f"ws://127.0.0.1:{port}/", token=token[:-1]):
+                    pass
+            assert err.value.code == p.UNAUTHORIZED
+            async with StreamClient(f"ws://127.0.0.1:{port}/", token=token) as c:
+                assert c.welcome["type"] == "welcome"
+        run(go())
+
+
+def test_http_generation_is_bounded_with_503_and_retry_after():
+    with running_server(http_generation_limit=2) as (port, _):
+        keys = [(3, x, y) for x in range(3) for y in range(3)]
+
+        async def go():
+            return await asyncio.gather(*(asyncio.to_thread(http, f"http://127.0.0.1:{port}/chunks/{l}/{x}/{y}/mesh.glb")
+                                          for l, x, y in keys))
+        results = asyncio.run(go())
+        statuses = [s for s, _, _ in results]
+        assert set(statuses) <= {200, 503} and statuses.count(200) >= 2 and statuses.count(503) >= 1, statuses
+        for status, headers, body in results:
+            if status == 503:
+                assert headers["Retry-After"] == "1" and headers["Cache-Control"] == "no-store"
+            else:
+                assert read_glb(body)[0]["asset"]["version"] == "2.0"
+        stats = json.loads(http(f"http://127.0.0.1:{port}/stats")[2])
+        assert stats["service"]["generated"] <= len(keys)
+
+
+# ------------------------------------------------------------------------------ D2: the disk cache
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_d2_a_corrupt_cache_entry_is_regenerated_and_repaired_not_served(tmp_path, damage):
+    path = "/chunks/3/1/-1/mesh.glb"
+    with running_server(cache_dir=tmp_path) as (port, _):
+        status, _, good = http(f"http://127.0.0.1:{port}{path}")
+        assert status == 200
+        tif = http(f"http://127.0.0.1:{port}/chunks/3/1/-1/ortho.png")[2]
+    cached = tmp_path / "chunks" / "3" / "1" / "-1" / "mesh.glb"
+    assert cached.read_bytes() == good
+    data = bytearray(good)
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0x10
+    cached.write_bytes(bytes(data))
+    png = tmp_path / "chunks" / "3" / "1" / "-1" / "ortho.png"
+    png.write_bytes(png.read_bytes()[:-7])
+    with running_server(cache_dir=tmp_path) as (port, _):  # a fresh process memory: the disk is asked
+        status, _, served = http(f"http://127.0.0.1:{port}{path}")
+        assert status == 200 and served == good
+        assert http(f"http://127.0.0.1:{port}/chunks/3/1/-1/ortho.png")[2] == tif
+
+        async def ws_chunk():  # the websocket path reads the same (now repaired) entry
+            async with StreamClient(f"ws://127.0.0.1:{port}/") as c:
+                await c.view([camera(0.0, 0.0, 100.0)])
+                await c.request_stats()
+                async for kind, ev in c.events():
+                    if kind == "stats":
+                        return ev
+        stats = run(ws_chunk())
+        assert stats["service"]["corrupt"] == 2 and stats["service"]["generated"] >= 2
+    assert cached.read_bytes() == good and png.read_bytes() == tif  # repaired on disk

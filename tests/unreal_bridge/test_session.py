@@ -1,0 +1,148 @@
+"""The per-connection rules as a sans-I/O state machine (no sockets): hostile event sequences,
+the D1 backlog case, the error budget (D7), and the protocol's integer limits (D3, D8)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from worldstream.core import ChunkKey
+from worldstream.unreal_bridge import protocol as p
+from worldstream.unreal_bridge import session as ss
+from worldstream.unreal_bridge.client import camera
+
+WELCOME = p.encode_welcome({"seed": 1}, 16)
+HELLO = p.encode_client(p.Hello(protocol=1, client="t"))
+
+
+def view(seq: int) -> str:
+    return p.encode_client(p.View(seq=seq, cameras=(camera(0.0, 0.0, 100.0),)))
+
+
+def new_session(token=None, **limits) -> ss.Session:
+    s = ss.Session(WELCOME, ("height.tif",), token=token, limits=ss.Limits(**limits))
+    assert s.receive(HELLO if token is None else p.encode_client(p.Hello(protocol=1, token=token)), 0.0) == [
+        ss.SendText(WELCOME)]
+    return s
+
+
+def codes(actions) -> list[str]:
+    return [json.loads(a.text)["code"] for a in actions if isinstance(a, ss.SendText) and '"error"' in a.text]
+
+
+def test_hello_comes_first_and_once():
+    s = ss.Session(WELCOME, ())
+    assert codes(s.receive(view(1), 0.0)) == [p.NOT_READY]
+    assert s.receive(HELLO, 0.1) == [ss.SendText(WELCOME)]
+    assert codes(s.receive(HELLO, 0.2)) == [p.BAD_MESSAGE]
+    out = s.receive(view(2), 0.3)
+    assert isinstance(out[0], ss.NewView) and out[0].view.seq == 2 and out[0].at == 0.3
+
+
+def test_a_wrong_token_is_unauthorized_and_closes():
+    s = ss.Session(WELCOME, (), token="s3cret")
+    out = s.receive(p.encode_client(p.Hello(protocol=1, token="s3cres")), 0.0)
+    assert codes(out) == [p.UNAUTHORIZED] and out[-1] == ss.Close(1008, "unauthorized")
+    assert s.closed and s.receive(HELLO, 0.1) == []
+    assert ss.Session(WELCOME, (), token="s3cret").receive(HELLO, 0.0)[-1] == ss.Close(1008, "unauthorized")
+    assert ss.tokens_equal("é/+ x", "é/+ x") and not ss.tokens_equal(None, "x") and not ss.tokens_equal("x", "xx")
+
+
+def test_unknown_sidecars_are_refused():
+    s = ss.Session(WELCOME, ("height.tif",))
+    assert codes(s.receive(p.encode_client(p.Hello(protocol=1, sidecars=("secret.bin",))), 0.0)) == [p.BAD_MESSAGE]
+    assert s.hello is None
+
+
+def test_d1_a_backlog_that_arrived_spread_out_is_not_a_burst():
+    """30 views/s for 20 s (600 messages, five times the burst), all processed in one go after a
+    stall: judged by arrival time, none is rate-limited."""
+    s = new_session()
+    actions = [a for i in range(600) for a in s.receive(view(i), 1.0 + i / 30.0)]
+    assert codes(actions) == [] and s.rate_limited == 0 and not s.closed
+    assert sum(isinstance(a, ss.NewView) for a in actions) == 600
+
+
+def test_a_real_burst_is_rate_limited_then_closed():
+    s = new_session()
+    actions = [a for i in range(200) for a in s.receive(view(i), 1.0)]
+    assert sum(isinstance(a, ss.NewView) for a in actions) == 120  # the burst (refilled since the hello)
+    assert codes(actions) == [p.RATE_LIMITED] * 20  # the 20th strike closes
+    assert actions[-1] == ss.Close(1008, "too many protocol errors") and s.closed
+    assert s.receive(view(999), 100.0) == []
+
+
+def test_d7_forty_bad_messages_close_at_the_twentieth():
+    s = ss.Session(WELCOME, ())
+    closes = []
+    for i in range(40):
+        out = s.receive("{", 0.0)
+        closes += [i for a in out if isinstance(a, ss.Close)]
+    assert closes == [19]
+
+
+def test_strikes_are_forgiven_over_time():
+    s = new_session(forgive_s=5.0)
+    for i in range(19):
+        assert codes(s.receive('{"type":"warp"}', 1.0)) == [p.UNKNOWN_TYPE]
+    # 100 s later 20 strikes are forgiven: another 19 errors do not close
+    for i in range(19):
+        assert codes(s.receive('{"type":"warp"}', 101.0)) == [p.UNKNOWN_TYPE]
+    assert not s.closed
+    out = s.receive('{"type":"warp"}', 101.0)
+    assert out[-1] == ss.Close(1008, "too many protocol errors")
+
+
+def test_arrival_times_running_backwards_count_as_simultaneous():
+    s = new_session(rate=10.0, burst=2.0)
+    assert not codes(s.receive(view(1), 5.0)) and not codes(s.receive(view(2), 5.0))
+    assert codes(s.receive(view(3), 1.0)) == [p.RATE_LIMITED]  # no refill from a stamp in the past
+
+
+def test_credit_is_granted_capped_and_spent():
+    s = new_session(credit=2, max_credit=5)
+    assert s.spend_credit() and s.spend_credit() and not s.spend_credit()
+    assert s.receive(p.encode_client(p.Credit(chunks=100)), 1.0) == [ss.CreditGranted(5)]
+    assert s.receive('{"type":"stats"}', 1.1) == [ss.SendStats()]
+
+
+def test_binary_messages_are_rejected():
+    s = new_session()
+    assert codes(s.receive(b"\x00\x01", 1.0)) == [p.BAD_MESSAGE]
+
+
+def test_spread_arrivals():
+    assert ss.spread_arrivals(0.0, 6.0, 3) == [2.0, 4.0, 6.0]
+    assert ss.spread_arrivals(7.0, 6.0, 2) == [6.0, 6.0]
+    assert ss.spread_arrivals(0.0, 1.0, 0) == []
+
+
+# ------------------------------------------------------------------------------ protocol integers
+def test_d3_a_seq_of_5000_digits_is_bad_json_not_a_crash():
+    text = '{"type":"view","seq":' + "9" * 5000 + ',"cameras":[{"position":[0,0,1]}]}'
+    with pytest.raises(p.ProtocolError) as err:
+        p.decode_client(text)
+    assert err.value.code == p.BAD_JSON and "5000 digits" in str(err.value)
+
+
+def test_d8_seq_must_fit_in_32_bits():
+    ok = p.decode_client(view(p.MAX_SEQ))
+    assert ok.seq == 2**32 - 1
+    for seq in (2**32, 2**40, -1):
+        with pytest.raises(p.ProtocolError) as err:
+            p.decode_client(view(0).replace('"seq":0', f'"seq":{seq}'))
+        assert err.value.code == p.BAD_MESSAGE and "2^32 - 1" in str(err.value)
+    frame = p.ChunkFrame(key=ChunkKey(1, 0, 0), geometric_error=1.0, bounds=(0, 0, 1, 1), z_range=(0, 1),
+                         seq=2**32, parts={"mesh.glb": b"x"})
+    with pytest.raises(ValueError, match="u32"):
+        p.encode_chunk_frame(frame)
+    top = p.decode_chunk_frame(p.encode_chunk_frame(p.ChunkFrame(**{**frame.__dict__, "seq": p.MAX_SEQ})))
+    assert top.seq == p.MAX_SEQ
+
+
+@pytest.mark.parametrize("position", ["[1e400,0,0]", "[" + "9" * 400 + ",0,0]", "[10000000000000000000,0,1e999]"])
+def test_out_of_range_numbers_are_errors_not_crashes(position):
+    with pytest.raises(p.ProtocolError) as err:
+        p.decode_client('{"type":"view","seq":1,"cameras":[{"position":%s}]}' % position)
+    assert err.value.code in (p.BAD_JSON, p.BAD_MESSAGE)

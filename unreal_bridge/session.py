@@ -1,0 +1,199 @@
+"""One streaming connection's rules, sans-I/O: hello, auth, credit, rate limit, error budget.
+
+`Session.receive(message, at)` takes one client message with the time it *arrived* (seconds on
+any monotonic clock) and returns the actions the I/O layer must perform, in order. Nothing here
+reads a clock or touches a socket, so the rules are tested with made-up timelines, and a server
+that processes a backlog late (its event loop stalled) still judges every message by when it
+came in, not by when it was looked at.
+
+Rules (docs/protocol.md, "Limits"):
+- rate: a token bucket of `burst` messages refilled at `rate` per second of arrival time; every
+  client message costs one token; a message without a token is answered `rate_limited`, dropped,
+  and costs one strike;
+- error budget: every rejected message costs a strike; strikes are forgiven one per `forgive_s`
+  seconds of arrival time; at `max_strikes` the connection is closed (1008) at once;
+- hello first (else `not_ready`), once (a second is `bad_message`); a wrong or missing token when
+  one is set is `unauthorized` and closes (1008); the token is compared in constant time;
+- credit: the client's `credit` messages add to the sender's allowance, capped at `max_credit`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from . import protocol as p
+
+
+@dataclass(frozen=True)
+class Limits:
+    rate: float = 60.0  # messages per second, on arrival
+    burst: float = 120.0  # bucket size: messages that may arrive at once
+    max_strikes: int = 20  # rejected messages (net of forgiven ones) that close the connection
+    forgive_s: float = 5.0  # one strike is forgiven per this many seconds
+    credit: int = 16  # chunk frames a client may receive before it returns credit
+    max_credit: int = 64  # credit never accumulates past this
+
+
+# ------------------------------------------------------------------------------ actions
+@dataclass(frozen=True)
+class SendText:
+    """Send this text frame to the client."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the connection with this websocket close code and reason."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class NewView:
+    """The client's newest view, arrived at `at`: re-select for it."""
+
+    view: p.View
+    at: float
+
+
+@dataclass(frozen=True)
+class SendStats:
+    """Answer a stats request (the I/O layer has the figures)."""
+
+
+@dataclass(frozen=True)
+class CreditGranted:
+    """Credit rose: wake the sender."""
+
+    credit: int
+
+
+Action = SendText | Close | NewView | SendStats | CreditGranted
+
+CLOSE_POLICY = 1008
+
+
+def tokens_equal(given: str | bytes | None, expected: str) -> bool:
+    """Constant-time comparison of a token (None never matches); `given` as bytes is compared
+    with the UTF-8 of `expected` (an HTTP header's raw bytes)."""
+    if given is None:
+        return False
+    raw = given if isinstance(given, bytes) else given.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(raw, expected.encode("utf-8", "surrogatepass"))
+
+
+class Session:
+    """The state of one connection: feed it messages with their arrival times, perform what it returns.
+
+    `sidecars`: the sidecar file names a hello may ask for; `welcome`: the welcome message text
+    (the world is the server's, so the session is given it ready-made); `token`: required if set.
+    """
+
+    def __init__(self, welcome: str, sidecars: tuple[str, ...], token: str | None = None,
+                 limits: Limits = Limits()):
+        self.welcome = welcome
+        self.sidecars = frozenset(sidecars)
+        self.token = token
+        self.limits = limits
+        self.hello: p.Hello | None = None
+        self.credit = limits.credit
+        self.closed = False
+        self.strikes = 0  # rejected messages not forgiven yet
+        self.rejected = 0  # all rejected messages, forgiven or not (for stats)
+        self.rate_limited = 0
+        self._tokens = limits.burst
+        self._last: float | None = None  # arrival time of the previous message
+        self._forgiven_at = 0.0  # whole strikes are forgiven per forgive_s since this time
+
+    # ------------------------------------------------------------------ time
+    def _advance(self, at: float) -> None:
+        """Refill the bucket and forgive strikes for the arrival time elapsed since the last message
+        (arrival times never run backwards here: an earlier stamp counts as simultaneous)."""
+        if self._last is None:
+            self._last = self._forgiven_at = at
+            return
+        dt = max(0.0, at - self._last)
+        self._last = max(self._last, at)
+        self._tokens = min(self.limits.burst, self._tokens + dt * self.limits.rate)
+        if self.strikes == 0:
+            self._forgiven_at = self._last  # forgiveness is not banked while there is nothing to forgive
+        else:
+            n = int((self._last - self._forgiven_at) // self.limits.forgive_s)
+            if n > 0:
+                self.strikes = max(0, self.strikes - n)
+                self._forgiven_at += n * self.limits.forgive_s
+
+    # ------------------------------------------------------------------ events
+    def receive(self, message: str | bytes, at: float) -> list[Action]:
+        """One client message that arrived at `at` -> actions, in order."""
+        if self.closed:
+            return []
+        self._advance(at)
+        if self._tokens < 1.0:
+            self.rate_limited += 1
+            return self._reject(p.ProtocolError(
+                p.RATE_LIMITED, f"more than {self.limits.rate:g} messages/s (bursts up to {self.limits.burst:g})"))
+        self._tokens -= 1.0
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            return self._reject(p.ProtocolError(p.BAD_MESSAGE, "clients send text frames only"))
+        try:
+            return self._on_message(p.decode_client(message))
+        except p.ProtocolError as exc:
+            return self._reject(exc)
+
+    def spend_credit(self) -> bool:
+        """The sender sends one chunk frame if this returns True."""
+        if self.credit <= 0:
+            return False
+        self.credit -= 1
+        return True
+
+    # ------------------------------------------------------------------ rules
+    def _reject(self, exc: p.ProtocolError) -> list[Action]:
+        self.strikes += 1
+        self.rejected += 1
+        actions: list[Action] = [SendText(p.encode_error(exc.code, str(exc)))]
+        if self.strikes >= self.limits.max_strikes:
+            self.closed = True
+            actions.append(Close(CLOSE_POLICY, "too many protocol errors"))
+        return actions
+
+    def _on_message(self, msg: p.ClientMessage) -> list[Action]:
+        if isinstance(msg, p.Hello):
+            return self._on_hello(msg)
+        if self.hello is None:
+            raise p.ProtocolError(p.NOT_READY, "send hello first")
+        if isinstance(msg, p.View):
+            return [NewView(msg, self._last)]
+        if isinstance(msg, p.Credit):
+            self.credit = min(self.credit + msg.chunks, self.limits.max_credit)
+            return [CreditGranted(self.credit)]
+        if isinstance(msg, p.StatsRequest):
+            return [SendStats()]
+        raise p.ProtocolError(p.UNKNOWN_TYPE, f"unexpected message {type(msg).__name__}")  # pragma: no cover
+
+    def _on_hello(self, msg: p.Hello) -> list[Action]:
+        if self.hello is not None:
+            raise p.ProtocolError(p.BAD_MESSAGE, "hello was already received; send it once per connection")
+        if self.token is not None and not tokens_equal(msg.token, self.token):
+            self.closed = True
+            return [SendText(p.encode_error(p.UNAUTHORIZED, "a valid token is required")),
+                    Close(CLOSE_POLICY, "unauthorized")]
+        unknown = [s for s in msg.sidecars if s not in self.sidecars]
+        if unknown:
+            raise p.ProtocolError(p.BAD_MESSAGE, f"unknown sidecars {unknown}; expected some of {sorted(self.sidecars)}")
+        self.hello = msg
+        return [SendText(self.welcome)]
+
+
+def spread_arrivals(start: float, now: float, count: int) -> list[float]:
+    """Arrival times for `count` messages read together at `now` that may have arrived at any time
+    since `start` (the event loop was stalled, or the connection's reading paused): evenly spread
+    over (start, now], the last at `now`. With start >= now all arrive at `now`."""
+    if count <= 0:
+        return []
+    span = max(0.0, now - start)
+    return [now - span * (count - 1 - i) / count for i in range(count)]
