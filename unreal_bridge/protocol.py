@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import WorldstreamError
 from ..core.keys import ChunkKey
+from ..exporters.formats import SIDECAR_FILES
 
 PROTOCOL_VERSION = 1
 MAX_TEXT_BYTES = 64 * 1024  # a view with many cameras stays far below this
@@ -144,9 +145,27 @@ def _vector(obj: dict, name: str, n: int, default=None) -> tuple[float, ...]:
     return tuple(float(c) for c in v)
 
 
+# the fields each client message may carry (docs/protocol.schema.json: additionalProperties false)
+FIELDS = {"hello": frozenset({"type", "protocol", "client", "token", "sidecars"}),
+          "view": frozenset({"type", "seq", "cameras"}),
+          "stats": frozenset({"type"}),
+          "credit": frozenset({"type", "chunks"})}
+CAMERA_FIELDS = frozenset({"id", "frame", "position", "orientation", "fov_deg", "viewport", "max_sse", "player_start"})
+MAX_CLIENT_NAME = 128
+MAX_TOKEN = 1024
+
+
+def _only(obj: dict, allowed: frozenset, what: str) -> None:
+    """Strict validation: a field the protocol does not define is an error, not silently ignored."""
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise ProtocolError(BAD_MESSAGE, f"{what} has unknown fields {extra[:8]}; allowed: {sorted(allowed)}")
+
+
 def _camera(obj) -> CameraView:
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_MESSAGE, f"a camera must be a JSON object, got {obj!r}")
+    _only(obj, CAMERA_FIELDS, "a camera")
     cid = obj.get("id", "0")
     if not isinstance(cid, str) or len(cid) > 64:
         raise ProtocolError(BAD_MESSAGE, '"id" must be a string of at most 64 characters')
@@ -171,17 +190,23 @@ def decode_client(text: str | bytes) -> ClientMessage:
     """One client text frame -> message; raises ProtocolError (with a code) for anything else."""
     obj = _obj(text)
     kind = obj["type"]
+    if kind not in FIELDS:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}; expected hello, view, stats or credit")
+    _only(obj, FIELDS[kind], f"a {kind} message")
     if kind == "hello":
         version = obj.get("protocol")
         if version != PROTOCOL_VERSION:
             raise ProtocolError(UNSUPPORTED_VERSION, f"server speaks protocol {PROTOCOL_VERSION}, client asked for {version!r}")
         token = obj.get("token")
-        if token is not None and not isinstance(token, str):
-            raise ProtocolError(BAD_MESSAGE, '"token" must be a string')
+        if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
+            raise ProtocolError(BAD_MESSAGE, f'"token" must be a string of at most {MAX_TOKEN} characters')
+        name = obj.get("client", "")
+        if not isinstance(name, str) or len(name) > MAX_CLIENT_NAME:
+            raise ProtocolError(BAD_MESSAGE, f'"client" must be a string of at most {MAX_CLIENT_NAME} characters')
         sidecars = obj.get("sidecars", [])
-        if not isinstance(sidecars, list) or not all(isinstance(s, str) for s in sidecars):
-            raise ProtocolError(BAD_MESSAGE, '"sidecars" must be a list of file names')
-        return Hello(protocol=version, client=str(obj.get("client", ""))[:128], token=token, sidecars=tuple(sidecars))
+        if not isinstance(sidecars, list) or not all(isinstance(s, str) and s in SIDECAR_FILES for s in sidecars):
+            raise ProtocolError(BAD_MESSAGE, f'"sidecars" must be a list of sidecar file names among {list(SIDECAR_FILES)}')
+        return Hello(protocol=version, client=name, token=token, sidecars=tuple(sidecars))
     if kind == "view":
         seq = obj.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
@@ -200,7 +225,7 @@ def decode_client(text: str | bytes) -> ClientMessage:
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 4096:
             raise ProtocolError(BAD_MESSAGE, f'"chunks" must be an integer in [0, 4096], got {n!r}')
         return Credit(chunks=n)
-    raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind!r}; expected hello, view, stats or credit")
+    raise AssertionError(kind)  # pragma: no cover (FIELDS lists every type)
 
 
 def encode_client(message: ClientMessage) -> str:

@@ -91,7 +91,8 @@ def test_every_text_message_matches_the_published_schema():
                        viewport=(640, 480))
     texts = [p.encode_client(m) for m in (p.Hello(protocol=1, token="x"), p.View(seq=1, cameras=(cam,)),
                                           p.StatsRequest(), p.Credit(chunks=3))]
-    texts += [p.encode_welcome({"seed": 1}, 16), p.encode_unload([ChunkKey(2, -3, 4)]),
+    from worldstream.core import WorldSpec
+    texts += [p.encode_welcome(json.loads(WorldSpec(seed=1).to_json()), 16), p.encode_unload([ChunkKey(2, -3, 4)]),
               p.encode_error(p.RATE_LIMITED, "slow down", 4), p.encode_stats({"clients": 2, "uptime_s": 1.0})]
     for t in texts:
         errors = list(validator.iter_errors(json.loads(t)))

@@ -146,3 +146,45 @@ def test_out_of_range_numbers_are_errors_not_crashes(position):
     with pytest.raises(p.ProtocolError) as err:
         p.decode_client('{"type":"view","seq":1,"cameras":[{"position":%s}]}' % position)
     assert err.value.code in (p.BAD_JSON, p.BAD_MESSAGE)
+
+
+# ------------------------------------------------------------------------------ strictness, both sides
+CAM = '{"position":[0,0,100]}'
+CLIENT_TEXTS = [
+    '{"type":"hello","protocol":1}', '{"type":"hello","protocol":1,"client":"' + "c" * 128 + '"}',
+    '{"type":"hello","protocol":1,"client":"' + "c" * 129 + '"}', '{"type":"hello","protocol":1,"colour":"red"}',
+    '{"type":"hello","protocol":1,"token":"' + "t" * 1025 + '"}', '{"type":"hello","protocol":1,"sidecars":["x.bin"]}',
+    '{"type":"view","seq":4294967295,"cameras":[%s]}' % CAM, '{"type":"view","seq":4294967296,"cameras":[%s]}' % CAM,
+    '{"type":"view","seq":1,"cameras":[%s],"extra":1}' % CAM, '{"type":"view","seq":1,"cameras":[{"position":[0,0,1],"zoom":2}]}',
+    '{"type":"view","seq":1,"cameras":[{"position":[0,0,1],"viewport":[0,10]}]}',
+    '{"type":"view","seq":1,"cameras":[{"position":[0,0,1],"fov_deg":171}]}',
+    '{"type":"stats"}', '{"type":"stats","x":1}', '{"type":"credit","chunks":4096}', '{"type":"credit","chunks":4097}',
+    '{"type":"credit","chunks":1,"more":true}',
+]
+
+
+@pytest.mark.parametrize("text", CLIENT_TEXTS, ids=range(len(CLIENT_TEXTS)))
+def test_the_server_accepts_exactly_what_the_schema_accepts(text):
+    import jsonschema
+    from pathlib import Path
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "protocol.schema.json").read_text())
+    schema_ok = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+    try:
+        p.decode_client(text)
+        server_ok = True
+    except p.ProtocolError:
+        server_ok = False
+    assert schema_ok == server_ok, (schema_ok, server_ok)
+
+
+def test_the_welcome_world_matches_the_schema():
+    import jsonschema
+    from pathlib import Path
+
+    from worldstream.core import WorldSpec
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "protocol.schema.json").read_text())
+    welcome = json.loads(p.encode_welcome(json.loads(WorldSpec(seed=3).to_json()), 16))
+    assert jsonschema.Draft202012Validator(schema).is_valid(welcome)
+    welcome["world"].pop("chunk_size")
+    assert not jsonschema.Draft202012Validator(schema).is_valid(welcome)
