@@ -233,3 +233,86 @@ def test_d2_a_corrupt_cache_entry_is_regenerated_and_repaired_not_served(tmp_pat
         stats = run(ws_chunk())
         assert stats["service"]["corrupt"] == 2 and stats["service"]["generated"] >= 2
     assert cached.read_bytes() == good and png.read_bytes() == tif  # repaired on disk
+
+
+# ------------------------------------------------------------------------------ hostile traffic
+def test_a_polite_client_keeps_its_stream_while_200_connections_misbehave():
+    """A `worldstream serve` process; 200 connections flood (bursts of views over the rate), send
+    junk, send oversized messages, or hold chunks without reading or returning credit, while one
+    client sends 30 views/s: it gets no error, is never closed, and keeps receiving chunks."""
+    from bench.live import free_port, start_worldstream, stop_server
+
+    port = free_port()
+    proc = start_worldstream(["serve", "--seed", "7", "--chunk-size", "64", "--num-levels", "5", "--port", str(port),
+                              "--workers", "2"], port)
+    url = f"ws://127.0.0.1:{port}/"
+    view_text = p.encode_client(p.View(seq=1, cameras=(camera(0.0, 0.0, 300.0),)))
+
+    async def flooder(i: int) -> str:
+        try:
+            async with connect(url, max_size=None, open_timeout=60) as ws:
+                await ws.send(HELLO)
+                kind = i % 4
+                if kind == 0:  # bursts far over the rate
+                    for _ in range(300):
+                        await ws.send(view_text)
+                elif kind == 1:  # junk
+                    for _ in range(40):
+                        await ws.send("{not json")
+                elif kind == 2:  # oversized
+                    await ws.send("x" * (p.MAX_TEXT_BYTES + 10))
+                else:  # takes chunks, never reads, never returns credit
+                    await ws.send(p.encode_client(p.View(seq=1, cameras=(camera(1000.0 * i, 0.0, 200.0, max_sse=2),))))
+                    await asyncio.sleep(12)
+                    return "open"
+                try:  # the offenders read on, to see how the server ends it
+                    await asyncio.wait_for(_drain(ws), 12)
+                except asyncio.TimeoutError:
+                    return "open"
+                return "ended"
+        except ConnectionClosed as exc:
+            return f"closed {exc.rcvd.code if exc.rcvd else None}"
+        except OSError as exc:
+            return f"refused {exc}"
+
+    async def polite() -> tuple[int, list, bool]:
+        async with StreamClient(url) as c:
+            chunks, errors = [], []
+
+            async def read():
+                async for kind, ev in c.events():
+                    if kind == "chunk":
+                        chunks.append(ev)
+                    elif kind == "error":
+                        errors.append(ev)
+
+            reader = asyncio.create_task(read())
+            t0 = time.monotonic()
+            for i in range(360):  # 12 s at 30 views/s, flying east at 60 m/s
+                await c.view([camera(2.0 * i, 0.0, 300.0, max_sse=8)])
+                await asyncio.sleep(max(0.0, t0 + (i + 1) / 30.0 - time.monotonic()))
+            open_at_end = not reader.done()
+            reader.cancel()
+            return len(chunks), errors, open_at_end
+
+    async def go():
+        hostile = [asyncio.create_task(flooder(i)) for i in range(200)]
+        await asyncio.sleep(0.5)
+        good = await polite()
+        outcomes = await asyncio.gather(*hostile)
+        return good, outcomes
+
+    try:
+        (n_chunks, errors, open_at_end), outcomes = run(go(), timeout=240)
+    finally:
+        stop_server(proc)
+    assert open_at_end and errors == [] and n_chunks >= 10, (open_at_end, errors[:3], n_chunks)
+    by_kind = {k: {o for i, o in enumerate(outcomes) if i % 4 == k} for k in range(4)}
+    # floods and junk hit the error budget (1008), oversized messages the size limit (1009)
+    assert by_kind[0] == {"closed 1008"} and by_kind[1] == {"closed 1008"}, by_kind
+    assert by_kind[2] == {"closed 1009"} and by_kind[3] == {"open"}, by_kind
+
+
+async def _drain(ws) -> None:
+    async for _ in ws:
+        pass
