@@ -74,11 +74,15 @@ class ProceduralGenerator:
         """Macro fields evaluated directly (x, y float64 metres, broadcastable)."""
         return terrain.macro_fields(x, y, self.macro_octaves, self.terrain_params)
 
-    def _macro_for_samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool):
+    def _macro_for_samples(self, x: torch.Tensor, y: torch.Tensor, level: int, grid: bool,
+                           nodes: "MacroNodes | None" = None):
+        """Macro fields at samples: directly where they sit on lattice nodes (identical to
+        interpolation), else through the MACRO_LATTICE lattice, whose nodes come from `nodes`
+        (the chunk's, evaluated once) where given."""
         if self.spec.resolution(level) >= MACRO_LATTICE:
-            return self.macro(x, y)  # samples sit on lattice nodes: identical to interpolation
+            return self.macro(x, y)
         if grid:
-            return lattice.on_grid(self.macro, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
+            return lattice.on_grid(nodes or self.macro, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
     def block_density(self, cx: torch.Tensor, cy: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor,
@@ -167,29 +171,16 @@ class ProceduralGenerator:
         return VegetationNodes(i0 + 1, j0 + 1, {k: v.to(torch.float32)[1:-1, 1:-1] for k, v in fields.items()},
                                self.vegetation, self.water_at)
 
-    def water_near(self, west: float, south: float, east: float, north: float):
-        """`water_at` for points within 24 m of [west, east] x [south, north], with the macro
-        lattice nodes there evaluated once (same node values, same interpolation: same bits)."""
+    def macro_nodes(self, west: float, south: float, east: float, north: float) -> "MacroNodes":
+        """The macro fields on the MACRO_LATTICE nodes that the samples of [west, east] x
+        [south, north] and trunks within 24 m of it interpolate from, evaluated once."""
         s = MACRO_LATTICE
         i0, i1 = int(np.floor((west - 24.0) / s)) - 2, int(np.floor((east + 24.0) / s)) + 3
         j0, j1 = int(np.floor((south - 24.0) / s)) - 2, int(np.floor((north + 24.0) / s)) + 3
         dev = self.device
         xs = torch.arange(i0, i1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * s
         ys = torch.arange(j0, j1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * s
-        table = self.macro(xs.reshape(1, -1), ys.reshape(-1, 1))["wetness"]
-        ncol = i1 - i0 + 1
-
-        def nodes(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-            ci = torch.round(x * (1.0 / s)).to(torch.int64) - i0
-            cj = torch.round(y * (1.0 / s)).to(torch.int64) - j0
-            ci, cj = torch.broadcast_tensors(ci, cj)
-            if bool(((ci < 0) | (ci >= ncol) | (cj < 0) | (cj >= table.shape[0])).any()):
-                raise GeneratorError("internal: a trunk's water test lies outside the chunk's lattice")
-            return {"wetness": table.reshape(-1)[(cj * ncol + ci).reshape(-1)].reshape(ci.shape)}
-
-        def wet(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return lattice.at_points(nodes, x, y, s)["wetness"] > 0
-        return wet
+        return MacroNodes(i0, j0, self.macro(xs.reshape(1, -1), ys.reshape(-1, 1)))
 
     def water_at(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Water at world points (x, y float64, 1-D): the macro wetness through the 16 m lattice,
@@ -282,11 +273,12 @@ class ProceduralGenerator:
         return {"id": bid, "roof": roof}
 
     def _samples(self, x: torch.Tensor, y: torch.Tensor, uv, level: int, grid: bool, block: torch.Tensor,
-                 veg: VegetationNodes, blocks, cells: vegetation.CellTable | None = None, lots: "Lots | None" = None):
+                 veg: VegetationNodes, blocks, cells: vegetation.CellTable | None = None, lots: "Lots | None" = None,
+                 nodes: "MacroNodes | None" = None):
         """DEM, DSM, water, macro fields and tree canopy (height above the ground) at samples;
         x, y float64, separable grid ((1,W),(H,1)) or points; uv: their street coordinates (None
-        where no block is urban); `blocks` looks up block rows."""
-        m = self._macro_for_samples(x, y, level, grid)
+        where no block is urban); `blocks` looks up block rows; `nodes`: the chunk's macro nodes."""
+        m = self._macro_for_samples(x, y, level, grid, nodes)
         water = m["wetness"] > 0
         raw = settlements.raw_density(x, y, self.settlement_octaves, self.urbanization)
         dry = torch.clamp(-m["wetness"], 0.0, 1.0)  # detail fades to exactly 0 on the water
@@ -356,14 +348,16 @@ class ProceduralGenerator:
         bx0, by0, table = self._block_table(west, south, east, north)
         uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1))
         veg = self.vegetation_nodes(west, south, east, north)
-        if res < MACRO_LATTICE:  # the trunk water test reads this chunk's macro lattice nodes, evaluated once
-            veg = veg._replace(wet=self.water_near(west, south, east, north))
+        nodes = None
+        if res < MACRO_LATTICE:  # samples and the trunk water test read this chunk's macro nodes, evaluated once
+            nodes = self.macro_nodes(west, south, east, north)
+            veg = veg._replace(wet=nodes.water)
         lots = self._chunk_lots(table, bx0, by0)
         blocks = BlockTable(table, bx0, by0, self.streets, lots)
         # the tree candidates of the chunk's cells, evaluated once for samples, pixels and the tree list
         cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks)
         dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), uv_s, key.level, True,
-                                                   block_s, veg, blocks, cells, lots)
+                                                   block_s, veg, blocks, cells, lots, nodes)
 
         # pixel centres
         pxs = (xs[:-1] + xs[1:]) * 0.5
@@ -628,6 +622,31 @@ class Lots(NamedTuple):
             return torch.full_like(key, -1)
         at = torch.searchsorted(self.keys, key).clamp(max=self.keys.numel() - 1)
         return torch.where(self.keys.index_select(0, at) == key, at, torch.full_like(at, -1))
+
+
+class MacroNodes(NamedTuple):
+    """Macro fields (name -> (rows, cols) float32) on the MACRO_LATTICE nodes (i0 + col, j0 + row)
+    of a chunk; called as a field at node positions, it looks them up (same values, same bits)."""
+
+    i0: int
+    j0: int
+    fields: dict[str, torch.Tensor]
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        s = MACRO_LATTICE
+        ci = torch.round(x * (1.0 / s)).to(torch.int64) - self.i0
+        cj = torch.round(y * (1.0 / s)).to(torch.int64) - self.j0
+        ci, cj = torch.broadcast_tensors(ci, cj)
+        rows, cols = next(iter(self.fields.values())).shape
+        if bool(((ci < 0) | (ci >= cols) | (cj < 0) | (cj >= rows)).any()):
+            raise GeneratorError("internal: a macro lattice node lies outside the chunk's nodes")
+        flat = (cj * cols + ci).reshape(-1)
+        return {k: v.reshape(-1)[flat].reshape(ci.shape) for k, v in self.fields.items()
+                if names is None or k in names}
+
+    def water(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """`ProceduralGenerator.water_at` from these nodes (x, y float64, 1-D)."""
+        return lattice.at_points(lambda a, b: self(a, b, ("wetness",)), x, y, MACRO_LATTICE)["wetness"] > 0
 
 
 class PointBlocks(NamedTuple):
