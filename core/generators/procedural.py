@@ -86,7 +86,7 @@ class ProceduralGenerator:
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
     def block_density(self, cx: torch.Tensor, cy: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor,
-                      by_country_line: torch.Tensor) -> torch.Tensor:
+                      by_country_line: torch.Tensor, extra: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Block rows of blocks centred at world points (cx, cy) with their south-west grid node at
         (nx, ny) (float64, 1-D); by_country_line (bool): the block borders a country road's grid
         line (only those blocks' country flag is ever read).
@@ -98,22 +98,28 @@ class ProceduralGenerator:
         country lines); DRY: 1.0 where its south-west node is dry land (roads end on dry land:
         settlements.road_at). The macro relief is evaluated only where a town, a town's edge or
         a country road can be (the settlement field changes by 0.2 std at most over a block).
+        With `extra` points (x, y float64, 1-D), the macro fields there come back too, from the
+        same call: (rows, fields).
         """
         field = settlements.settlement_field(cx, cy, self.settlement_octaves)
         out = torch.zeros(field.shape + (settlements.BLOCK_ROW,), dtype=torch.float32, device=field.device)
         threshold = settlements.town_threshold(self.urbanization)
         country_field = (field >= threshold - settlements.COUNTRY_MARGIN) & by_country_line
         near = torch.nonzero(country_field | (field >= threshold - settlements.TOWN_EDGE)).reshape(-1)
+        ex, ey = extra if extra is not None else (cx[:0], cy[:0])
         if near.numel() == 0:
-            return out
+            return out if extra is None else (out, self.macro(ex, ey))
         pick = lambda v: v.index_select(0, near)  # noqa: E731
         px, py, field, country_field = pick(cx), pick(cy), pick(field), pick(country_field)
         raw = smoothstep(threshold, 2.6, field)
         cand = torch.nonzero(raw > 0).reshape(-1)  # of `near`
         ax, ay, bx, by = self.streets.inverse_jacobian(px.index_select(0, cand), py.index_select(0, cand))
         cx_, cy_ = px.index_select(0, cand), py.index_select(0, cand)
-        m = self.macro(torch.cat([px, pick(nx), cx_ + ax * PLANE_STEP, cx_ + bx * PLANE_STEP]),
-                       torch.cat([py, pick(ny), cy_ + ay * PLANE_STEP, cy_ + by * PLANE_STEP]))
+        m = self.macro(torch.cat([px, pick(nx), cx_ + ax * PLANE_STEP, cx_ + bx * PLANE_STEP, ex]),
+                       torch.cat([py, pick(ny), cy_ + ay * PLANE_STEP, cy_ + by * PLANE_STEP, ey]))
+        e = ex.numel()
+        fields = {name: v[v.numel() - e:] for name, v in m.items()}
+        m = {name: v[:v.numel() - e] for name, v in m.items()}
         k, c = near.numel(), cand.numel()
         centre = {name: v[:k] for name, v in m.items()}
         country = torch.where(country_field, settlements.countryside(field, centre, self.urbanization), 0.0)
@@ -126,20 +132,29 @@ class ProceduralGenerator:
         out[rows, 1] = h
         out[rows, 2] = (m["height"][2 * k:2 * k + c] - h) * (1.0 / PLANE_STEP)
         out[rows, 3] = (m["height"][2 * k + c:] - h) * (1.0 / PLANE_STEP)
-        return out
+        return out if extra is None else (out, fields)
 
-    def vegetation_nodes(self, west: float, south: float, east: float, north: float) -> VegetationNodes:
-        """The vegetation fields on the VEG_LATTICE nodes around [west, east] x [south, north]:
-        forest stands from the same rule as the forest class (moisture, forest noise, climate),
-        less farmland, water, sand, treeline and steep slopes, with clearings; hedged farmland;
-        conifer share (cold) and vigour (wet and warm)."""
+    def vegetation_node_grid(self, west: float, south: float, east: float, north: float):
+        """(i0, j0, xs (1, W), ys (H, 1)) of the VEG_LATTICE nodes `vegetation_nodes` evaluates."""
         i0, i1 = vegetation.node_range(west, east)
         j0, j1 = vegetation.node_range(south, north)
         i0, i1, j0, j1 = i0 - 1, i1 + 1, j0 - 1, j1 + 1  # a ring more, cropped below: slopes need neighbours
         dev = self.device
         xs = (torch.arange(i0, i1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * vegetation.VEG_LATTICE).reshape(1, -1)
         ys = (torch.arange(j0, j1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * vegetation.VEG_LATTICE).reshape(-1, 1)
-        m = self.macro(xs, ys)
+        return i0, j0, xs, ys
+
+    def vegetation_nodes(self, west: float, south: float, east: float, north: float,
+                         macro: dict[str, torch.Tensor] | None = None) -> VegetationNodes:
+        """The vegetation fields on the VEG_LATTICE nodes around [west, east] x [south, north]:
+        forest stands from the same rule as the forest class (moisture, forest noise, climate),
+        less farmland, water, sand, treeline and steep slopes, with clearings; hedged farmland;
+        conifer share (cold) and vigour (wet and warm). `macro`: the macro fields on those nodes
+        ((H, W) each; `vegetation_node_grid`), if already evaluated."""
+        i0, j0, xs, ys = self.vegetation_node_grid(west, south, east, north)
+        i1, j1 = i0 + xs.shape[1] - 1, j0 + ys.shape[0] - 1
+        dev = self.device
+        m = self.macro(xs, ys) if macro is None else macro
         h = m["height"]
         gx = torch.zeros_like(h)
         gy = torch.zeros_like(h)
@@ -187,15 +202,19 @@ class ProceduralGenerator:
         a pure function of position (the samples of fine levels see the same values)."""
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)["wetness"] > 0
 
-    def block_at(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-        """Block rows (..., BLOCK_ROW) computed directly from block indices (same bits as a table's)."""
+    def block_at(self, bx: torch.Tensor, by: torch.Tensor, extra: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Block rows (..., BLOCK_ROW) computed directly from block indices (same bits as a
+        table's); with `extra` points, (rows, macro fields there) (`block_density`)."""
         shape = torch.broadcast_shapes(bx.shape, by.shape)
         bx, by = bx.expand(shape).reshape(-1), by.expand(shape).reshape(-1)
         u, v = bx.to(torch.float64) * BLOCK, by.to(torch.float64) * BLOCK
         x, y = self.streets.to_world(torch.cat([u + 0.5 * BLOCK, u]), torch.cat([v + 0.5 * BLOCK, v]))
         k = bx.numel()
         line = settlements.by_country_line(bx) | settlements.by_country_line(by)
-        return self.block_density(x[:k], y[:k], x[k:], y[k:], line).reshape(shape + (BLOCK_ROW,))
+        out = self.block_density(x[:k], y[:k], x[k:], y[k:], line, extra)
+        if extra is None:
+            return out.reshape(shape + (BLOCK_ROW,))
+        return out[0].reshape(shape + (BLOCK_ROW,)), out[1]
 
     def point_blocks(self) -> "PointBlocks":
         return PointBlocks(self.block_at, self.streets, self.spec.seed)
@@ -300,11 +319,13 @@ class ProceduralGenerator:
         return dem, dsm, water, m, canopy
 
     # ---------------------------------------------------------------- chunks
-    def _block_table(self, west: float, south: float, east: float, north: float):
+    def _block_table(self, west: float, south: float, east: float, north: float,
+                     extra: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Rows (rows = by, cols = bx, BLOCK_ROW) of the blocks whose street-grid squares meet the chunk's
         image in street coordinates, with three blocks of margin (trees near the border look at
         the block beyond their own, and roads at the grid nodes two blocks beyond it). The map is
-        one-to-one, so the chunk's border bounds its image."""
+        one-to-one, so the chunk's border bounds its image. With `extra` points, also the macro
+        fields there, from the same call (`block_density`)."""
         dev = self.device
         steps = max(2, int(np.ceil(max(east - west, north - south) / 64.0)))
         t = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64, device=dev)
@@ -315,7 +336,8 @@ class ProceduralGenerator:
         by0, by1 = int(np.floor(float(v.min()) / BLOCK)) - 3, int(np.floor(float(v.max()) / BLOCK)) + 3
         bxs = torch.arange(bx0, bx1 + 1, dtype=torch.int64, device=dev).reshape(1, -1)
         bys = torch.arange(by0, by1 + 1, dtype=torch.int64, device=dev).reshape(-1, 1)
-        return bx0, by0, self.block_at(bxs.expand(len(bys), -1), bys.expand(-1, bxs.shape[1]))
+        rows = self.block_at(bxs.expand(len(bys), -1), bys.expand(-1, bxs.shape[1]), extra)
+        return (bx0, by0, rows) if extra is None else (bx0, by0, *rows)
 
     def _street_grid(self, table, bx0, by0, x, y):
         """Street coordinates and block rows at points (x, y float64, broadcast to (H, W)):
@@ -345,9 +367,13 @@ class ProceduralGenerator:
         cols = torch.arange(n + 1, dtype=torch.int64, device=dev)
         xs = (cols + sx0).to(torch.float64) * res  # exact: integer times a power of two
         ys = (sy0 + n - cols).to(torch.float64) * res  # row 0 = north
-        bx0, by0, table = self._block_table(west, south, east, north)
+        # the blocks' and the vegetation nodes' macro fields in one call
+        _, _, vx, vy = self.vegetation_node_grid(west, south, east, north)
+        vshape = (vy.shape[0], vx.shape[1])
+        bx0, by0, table, vm = self._block_table(west, south, east, north,
+                                                (vx.expand(vshape).reshape(-1), vy.expand(vshape).reshape(-1)))
         uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1))
-        veg = self.vegetation_nodes(west, south, east, north)
+        veg = self.vegetation_nodes(west, south, east, north, {k: v.reshape(vshape) for k, v in vm.items()})
         nodes = None
         if res < MACRO_LATTICE:  # samples and the trunk water test read this chunk's macro nodes, evaluated once
             nodes = self.macro_nodes(west, south, east, north)
