@@ -8,6 +8,11 @@ that job (the chunk is generated once for both: a camera's "glb" and the simulat
 "sidecars"); only when that job is already running does a second one generate the chunk again.
 A job nobody waits for any more is cancelled if it has not started.
 
+Fair turns: jobs wait in one queue per client (`get(..., client=...)`) and are handed to the pool
+only when a worker is free, one client's job at a time in round robin, so a client asking for
+hundreds of chunks delays another client's most urgent chunk by at most one job per other client,
+not by its whole backlog.
+
 Every file in the disk cache is verified against the SHA-256 recorded when it was written (one
 `sha256.json` per chunk folder, written after the files): a truncated, bit-flipped or unrecorded
 file is logged, never served, and the chunk is generated again and its files replaced.
@@ -19,7 +24,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from typing import Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +82,9 @@ class _Job:
     exec_future: object = None
     formats: tuple[str, ...] = field(default_factory=tuple)
     aliases: set = field(default_factory=set)  # the (key, formats) entries of ChunkService._jobs naming it
+    key: ChunkKey | None = None
+    client: Hashable = None  # whose turn it waits for
+    queued: bool = False  # waiting in its client's queue, not yet handed to the pool
 
 
 class ChunkService:
@@ -89,6 +98,9 @@ class ChunkService:
         self._jobs: dict[tuple[ChunkKey, tuple[str, ...]], _Job] = {}
         self._executor = executor or worker_pool(workers)
         self._own_executor = executor is None
+        self._slots = max(1, workers)  # jobs handed to the pool at once (the pool itself never queues)
+        self._running = 0
+        self._queues: OrderedDict[Hashable, deque[_Job]] = OrderedDict()  # client -> its waiting jobs, in turn order
         self.stats = ServiceStats()
         if self.cache_dir:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +111,11 @@ class ChunkService:
             remove_stale_temporaries(self.cache_dir / "chunks")
 
     def close(self) -> None:
+        for queue in self._queues.values():
+            for job in queue:
+                if not job.future.done():
+                    job.future.cancel()
+        self._queues.clear()
         if self._own_executor:
             # wait=True: Python 3.11's pool, shut down without waiting, can raise "Bad file descriptor"
             # at interpreter exit (its exit hook wakes a management thread whose pipe is closed);
@@ -161,8 +178,10 @@ class ChunkService:
         write_file_atomic(folder / HASHES, json.dumps(recorded, sort_keys=True).encode())
 
     # ------------------------------------------------------------------ public
-    async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",)) -> dict[str, bytes]:
-        """All files of `formats` for `key`; raises what generation raised (e.g. a bad key)."""
+    async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",), client: Hashable = None
+                  ) -> dict[str, bytes]:
+        """All files of `formats` for `key`; raises what generation raised (e.g. a bad key).
+        `client`: who asks, for fair turns at the pool (None: one shared turn)."""
         for f in formats:
             if f not in FORMATS:
                 raise ValueError(f"unknown format {f!r}")
@@ -177,18 +196,26 @@ class ChunkService:
             self.stats.disk_hits += 1
             self._remember(key, files)
             return files
-        job = self._jobs.get((key, formats)) or self._join(key, formats) or self._start(key, formats)
+        job = self._jobs.get((key, formats)) or self._join(key, formats) or self._start(key, formats, client)
         job.waiters += 1
         try:
             files = await asyncio.shield(job.future)
             return {n: files[n] for n in names}
         finally:
             job.waiters -= 1
-            if job.waiters == 0 and not job.future.done() and job.exec_future is not None:
-                if job.exec_future.cancel():  # not started yet: nobody needs it any more
-                    self.stats.cancelled += 1
-                    self._forget(job)
-                    job.future.cancel()
+            if job.waiters == 0 and not job.future.done():
+                self._drop_if_waiting(job)
+
+    def _drop_if_waiting(self, job: _Job) -> None:
+        """Nobody needs `job` any more: drop it if it has not started (a running job's result
+        still goes to the caches)."""
+        if job.queued:
+            self._dequeue(job)
+        elif job.exec_future is None or not job.exec_future.cancel():
+            return
+        self.stats.cancelled += 1
+        self._forget(job)
+        job.future.cancel()
 
     def _join(self, key: ChunkKey, formats: tuple[str, ...]) -> _Job | None:
         """An in-flight job of the same chunk that makes (or, not started yet, is widened to make)
@@ -200,22 +227,51 @@ class ChunkService:
                 self._jobs[(key, formats)] = job
                 return job
         for job in jobs:
-            if job.exec_future is not None and job.exec_future.cancel():  # queued: one job for both
-                self._submit(job, key, tuple(dict.fromkeys(job.formats + formats)))
-                job.aliases.add((key, formats))
-                self._jobs[(key, formats)] = job
-                self.stats.widened += 1
-                return job
+            wider = tuple(dict.fromkeys(job.formats + formats))
+            if job.queued:  # still waiting for its turn: one job for both
+                job.formats = wider
+            elif job.exec_future is not None and job.exec_future.cancel():  # in the pool, not started
+                self._running -= 1  # the cancelled submission's completion is ignored (_finish)
+                self._submit(job, key, wider)
+            else:
+                continue
+            job.aliases.add((key, formats))
+            self._jobs[(key, formats)] = job
+            self.stats.widened += 1
+            return job
         return None
 
-    def _start(self, key: ChunkKey, formats: tuple[str, ...]) -> _Job:
-        job = _Job(future=asyncio.get_running_loop().create_future(), aliases={(key, formats)})
+    def _start(self, key: ChunkKey, formats: tuple[str, ...], client: Hashable) -> _Job:
+        job = _Job(future=asyncio.get_running_loop().create_future(), aliases={(key, formats)}, key=key,
+                   formats=formats, client=client, queued=True)
         self._jobs[(key, formats)] = job
-        self._submit(job, key, formats)
+        self._queues.setdefault(client, deque()).append(job)
+        self._pump()
         return job
+
+    def _dequeue(self, job: _Job) -> None:
+        queue = self._queues.get(job.client)
+        if queue is not None:
+            queue.remove(job)
+            if not queue:
+                del self._queues[job.client]
+        job.queued = False
+
+    def _pump(self) -> None:
+        """Hand waiting jobs to free workers, one per client in turn (round robin)."""
+        while self._running < self._slots and self._queues:
+            client, queue = next(iter(self._queues.items()))
+            job = queue.popleft()
+            if queue:
+                self._queues.move_to_end(client)  # its next job waits for the other clients' turns
+            else:
+                del self._queues[client]
+            job.queued = False
+            self._submit(job, job.key, job.formats)
 
     def _submit(self, job: _Job, key: ChunkKey, formats: tuple[str, ...]) -> None:
         loop = asyncio.get_running_loop()
+        self._running += 1
         job.formats = formats
         cf = job.exec_future = self._executor.submit(export_key, self.spec_json, key.path(), formats)
         cf.add_done_callback(lambda _: _call_soon(loop, self._finish, key, job, cf))
@@ -228,6 +284,8 @@ class ChunkService:
     def _finish(self, key: ChunkKey, job: _Job, cf) -> None:
         if cf is not job.exec_future:
             return  # replaced by a wider job before it started
+        self._running -= 1
+        self._pump()
         self._forget(job)
         if cf.cancelled():
             if not job.future.done():

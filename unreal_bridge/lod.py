@@ -272,28 +272,64 @@ def ancestors(key: ChunkKey):
         yield k
 
 
-def _overlaps(a: ChunkKey, b: ChunkKey) -> bool:
-    if a.level > b.level:
-        a, b = b, a
-    shift = b.level - a.level
-    return (b.x >> shift) == a.x and (b.y >> shift) == a.y
+Key = tuple[int, int, int]  # (level, x, y): plan's set lookups use plain tuples, cheaper than ChunkKeys
+
+
+def _t(key: ChunkKey) -> Key:
+    return (key.level, key.x, key.y)
+
+
+def _up(k: Key):
+    """The proper ancestors of k, nearest first."""
+    level, x, y = k
+    for d in range(1, level + 1):
+        yield (level - d, x >> d, y >> d)
+
+
+def _ancestor_tuples(keys) -> set[Key]:
+    """Every proper ancestor of `keys` (each walk up stops at an ancestor already found: its own
+    ancestors are in the set then), in time proportional to the distinct ancestors."""
+    out: set[Key] = set()
+    for k in keys:
+        for a in _up(k):
+            if a in out:
+                break
+            out.add(a)
+    return out
+
+
+class _Cover:
+    """Answers covered(key) for many keys against one `ready` set (its ancestors computed once)."""
+
+    def __init__(self, ready, max_level: int):
+        self.ready = {_t(k) for k in ready}
+        self.inner = _ancestor_tuples(self.ready)
+        self.max_level = max_level
+
+    def _down(self, k: Key) -> bool:
+        if k in self.ready:
+            return True
+        if k[0] >= self.max_level or k not in self.inner:
+            return False
+        return all(self._down(c) for c in _children(k))
+
+    def __call__(self, key: ChunkKey) -> bool:
+        k = _t(key)
+        if k in self.ready or any(a in self.ready for a in _up(k)):
+            return True
+        return k in self.inner and all(self._down(c) for c in _children(k))
+
+
+def _children(k: Key) -> tuple[Key, Key, Key, Key]:
+    level, x, y = k
+    return ((level + 1, 2 * x, 2 * y), (level + 1, 2 * x + 1, 2 * y), (level + 1, 2 * x, 2 * y + 1),
+            (level + 1, 2 * x + 1, 2 * y + 1))
 
 
 def covered(key: ChunkKey, ready: set[ChunkKey], max_level: int) -> bool:
     """Is key's whole area covered by chunks in `ready` (itself, an ancestor, or descendants
     that tile it)?"""
-    if key in ready or any(a in ready for a in ancestors(key)):
-        return True
-    inner = {a for k in ready if k.level > key.level for a in ancestors(k)}
-
-    def down(k: ChunkKey) -> bool:
-        if k in ready:
-            return True
-        if k.level >= max_level or k not in inner:
-            return False
-        return all(down(c) for c in k.children())
-
-    return key in inner and all(down(c) for c in key.children())
+    return _Cover(ready, max_level)(key)
 
 
 def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> tuple[list[ChunkKey], list[ChunkKey]]:
@@ -302,17 +338,20 @@ def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> 
     delivered covers yet (one cheap coarse chunk shows the whole area at once; fillers for visible
     chunks go first, the others after the visible chunks). to_unload: delivered chunks no longer
     required whose area is either outside the selection or fully covered by delivered chunks of the
-    selection (never a hole on the client)."""
-    req = [s.key for s in required]
-    req_set = set(req)
+    selection (never a hole on the client).
+
+    It runs after every chunk sent, so its lookups are sets of tuples, each ancestor set is
+    built once per call, and no candidate is compared with every required chunk."""
+    req_set = {s.key for s in required}
+    done = {_t(k) for k in delivered}
     seen_fillers: set[ChunkKey] = set()
     visible_fillers, other_fillers = [], []
     for s in required:
-        k = s.key
-        if (k.level == 0 or k in delivered or any(a in delivered for a in ancestors(k))
-                or all(c in delivered for c in k.children())):
+        k = _t(s.key)
+        if (k[0] == 0 or k in done or any(a in done for a in _up(k))
+                or all(c in done for c in _children(k))):
             continue
-        root = _root(k)
+        root = _root(s.key)
         if root not in seen_fillers:
             seen_fillers.add(root)
             (visible_fillers if s.visible else other_fillers).append(root)
@@ -320,12 +359,16 @@ def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> 
     split = next((i for i, s in enumerate(wanted) if not s.visible), len(wanted))
     to_send = (visible_fillers + [s.key for s in wanted[:split]] + other_fillers
                + [s.key for s in wanted[split:]])
-    ready = delivered & req_set
+    req_t = {_t(k) for k in req_set}
+    above_required = _ancestor_tuples(req_t)  # keys with a required descendant
+    cover = _Cover(delivered & req_set, max_level)
     to_unload = []
-    for k in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y)):
-        overlapping = [r for r in req if _overlaps(r, k)]
-        if not overlapping or covered(k, ready, max_level):
-            to_unload.append(k)
+    for key in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y)):
+        k = _t(key)
+        # a required chunk overlaps k iff it is k's ancestor or its descendant (k itself is not required)
+        overlapping = k in above_required or any(a in req_t for a in _up(k))
+        if not overlapping or cover(key):
+            to_unload.append(key)
     return to_send, to_unload
 
 

@@ -8,6 +8,8 @@ chunk service (chunk_service.py). Per client, one task reads messages, one selec
   predicted LOOKAHEAD_S ahead from its measured velocity, so a moving camera's next chunks are
   fetched before it needs them; chunk heights learned from exported chunks make the SSE distances
   true to the terrain;
+- fetches go to the chunk service under the client's name: the generator pool serves clients in
+  turn (round robin), so one client's backlog does not starve another's most urgent chunk;
 - a chunk is sent only against client credit (flow control), and `await send` blocks only that
   client's sender, so a stalled client never slows the others or grows server memory beyond its
   credit window;
@@ -221,7 +223,7 @@ class StreamServer:
                         fetches.pop(key).cancel()
                 for key in wanted:
                     if key not in fetches:
-                        fetches[key] = asyncio.create_task(self.service.get(key, formats))
+                        fetches[key] = asyncio.create_task(self.service.get(key, formats, client=ws))
                 key = wanted[0]
                 try:
                     files = await fetches[key]
@@ -318,7 +320,7 @@ class StreamServer:
         if route.kind == "subtree":
             return _response(HTTPStatus.OK, implicit_subtree(self.spec, route.level), "application/octet-stream",
                              route.cache_control, private)
-        files = await self.service.get(route.key, _formats_of(route.name))
+        files = await self.service.get(route.key, _formats_of(route.name), client="http")
         if route.name in ("mesh.glb", "tile.json"):
             self._learn_heights(route.key, files)
         return _response(HTTPStatus.OK, files[route.name], content_type(route.name), route.cache_control, private)

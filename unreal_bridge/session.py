@@ -8,8 +8,9 @@ came in, not by when it was looked at.
 
 Rules (docs/protocol.md, "Limits"):
 - rate: a token bucket of `burst` messages refilled at `rate` per second of arrival time; every
-  client message costs one token; a message without a token is answered `rate_limited`, dropped,
-  and costs one strike;
+  client message costs one token, except a credit message that returns credit for chunk frames
+  the server sent (1 <= chunks <= frames not yet returned); a message without a token is answered
+  `rate_limited`, dropped, and costs one strike;
 - error budget: every rejected message costs a strike; strikes are forgiven one per `forgive_s`
   seconds of arrival time; at `max_strikes` the connection is closed (1008) at once;
 - hello first (else `not_ready`), once (a second is `bad_message`); a wrong or missing token when
@@ -107,6 +108,7 @@ class Session:
         self._tokens = limits.burst
         self._last: float | None = None  # arrival time of the previous message
         self._forgiven_at = 0.0  # whole strikes are forgiven per forgive_s since this time
+        self._unreturned = 0  # chunk frames sent whose credit the client has not returned yet
 
     # ------------------------------------------------------------------ time
     def _advance(self, at: float) -> None:
@@ -132,6 +134,8 @@ class Session:
         if self.closed:
             return []
         self._advance(at)
+        if self._returns_credit(message):  # free: bounded by the frames this server sent
+            return self._on_message(p.decode_client(message))
         if self._tokens < 1.0:
             self.rate_limited += 1
             return self._reject(p.ProtocolError(
@@ -149,7 +153,21 @@ class Session:
         if self.credit <= 0:
             return False
         self.credit -= 1
+        self._unreturned += 1
         return True
+
+    def _returns_credit(self, message: str | bytes) -> bool:
+        """Whether `message` is a well-formed credit message returning credit for frames this
+        server sent and the client has not returned yet. Such messages cost no token: a client that
+        returns credit per frame, as the reference client does, is not rate-limited for the chunks
+        the server chose to send it (issue 19, D1). Only short texts are looked at."""
+        if self.hello is None or not isinstance(message, str) or len(message) > 64 or not self._unreturned:
+            return False
+        try:
+            msg = p.decode_client(message)
+        except p.ProtocolError:
+            return False
+        return isinstance(msg, p.Credit) and 1 <= msg.chunks <= self._unreturned
 
     # ------------------------------------------------------------------ rules
     def _reject(self, exc: p.ProtocolError) -> list[Action]:
@@ -169,6 +187,7 @@ class Session:
         if isinstance(msg, p.View):
             return [NewView(msg, self._last)]
         if isinstance(msg, p.Credit):
+            self._unreturned = max(0, self._unreturned - msg.chunks)
             self.credit = min(self.credit + msg.chunks, self.limits.max_credit)
             return [CreditGranted(self.credit)]
         if isinstance(msg, p.StatsRequest):

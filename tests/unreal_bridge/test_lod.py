@@ -196,3 +196,76 @@ def test_in_frustum_in_plain_floats_agrees_with_the_vector_form():
             agree += got == _in_frustum_reference(c, bounds, z)
             inside += got
     assert agree == 4000 and 0 < inside < 4000
+
+
+def _reference_plan(required, delivered, max_level):
+    """plan as first written: every candidate compared with every required chunk, ancestor sets
+    rebuilt per candidate (slow, plainly right): the fast plan must give the same answer."""
+    def overlaps(a, b):
+        if a.level > b.level:
+            a, b = b, a
+        shift = b.level - a.level
+        return (b.x >> shift) == a.x and (b.y >> shift) == a.y
+
+    def covered(key, ready):
+        if key in ready or any(a in ready for a in lod.ancestors(key)):
+            return True
+        inner = {a for k in ready if k.level > key.level for a in lod.ancestors(k)}
+
+        def down(k):
+            if k in ready:
+                return True
+            if k.level >= max_level or k not in inner:
+                return False
+            return all(down(c) for c in k.children())
+        return key in inner and all(down(c) for c in key.children())
+
+    req = [s.key for s in required]
+    req_set = set(req)
+    seen, vis, other = set(), [], []
+    for s in required:
+        k = s.key
+        if (k.level == 0 or k in delivered or any(a in delivered for a in lod.ancestors(k))
+                or all(c in delivered for c in k.children())):
+            continue
+        root = ChunkKey(0, k.x >> k.level, k.y >> k.level)
+        if root not in seen:
+            seen.add(root)
+            (vis if s.visible else other).append(root)
+    wanted = [s for s in required if s.key not in delivered]
+    split = next((i for i, s in enumerate(wanted) if not s.visible), len(wanted))
+    to_send = vis + [s.key for s in wanted[:split]] + other + [s.key for s in wanted[split:]]
+    ready = delivered & req_set
+    gone = [k for k in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y))
+            if not [r for r in req if overlaps(r, k)] or covered(k, ready)]
+    return to_send, gone
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plan_matches_the_plain_reference_and_is_fast(seed):
+    import random
+    import time
+
+    rng = random.Random(seed)
+    max_level = SPEC.levels - 1
+    a = lod.select(SPEC, [cam(rng.uniform(-5000, 5000), rng.uniform(-5000, 5000), rng.uniform(60, 600))],
+                   level_error, horizon_m=12000)
+    b = lod.select(SPEC, [cam(rng.uniform(-5000, 5000), rng.uniform(-5000, 5000), rng.uniform(60, 600))],
+                   level_error, horizon_m=12000)
+    pool = [s.key for s in a + b]
+    pool += [k.parent() for k in pool if k.level > 0] + [c for k in pool[:40] for c in k.children()]
+    for fraction in (0.0, 0.3, 0.7, 1.0):
+        delivered = {k for k in pool if rng.random() < fraction}
+        assert lod.plan(b, delivered, max_level) == _reference_plan(b, delivered, max_level)
+    delivered = {s.key for s in a} | {s.key for s in b[: len(b) // 2]}
+
+    def best_of_3(fn):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = fn(b, delivered, max_level)
+            times.append(time.perf_counter() - t0)
+        return out, min(times)
+
+    (fast, t_fast), (slow, t_slow) = best_of_3(lod.plan), best_of_3(_reference_plan)
+    assert fast == slow and (t_fast < t_slow or t_slow < 2e-3), (t_fast, t_slow)

@@ -188,3 +188,20 @@ def test_the_welcome_world_matches_the_schema():
     assert jsonschema.Draft202012Validator(schema).is_valid(welcome)
     welcome["world"].pop("chunk_size")
     assert not jsonschema.Draft202012Validator(schema).is_valid(welcome)
+
+
+def test_d1_credit_returned_per_frame_does_not_count_against_the_rate():
+    """30 views/s while the server sends 50 frames/s, each credited back at once: 80 messages/s,
+    none rate-limited; credit beyond the frames sent counts (and a flood of it is limited)."""
+    s = new_session(credit=64, max_credit=64)
+    credit = p.encode_client(p.Credit(chunks=1))
+    actions = []
+    for i in range(600):  # 20 s
+        t = 1.0 + i / 30.0
+        actions += s.receive(view(i), t)
+        for j in range(2 if i % 3 else 1):  # 5 frames per 3 views: 50 frames/s
+            assert s.spend_credit()
+            actions += s.receive(credit, t + 0.001 * (j + 1))
+    assert codes(actions) == [] and s.rate_limited == 0 and s.credit == 64
+    flood = [a for _ in range(200) for a in s.receive(credit, 30.0)]  # nothing outstanding: each costs a token
+    assert p.RATE_LIMITED in codes(flood) and s.credit == 64

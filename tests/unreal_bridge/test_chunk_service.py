@@ -1,0 +1,57 @@
+"""The chunk service's fair turns with a real pool: a client with a long backlog does not delay
+another client's chunk behind it; cancelled and widened jobs keep the pool's slot count right."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from worldstream.core import ChunkKey
+from worldstream.unreal_bridge.chunk_service import ChunkService
+
+from .conftest import SPEC
+
+
+def test_clients_take_turns_at_the_pool():
+    greedy = [ChunkKey(4, x, 3) for x in range(8)]
+    polite = ChunkKey(4, 0, -5)
+
+    async def go():
+        done: list[ChunkKey] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            service = ChunkService(SPEC, executor=pool, workers=1)
+
+            async def get(key, client):
+                await service.get(key, ("glb",), client=client)
+                done.append(key)
+
+            tasks = [asyncio.create_task(get(k, "greedy")) for k in greedy]
+            await asyncio.sleep(0)
+            tasks.append(asyncio.create_task(get(polite, "polite")))
+            await asyncio.gather(*tasks)
+            return done, service._running, service.stats.as_dict()
+
+    done, running, stats = asyncio.run(go())
+    # the greedy client's first job was running; the polite one's comes next, not ninth
+    assert done.index(polite) <= 2, done
+    assert running == 0 and stats["generated"] == 9
+
+
+def test_cancelled_queued_jobs_free_their_turn_and_never_run():
+    keys = [ChunkKey(4, x, 7) for x in range(6)]
+
+    async def go():
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            service = ChunkService(SPEC, executor=pool, workers=1)
+            tasks = [asyncio.create_task(service.get(k, ("glb",), client="a")) for k in keys]
+            await asyncio.sleep(0)
+            for t in tasks[1:]:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0.05)
+            late = await service.get(ChunkKey(4, 9, 9), ("glb",), client="b")  # the pool is free again
+            return service._running, service._queues, service.stats.as_dict(), late
+
+    running, queues, stats, late = asyncio.run(go())
+    assert "mesh.glb" in late and running == 0 and not queues
+    assert stats["cancelled"] == 5 and stats["generated"] == 2
