@@ -1,9 +1,9 @@
 """View-frustum culling of the pieces of a chunk: pure functions on numpy arrays.
 
-A chunk's triangles are grouped into a grid of tiles over its ground footprint (the same meshes,
-reordered once when uploaded); each tile keeps its index range and bounding box, and a frame
-draws only the tiles whose box meets the frustum. Coarse chunks span kilometres, mostly outside
-a narrow view, so this removes most of their triangles before the rasterizer sees them.
+A chunk's triangles (and its tree instances) are grouped into a grid of tiles over its ground
+footprint (the same meshes, reordered once when uploaded); each tile keeps its index range and
+bounding box, and a frame draws only the tiles whose box meets the frustum. Coarse chunks span
+kilometres, mostly outside a narrow view, so this removes most of their triangles before the rasterizer sees them.
 """
 
 from __future__ import annotations
@@ -13,21 +13,32 @@ import numpy as np
 from .camera import Intrinsics, Pose
 
 
+def tile_items(centres: np.ndarray, boxes: np.ndarray, tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """centres (K, 2) float64 xy of K items, boxes (K, 2, 3) float64 their min / max corners ->
+    (order (K,) int64 that groups the items tile by tile, starts (M,) int64 and counts (M,) int64
+    in items per non-empty tile of that order, (M, 2, 3) float64 box of each tile's items);
+    tiles x tiles cells over the centres' xy bounds."""
+    lo, hi = centres.min(axis=0), centres.max(axis=0)
+    cell = np.clip(((centres - lo) / np.maximum(hi - lo, 1e-9) * tiles).astype(np.int64), 0, tiles - 1)
+    tile = cell[:, 1] * tiles + cell[:, 0]
+    order = np.argsort(tile, kind="stable")
+    counts = np.bincount(tile, minlength=tiles * tiles)
+    starts = (np.cumsum(counts) - counts)[counts > 0]
+    counts = counts[counts > 0]
+    ordered = boxes[order]
+    tile_boxes = np.stack([np.minimum.reduceat(ordered[:, 0], starts), np.maximum.reduceat(ordered[:, 1], starts)], axis=1)
+    return order, starts.astype(np.int64), counts.astype(np.int64), tile_boxes
+
+
 def tile_triangles(positions: np.ndarray, triangles: np.ndarray, tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """positions (V, 3) float32, triangles (T, 3) uint32 -> (triangles reordered tile by tile (T, 3)
     uint32, starts (K,) int64 and counts (K,) int64 in triangles per non-empty tile, boxes (K, 2, 3)
-    float64 min / max corner of each tile's triangles); tiles x tiles cells over the xy bounds."""
-    corners = positions[triangles].astype(np.float64)  # (T, 3, 3)
-    centre = corners.mean(axis=1)[:, :2]
-    lo, hi = centre.min(axis=0), centre.max(axis=0)
-    cell = np.clip(((centre - lo) / np.maximum(hi - lo, 1e-9) * tiles).astype(np.int64), 0, tiles - 1)
-    tile = cell[:, 1] * tiles + cell[:, 0]
-    order = np.argsort(tile, kind="stable")
-    tile, corners = tile[order], corners[order]
-    ids, starts, counts = np.unique(tile, return_index=True, return_counts=True)
-    boxes = np.stack([np.minimum.reduceat(corners.min(axis=1), starts), np.maximum.reduceat(corners.max(axis=1), starts)],
-                     axis=1)
-    return np.ascontiguousarray(triangles[order]), starts.astype(np.int64), counts.astype(np.int64), boxes
+    float64 min / max corner of each tile's triangles); tiles x tiles cells over the centroids' xy bounds."""
+    a, b, c = (positions[triangles[:, i]].astype(np.float64) for i in range(3))  # (T, 3) corners
+    centres = ((a + b + c) / 3.0)[:, :2]
+    boxes = np.stack([np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)], axis=1)
+    order, starts, counts, tile_boxes = tile_items(centres, boxes, tiles)
+    return np.ascontiguousarray(triangles[order]), starts, counts, tile_boxes
 
 
 def frustum_planes(pose: Pose, intr: Intrinsics, near: float) -> np.ndarray:

@@ -1,8 +1,10 @@
 """The renderer: RenderChunks drawn from a Pose into all targets in one pass on the EGL context.
 
-GPU copies of chunks (vertex buffers, mip-mapped textures) live in a bounded LRU keyed by the
-RenderChunk object. An EGL context is current in one thread only, so every renderer owns one GL
-thread and runs all its GL work there: `render` waits for a frame, `submit` returns a future (for
+GPU copies of chunks (vertex buffers, mip-mapped textures, tree instance buffers) live in a
+bounded LRU keyed by the RenderChunk object; the tree models (exporters.tree_mesh) are uploaded
+once per context and drawn with GPU instancing, one draw per model part and run of visible cull
+tiles. An EGL context is current in one thread only, so every renderer owns one GL thread and
+runs all its GL work there: `render` waits for a frame, `submit` returns a future (for
 asyncio callers: `asyncio.wrap_future`), and neither blocks or shares another renderer's context.
 """
 
@@ -16,17 +18,23 @@ from typing import Iterable
 import numpy as np
 
 from ..core.biomes import CLASS_IDS
+from ..exporters.chunk_glb import linear_colour
+from ..exporters.tree_mesh import COLOURS as TREE_COLOURS, MODELS as TREE_MODELS
 from . import shaders
 from .camera import Intrinsics, Pose, projection, view_rotation
 from .context import RenderError, create_context, renderer_name
-from .culling import boxes_in_frustum, frustum_planes, runs, tile_triangles
-from .scene import RenderChunk
+from .culling import boxes_in_frustum, frustum_planes, runs, tile_items, tile_triangles
+from .scene import RenderChunk, Trees
 
 NO_HIT_DEPTH = 65504.0  # AirSim's depth where nothing is hit (float16 max)
 KIND_CODES = {"terrain": 0, "water": 1, "roof": 2, "facade": 3, "tree": 4}
 OUTPUTS = ("scene", "depth", "ids", "normals")
 CULL_TILES = 8  # a chunk's triangles are culled in CULL_TILES x CULL_TILES groups
 VERTEX = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2), ("instance", "<u4")])
+MODEL_VERTEX = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3)])
+TREE = np.dtype([("translation", "<f4", 3), ("turn", "<f4", 2), ("scale", "<f4", 3), ("instance", "<u4")])
+TREE_ATTRIBUTES = (("in_translation", "f", "3f", 0), ("in_turn", "f", "2f", 12), ("in_scale", "f", "3f", 20),
+                   ("in_instance", "i", "1u", 32))  # (name, class, format, byte offset) in TREE
 
 
 @dataclass(frozen=True)
@@ -78,11 +86,65 @@ class _Draw:
     starts: np.ndarray
     counts: np.ndarray
     boxes: np.ndarray
-    colour: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # alpha 1: untextured
+
+
+@dataclass(frozen=True, eq=False)
+class _ModelPart:
+    """One part of a tree model on the GPU: vertex buffer (MODEL_VERTEX), index buffer, and the
+    part's linear RGBA albedo."""
+
+    vbo: object
+    ibo: object
+    colour: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, eq=False)
+class _TreeDraw:
+    """One kind of trees of a chunk on the GPU: instance buffer (TREE, instances grouped by cull
+    tile), one vertex array per model part, and its cull tiles (first instance, instance count,
+    (K, 2, 3) boxes relative to the chunk origin); triangles: per instance."""
+
+    buffer: object
+    vaos: tuple
+    colours: tuple
+    starts: np.ndarray
+    counts: np.ndarray
+    boxes: np.ndarray
+    triangles: int
+
+
+def _upload_models(ctx) -> dict[str, tuple[_ModelPart, ...]]:
+    """The tree models of exporters.tree_mesh on the GPU, per kind."""
+    out = {}
+    for kind, parts in TREE_MODELS.items():
+        uploaded = []
+        for p in parts:
+            v = np.empty(len(p.positions), MODEL_VERTEX)
+            v["position"], v["normal"] = p.positions, p.normals
+            ibo = ctx.buffer(np.ascontiguousarray(p.triangles, np.uint32).tobytes())
+            uploaded.append(_ModelPart(ctx.buffer(v.tobytes()), ibo, tuple(linear_colour(TREE_COLOURS[p.material]))))
+        out[kind] = tuple(uploaded)
+    return out
+
+
+def _tree_draw(ctx, program, models: dict[str, tuple[_ModelPart, ...]], trees: Trees) -> _TreeDraw:
+    """A chunk's trees of one kind on the GPU: their instance buffer and a vertex array per part of the model."""
+    boxes = trees.boxes()
+    order, starts, counts, tile_boxes = tile_items(trees.translation[:, :2].astype(np.float64), boxes, CULL_TILES)
+    inst = np.empty(len(order), TREE)
+    inst["translation"], inst["turn"] = trees.translation[order], trees.turn[order]
+    inst["scale"], inst["instance"] = trees.scale[order], trees.ids[order]
+    buffer = ctx.buffer(inst.tobytes())
+    parts = models[trees.kind]
+    per_instance = (buffer, "3f 2f 3f 1u/i", "in_translation", "in_turn", "in_scale", "in_instance")
+    vaos = tuple(ctx.vertex_array(program, [(p.vbo, "3f 3f", "in_position", "in_normal"), per_instance],
+                                  index_buffer=p.ibo, index_element_size=4) for p in parts)
+    triangles = sum(len(p.triangles) for p in TREE_MODELS[trees.kind])
+    return _TreeDraw(buffer, vaos, tuple(p.colour for p in parts), starts, counts, tile_boxes, triangles)
 
 
 class _GpuChunk:
-    def __init__(self, ctx, program, chunk: RenderChunk, anisotropy: float):
+    def __init__(self, ctx, program, tree_program, models, chunk: RenderChunk, anisotropy: float):
         self.chunk = chunk  # held so the LRU key (its id) is never reused while cached
         self.textures = {"ortho": _rgb_texture(ctx, chunk.ortho, anisotropy)}
         if chunk.facade is not None:
@@ -102,16 +164,24 @@ class _GpuChunk:
             ibo = ctx.buffer(triangles.tobytes())
             vao = ctx.vertex_array(program, [(vbo, "3f 3f 2f 1u", "in_position", "in_normal", "in_uv", "in_instance")],
                                    index_buffer=ibo, index_element_size=4)
-            colour = (0.0, 0.0, 0.0, 0.0) if s.colour is None else tuple(float(c) for c in s.colour) + (1.0,)
-            texture = s.texture if s.texture in self.textures else "ortho"  # untextured surfaces bind any
-            self.draws.append(_Draw(KIND_CODES[s.kind], texture, vao, vbo, ibo, starts, counts, boxes, colour))
+            texture = s.texture if s.texture in self.textures else "ortho"  # a facade surface without an atlas
+            self.draws.append(_Draw(KIND_CODES[s.kind], texture, vao, vbo, ibo, starts, counts, boxes))
+        self.trees = [_tree_draw(ctx, tree_program, models, t) for t in chunk.trees if len(t.ids)]
         self.nbytes = chunk.nbytes
-        boxes = np.concatenate([d.boxes for d in self.draws]) if self.draws else np.zeros((1, 2, 3))
-        self.box = (boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0))  # relative to the chunk origin
+        pieces = [*self.draws, *self.trees]
+        # every cull tile of the chunk in one array, culled in one call per frame; spans: each piece's rows
+        self.boxes = np.concatenate([p.boxes for p in pieces]) if pieces else np.zeros((1, 2, 3))
+        ends = np.cumsum([len(p.boxes) for p in pieces], dtype=np.int64)
+        self.spans = [slice(int(e) - len(p.boxes), int(e)) for p, e in zip(pieces, ends)]
+        self.box = (self.boxes[:, 0].min(axis=0), self.boxes[:, 1].max(axis=0))  # relative to the chunk origin
 
     def release(self) -> None:
         for d in self.draws:
             d.vao.release(), d.vbo.release(), d.ibo.release()
+        for t in self.trees:
+            for vao in t.vaos:
+                vao.release()
+            t.buffer.release()
         for t in self.textures.values():
             t.release()
         self.classes.release()
@@ -161,16 +231,24 @@ class Renderer:
         self.name = renderer_name(ctx)
         self.anisotropy = anisotropy_for(self.name)
         self.surface = ctx.program(vertex_shader=shaders.SURFACE_VERTEX, fragment_shader=shaders.SURFACE_FRAGMENT)
+        self.tree_program = ctx.program(vertex_shader=shaders.TREE_VERTEX, fragment_shader=shaders.SURFACE_FRAGMENT)
+        self._tree_locations = tuple((self.tree_program[name].location, cls, fmt, offset)
+                                     for name, cls, fmt, offset in TREE_ATTRIBUTES)
+        self.models = _upload_models(ctx)
         self.sky_program = ctx.program(vertex_shader=shaders.SKY_VERTEX, fragment_shader=shaders.SKY_FRAGMENT)
         tri = np.array([-1, -1, 3, -1, -1, 3], np.float32)
         self._sky_vbo = ctx.buffer(tri.tobytes())
         self.sky_vao = ctx.vertex_array(self.sky_program, [(self._sky_vbo, "2f", "in_vert")])
-        self.surface["u_albedo"].value = 0
-        self.surface["u_classes"].value = 1
-        self.surface["u_building_class"].value = CLASS_IDS["building"]
-        self.surface["u_rock_class"].value = CLASS_IDS["rock"]
-        self.surface["u_tree_class"].value = CLASS_IDS["tree"]
-        for p in (self.surface, self.sky_program):
+        for p in (self.surface, self.tree_program):
+            p["u_albedo"].value = 0
+            p["u_classes"].value = 1
+            p["u_building_class"].value = CLASS_IDS["building"]
+            p["u_rock_class"].value = CLASS_IDS["rock"]
+            p["u_tree_class"].value = CLASS_IDS["tree"]
+            p["u_colour"].value = (0.0, 0.0, 0.0, 0.0)  # alpha 0: textured
+        self.tree_program["u_kind"].value = KIND_CODES["tree"]
+        self.tree_program["u_origin_mod"].value = (0.0, 0.0)  # ground detail only: trees never use it
+        for p in (self.surface, self.tree_program, self.sky_program):
             for name, value in (("u_sun", tuple(self.sky.sun)), ("u_zenith", self.sky.zenith),
                                 ("u_horizon", self.sky.horizon), ("u_visibility", self.sky.visibility)):
                 if name in p:  # the compiler drops uniforms a program does not use
@@ -182,6 +260,9 @@ class Renderer:
             for g in self._cache.values():
                 g.release()
             self._cache.clear()
+            for parts in self.models.values():
+                for p in parts:
+                    p.vbo.release(), p.ibo.release()
             for t in self._targets.values():
                 for a in t:
                     a.release()
@@ -209,7 +290,7 @@ class Renderer:
         if g is not None and g.chunk is chunk:
             self._cache.move_to_end(id(chunk))
             return g
-        g = _GpuChunk(self.ctx, self.surface, chunk, self.anisotropy)
+        g = _GpuChunk(self.ctx, self.surface, self.tree_program, self.models, chunk, self.anisotropy)
         self._cache[id(chunk)] = g
         self._cache_bytes += g.nbytes
         return g
@@ -253,8 +334,9 @@ class Renderer:
         view4 = np.eye(4)
         view4[:3, :3] = rot
         view_proj = projection(intr, self.near, self.far) @ view4
-        self.surface["u_view_proj"].write(view_proj.astype("f4").tobytes(order="F"))
-        self.surface["u_forward"].value = tuple(float(c) for c in pose.forward)
+        for p in (self.surface, self.tree_program):
+            p["u_view_proj"].write(view_proj.astype("f4").tobytes(order="F"))
+            p["u_forward"].value = tuple(float(c) for c in pose.forward)
         cam = np.asarray(pose.position, np.float64)
         planes = frustum_planes(pose, intr, self.near)
         self.triangles_drawn = 0
@@ -264,25 +346,41 @@ class Renderer:
             offset = np.array([chunk.origin[0] - cam[0], chunk.origin[1] - cam[1], -cam[2]])
             nearest = np.clip(0.0, g.box[0] + offset, g.box[1] + offset)
             drawn.append((float(np.dot(nearest, nearest)), len(drawn), g, offset))
-        for _, _, g, offset in sorted(drawn, key=lambda d: d[:2]):  # near to far: the depth test spares shading
+        drawn.sort(key=lambda d: d[:2])  # near to far: the depth test spares shading
+        for _, _, g, offset in drawn:
+            seen = boxes_in_frustum(g.boxes, offset, planes)
             self.surface["u_offset"].value = tuple(float(c) for c in offset)
             self.surface["u_origin_mod"].value = tuple(float(o % 1024.0) for o in g.chunk.origin)
             g.classes.use(location=1)
-            for d in g.draws:
-                ranges = runs(boxes_in_frustum(d.boxes, offset, planes), d.starts, d.counts)
+            for d, span in zip(g.draws, g.spans):
+                ranges = runs(seen[span], d.starts, d.counts)
                 if not ranges:
                     continue
                 g.textures[d.texture].use(location=0)
                 self.surface["u_kind"].value = d.kind
-                self.surface["u_colour"].value = d.colour
                 for first, count in ranges:
                     d.vao.render(gl.TRIANGLES, vertices=3 * count, first=3 * first)
                     self.triangles_drawn += count
+            self.tree_program["u_offset"].value = tuple(float(c) for c in offset)
+            for t, span in zip(g.trees, g.spans[len(g.draws):]):  # the chunk's trees with it: near to far holds
+                for first, count in runs(seen[span], t.starts, t.counts):
+                    self._draw_trees(t, first, count)
         ctx.disable(gl.CULL_FACE)  # the sky last, at the far plane: shaded only where no surface is
         ctx.depth_func = "<="
         self.sky_vao.render(gl.TRIANGLES)
         self._trim({id(c) for c in chunks})
         return self._read(fbo, intr, pose, outputs)
+
+    def _draw_trees(self, t: _TreeDraw, first: int, count: int) -> None:
+        """Instances first .. first + count of a chunk's trees: each model part drawn instanced, its
+        per-instance attributes bound from the instance buffer at `first`."""
+        for vao, colour in zip(t.vaos, t.colours):
+            for location, cls, fmt, offset in self._tree_locations:
+                vao.bind(location, cls, t.buffer, fmt, offset=first * TREE.itemsize + offset, stride=TREE.itemsize,
+                         divisor=1)
+            self.tree_program["u_colour"].value = colour
+            vao.render(_gl().TRIANGLES, instances=count)
+        self.triangles_drawn += count * t.triangles
 
     def _read(self, fbo, intr: Intrinsics, pose: Pose, outputs: set[str]) -> Frame:
         w, h = intr.width, intr.height

@@ -4,8 +4,9 @@ from the in-memory `ChunkMesh` or read back from the GLB bytes the exporters wri
 Positions stay float32 ENU metres relative to the chunk origin (float64), as in the GLB. Each
 vertex carries the world-stable id of the building or tree it belongs to (0 for none); a surface's
 class comes from the chunk's class raster (terrain, water, roofs) or from its kind (walls: building,
-cliffs: rock, trees: tree). Instanced trees (EXT_mesh_gpu_instancing) are expanded into plain
-triangles on load: the renderer draws one vertex buffer per surface.
+cliffs: rock). Trees stay instances (`Trees`: one per kind, as EXT_mesh_gpu_instancing writes
+them) of the shared models of exporters.tree_mesh: the renderer draws each model once per chunk
+with GPU instancing, and classes them tree.
 """
 
 from __future__ import annotations
@@ -20,21 +21,20 @@ from PIL import Image
 
 from ..core.chunk import Chunk
 from ..core.keys import ChunkKey
-from ..exporters.chunk_glb import linear_colour
-from ..exporters.tree_mesh import COLOURS as TREE_COLOURS
+from ..core.vegetation import KINDS as TREE_KINDS
+from ..exporters.tree_mesh import MODELS as TREE_MODELS
 from .context import RenderError
 
-KINDS = ("terrain", "water", "roof", "facade", "tree")
+KINDS = ("terrain", "water", "roof", "facade")
 TREE_MATERIALS = ("tree_trunk", "tree_conifer", "tree_broadleaf")
 NULL_FEATURE = 0xFFFF  # exporters.chunk_mesh.NULL_FEATURE: facade faces of no building (cliffs)
 
 
 @dataclass(frozen=True, eq=False)
 class Surface:
-    """kind: terrain | water | roof | facade | tree; positions, normals: (V, 3) float32 ENU relative to
-    the chunk origin; uv: (V, 2) float32 (v down); triangles: (T, 3) uint32, counter-clockwise seen
-    from outside; instance: (V,) uint32 building or tree id (0: none); texture: "ortho", "facade"
-    or "none" (then `colour`)."""
+    """kind: terrain | water | roof | facade; positions, normals: (V, 3) float32 ENU relative to the
+    chunk origin; uv: (V, 2) float32 (v down); triangles: (T, 3) uint32, counter-clockwise seen from
+    outside; instance: (V,) uint32 building id (0: none); texture: "ortho" or "facade"."""
 
     kind: str
     positions: np.ndarray
@@ -43,36 +43,70 @@ class Surface:
     triangles: np.ndarray
     instance: np.ndarray
     texture: str
-    colour: tuple[float, float, float] | None = None  # linear RGB albedo of untextured surfaces (trees)
+
+
+@dataclass(frozen=True, eq=False)
+class Trees:
+    """The trees of one kind (core.vegetation.KINDS) in a chunk, instances of the unit model
+    exporters.tree_mesh.MODELS[kind]: translation (N, 3) float32 ENU trunk foot relative to the
+    chunk origin; turn (N, 2) float32 (cos, sin) about up; scale (N, 3) float32 (radius, radius,
+    height) metres; ids (N,) uint32 world-stable tree ids. A vertex p of the model lands at
+    turn(p * scale) + translation."""
+
+    kind: str
+    translation: np.ndarray
+    turn: np.ndarray
+    scale: np.ndarray
+    ids: np.ndarray
+
+    @property
+    def triangle_count(self) -> int:
+        return len(self.ids) * sum(len(p.triangles) for p in TREE_MODELS[self.kind])
+
+    def boxes(self) -> np.ndarray:
+        """(N, 2, 3) float64 min / max corners of each tree, relative to the chunk origin (whatever its turn)."""
+        model = np.concatenate([p.positions for p in TREE_MODELS[self.kind]]).astype(np.float64)
+        reach = float(np.hypot(model[:, 0], model[:, 1]).max())
+        lo = np.array([-reach, -reach, model[:, 2].min()])
+        hi = np.array([reach, reach, model[:, 2].max()])
+        t, sc = self.translation.astype(np.float64), self.scale.astype(np.float64)
+        return np.stack([t + lo * sc, t + hi * sc], axis=1)
+
+    @property
+    def nbytes(self) -> int:
+        return self.translation.nbytes + self.turn.nbytes + self.scale.nbytes + self.ids.nbytes
 
 
 @dataclass(frozen=True, eq=False)
 class RenderChunk:
-    """key (None for ad hoc scenes); origin: (east, north) float64 metres; surfaces; ortho:
-    (H, W, 3) uint8; classes: (H, W) uint8 class raster over the ortho's footprint; facade:
-    (H, W, 3) uint8 atlas or None."""
+    """key (None for ad hoc scenes); origin: (east, north) float64 metres; surfaces; trees (one
+    per kind present); ortho: (H, W, 3) uint8; classes: (H, W) uint8 class raster over the ortho's
+    footprint; facade: (H, W, 3) uint8 atlas or None."""
 
     key: ChunkKey | None
     origin: tuple[float, float]
     surfaces: tuple[Surface, ...]
+    trees: tuple[Trees, ...]
     ortho: np.ndarray
     classes: np.ndarray
     facade: np.ndarray | None
 
     @property
     def triangle_count(self) -> int:
-        return int(sum(len(s.triangles) for s in self.surfaces))
+        """Triangles drawn when all of the chunk is in view, trees' instances included."""
+        return int(sum(len(s.triangles) for s in self.surfaces) + sum(t.triangle_count for t in self.trees))
 
     def z_range(self) -> tuple[float, float]:
-        """Lowest and highest vertex height (m, ENU; skirts included)."""
+        """Lowest and highest vertex height (m, ENU; skirts and tree tops included)."""
         zs = [(float(s.positions[:, 2].min()), float(s.positions[:, 2].max())) for s in self.surfaces if len(s.positions)]
+        zs += [(float(b[:, 0, 2].min()), float(b[:, 1, 2].max())) for b in (t.boxes() for t in self.trees) if len(b)]
         return (min(z[0] for z in zs), max(z[1] for z in zs)) if zs else (0.0, 0.0)
 
     @property
     def nbytes(self) -> int:
         n = self.ortho.nbytes + self.classes.nbytes + (self.facade.nbytes if self.facade is not None else 0)
         return n + sum(s.positions.nbytes * 2 + s.uv.nbytes + s.triangles.nbytes + s.instance.nbytes
-                       for s in self.surfaces)
+                       for s in self.surfaces) + sum(t.nbytes for t in self.trees)
 
     @staticmethod
     def from_mesh(chunk: Chunk, mesh) -> "RenderChunk":
@@ -85,17 +119,15 @@ class RenderChunk:
             surfaces.append(Surface(p.kind, p.positions.astype(np.float32), p.normals.astype(np.float32),
                                     p.uv.astype(np.float32), p.triangles.astype(np.uint32), ids[rows], p.texture))
         tree_ids = np.array([t.id for t in mesh.trees], np.uint32)
-        for t in mesh.tree_instances:
-            for part, rows in t.merged():
-                surfaces.append(_tree_surface(part.positions, part.normals, part.triangles, tree_ids[rows],
-                                              tuple(linear_colour(TREE_COLOURS[part.material])[:3])))
-        return RenderChunk(chunk.key, tuple(float(c) for c in mesh.origin), tuple(surfaces), chunk.ortho,
+        trees = tuple(_trees(t.kind, t.translation, t.turn, t.scale, tree_ids[t.row]) for t in mesh.tree_instances)
+        return RenderChunk(chunk.key, tuple(float(c) for c in mesh.origin), tuple(surfaces), trees, chunk.ortho,
                            chunk.semantic.astype(np.uint8), mesh.facade)
 
     @staticmethod
     def from_glb(glb: bytes, key: ChunkKey | None = None) -> "RenderChunk":
-        """From a worldstream chunk GLB (exporters.chunk_glb): the same surfaces, with the textures
-        as written (JPEG ortho and facade atlas, PNG class raster)."""
+        """From a worldstream chunk GLB (exporters.chunk_glb): the same surfaces and tree instances,
+        with the textures as written (JPEG ortho and facade atlas, PNG class raster). Trees must be
+        instanced (EXT_mesh_gpu_instancing, the default): merged tree primitives are refused."""
         doc, binary = _split_glb(glb)
         try:
             node = doc["nodes"][doc["scenes"][doc.get("scene", 0)]["nodes"][0]]
@@ -108,23 +140,22 @@ class RenderChunk:
                 ids = np.concatenate([_view(doc, binary, building["properties"]["id"]["values"]).view("<u4"),
                                       np.zeros(1, np.uint32)])
             tree_table = next((t for t in tables if t.get("class") == "tree"), None)
-            tree_ids = np.zeros(0, np.uint32) if tree_table is None else \
-                _view(doc, binary, tree_table["properties"]["id"]["values"]).view("<u4")
+            tree_ids = tree_kinds = np.zeros(0, np.uint32)
+            if tree_table is not None:
+                tree_ids = _view(doc, binary, tree_table["properties"]["id"]["values"]).view("<u4")
+                tree_kinds = _view(doc, binary, tree_table["properties"]["kind"]["values"])
+            trees = tuple(_instanced_trees(doc, binary, doc["nodes"][child], tree_ids, tree_kinds)
+                          for child in node.get("children", []))
             images, classes = {}, None
             surfaces = []
-            for child in node.get("children", []):
-                surfaces.extend(_instanced_trees(doc, binary, doc["nodes"][child], tree_ids))
             for prim in mesh["primitives"]:
                 material = doc["materials"][prim["material"]]
                 kind = material.get("name")
                 if kind in TREE_MATERIALS:
-                    pos, nrm, tris = _primitive_geometry(doc, binary, prim)
-                    rows = _accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(np.int64)
-                    surfaces.append(_tree_surface(pos, nrm, tris, tree_ids[rows], _factor(material)))
-                    continue
+                    raise RenderError("GLB with trees merged into plain primitives (MeshOptions(instanced_trees=False), "
+                                      "for clients without EXT_mesh_gpu_instancing): the renderer reads instanced trees")
                 if kind not in KINDS:
-                    raise RenderError(f"GLB primitive with material {kind!r}: expected one of "
-                                      f"{', '.join(KINDS[:-1] + TREE_MATERIALS)}")
+                    raise RenderError(f"GLB primitive with material {kind!r}: expected one of {', '.join(KINDS)}")
                 tex = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
                 texture = "facade" if doc["textures"][tex].get("name") == "facade" or kind == "facade" else "ortho"
                 if texture not in images:
@@ -150,55 +181,39 @@ class RenderChunk:
             raise RenderError("chunk GLB without an ortho texture")
         if classes is None:
             classes = np.zeros(ortho.shape[:2], np.uint8)
-        return RenderChunk(key, (float(tx), float(-tz)), tuple(surfaces), ortho, classes, images.get("facade"))
+        return RenderChunk(key, (float(tx), float(-tz)), tuple(surfaces), trees, ortho, classes, images.get("facade"))
 
 
-def _factor(material: dict) -> tuple[float, float, float]:
-    return tuple(float(c) for c in material["pbrMetallicRoughness"]["baseColorFactor"][:3])
+def _trees(kind: str, translation, turn, scale, ids) -> Trees:
+    return Trees(kind, np.ascontiguousarray(translation, np.float32), np.ascontiguousarray(turn, np.float32),
+                 np.ascontiguousarray(scale, np.float32), np.ascontiguousarray(ids, np.uint32))
 
 
-def _tree_surface(pos, nrm, tris, ids, colour) -> Surface:
-    return Surface("tree", np.ascontiguousarray(pos, np.float32), np.ascontiguousarray(nrm, np.float32),
-                   np.zeros((len(pos), 2), np.float32), np.ascontiguousarray(tris, np.uint32),
-                   np.ascontiguousarray(ids, np.uint32), "none", colour)
-
-
-def _primitive_geometry(doc: dict, binary: bytes, prim: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a = prim["attributes"]
-    return (_gltf_to_enu(_accessor(doc, binary, a["POSITION"])), _gltf_to_enu(_accessor(doc, binary, a["NORMAL"])),
-            _accessor(doc, binary, prim["indices"]).astype(np.uint32).reshape(-1, 3))
-
-
-def _instanced_trees(doc: dict, binary: bytes, node: dict, tree_ids: np.ndarray) -> list[Surface]:
-    """A child node drawn with EXT_mesh_gpu_instancing, expanded: scale, then rotate, then move."""
+def _instanced_trees(doc: dict, binary: bytes, node: dict, tree_ids: np.ndarray, tree_kinds: np.ndarray) -> Trees:
+    """A child node drawn with EXT_mesh_gpu_instancing as Trees: its kind from the tree table, its
+    model the renderer's own (exporters.tree_mesh.MODELS, which the exporter wrote); the instance
+    rotations must be turns about glTF +Y (ENU up), as the exporter writes them."""
     inst = node.get("extensions", {}).get("EXT_mesh_gpu_instancing")
     if inst is None:
         raise RenderError(f"GLB child node {node.get('name')!r} without EXT_mesh_gpu_instancing: not a worldstream chunk")
     at = inst["attributes"]
+    rows = _accessor(doc, binary, at["_FEATURE_ID_0"]).astype(np.int64)
+    kinds = np.unique(tree_kinds[rows])
+    if len(kinds) != 1:
+        raise RenderError(f"GLB tree node {node.get('name')!r} mixes tree kinds {kinds.tolist()}: expected one")
+    kind = TREE_KINDS[int(kinds[0])]
+    model = doc["meshes"][node["mesh"]]["primitives"]
+    if [doc["accessors"][p["attributes"]["POSITION"]]["count"] for p in model] != \
+            [len(p.positions) for p in TREE_MODELS[kind]]:
+        raise RenderError(f"GLB tree node {node.get('name')!r}: its mesh is not the {kind} model of exporters.tree_mesh")
     t = _accessor(doc, binary, at["TRANSLATION"]).astype(np.float64) + node.get("translation", (0.0, 0.0, 0.0))
     q = _accessor(doc, binary, at["ROTATION"]).astype(np.float64)
-    sc = _accessor(doc, binary, at["SCALE"]).astype(np.float64)
-    rows = _accessor(doc, binary, at["_FEATURE_ID_0"]).astype(np.int64)
-    x, y, z, w = q[:, 0:1], q[:, 1:2], q[:, 2:3], q[:, 3:4]
-    out = []
-    for prim in doc["meshes"][node["mesh"]]["primitives"]:
-        a = prim["attributes"]
-        p = _accessor(doc, binary, a["POSITION"]).astype(np.float64)
-        n = _accessor(doc, binary, a["NORMAL"]).astype(np.float64)
-        tris = _accessor(doc, binary, prim["indices"]).astype(np.int64).reshape(-1, 3)
-
-        def rotate(v):  # quaternion (x, y, z, w) applied to (N, V, 3)
-            u = np.stack([x, y, z], -1)  # (N, 1, 3)
-            tt = 2.0 * np.cross(u, v)
-            return v + w[..., None] * tt + np.cross(u, tt)
-        pos = rotate(p[None] * sc[:, None]) + t[:, None]
-        nrm = rotate(n[None] / sc[:, None])
-        nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
-        v = len(p)
-        all_tris = (tris[None] + (np.arange(len(t)) * v)[:, None, None]).reshape(-1, 3)
-        out.append(_tree_surface(_gltf_to_enu(pos.reshape(-1, 3)), _gltf_to_enu(nrm.reshape(-1, 3)), all_tris,
-                                 np.repeat(tree_ids[rows], v), _factor(doc["materials"][prim["material"]])))
-    return out
+    if np.abs(q[:, [0, 2]]).max(initial=0.0) > 1e-6:
+        raise RenderError(f"GLB tree node {node.get('name')!r}: instance rotations other than turns about up")
+    y, w = q[:, 1], q[:, 3]
+    turn = np.stack([w * w - y * y, 2.0 * w * y], axis=1)  # the quaternion's angle about glTF +Y = ENU up
+    scale = _accessor(doc, binary, at["SCALE"])[:, [0, 2, 1]]  # glTF (r, h, r) -> ENU (r, r, h)
+    return _trees(kind, _gltf_to_enu(t), turn, scale, tree_ids[rows])
 
 
 def _split_glb(glb: bytes) -> tuple[dict, bytes]:

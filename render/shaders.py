@@ -1,4 +1,5 @@
-"""GLSL of the one pass: a sky pass, then the chunk surfaces, both writing every target.
+"""GLSL of the one pass: the chunk surfaces, the trees (instanced models), then the sky, all
+writing every target with the one surface fragment shader.
 
 Targets: 0 scene colour (RGBA8), 1 planar depth in metres (R32F), 2 (class, instance) (RG32UI),
 3 world normal encoded n * 0.5 + 0.5 (RGBA8). Lighting: a sun (Lambert), a sky/ground hemisphere
@@ -66,6 +67,33 @@ void main() {
     v_rel = in_position + u_offset;
     v_normal = in_normal;
     v_uv = in_uv;
+    v_instance = in_instance;
+    gl_Position = u_view_proj * vec4(v_rel, 1.0);
+}
+"""
+
+TREE_VERTEX = """
+#version 330
+uniform mat4 u_view_proj;    // camera-relative ENU -> clip
+uniform vec3 u_offset;       // chunk origin - camera position, ENU metres
+in vec3 in_position;         // the unit model (exporters.tree_mesh)
+in vec3 in_normal;
+in vec3 in_translation;      // per instance: trunk foot relative to the chunk origin, ENU metres
+in vec2 in_turn;             // per instance: (cos, sin) of the turn about up
+in vec3 in_scale;            // per instance: (radius, radius, height) metres
+in uint in_instance;         // per instance: the tree's id
+out vec3 v_rel;
+out vec3 v_normal;
+out vec2 v_uv;
+out vec2 v_local;
+flat out uint v_instance;
+vec3 turned(vec3 p) { return vec3(p.x * in_turn.x - p.y * in_turn.y, p.x * in_turn.y + p.y * in_turn.x, p.z); }
+void main() {
+    vec3 local = turned(in_position * in_scale) + in_translation;
+    v_local = local.xy;
+    v_rel = local + u_offset;
+    v_normal = normalize(turned(in_normal / in_scale));  // normals take the inverse scale
+    v_uv = vec2(0.0);
     v_instance = in_instance;
     gl_Position = u_view_proj * vec4(v_rel, 1.0);
 }

@@ -1,6 +1,7 @@
 """Trees in the exports: instanced (EXT_mesh_gpu_instancing) and merged GLBs pass the Khronos
 validator, the instancing data is well formed (checked here: the validator skips it), both forms
-draw the same triangles as the in-memory mesh, and annotations.json lists the chunk's trees."""
+carry the in-memory mesh's trees (the renderer reads the instanced form), and annotations.json
+lists the chunk's trees."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from worldstream.exporters.chunk_glb import export_glb
 from worldstream.exporters.chunk_mesh import MeshOptions, chunk_mesh
 from worldstream.exporters.gltf import accessor_array, read_glb
 from worldstream.exporters.sidecars import chunk_sidecars
+from worldstream.render import RenderError
 from worldstream.render.scene import RenderChunk
 
 from .test_glb_tiles import assert_valid_glbs
@@ -72,21 +74,32 @@ def test_instancing_attributes_are_well_formed(forest):
     assert total == len(c.trees) > 300
 
 
-def test_both_forms_draw_what_the_mesh_draws(forest):
+def test_both_forms_carry_the_mesh_trees(forest):
     c, out = forest
-    reference = RenderChunk.from_mesh(c, out[True][0])
-    ref_trees = [s for s in reference.surfaces if s.kind == "tree"]
-    assert sum(len(s.triangles) for s in ref_trees) > 300 * 20
-    for instanced, (_, glb) in out.items():
-        loaded = RenderChunk.from_glb(glb, FOREST)
-        trees = [s for s in loaded.surfaces if s.kind == "tree"]
-        assert len(trees) == len(ref_trees)
-        for a, b in zip(ref_trees, trees):
-            np.testing.assert_allclose(a.positions, b.positions, atol=2e-3)  # float32 instance maths
-            np.testing.assert_allclose(a.normals, b.normals, atol=2e-3)
-            assert np.array_equal(a.triangles, b.triangles) and np.array_equal(a.instance, b.instance)
-            np.testing.assert_allclose(a.colour, b.colour, atol=1e-6)
-    assert {int(i) for s in ref_trees for i in np.unique(s.instance)} == {t.id for t in c.trees}
+    mesh = out[True][0]
+    reference = RenderChunk.from_mesh(c, mesh).trees
+    assert sum(t.triangle_count for t in reference) > 300 * 20
+    assert {int(i) for t in reference for i in t.ids} == {t.id for t in c.trees}
+    loaded = RenderChunk.from_glb(out[True][1], FOREST).trees  # the instances, as the renderer draws them
+    assert [t.kind for t in loaded] == [t.kind for t in reference]
+    for a, b in zip(reference, loaded):
+        assert np.array_equal(a.ids, b.ids)
+        np.testing.assert_allclose(a.translation, b.translation, atol=2e-3)  # float32 relative to the node
+        np.testing.assert_allclose(a.turn, b.turn, atol=1e-6)
+        np.testing.assert_allclose(a.scale, b.scale, rtol=1e-6)
+    # merged: every instance expanded into plain tree_* primitives, per-vertex tree rows
+    doc, binary = read_glb(out[False][1])
+    prims = [p for p in doc["meshes"][0]["primitives"] if doc["materials"][p["material"]]["name"].startswith("tree_")]
+    expanded = [pr for t in mesh.tree_instances for pr in t.merged()]
+    assert len(prims) == len(expanded)
+    for prim, (part, rows) in zip(prims, expanded):
+        assert doc["materials"][prim["material"]]["name"] == "tree_" + part.material
+        pos = accessor_array(doc, binary, prim["attributes"]["POSITION"])
+        np.testing.assert_allclose(np.stack([pos[:, 0], -pos[:, 2], pos[:, 1]], 1), part.positions, atol=1e-6)
+        assert np.array_equal(accessor_array(doc, binary, prim["attributes"]["_FEATURE_ID_0"]).reshape(-1), rows)
+        assert np.array_equal(accessor_array(doc, binary, prim["indices"]).reshape(-1, 3), part.triangles)
+    with pytest.raises(RenderError, match="merged"):
+        RenderChunk.from_glb(out[False][1], FOREST)
 
 
 def test_annotations_list_the_trees(world, forest):
@@ -102,11 +115,12 @@ def test_tree_normals_point_out_of_the_crowns(forest):
     """Independent of the exporter's own maths: every tree vertex normal points away from its
     trunk's axis (sideways) or up/down away from the crown's middle, within 90 degrees."""
     c, out = forest
-    for s in (s for s in RenderChunk.from_mesh(c, out[True][0]).surfaces if s.kind == "tree"):
-        tree = {t.id: t for t in c.trees}
+    parts = [pr for t in out[True][0].tree_instances for pr in t.merged()]
+    assert len(parts) >= 2  # trunk and crown of every kind present
+    for s, rows in parts:
         west, south, _, _ = c.bounds
-        axis = np.array([[tree[int(i)].x - west, tree[int(i)].y - south, tree[int(i)].ground + tree[int(i)].height * 0.6]
-                         for i in s.instance])
+        axis = np.array([[c.trees[int(r)].x - west, c.trees[int(r)].y - south,
+                          c.trees[int(r)].ground + c.trees[int(r)].height * 0.6] for r in rows])
         away = s.positions.astype(np.float64) - axis
         away[:, 2] *= 0.3  # crowns are wider than deep: judge mostly by the horizontal
         assert ((away * s.normals).sum(axis=1) > -1e-3).mean() > 0.97

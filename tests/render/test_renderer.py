@@ -1,7 +1,8 @@
-"""The renderer against independent references: depth and classes against a trimesh ray cast of the
-same chunk GLBs (trees merged: trimesh does not apply EXT_mesh_gpu_instancing; that the instanced
-form draws the same triangles is tests/exporters/test_trees_export.py's), facade pixels against the
-atlas texels they come from, and repeatability."""
+"""The renderer against independent references: depth, classes and tree ids of the instanced chunk
+GLBs it draws against a trimesh ray cast of the same chunks exported with the trees merged into
+plain triangles (trimesh does not apply EXT_mesh_gpu_instancing: so the GPU's instance transforms
+are checked against the exporter's CPU expansion), facade pixels against the atlas texels they
+come from, and repeatability."""
 
 from __future__ import annotations
 
@@ -26,8 +27,14 @@ TOWN = [ChunkKey(6, x, y) for x in (10, 11) for y in (-13, -12)]  # 512 m of a h
 def town():
     world = World(SPEC, cache_chunks=16)
     chunks = [world.chunk(k) for k in TOWN]
-    glbs = [export_chunk(c, SPEC, ("glb",), MeshOptions(instanced_trees=False))["mesh.glb"] for c in chunks]
+    glbs = [export_chunk(c, SPEC, ("glb",))["mesh.glb"] for c in chunks]
     return world, chunks, glbs
+
+
+@pytest.fixture(scope="module")
+def merged_glbs(town):
+    """The town's GLBs with the trees merged into plain triangles, for trimesh."""
+    return [export_chunk(c, SPEC, ("glb",), MeshOptions(instanced_trees=False))["mesh.glb"] for c in town[1]]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +79,7 @@ def oblique_pose(world, chunks) -> Pose:
     return Pose.look_at((cx - 170.0, cy - 150.0, eye_z), (cx, cy, float(ground[0])))
 
 
-def test_depth_and_classes_agree_with_a_trimesh_ray_cast_of_the_glbs(town, renderer):
+def test_depth_and_classes_agree_with_a_trimesh_ray_cast_of_the_glbs(town, merged_glbs, renderer):
     world, chunks, glbs = town
     intr = Intrinsics(320, 180, 90)
     pose = oblique_pose(world, chunks)
@@ -83,7 +90,7 @@ def test_depth_and_classes_agree_with_a_trimesh_ray_cast_of_the_glbs(town, rende
     origin = np.asarray(pose.position)
     best = np.full(len(dirs), np.inf)
     kind = np.full(len(dirs), "", dtype=object)
-    for glb in glbs:
+    for glb in merged_glbs:
         for material, mesh in gltf_meshes(glb):
             loc, ray, _ = mesh.ray.intersects_location(np.repeat(origin[None], len(dirs), 0), dirs, multiple_hits=True)
             if not len(ray):
@@ -117,10 +124,38 @@ def test_depth_and_classes_agree_with_a_trimesh_ray_cast_of_the_glbs(town, rende
     assert (classes[on_tree] == CLASS_IDS["tree"]).all()
     tree_ids = {t.id for c in chunks for t in c.trees}
     assert set(frame.instances[rows[hit], cols[hit]][on_tree].tolist()) <= tree_ids
+    # the instanced trees stand where the merged ones do: the same tree under each of those pixels
+    expected = first_tree_hit(chunks, merged_glbs, origin, dirs[hit][on_tree])
+    assert (frame.instances[rows[hit], cols[hit]][on_tree] == expected).mean() > 0.9
     assert (frame.instances[rows[hit], cols[hit]][on_roof] > 0).all()
     assert (frame.instances[rows[hit], cols[hit]][on_terrain] == 0).all()
     perspective = frame.depth_perspective[rows[hit], cols[hit]][good]
     assert np.allclose(perspective, best[hit][good], rtol=0.01)
+
+
+def first_tree_hit(chunks, merged_glbs, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """(R,) int64 id of the first tree each ray hits in the merged GLBs (trimesh; 0 where it hits
+    none), from the per-vertex feature ids the exporter wrote."""
+    best, ids = np.full(len(dirs), np.inf), np.zeros(len(dirs), np.int64)
+    for chunk, glb in zip(chunks, merged_glbs):
+        scene = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene", process=False)
+        for node in scene.graph.nodes_geometry:
+            transform, name = scene.graph[node]
+            g = scene.geometry[name]
+            if not g.visual.material.name.startswith("tree_"):
+                continue
+            g = g.copy()
+            g.apply_transform(transform)
+            v = g.vertices
+            g.vertices = np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
+            rows = g.vertex_attributes["_FEATURE_ID_0"].reshape(-1).astype(np.int64)[g.faces[:, 0]]
+            face_ids = np.array([t.id for t in chunk.trees])[rows]
+            tri, ray, loc = g.ray.intersects_id(np.repeat(origin[None], len(dirs), 0), dirs, multiple_hits=False,
+                                                return_locations=True)
+            dist = np.linalg.norm(loc - origin, axis=1)
+            nearer = dist < best[ray]
+            best[ray[nearer]], ids[ray[nearer]] = dist[nearer], face_ids[tri[nearer]]
+    return ids
 
 
 def facade_view(world, chunk):
@@ -146,7 +181,7 @@ def test_facades_carry_the_atlas_texels_they_come_from(town, renderer):
     chunk = max(chunks, key=lambda c: len(c.buildings))
     rc = RenderChunk.from_mesh(chunk, chunk_mesh(chunk, SPEC))
     # street and garden trees may stand in front of the wall: this test is about the wall's texels
-    rc = dataclasses.replace(rc, surfaces=tuple(s for s in rc.surfaces if s.kind != "tree"))
+    rc = dataclasses.replace(rc, trees=())
     facade = next(s for s in rc.surfaces if s.kind == "facade")
     building, pose = facade_view(world, chunk)
     intr = Intrinsics(320, 240, 60)
@@ -216,6 +251,21 @@ def test_derived_images_follow_airsim_conventions(town, renderer):
     assert np.allclose(np.linalg.norm(normals[~sky], axis=1), 1.0, atol=0.05)
     with pytest.raises(RenderError, match="unknown render outputs"):
         renderer.render([], frame.pose, intr, outputs=["colour"])
+
+
+def test_tree_instances_read_from_the_glb_are_those_of_the_mesh(town, merged_glbs):
+    _, chunks, glbs = town
+    for chunk, glb, merged in zip(chunks, glbs, merged_glbs):
+        a = RenderChunk.from_mesh(chunk, chunk_mesh(chunk, SPEC)).trees
+        b = RenderChunk.from_glb(glb, chunk.key).trees
+        assert [t.kind for t in a] == [t.kind for t in b] and sum(len(t.ids) for t in a) == len(chunk.trees)
+        for x, y in zip(a, b):
+            assert np.array_equal(x.ids, y.ids)
+            np.testing.assert_allclose(x.translation, y.translation, atol=2e-3)  # float32 relative to the node's foot
+            np.testing.assert_allclose(x.turn, y.turn, atol=1e-6)
+            np.testing.assert_allclose(x.scale, y.scale, rtol=1e-6)
+        with pytest.raises(RenderError, match="merged"):
+            RenderChunk.from_glb(merged, chunk.key)
 
 
 def test_a_malformed_glb_is_refused_with_what_was_expected():
