@@ -266,7 +266,9 @@ class StreamServer:
 
     def stats(self, state: ClientState | None = None) -> dict:
         out = {"clients": len(self.clients), "uptime_s": round(time.monotonic() - self.started, 3),
-               "service": self.service.stats.as_dict()}
+               "service": self.service.stats.as_dict(),
+               "http": {"generating": self.http_generating, "limit": self.http_generation_limit,
+                        "refused": self.http_refused}}
         if state is not None:
             lat = sorted(state.latencies)
             q = (lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 1) if lat else None)  # noqa: E731

@@ -198,6 +198,7 @@ def test_http_generation_is_bounded_with_503_and_retry_after():
                 assert read_glb(body)[0]["asset"]["version"] == "2.0"
         stats = json.loads(http(f"http://127.0.0.1:{port}/stats")[2])
         assert stats["service"]["generated"] <= len(keys)
+        assert stats["http"]["refused"] == statuses.count(503) and stats["http"]["generating"] == 0
 
 
 # ------------------------------------------------------------------------------ D2: the disk cache

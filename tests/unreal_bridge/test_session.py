@@ -205,3 +205,42 @@ def test_d1_credit_returned_per_frame_does_not_count_against_the_rate():
     assert codes(actions) == [] and s.rate_limited == 0 and s.credit == 64
     flood = [a for _ in range(200) for a in s.receive(credit, 30.0)]  # nothing outstanding: each costs a token
     assert p.RATE_LIMITED in codes(flood) and s.credit == 64
+
+
+def test_hostile_event_sequences_never_raise():
+    """Thousands of random messages (fragments of real ones, huge and odd numbers, wrong types,
+    binary) with random arrival times: every one gets actions, never an exception; the session ends
+    closed or open, consistently."""
+    import random
+
+    rng = random.Random(19)
+    values = ['0', '-1', '1e400', '9' * 30, '4294967296', 'true', 'null', '"x"', '[]', '{}', '[1,2]', '[0,0,1]',
+              '[1,0,0,0]', '[1920,1080]', '"enu"', '"airsim"', '[' * 50, '"height.tif"', '["height.tif"]']
+    fields = ['"type"', '"seq"', '"cameras"', '"position"', '"chunks"', '"protocol"', '"token"', '"sidecars"',
+              '"viewport"', '"orientation"', '"fov_deg"', '"frame"', '"id"']
+    types = ['"hello"', '"view"', '"credit"', '"stats"', '"warp"']
+    closed_runs = 0
+    for run in range(40):
+        s = ss.Session(WELCOME, ("height.tif",), token=None if run % 2 else "k")
+        t = 0.0
+        valid = 0.97 if run % 4 == 1 else 0.1  # a quarter of the runs mostly behave
+        if run % 4 == 1:
+            s.receive(HELLO, t)
+        for i in range(100):
+            t += rng.choice([0.0, 0.001, 0.05, 1.0])
+            kind = rng.random()
+            if kind < 0.1 * (1.0 - valid):
+                msg = bytes(rng.randrange(256) for _ in range(rng.randrange(8)))
+            elif kind < 0.1 + valid:
+                msg = rng.choice([HELLO, view(i), '{"type":"credit","chunks":3}', '{"type":"stats"}'])
+            else:
+                body = [f'"type":{rng.choice(types)}'] + [f"{rng.choice(fields)}:{rng.choice(values)}"
+                                                          for _ in range(rng.randrange(5))]
+                if rng.random() < 0.3:
+                    body.append('"cameras":[{' + ",".join(f"{rng.choice(fields)}:{rng.choice(values)}"
+                                                          for _ in range(rng.randrange(6))) + "}]")
+                msg = "{" + ",".join(body) + "}"
+            for action in s.receive(msg, t):
+                assert isinstance(action, (ss.SendText, ss.Close, ss.NewView, ss.SendStats, ss.CreditGranted))
+        closed_runs += s.closed
+    assert 0 < closed_runs < 40  # some runs hit the error budget (or a wrong token), some did not
