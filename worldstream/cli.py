@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -94,24 +92,6 @@ def _export_chunk(spec_json: str, key_path: str, formats: tuple[str, ...], missi
     return key_path, files
 
 
-def _generate_worker_init(parent: int) -> None:
-    """A `generate` worker dies with its parent, at once. core.workers' pool turns SIGTERM (the
-    parent-death signal included) into SystemExit, but a SystemExit raised inside a job is caught by
-    the pool's worker loop and sent back as the job's result, after which the worker blocks on its
-    call queue forever when the parent is gone (issue 19, D5). A generate worker only computes
-    bytes, so it can exit on the spot."""
-    from worldstream.core.workers import _die_with_parent
-
-    _die_with_parent(parent)
-    signal.signal(signal.SIGTERM, _exit_now)
-    if os.getppid() != parent:  # the parent died before this handler was in place
-        os._exit(1)
-
-
-def _exit_now(signum, frame) -> None:
-    os._exit(128 + signum)
-
-
 def _keys_for(spec, center, radius: float, levels: tuple[int, int], complete_families: bool) -> list:
     """Chunk keys to export; with complete_families every exported parent gets all four children
     (a REPLACE tileset shows holes where a parent refines into only some of them)."""
@@ -135,11 +115,10 @@ def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from worldstream.core.errors import WorldstreamError
-    from concurrent.futures import ProcessPoolExecutor
-
     from worldstream.core.workers import exit_cleanly_on_sigterm
     from worldstream.exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
     from worldstream.exporters.formats import expected_files, parse_formats
+    from worldstream.unreal_bridge.chunk_service import generator_pool
 
     exit_cleanly_on_sigterm()
     spec = _spec_from_args(args)
@@ -182,8 +161,7 @@ def cmd_generate(args) -> int:
     bar = tqdm(total=len(todo), unit="chunk", disable=args.quiet)
     jobs = [(spec_json, k.path(), formats, m) for k, m in todo]
     if args.workers > 1 and len(todo) > 1:
-        pool = ProcessPoolExecutor(max_workers=args.workers, initializer=_generate_worker_init,
-                                   initargs=(os.getpid(),))
+        pool = generator_pool(args.workers)  # its workers exit at once when this process dies (D5)
         try:
             for (path, files), job in zip(pool.map(_export_chunk, *zip(*jobs)), jobs):
                 store(path, files, job[3])

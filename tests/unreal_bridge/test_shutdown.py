@@ -105,3 +105,27 @@ def _quiet_get(url: str) -> None:
         urllib.request.urlopen(url, timeout=120).read()
     except Exception:
         pass
+
+
+def test_d5_kill_9_of_serve_during_generation_leaves_no_worker_behind():
+    port = free_port()
+    proc = start_worldstream(["serve", "--seed", "11", "--port", str(port), "--workers", "2"], port)
+    import threading
+    for i in range(6):  # level-0 chunks take seconds each: the workers are inside jobs when the kill comes
+        threading.Thread(target=lambda i=i: _quiet_get(f"http://127.0.0.1:{port}/chunks/0/{i}/1/mesh.glb"),
+                         daemon=True).start()
+    deadline = time.monotonic() + 60
+    while len(children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)
+    workers = children(proc.pid)
+    assert len(workers) >= 2
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        left = wait_gone(workers, 20)
+        assert not left, f"workers {left} outlived `serve` after kill -9"
+    finally:
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
