@@ -15,6 +15,8 @@ chunk service (chunk_service.py). Per client, one task reads messages, one selec
   credit window;
 - `unload` goes out for delivered chunks once their area is covered by delivered chunks of the
   current selection (never a hole);
+- what a client holds and still needs (pending queue, delivered set, unloads, urgent-chunk
+  latency) is a sans-I/O `session.Delivery` fed selections and sent chunks;
 - the per-connection rules (hello, token, credit, rate limit, error budget) are a sans-I/O
   `session.Session`, fed each message with its arrival time (`arrivals.StampedConnection`), so a
   backlog the server processes late is not mistaken for a burst; malformed or hostile messages
@@ -72,25 +74,19 @@ VELOCITY_SMOOTHING = 0.3  # weight of the newest measurement
 @dataclass
 class ClientState:
     """Everything the server knows about one connection (plain data; the tasks below mutate it);
-    the protocol rules and credit live in `session`."""
+    the protocol rules and credit live in `session`, what the client holds and needs in `delivery`
+    (both sans-I/O)."""
 
     session: ss.Session
+    delivery: ss.Delivery
     cameras: list = field(default_factory=list)
     seq: int = -1
     view_time: float = 0.0
-    selection: list = field(default_factory=list)
-    previous: frozenset = frozenset()
-    delivered: set = field(default_factory=set)
-    pending: list = field(default_factory=list)
     sent_chunks: int = 0
     sent_bytes: int = 0
-    latencies: list = field(default_factory=list)
     view_ready: asyncio.Event = field(default_factory=asyncio.Event)
     motion: dict = field(default_factory=dict)  # camera id -> (position, time, velocity)
     ahead: list = field(default_factory=list)
-    urgent: dict = field(default_factory=dict)  # most urgent undelivered key -> earliest view time wanting it
-    views_selected: int = 0
-    views_resolved: int = 0
 
     @property
     def hello(self) -> p.Hello | None:
@@ -127,7 +123,8 @@ class StreamServer:
 
     # ------------------------------------------------------------------ websocket
     async def handle(self, ws: ServerConnection) -> None:
-        state = ClientState(session=ss.Session(self.welcome, SIDECAR_FILES, self.token, self.limits))
+        state = ClientState(session=ss.Session(self.welcome, SIDECAR_FILES, self.token, self.limits),
+                            delivery=ss.Delivery(self.spec.levels - 1))
         self.clients[ws] = state
         wake = asyncio.Event()
         sender = asyncio.create_task(self._send_loop(ws, state, wake))
@@ -185,25 +182,14 @@ class StreamServer:
                 view_time = state.view_time
                 selection = await asyncio.to_thread(
                     lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, self.heights,
-                    state.previous, ahead=list(state.ahead))
-                state.selection = selection
-                state.previous = frozenset(s.key for s in selection)
-                state.pending, gone = lod.plan(selection, state.delivered, self.spec.levels - 1)
-                state.views_selected += 1
-                pending = set(state.pending)
-                state.urgent = {k: t for k, t in state.urgent.items() if k in pending}  # the rest: superseded
-                if state.pending:
-                    state.urgent.setdefault(state.pending[0], view_time)
-                else:
-                    state.views_resolved += 1
-                await self._send_unloads(ws, state, gone)
+                    state.delivery.previous, ahead=list(state.ahead))
+                await self._send_unloads(ws, state.delivery.on_selection(selection, view_time))
                 wake.set()
         except ConnectionClosed:
             pass
 
-    async def _send_unloads(self, ws, state: ClientState, gone: list[ChunkKey]) -> None:
+    async def _send_unloads(self, ws, gone: list[ChunkKey]) -> None:
         if gone:
-            state.delivered.difference_update(gone)
             await ws.send(p.encode_unload(gone))
 
     async def _send_loop(self, ws, state: ClientState, wake: asyncio.Event) -> None:
@@ -211,15 +197,16 @@ class StreamServer:
         formats = ("glb",)
         try:
             while True:
-                if not state.pending or state.session.credit <= 0:
+                delivery = state.delivery
+                if not delivery.pending or state.session.credit <= 0:
                     wake.clear()
                     await wake.wait()
                     continue
                 if state.hello and state.hello.sidecars:
                     formats = ("glb", "sidecars")
-                wanted = state.pending[:PREFETCH]
+                wanted = delivery.pending[:PREFETCH]
                 for key in list(fetches):
-                    if key not in state.pending:  # a newer view made it useless
+                    if not delivery.wants(key):  # a newer view made it useless
                         fetches.pop(key).cancel()
                 for key in wanted:
                     if key not in fetches:
@@ -234,11 +221,11 @@ class StreamServer:
                     continue
                 except Exception as exc:  # generation failed: tell the client, drop the key
                     fetches.pop(key, None)
-                    state.pending = [k for k in state.pending if k != key]
+                    delivery.on_failed(key)
                     await ws.send(p.encode_error(p.INTERNAL, f"chunk {key.path()} failed: {exc}"))
                     continue
                 fetches.pop(key, None)
-                if key not in state.pending:
+                if not delivery.wants(key):
                     continue
                 meta = self._learn_heights(key, files)
                 parts = {"mesh.glb": files["mesh.glb"]}
@@ -252,12 +239,7 @@ class StreamServer:
                 state.session.spend_credit()
                 state.sent_chunks += 1
                 state.sent_bytes += len(data)
-                if key in state.urgent:
-                    state.latencies.append(time.monotonic() - state.urgent.pop(key))
-                    del state.latencies[:-5000]
-                state.delivered.add(key)
-                state.pending, gone = lod.plan(state.selection, state.delivered, self.spec.levels - 1)
-                await self._send_unloads(ws, state, gone)
+                await self._send_unloads(ws, delivery.on_sent(key, time.monotonic()))
         except ConnectionClosed:
             pass
         finally:
@@ -270,13 +252,14 @@ class StreamServer:
                "http": {"generating": self.http_generating, "limit": self.http_generation_limit,
                         "refused": self.http_refused}}
         if state is not None:
-            lat = sorted(state.latencies)
+            d = state.delivery
+            lat = sorted(d.latencies)
             q = (lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 1) if lat else None)  # noqa: E731
-            out["client"] = {"seq": state.seq, "delivered": len(state.delivered), "pending": len(state.pending),
-                             "required": len(state.selection), "credit": state.session.credit,
+            out["client"] = {"seq": state.seq, "delivered": len(d.delivered), "pending": len(d.pending),
+                             "required": len(d.selection), "credit": state.session.credit,
                              "rejected": state.session.rejected, "rate_limited": state.session.rate_limited,
                              "sent_chunks": state.sent_chunks, "sent_bytes": state.sent_bytes,
-                             "views_selected": state.views_selected, "views_resolved": state.views_resolved,
+                             "views_selected": d.views_selected, "views_resolved": d.views_resolved,
                              "urgent_latency_samples": len(lat),
                              "latency_ms_p50": q(0.5), "latency_ms_p95": q(0.95)}
         return out

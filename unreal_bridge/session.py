@@ -216,3 +216,61 @@ def spread_arrivals(start: float, now: float, count: int) -> list[float]:
         return []
     span = max(0.0, now - start)
     return [now - span * (count - 1 - i) / count for i in range(count)]
+
+
+class Delivery:
+    """What one client holds and still needs, sans-I/O: fed each new selection (with the arrival
+    time of the view it answers) and each chunk sent or failed (with the time), it keeps the
+    pending queue (`lod.plan`: most urgent first, hole fillers first), the delivered set, the
+    unloads, and the latency from a view's arrival to the delivery of its most urgent missing chunk
+    (timed from the first view that wanted it). Methods return the keys to unload, already
+    forgotten here: the server sends them and may send them again if a later view wants them."""
+
+    def __init__(self, max_level: int, max_latencies: int = 5000):
+        self.max_level = max_level
+        self.max_latencies = max_latencies
+        self.selection: list = []  # lod.Selected, most urgent first
+        self.previous: frozenset = frozenset()  # the keys of the last selection (hysteresis)
+        self.delivered: set = set()
+        self.pending: list = []
+        self.urgent: dict = {}  # most urgent undelivered key -> earliest view arrival wanting it
+        self.latencies: list[float] = []
+        self.views_selected = 0
+        self.views_resolved = 0
+
+    def _plan(self) -> list:
+        from .lod import plan
+
+        self.pending, gone = plan(self.selection, self.delivered, self.max_level)
+        self.delivered.difference_update(gone)
+        return gone
+
+    def on_selection(self, selection: list, view_time: float) -> list:
+        """A new selection for the view that arrived at `view_time` -> keys to unload."""
+        self.selection = selection
+        self.previous = frozenset(s.key for s in selection)
+        gone = self._plan()
+        self.views_selected += 1
+        pending = set(self.pending)
+        self.urgent = {k: t for k, t in self.urgent.items() if k in pending}  # the rest: superseded
+        if self.pending:
+            self.urgent.setdefault(self.pending[0], view_time)
+        else:
+            self.views_resolved += 1
+        return gone
+
+    def wants(self, key) -> bool:
+        return key in self.pending
+
+    def on_sent(self, key, now: float) -> list:
+        """`key` was sent at `now` -> keys to unload."""
+        if key in self.urgent:
+            self.latencies.append(now - self.urgent.pop(key))
+            del self.latencies[:-self.max_latencies]
+        self.delivered.add(key)
+        return self._plan()
+
+    def on_failed(self, key) -> None:
+        """`key` could not be made: drop it until a new selection asks again."""
+        self.pending = [k for k in self.pending if k != key]
+        self.urgent.pop(key, None)

@@ -244,3 +244,47 @@ def test_hostile_event_sequences_never_raise():
                 assert isinstance(action, (ss.SendText, ss.Close, ss.NewView, ss.SendStats, ss.CreditGranted))
         closed_runs += s.closed
     assert 0 < closed_runs < 40  # some runs hit the error budget (or a wrong token), some did not
+
+
+# ------------------------------------------------------------------------------ delivery (selection, unloads)
+def _sel(*keys, visible=True):
+    from worldstream.unreal_bridge.lod import Selected
+    return [Selected(key=k, sse=100.0 - i, distance=float(i), visible=visible) for i, k in enumerate(keys)]
+
+
+def test_delivery_unloads_a_parent_only_when_all_its_children_arrived():
+    d = ss.Delivery(max_level=6)
+    parent = ChunkKey(0, 1, 1)  # level 0: no hole filler goes before it
+    kids = parent.children()
+    assert d.on_selection(_sel(parent), 10.0) == [] and d.pending == [parent]
+    assert d.on_sent(parent, 10.5) == [] and d.latencies == [0.5]
+    assert d.on_selection(_sel(*kids), 11.0) == []  # refine: the parent stays while children are missing
+    for k in kids[:3]:
+        assert d.on_sent(k, 12.0) == []
+    assert d.on_sent(kids[3], 12.0) == [parent]  # covered now: unloaded, and forgotten
+    assert parent not in d.delivered and d.pending == []
+    assert d.on_selection(_sel(parent), 13.0) == [] and d.pending == [parent]  # wanted again: sent again
+    assert set(d.on_sent(parent, 13.2)) == set(kids)  # the children go once the parent is back
+    assert d.views_selected == 3 and d.views_resolved == 0
+
+
+def test_delivery_unloads_what_no_required_chunk_overlaps_at_once():
+    d = ss.Delivery(max_level=6)
+    here, there = ChunkKey(3, 0, 0), ChunkKey(3, 40, 40)
+    d.on_selection(_sel(here), 0.0)
+    d.on_sent(here, 0.1)
+    assert d.on_selection(_sel(there), 1.0) == [here]
+    assert d.on_selection(_sel(there), 1.1) == []  # nothing left to unload twice
+
+
+def test_delivery_times_urgency_from_the_first_view_wanting_the_key():
+    d = ss.Delivery(max_level=6)
+    a, b = ChunkKey(0, 0, 0), ChunkKey(0, 1, 0)
+    d.on_selection(_sel(a, b), 1.0)
+    d.on_selection(_sel(a, b), 2.0)  # still the same most urgent key: timed from 1.0
+    d.on_sent(a, 3.0)
+    assert d.latencies == [2.0]
+    d.on_failed(b)
+    assert d.pending == [] and not d.wants(b)
+    d.on_selection(_sel(a, b), 4.0)
+    assert d.pending == [b] and d.views_selected == 3
