@@ -7,6 +7,10 @@ its bytes reach the process (`data_received`), not when the handler reads it. By
 in the kernel while the event loop was stalled cannot be dated exactly: a `LoopWatch` ticking on
 the loop tells when the loop last ran, and the messages of such a read are spread evenly over
 the stall (`session.spread_arrivals`), since they may have come at any time during it.
+
+`data_received` is asyncio's protocol callback; `process_event` is websockets' (17.x) hook for
+each parsed frame. Should a websockets release stop calling the latter, no message is stamped
+and `arrival()` falls back to the time the handler reads it (the old behaviour), nothing worse.
 """
 
 from __future__ import annotations
