@@ -370,14 +370,15 @@ def crossing(before: torch.Tensor, start: torch.Tensor, end: torch.Tensor, after
 
 
 def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dict[str, torch.Tensor]:
-    """Roads at street coordinates (u, v) (float64, any shape); `blocks(bx, by)` gives block rows.
+    """Roads at street coordinates (u, v) (float64, any shape); `blocks.columns(bx, by, names)`
+    gives columns of block rows.
 
     A street runs on a block's border where the block or the one across is urban (half width
     `half_width` of the grid line); a country road (HALF_COUNTRY) on the borders that lie on
     every COUNTRY_EVERY-th grid line where both blocks beside it are countryside, and on every
-    NEAR_TOWN_EVERY-th where both are near a town (`countryside`); either only
-    where the water it crosses ends on both sides within reach (`crossing`). Only the nearer east/west and north/south borders can be within a road's
-    width. `widen` (m) widens every road.
+    NEAR_TOWN_EVERY-th where both are near a town (`countryside`); either only where the water
+    it crosses ends on both sides within reach (`crossing`). Only the nearer east/west and
+    north/south borders can be within a road's width. `widen` (m) widens every road.
 
     Returns: road (bool), own / across_x / across_y (float32 densities of the point's block and
     the blocks across its nearer borders), edge_x / edge_y (float32 m to those borders), hw_x /
@@ -391,12 +392,12 @@ def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dic
     line_y = torch.where(south, by, by + 1)
     # own block, the blocks across the nearer borders, and those whose south-west nodes are the
     # nearer borders' segments' ends and the nodes beyond them along the line
-    rows = blocks(torch.stack([bx, torch.where(west, bx - 1, bx + 1), bx] + [line_x] * 4 + [bx - 1, bx, bx + 1, bx + 2]),
-                  torch.stack([by, by, torch.where(south, by - 1, by + 1), by - 1, by, by + 1, by + 2] + [line_y] * 4))
-    urban = rows[..., URBAN]
-    country = rows[..., COUNTRY]
-    dry = rows[..., DRY] > 0
-    ends_x, ends_y = crossing(dry[3], dry[4], dry[5], dry[6]), crossing(dry[7], dry[8], dry[9], dry[10])
+    rows = blocks.columns(torch.stack([bx, torch.where(west, bx - 1, bx + 1), bx]),
+                          torch.stack([by, by, torch.where(south, by - 1, by + 1)]), (URBAN, COUNTRY))
+    urban, country = rows[..., 0], rows[..., 1]
+    dry = blocks.columns(torch.stack([line_x] * 4 + [bx - 1, bx, bx + 1, bx + 2]),
+                         torch.stack([by - 1, by, by + 1, by + 2] + [line_y] * 4), (DRY,))[..., 0] > 0
+    ends_x, ends_y = crossing(dry[0], dry[1], dry[2], dry[3]), crossing(dry[4], dry[5], dry[6], dry[7])
     own, across_x, across_y = urban[0], urban[1], urban[2]
     edge_x = torch.minimum(lx, BLOCK - lx).to(torch.float32)
     edge_y = torch.minimum(ly, BLOCK - ly).to(torch.float32)

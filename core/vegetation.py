@@ -43,6 +43,9 @@ class BlockLookup(Protocol):
 
     def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor: ...
 
+    def columns(self, bx: torch.Tensor, by: torch.Tensor, names: tuple[int, ...]) -> torch.Tensor:
+        """Only the columns `names` of the rows: (..., len(names))."""
+
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Whether each located lot (settlements.locate) holds a building, and its world rectangle."""
 

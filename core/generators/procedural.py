@@ -584,10 +584,14 @@ class BlockTable:
         self.urban = vegetation.dilate((table[..., 0] > 0).to(torch.float32)).reshape(-1) > 0
 
     def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+        return self.columns(bx, by, tuple(range(BLOCK_ROW)))
+
+    def columns(self, bx: torch.Tensor, by: torch.Tensor, names: tuple[int, ...]) -> torch.Tensor:
+        """Columns `names` of the block rows at block indices (bx, by): (..., len(names))."""
         c, r = bx - self.bx0, by - self.by0
         if bool(((c < 0) | (c >= self.cols) | (r < 0) | (r >= self.rows)).any()):
-            raise GeneratorError("internal: a tree's block lies outside the chunk's block table")
-        return self.flat[(r * self.cols + c).reshape(-1)].reshape(bx.shape + (BLOCK_ROW,))
+            raise GeneratorError("internal: a block asked for lies outside the chunk's block table")
+        return self.flat[:, list(names)][(r * self.cols + c).reshape(-1)].reshape(bx.shape + (len(names),))
 
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The building of each located point's lot (`settlements.locate`, 1-D): (present (bool),
@@ -685,6 +689,9 @@ class PointBlocks(NamedTuple):
 
     def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         return self.rows(bx, by)
+
+    def columns(self, bx: torch.Tensor, by: torch.Tensor, names: tuple[int, ...]) -> torch.Tensor:
+        return self.rows(bx, by)[..., list(names)]
 
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """As `BlockTable.houses`, computed for the points' lots."""
