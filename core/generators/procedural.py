@@ -514,11 +514,8 @@ class ProceduralGenerator:
         y = r.to(torch.float64) * res
         with torch.no_grad():
             u, v = self.streets.to_grid(x, y)
-            bx = torch.floor(u * (1.0 / BLOCK)).to(torch.int64)
-            by = torch.floor(v * (1.0 / BLOCK)).to(torch.int64)
-            keys, first = _first_of_each(block_key(bx, by))
-            rows = self.block_at(bx.index_select(0, first), by.index_select(0, first))  # each block once
-            block = rows.index_select(0, torch.searchsorted(keys, block_key(bx, by)))
+            block = self.point_blocks()(torch.floor(u * (1.0 / BLOCK)).to(torch.int64),
+                                        torch.floor(v * (1.0 / BLOCK)).to(torch.int64))
             dem, dsm = torch.empty_like(x, dtype=torch.float32), torch.empty_like(x, dtype=torch.float32)
             for sel in _tiles(x, y):
                 xs, ys = x.index_select(0, sel), y.index_select(0, sel)
@@ -688,10 +685,17 @@ class PointBlocks(NamedTuple):
     seed: int
 
     def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-        return self.rows(bx, by)
+        """Rows (..., BLOCK_ROW), each distinct block computed once."""
+        bx, by = torch.broadcast_tensors(bx, by)
+        if bx.numel() == 0:
+            return self.rows(bx, by)
+        keys, first = _first_of_each(block_key(bx.reshape(-1), by.reshape(-1)))
+        rows = self.rows(bx.reshape(-1).index_select(0, first), by.reshape(-1).index_select(0, first))
+        return rows.index_select(0, torch.searchsorted(keys, block_key(bx.reshape(-1), by.reshape(-1)))
+                                 ).reshape(bx.shape + (BLOCK_ROW,))
 
     def columns(self, bx: torch.Tensor, by: torch.Tensor, names: tuple[int, ...]) -> torch.Tensor:
-        return self.rows(bx, by)[..., list(names)]
+        return self(bx, by)[..., list(names)]
 
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """As `BlockTable.houses`, computed for the points' lots."""
