@@ -13,8 +13,8 @@ is denser, apartment blocks (flat roofs) denser still, taller towers in the cent
 low industrial halls (flat or shallow gabled) in districts picked by a hashed field on 4 x 4
 block cells. In the world a footprint is a rectangle aligned with the street its lot faces
 (`world_rects`). Every COUNTRY_EVERY-th grid line runs on between towns as a country road where
-the land is settled, every NEAR_TOWN_EVERY-th near towns (`countryside`); where any road crosses water its deck stands
-BRIDGE_CLEARANCE above the water (`road_at`). Any point can thus find "its" road and building
+the land is settled, every NEAR_TOWN_EVERY-th near towns (`countryside`); where a road crosses a
+river its deck stands BRIDGE_CLEARANCE above the water (`road_at`, `crossing`). Any point can thus find "its" road and building
 without a list, so rasters are seamless and level-independent, and chunk building lists are
 enumerated from the same functions.
 """
@@ -40,8 +40,8 @@ HALF_COUNTRY = 3.0  # half width of a country road
 COUNTRY_MARGIN = 1.6  # settlement field (std) below the town threshold where country roads still run
 NEAR_TOWN_MARGIN = 0.4  # the same for the denser roads near towns
 BRIDGE_CLEARANCE = 5.0  # metres from the water surface to the top of a bridge deck
-URBAN, COUNTRY, DRY = 0, 4, 5  # columns of a block row: gated density (> 0 urban), country roads (1.0) or
-                               # not (0.0), the block's south-west grid node on dry land (1.0) or not
+URBAN, COUNTRY, DRY = 0, 4, 5  # columns of a block row: gated density (> 0 urban), country-road level
+                               # (`countryside`), the block's south-west grid node on dry land (1.0) or not
 BLOCK_ROW = 6  # fields of a block row (ProceduralGenerator.block_density)
 TOWN_EDGE = 0.3  # settlement field (std) below the town threshold where a town's street nodes can lie
 FLOOR_HEIGHT = 3.2
@@ -99,8 +99,8 @@ def raw_density(x: torch.Tensor, y: torch.Tensor, octs: list, urbanization: floa
 def countryside(field: torch.Tensor, macro: dict[str, torch.Tensor], urbanization: float) -> torch.Tensor:
     """Which country roads run on a block's borders, from the settlement field and macro fields at
     block centres (float32): 2 near towns (roads on every NEAR_TOWN_EVERY-th line), 1 on the
-    settled land around and between towns (every COUNTRY_EVERY-th line; a third of the land at
-    urbanization 1, towns take an eighth), 0 elsewhere: in the mountains, the sea and the
+    settled land around and between towns (every COUNTRY_EVERY-th line; two thirds of the land
+    at urbanization 1, towns take an eighth), 0 elsewhere: in the mountains, the sea and the
     coast's flats, lakes (a river, whose wetness stays below 1, is crossed) and wild land."""
     threshold = town_threshold(urbanization)
     land = (macro["mountain"] < 0.2) & (macro["height"] > 2.0) & (macro["wetness"] < 0.5)
