@@ -3,20 +3,22 @@
 Settlements are laid out on a square grid of blocks (core/settlements.py) in *street
 coordinates* (u, v). The map from the world is a rotation by a per-seed angle of a domain warp,
 
-    (u, v) = R (x + A n_x(x, y), y + A n_y(x, y)),
+    (u, v) = R (x + n_x(x, y), y + n_y(x, y)),
 
-with n_x, n_y two fractal noises of kilometre wavelength. So in the world, streets curve, their
-directions differ from town to town and across a town, blocks are quadrilaterals of varying angle
-(junctions are not right angles where the warp shears), and nothing is aligned with north.
-The warp's Jacobian stays within WARP_GAIN of the rotation, so the map is one-to-one and lengths
-change by at most a few tens of per cent.
+with n_x, n_y two octaves of gradient noise each (WARP_BROAD: towns turn as a whole; WARP_BENDS:
+streets bend within a town). So in the world, streets curve, their directions differ from town
+to town and across a town, blocks are quadrilaterals of varying angle (junctions are not right
+angles where the warp shears), and nothing is aligned with north. The warp's gradient stays
+below 0.5 (measured over 200 000 points and four seeds; p99 0.37-0.39), so the map is one-to-one
+and lengths change by 0.78-1.41 times (1st-99th percentile).
 
 `to_grid` (world -> street) is a pure, pointwise function of position: rasters stay seamless and
-level-independent. `to_world` inverts it by a fixed number of Newton steps (the warp's
-gradient stays below 1, so its Jacobian never degenerates): used for block centres and lot
-centres, which are few. `inverse_jacobian` gives the local world vectors of the grid's axes: buildings are
-rectangles aligned with the street they face (settlements.world_rects). Only +, -, *, / and sqrt on top of the noise, so the
-bits follow the noise's determinism guarantee.
+level-independent. `to_world` inverts it by a fixed number of Newton steps on the warp's
+analytic Jacobian: used for block centres, grid nodes and lot centres, which are few.
+`to_grid_near` interpolates `to_grid` from a lattice, for conservative tests over many points.
+`inverse_jacobian` gives the local world vectors of the grid's axes: buildings are rectangles
+aligned with the street they face (settlements.world_rects). Only +, -, *, / and sqrt on top of
+the noise, so the bits follow the noise's determinism guarantee.
 """
 
 from __future__ import annotations
