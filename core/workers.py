@@ -29,9 +29,26 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: the worker dies with its parent, at once. `_die_with_parent` alone turns
+    SIGTERM (the parent-death signal included) into SystemExit, but a SystemExit raised inside a
+    job is caught by the pool's worker loop and returned as the job's result, after which the
+    worker blocks on its call queue forever once the parent is gone (issue 19, D5: `kill -9` of
+    serve or generate while chunks are being made). Pool jobs only compute bytes, so the worker can
+    exit on the spot."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGTERM, _exit_now)
+    if os.getppid() != parent:  # the parent died before this handler was in place
+        os._exit(1)
+
+
+def _exit_now(signum, frame) -> None:
+    os._exit(128 + signum)
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool of `workers` processes that exit when this process dies."""
-    return ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+    """A process pool of `workers` processes that exit as soon as this process dies."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
 def _exit_on_signal(signum, frame):

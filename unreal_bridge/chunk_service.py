@@ -24,42 +24,20 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
-import signal
 from collections import OrderedDict, deque
 from typing import Hashable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
-from ..core.workers import _die_with_parent
+from ..core.workers import worker_pool
 from ..exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
 from ..exporters.formats import FORMATS, expected_files, export_key
 
 log = logging.getLogger(__name__)
 
-
-def _exit_with_parent(parent: int) -> None:
-    """Pool initializer: the worker dies with its parent, at once. core.workers turns SIGTERM (the
-    parent-death signal included) into SystemExit, but a SystemExit raised inside a job is caught by
-    the pool's worker loop and returned as the job's result, after which the worker blocks on its
-    call queue forever once the parent is gone (issue 19, D5: `kill -9` of serve or generate while
-    chunks are being made). Generator jobs only compute bytes, so the worker can exit on the spot."""
-    _die_with_parent(parent)
-    signal.signal(signal.SIGTERM, _exit_now)
-    if os.getppid() != parent:  # the parent died before this handler was in place
-        os._exit(1)
-
-
-def _exit_now(signum, frame) -> None:
-    os._exit(128 + signum)
-
-
-def generator_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool for chunk generation whose workers exit as soon as this process dies."""
-    return ProcessPoolExecutor(max_workers=workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 HASHES = "sha256.json"  # per chunk folder: file name -> SHA-256 hex digest, recorded at write time
 
@@ -119,7 +97,7 @@ class ChunkService:
         self.memory_bytes = memory_bytes
         self._memory: OrderedDict[tuple[ChunkKey, str], bytes] = OrderedDict()
         self._jobs: dict[tuple[ChunkKey, tuple[str, ...]], _Job] = {}
-        self._executor = executor or generator_pool(workers)
+        self._executor = executor or worker_pool(workers)
         self._own_executor = executor is None
         self._slots = max(1, workers)  # jobs handed to the pool at once (the pool itself never queues)
         self._running = 0

@@ -118,7 +118,7 @@ def cmd_generate(args) -> int:
     from worldstream.core.workers import exit_cleanly_on_sigterm
     from worldstream.exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
     from worldstream.exporters.formats import expected_files, parse_formats
-    from worldstream.unreal_bridge.chunk_service import generator_pool
+    from worldstream.core.workers import worker_pool
 
     exit_cleanly_on_sigterm()
     spec = _spec_from_args(args)
@@ -161,7 +161,7 @@ def cmd_generate(args) -> int:
     bar = tqdm(total=len(todo), unit="chunk", disable=args.quiet)
     jobs = [(spec_json, k.path(), formats, m) for k, m in todo]
     if args.workers > 1 and len(todo) > 1:
-        pool = generator_pool(args.workers)  # its workers exit at once when this process dies (D5)
+        pool = worker_pool(args.workers)  # its workers exit at once when this process dies (D5)
         try:
             for (path, files), job in zip(pool.map(_export_chunk, *zip(*jobs)), jobs):
                 store(path, files, job[3])
