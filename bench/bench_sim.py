@@ -90,9 +90,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--length", type=float, default=900.0, help="metres of path")
     ap.add_argument("--speed", type=float, default=12.0, help="m/s")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--quick", action="store_true", help="a 180 m path, for CI")
+    ap.add_argument("--quick", action="store_true", help="a 120 m path, for CI")
     args = ap.parse_args(argv)
-    length = 180.0 if args.quick else args.length
+    length = 120.0 if args.quick else args.length
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("lockstep", "realtime"):
