@@ -17,7 +17,6 @@ from worldstream.exporters.chunk_mesh import DECK_THICKNESS, chunk_mesh
 
 from ..exporters.raycast import first_hits
 from ..exporters.test_glb_tiles import assert_valid_glbs
-from .test_towns import urban_mask
 
 TOWN_L6 = ChunkKey(6, 11, -12)  # seed 7: 256 m of a hillside town at 1 m/px
 TOWN_L5 = ChunkKey(5, 1, 38)  # 512 m of a town at 2 m/px
