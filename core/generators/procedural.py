@@ -329,8 +329,9 @@ class ProceduralGenerator:
         dev = self.device
         steps = max(2, int(np.ceil(max(east - west, north - south) / 64.0)))
         t = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64, device=dev)
-        ex = torch.cat([west + (east - west) * t, west + (east - west) * t, torch.full_like(t, west), torch.full_like(t, east)])
-        ey = torch.cat([torch.full_like(t, south), torch.full_like(t, north), south + (north - south) * t, south + (north - south) * t])
+        along_x, along_y = west + (east - west) * t, south + (north - south) * t
+        ex = torch.cat([along_x, along_x, torch.full_like(t, west), torch.full_like(t, east)])
+        ey = torch.cat([torch.full_like(t, south), torch.full_like(t, north), along_y, along_y])
         u, v = self.streets.to_grid(ex, ey)
         bx0, bx1 = int(np.floor(float(u.min()) / BLOCK)) - 3, int(np.floor(float(u.max()) / BLOCK)) + 3
         by0, by1 = int(np.floor(float(v.min()) / BLOCK)) - 3, int(np.floor(float(v.max()) / BLOCK)) + 3
@@ -341,7 +342,8 @@ class ProceduralGenerator:
 
     def _street_grid(self, table, bx0, by0, x, y):
         """Street coordinates and block rows at points (x, y float64, broadcast to (H, W)):
-        (None, zeros) where no block of the table is urban (nothing there needs them)."""
+        (None, zeros) where no block of the table is urban or has country roads (nothing there
+        needs them: no grading, building, road or bridge)."""
         shape = torch.broadcast_shapes(x.shape, y.shape)
         if not bool(((table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)).any()):
             return None, torch.zeros(shape + (BLOCK_ROW,), dtype=torch.float32, device=x.device)
