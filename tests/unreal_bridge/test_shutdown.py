@@ -48,17 +48,23 @@ def wait_gone(pids: list[int], seconds: float) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
-def test_d5_kill_9_of_generate_leaves_no_worker_behind(tmp_path):
-    proc, workers = start_generate(tmp_path / "out")
+def assert_workers_die_with(proc, workers: list[int], what: str) -> None:
+    """kill -9 of `proc`: each of its worker processes must be gone within 20 s (any left are
+    killed afterwards, so a failure leaves nothing running)."""
     try:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         left = wait_gone(workers, 20)
-        assert not left, f"workers {left} outlived `generate` after kill -9"
+        assert not left, f"workers {left} outlived `{what}` after kill -9"
     finally:
         for w in workers:
             if alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_d5_kill_9_of_generate_leaves_no_worker_behind(tmp_path):
+    proc, workers = start_generate(tmp_path / "out")
+    assert_workers_die_with(proc, workers, "generate")
 
 
 def test_d6_sigterm_of_generate_exits_promptly_without_traceback(tmp_path):
@@ -120,12 +126,4 @@ def test_d5_kill_9_of_serve_during_generation_leaves_no_worker_behind():
     time.sleep(2.0)
     workers = children(proc.pid)
     assert len(workers) >= 2
-    try:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-        left = wait_gone(workers, 20)
-        assert not left, f"workers {left} outlived `serve` after kill -9"
-    finally:
-        for w in workers:
-            if alive(w):
-                os.kill(w, signal.SIGKILL)
+    assert_workers_die_with(proc, workers, "serve")
