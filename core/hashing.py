@@ -35,21 +35,23 @@ def _mix32_int(h: int) -> int:
     return (h >> 16) ^ h
 
 
-def hash_axis(coord: torch.Tensor, key: int) -> torch.Tensor:
+def hash_axis(coord: torch.Tensor, key: int | torch.Tensor) -> torch.Tensor:
     """Hash signed int64 coordinates (any magnitude up to 2**62) into 32-bit words under `key`."""
     lo = torch.bitwise_and(coord, M32)
     hi = torch.bitwise_and(coord >> 32, M32)
     return mix32(torch.bitwise_xor(mix32(torch.bitwise_xor(lo, key)), hi))
 
 
-def hash2(ix: torch.Tensor, iy: torch.Tensor, key: int) -> torch.Tensor:
+def hash2(ix: torch.Tensor, iy: torch.Tensor, key: int | torch.Tensor) -> torch.Tensor:
     """Hash a pair of int64 coordinate tensors (broadcastable) into 32-bit words.
 
-    The axes are hashed separately, so broadcast (H, 1) x (1, W) inputs cost two 1-D passes and
-    one full-size combine.
+    key: a 32-bit word, or an int64 tensor of them broadcastable with the coordinates (one hash
+    under each key, the same words as separate calls). The axes are hashed separately, so
+    broadcast (H, 1) x (1, W) inputs cost two 1-D passes and one full-size combine.
     """
     hx = hash_axis(ix, key)
-    hy = hash_axis(iy, _mix32_int(key ^ 0x68E31DA4))
+    y_key = 0x68E31DA4
+    hy = hash_axis(iy, _mix32_int(key ^ y_key) if isinstance(key, int) else mix32(torch.bitwise_xor(key, y_key)))
     return mix32(torch.bitwise_xor(hx, torch.bitwise_and(hy * 0x2C1B3C6, M32)))
 
 

@@ -16,6 +16,7 @@ The public functions accept torch tensors or numpy arrays and return the same ki
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -26,14 +27,16 @@ from .hashing import hash2, salt
 # 16 gradient directions at 22.5 degree steps, unit length (float32 table, gathered by hash).
 _ANGLES = np.arange(16) * (2 * np.pi / 16)
 _GRAD = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1).astype(np.float32)
-_GRAD_CACHE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+# the four corners of a lattice cell, in the order a, b, c, d: node offsets along x and y
+_CORNER_X = (0, 1, 0, 1)
+_CORNER_Y = (0, 0, 1, 1)
+STACK_MAX = 4096  # octaves x points up to which all octaves of a call go through one stacked pass
 
 
-def _grad_table(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if device not in _GRAD_CACHE:
-        t = torch.from_numpy(_GRAD).to(device)
-        _GRAD_CACHE[device] = (t[:, 0].contiguous(), t[:, 1].contiguous())
-    return _GRAD_CACHE[device]
+@lru_cache(maxsize=None)
+def _grad_table(device: torch.device) -> torch.Tensor:
+    """(2, 16) float32: x and y components of the 16 gradients."""
+    return torch.from_numpy(_GRAD.T.copy()).to(device)
 
 
 @dataclass(frozen=True)
@@ -59,28 +62,31 @@ def gradient_noise(x: torch.Tensor, y: torch.Tensor, octave: Octave,
     x, y: float64 world metres, broadcastable (e.g. (H, 1) and (1, W)).
     Returns value (float32, broadcast shape) or (value, d/dx, d/dy) with derivatives per lattice unit.
     """
-    gx_t, gy_t = _grad_table(x.device)
-    ix, fx = lattice_coords(x, octave.spacing)
-    iy, fy = lattice_coords(y, octave.spacing)
-    ix1, iy1 = ix + 1, iy + 1
+    return octave_noise(x, y, (octave,), with_derivatives)[0]
+
+
+def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool = False) -> list:
+    """`gradient_noise` of every octave of `octs` at the same points: a list with one entry per
+    octave, each bit-identical to a `gradient_noise` call of its own.
+
+    Few points cost torch calls, not arithmetic, so up to STACK_MAX octaves x points every octave
+    goes through one pass over tensors stacked along a leading octave dimension; larger inputs
+    are evaluated octave by octave (each through a table of its lattice nodes' gradients).
+    """
+    octs = tuple(octs)
+    numel = torch.broadcast_shapes(x.shape, y.shape).numel()
+    if len(octs) > 1 and numel * len(octs) <= STACK_MAX:
+        return _noise_stack(x, y, octs, with_derivatives)
+    return [_noise_stack(x, y, (o,), with_derivatives)[0] for o in octs]
+
+
+def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], with_derivatives: bool) -> list:
+    """`octave_noise` in one pass: every tensor carries a leading octave dimension (K, ...)."""
+    ix, fx = _stacked_coords(x, octs)
+    iy, fy = _stacked_coords(y, octs)
     fx1, fy1 = fx - 1.0, fy - 1.0
-
-    corner_gradients = _node_gradients(ix, iy, octave.key, gx_t, gy_t)
-    if corner_gradients is None:
-        def gradients(cx, cy):
-            idx = torch.bitwise_and(hash2(cx, cy, octave.key), 15)
-            return gx_t[idx], gy_t[idx]
-    else:
-        gradients = corner_gradients
-
-    def corner(cx, cy, dx, dy):
-        gx, gy = gradients(cx, cy)
-        return gx, gy, gx * dx + gy * dy
-
-    ga_x, ga_y, a = corner(ix, iy, fx, fy)
-    gb_x, gb_y, b = corner(ix1, iy, fx1, fy)
-    gc_x, gc_y, c = corner(ix, iy1, fx, fy1)
-    gd_x, gd_y, d = corner(ix1, iy1, fx1, fy1)
+    g = _corner_gradients(ix, iy, octs)  # (2, 4, K, ...): x and y components at corners a, b, c, d
+    a, b, c, d = (g[0] * torch.stack([fx, fx1, fx, fx1]) + g[1] * torch.stack([fy, fy, fy1, fy1])).unbind(0)
 
     u = _fade(fx)
     v = _fade(fy)
@@ -89,52 +95,56 @@ def gradient_noise(x: torch.Tensor, y: torch.Tensor, octave: Octave,
     k3 = a - b - c + d
     value = a + u * k1 + v * k2 + (u * v) * k3
     if not with_derivatives:
-        return value
-    du = _dfade(fx)
-    dv = _dfade(fy)
-    dx = (ga_x + u * (gb_x - ga_x) + v * (gc_x - ga_x) + (u * v) * (ga_x - gb_x - gc_x + gd_x)
-          + du * (k1 + v * k3))
-    dy = (ga_y + u * (gb_y - ga_y) + v * (gc_y - ga_y) + (u * v) * (ga_y - gb_y - gc_y + gd_y)
-          + dv * (k2 + u * k3))
-    return value, dx, dy
+        return list(value.unbind(0))
+    ga, gb, gc, gd = g.unbind(1)  # (2, K, ...) each: both components at once
+    grad = ga + u * (gb - ga) + v * (gc - ga) + (u * v) * (ga - gb - gc + gd)
+    dx = grad[0] + _dfade(fx) * (k1 + v * k3)
+    dy = grad[1] + _dfade(fy) * (k2 + u * k3)
+    return list(zip(value.unbind(0), dx.unbind(0), dy.unbind(0)))
 
 
-def _node_gradients(ix: torch.Tensor, iy: torch.Tensor, key: int, gx_t, gy_t):
-    """Hash only the lattice nodes the cells span, then gather per corner.
+def _stacked_coords(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`lattice_coords` of each octave, stacked: (K, *pos.shape) int64 and float32."""
+    if len(octs) == 1:
+        cell, frac = lattice_coords(pos, octs[0].spacing)
+        return cell.unsqueeze(0), frac.unsqueeze(0)
+    cells, fracs = zip(*(lattice_coords(pos, o.spacing) for o in octs))
+    return torch.stack(cells), torch.stack(fracs)
 
-    Returns a function (cx, cy) -> (gx, gy), or None when the cells spread over so many nodes that
-    hashing every corner directly is cheaper. The hash words are the same integers as `hash2` on
-    each corner, so the values are bit-identical whichever path runs.
+
+def _corner_gradients(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...]) -> torch.Tensor:
+    """Gradients at the four corners of each sample's cell: (2, 4, K, *broadcast shape) float32.
+
+    ix, iy: (K, ...) cell indices. One octave's corners are gathered from a table of the lattice
+    nodes its cells span, each node hashed once, unless they spread over more nodes than that
+    saves; stacked octaves hash every corner. The hash words are the same integers either way.
     """
+    table = _grad_table(ix.device)
+    shape = torch.broadcast_shapes(ix.shape, iy.shape)
+    nodes = _node_table(ix, iy, octs[0].key, table) if len(octs) == 1 else None
+    if nodes is None:
+        k, pad = len(octs), (1,) * (ix.dim() - 1)
+        offset = lambda d: torch.tensor(d, dtype=torch.int64, device=ix.device).reshape((4, 1) + pad)  # noqa: E731
+        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=ix.device).reshape((1, k) + pad)
+        idx = torch.bitwise_and(hash2(ix + offset(_CORNER_X), iy + offset(_CORNER_Y), keys), 15)
+        return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape)
+    node_gradients, x0, y0, nx = nodes
+    flat = ((iy - y0) * nx + (ix - x0)).expand(shape)
+    corners = flat + torch.tensor([0, 1, nx, nx + 1], dtype=torch.int64, device=ix.device).reshape((4,) + (1,) * flat.dim())
+    return node_gradients.index_select(1, corners.reshape(-1)).reshape((2,) + corners.shape)
+
+
+def _node_table(ix: torch.Tensor, iy: torch.Tensor, key: int, table: torch.Tensor):
+    """(gradients (2, nodes) of the lattice nodes the cells (ix, iy) span, x0, y0, nodes per row),
+    or None when they are so many that hashing every corner is cheaper."""
     x0, y0 = int(ix.min()), int(iy.min())
     nx, ny = int(ix.max()) - x0 + 2, int(iy.max()) - y0 + 2
-    if nx * ny > 4 * max(ix.numel(), iy.numel(), 64):
+    if nx * ny > 4 * max(torch.broadcast_shapes(ix.shape, iy.shape).numel(), 64):
         return None
     node_x = torch.arange(nx, device=ix.device, dtype=torch.int64).reshape(1, -1) + x0
     node_y = torch.arange(ny, device=ix.device, dtype=torch.int64).reshape(-1, 1) + y0
     idx = torch.bitwise_and(hash2(node_x, node_y, key), 15)
-    node_gx, node_gy = gx_t[idx], gy_t[idx]
-    separable = ix.dim() == 2 and iy.dim() == 2 and ix.shape[0] == 1 and iy.shape[1] == 1
-    if separable:
-        rows0, cols0 = (iy - y0).reshape(-1), (ix - x0).reshape(-1)
-        rows = {False: rows0, True: rows0 + 1}
-        cols = {False: cols0, True: cols0 + 1}
-
-        def gradients(cx, cy):
-            r, c = rows[cy is not iy], cols[cx is not ix]
-            return (node_gx.index_select(0, r).index_select(1, c),
-                    node_gy.index_select(0, r).index_select(1, c))
-        return gradients
-
-    shape = torch.broadcast_shapes(ix.shape, iy.shape)
-    flat = ((iy - y0) * nx + (ix - x0)).expand(shape).reshape(-1)
-    flat_gx, flat_gy = node_gx.reshape(-1), node_gy.reshape(-1)
-    offsets = {(False, False): 0, (True, False): 1, (False, True): nx, (True, True): nx + 1}
-
-    def gradients(cx, cy):
-        i = flat + offsets[(cx is not ix, cy is not iy)]
-        return flat_gx.index_select(0, i).reshape(shape), flat_gy.index_select(0, i).reshape(shape)
-    return gradients
+    return table.index_select(1, idx.reshape(-1)), x0, y0, nx
 
 
 def _fade(t: torch.Tensor) -> torch.Tensor:
@@ -155,8 +165,8 @@ def fbm(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], gain: float = 0.5)
     """Fractal sum of octaves, normalised so its amplitude is comparable to one octave (float32)."""
     total = None
     amp, norm = 1.0, 0.0
-    for o in octs:
-        n = gradient_noise(x, y, o) * amp
+    for n in octave_noise(x, y, octs):
+        n = n * amp
         total = n if total is None else total + n
         norm += amp
         amp *= gain
@@ -170,8 +180,8 @@ def ridged(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], gain: float = 0
     total = None
     weight = None
     amp, norm = 1.0, 0.0
-    for o in octs:
-        r = 1.0 - torch.abs(gradient_noise(x, y, o)) * 1.45
+    for n in octave_noise(x, y, octs):
+        r = 1.0 - torch.abs(n) * 1.45
         r = torch.clamp(r, 0.0, 1.0)
         r = r * r
         if weight is not None:
@@ -190,8 +200,7 @@ def eroded_fbm(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], gain: float
     total = None
     sx = sy = None
     amp, norm = 1.0, 0.0
-    for o in octs:
-        n, dx, dy = gradient_noise(x, y, o, with_derivatives=True)
+    for o, (n, dx, dy) in zip(octs, octave_noise(x, y, octs, with_derivatives=True)):
         # derivatives in metres^-1 scaled to the largest octave, so `erosion` is scale-free
         scale = amp * (octs[0].spacing / o.spacing)
         dx, dy = dx * scale, dy * scale
@@ -218,8 +227,8 @@ def valleys(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], depth: float =
     """
     total = None
     d = depth
-    for o in octs:
-        t = torch.clamp(torch.abs(gradient_noise(x, y, o)) * sharpness, 0.0, 1.0)
+    for n in octave_noise(x, y, octs):
+        t = torch.clamp(torch.abs(n) * sharpness, 0.0, 1.0)
         profile = t * (2.0 - t)  # 0 on the valley line, slope max there, flat at the shoulder
         f = 1.0 - (1.0 - profile) * d
         total = f if total is None else total * f

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .hashing import hash2, salt, unit_float
-from .noise import Octave, gradient_noise, octaves
+from .noise import Octave, octave_noise, octaves
 
 WARP_BROAD = (7000.0, 230.0)  # wavelength, metres of displacement per noise std: towns turn as a whole
 WARP_BENDS = (1400.0, 26.0)  # the same for the bends of streets within a town
@@ -65,9 +65,9 @@ class StreetFrame:
                 if derivatives else (x, y)
         out = [x, y]
         jac = []
+        noise = octave_noise(x, y, (bx, sx, by, sy), derivatives)
         for i, (broad, bends) in enumerate(((bx, sx), (by, sy))):
-            a = gradient_noise(x, y, broad, derivatives)
-            b = gradient_noise(x, y, bends, derivatives)
+            a, b = noise[2 * i], noise[2 * i + 1]
             if not derivatives:
                 a, b = (a,), (b,)
             ka, kb = WARP_BROAD[1] / NOISE_STD, WARP_BENDS[1] / NOISE_STD

@@ -18,7 +18,7 @@ import torch
 
 from . import lattice
 from .hashing import salt
-from .noise import Octave, eroded_fbm, fbm, gradient_noise, octaves, ridged, smoothstep, valleys
+from .noise import Octave, eroded_fbm, fbm, octave_noise, octaves, ridged, smoothstep, valleys
 
 FBM_STD = 0.14  # measured standard deviation of a 3-4 octave `fbm`; fields below are in its units
 SMOOTH_LATTICE = 512.0  # metres: world lattice the kilometre-scale fields are interpolated from
@@ -234,6 +234,6 @@ def detail_height(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], amplitud
     Summed coarse to fine, so the partial sum up to level L is bit-identical to level L's total.
     """
     total = torch.zeros(torch.broadcast_shapes(x.shape, y.shape), dtype=torch.float32, device=x.device)
-    for o in octs:
-        total = total + gradient_noise(x, y, o) * (o.spacing * 0.06) * amplitude
+    for o, n in zip(octs, octave_noise(x, y, octs)):
+        total = total + n * (o.spacing * 0.06) * amplitude
     return total
