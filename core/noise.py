@@ -15,6 +15,7 @@ The public functions accept torch tensors or numpy arrays and return the same ki
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,7 +31,7 @@ _GRAD = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1).astype(np.float32)
 # the four corners of a lattice cell, in the order a, b, c, d: node offsets along x and y
 _CORNER_X = (0, 1, 0, 1)
 _CORNER_Y = (0, 0, 1, 1)
-STACK_MAX = 4096  # octaves x points up to which all octaves of a call go through one stacked pass
+STACK_MAX = 1 << 20  # octaves x points up to which all octaves of a call go through one stacked pass (memory bound)
 
 
 @lru_cache(maxsize=None)
@@ -74,7 +75,7 @@ def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool 
     are evaluated octave by octave (each through a table of its lattice nodes' gradients).
     """
     octs = tuple(octs)
-    numel = torch.broadcast_shapes(x.shape, y.shape).numel()
+    numel = _broadcast_numel(x.shape, y.shape)
     if len(octs) > 1 and numel * len(octs) <= STACK_MAX:
         return _noise_stack(x, y, octs, with_derivatives)
     return [_noise_stack(x, y, (o,), with_derivatives)[0] for o in octs]
@@ -115,36 +116,49 @@ def _stacked_coords(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.
 def _corner_gradients(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...]) -> torch.Tensor:
     """Gradients at the four corners of each sample's cell: (2, 4, K, *broadcast shape) float32.
 
-    ix, iy: (K, ...) cell indices. One octave's corners are gathered from a table of the lattice
-    nodes its cells span, each node hashed once, unless they spread over more nodes than that
-    saves; stacked octaves hash every corner. The hash words are the same integers either way.
+    ix, iy: (K, ...) cell indices. The corners are gathered from a table of the lattice nodes the
+    cells span, each node hashed once, unless they spread over more nodes than that saves; then
+    every corner is hashed. The hash words are the same integers either way.
     """
     table = _grad_table(ix.device)
-    shape = torch.broadcast_shapes(ix.shape, iy.shape)
-    nodes = _node_table(ix, iy, octs[0].key, table) if len(octs) == 1 else None
+    k, pad = len(octs), (1,) * (ix.dim() - 1)
+    keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=ix.device).reshape((k,) + pad)
+    nodes = _node_table(ix, iy, keys, table)
     if nodes is None:
-        k, pad = len(octs), (1,) * (ix.dim() - 1)
-        offset = lambda d: torch.tensor(d, dtype=torch.int64, device=ix.device).reshape((4, 1) + pad)  # noqa: E731
-        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=ix.device).reshape((1, k) + pad)
+        offset = lambda d: torch.tensor(d, dtype=torch.int64, device=ix.device).reshape((4,) + (1,) * ix.dim())  # noqa: E731
         idx = torch.bitwise_and(hash2(ix + offset(_CORNER_X), iy + offset(_CORNER_Y), keys), 15)
         return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape)
-    node_gradients, x0, y0, nx = nodes
-    flat = ((iy - y0) * nx + (ix - x0)).expand(shape)
+    node_gradients, flat, nx = nodes
     corners = flat + torch.tensor([0, 1, nx, nx + 1], dtype=torch.int64, device=ix.device).reshape((4,) + (1,) * flat.dim())
     return node_gradients.index_select(1, corners.reshape(-1)).reshape((2,) + corners.shape)
 
 
-def _node_table(ix: torch.Tensor, iy: torch.Tensor, key: int, table: torch.Tensor):
-    """(gradients (2, nodes) of the lattice nodes the cells (ix, iy) span, x0, y0, nodes per row),
-    or None when they are so many that hashing every corner is cheaper."""
-    x0, y0 = int(ix.min()), int(iy.min())
-    nx, ny = int(ix.max()) - x0 + 2, int(iy.max()) - y0 + 2
-    if nx * ny > 4 * max(torch.broadcast_shapes(ix.shape, iy.shape).numel(), 64):
+def _node_table(ix: torch.Tensor, iy: torch.Tensor, keys: torch.Tensor, table: torch.Tensor):
+    """The lattice nodes the cells (ix, iy) of each octave span, on one rows x cols box per
+    octave (the largest octave's): (their gradients (2, K * rows * cols), flat node index of each
+    sample's cell (K, ...), cols), or None when they are so many that hashing every corner is
+    cheaper."""
+    k = ix.shape[0]
+    x_lo, x_hi = ix.reshape(k, -1).aminmax(dim=1)
+    y_lo, y_hi = iy.reshape(k, -1).aminmax(dim=1)
+    span_x, span_y = torch.stack([(x_hi - x_lo).max(), (y_hi - y_lo).max()]).tolist()
+    nx, ny = span_x + 2, span_y + 2
+    if nx * ny > 4 * max(_broadcast_numel(ix.shape[1:], iy.shape[1:]), 64):
         return None
-    node_x = torch.arange(nx, device=ix.device, dtype=torch.int64).reshape(1, -1) + x0
-    node_y = torch.arange(ny, device=ix.device, dtype=torch.int64).reshape(-1, 1) + y0
-    idx = torch.bitwise_and(hash2(node_x, node_y, key), 15)
-    return table.index_select(1, idx.reshape(-1)), x0, y0, nx
+    node_x = torch.arange(nx, device=ix.device, dtype=torch.int64).reshape(1, 1, -1) + x_lo.reshape(k, 1, 1)
+    node_y = torch.arange(ny, device=ix.device, dtype=torch.int64).reshape(1, -1, 1) + y_lo.reshape(k, 1, 1)
+    idx = torch.bitwise_and(hash2(node_x, node_y, keys.reshape(k, 1, 1)), 15)
+    pad = (1,) * (ix.dim() - 1)
+    box = torch.arange(k, device=ix.device, dtype=torch.int64).reshape((k,) + pad) * ny
+    flat = (iy - y_lo.reshape((k,) + pad) + box) * nx + (ix - x_lo.reshape((k,) + pad))
+    return table.index_select(1, idx.reshape(-1)), flat, nx
+
+
+def _broadcast_numel(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """Element count of the broadcast of shapes a and b (torch.broadcast_shapes costs ~0.1 ms)."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    return math.prod(p if q == 1 else q for p, q in zip(a, b))
 
 
 def _fade(t: torch.Tensor) -> torch.Tensor:
