@@ -81,7 +81,7 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
         grid = field(((torch.arange(nx, device=x.device, dtype=torch.float64) + x0) * spacing).reshape(1, -1),
                      ((torch.arange(ny, device=x.device, dtype=torch.float64) + y0) * spacing).reshape(-1, 1))
         flat = (rows - y0) * nx + (cols - x0)  # (N, 4, 4): [point, row, col]
-        nodes = {k: v.reshape(-1)[flat] for k, v in grid.items()}
+        nodes = {k: v.reshape(-1).index_select(0, flat.reshape(-1)).reshape(flat.shape) for k, v in grid.items()}
     elif nx * ny < 2**62:
         # clustered points far apart (e.g. along a river across a large chunk): each distinct node once
         flat = ((rows - y0) * nx + (cols - x0)).reshape(-1)
@@ -89,7 +89,7 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
         ux = (torch.remainder(unique, nx) + x0).to(torch.float64) * spacing
         uy = (torch.div(unique, nx, rounding_mode="floor") + y0).to(torch.float64) * spacing
         values = field(ux, uy)
-        nodes = {k: v[inverse].reshape(-1, 4, 4) for k, v in values.items()}
+        nodes = {k: v.index_select(0, inverse).reshape(-1, 4, 4) for k, v in values.items()}
     else:
         nodes = field(cols.to(torch.float64) * spacing, rows.to(torch.float64) * spacing)
     wx = catmull_rom_weights(tx)

@@ -66,7 +66,8 @@ class VegetationNodes(NamedTuple):
     wet: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # water at world points (bool)
 
     def at(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Bilinear values at world points (float64, any shape, inside the node grid)."""
+        """Bilinear values at world points (float64, broadcastable, inside the node grid); every
+        field in one pass over the fields stacked (F, nodes)."""
         u = x * (1.0 / VEG_LATTICE)
         v = y * (1.0 / VEG_LATTICE)
         fi, fj = torch.floor(u), torch.floor(v)
@@ -76,13 +77,13 @@ class VegetationNodes(NamedTuple):
         c = (fi.to(torch.int64) - self.i0).clamp(0, cols - 2)
         r = (fj.to(torch.int64) - self.j0).clamp(0, rows - 2)
         flat = r * cols + c
-        out = {}
-        for name, f in self.fields.items():
-            f = f.reshape(-1)
-            a, b = f[flat], f[flat + 1]
-            cc, d = f[flat + cols], f[flat + cols + 1]
-            out[name] = (a + (b - a) * tu) + ((cc + (d - cc) * tu) - (a + (b - a) * tu)) * tv
-        return out
+        f = torch.stack([v.reshape(-1) for v in self.fields.values()])
+
+        def corner(offset: int) -> torch.Tensor:
+            return f.index_select(1, (flat + offset).reshape(-1)).reshape((len(f),) + flat.shape)
+        a, b, cc, d = corner(0), corner(1), corner(cols), corner(cols + 1)
+        value = (a + (b - a) * tu) + ((cc + (d - cc) * tu) - (a + (b - a) * tu)) * tv
+        return dict(zip(self.fields, value.unbind(0)))
 
 
 def node_range(lo: float, hi: float) -> tuple[int, int]:
@@ -284,7 +285,7 @@ def _canopy_from_table(x: torch.Tensor, y: torch.Tensor, table: CellTable) -> di
 
     def cell(a, b):
         idx = (cj_n + b) * ncol + (ci_n + a)
-        return {k: v[idx] for k, v in table.cells.items()}
+        return {k: v.index_select(0, idx) for k, v in table.cells.items()}
     found = _top_crown(px, py, cell)
     return {k: v.reshape(-1).index_put((need,), found[k]).reshape(shape) for k, v in out.items()}
 

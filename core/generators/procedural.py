@@ -427,7 +427,8 @@ class ProceduralGenerator:
         semantic[road] = biomes.CLASS_IDS["road"]
         building = b["id"] > 0
         semantic[building] = biomes.CLASS_IDS["building"]
-        stand = veg.at(px.expand(n, n), py.expand(n, n))["forest"] * min(veg.density, 1.0)
+        veg_pixels = veg.at(px, py)
+        stand = veg_pixels["forest"] * min(veg.density, 1.0)
         clearing = (semantic == biomes.CLASS_IDS["forest"]) & (stand < 0.15)
         semantic[clearing] = biomes.CLASS_IDS["grass"]  # the forest class is the floor of a stand
         if res <= TREE_OBJECTS_MAX_RESOLUTION:  # crowns resolved: a pixel is the tree over its centre
@@ -437,7 +438,7 @@ class ProceduralGenerator:
         else:  # crowns below the pixel size: tree cover where stands are dense, without per-tree ids,
             # shaded from the crowns at the pixel's corners (the samples), not evaluated again
             crowns = corners_mean((canopy > 0).to(torch.float32))
-            conifer = veg.at(px.expand(n, n), py.expand(n, n))["conifer"] > 0.5
+            conifer = veg_pixels["conifer"] > 0.5
             tint = hash2(torch.floor(px * (1.0 / 6.0)).to(torch.int64), torch.floor(py * (1.0 / 6.0)).to(torch.int64),
                          self.crop_key ^ 7)
             cover = {"id": tint, "edge": 1.0 - crowns, "kind": torch.where(conifer, 0, 1).to(torch.int64)}
@@ -588,9 +589,11 @@ class BlockTable:
     def columns(self, bx: torch.Tensor, by: torch.Tensor, names: tuple[int, ...]) -> torch.Tensor:
         """Columns `names` of the block rows at block indices (bx, by): (..., len(names))."""
         c, r = bx - self.bx0, by - self.by0
-        if bool(((c < 0) | (c >= self.cols) | (r < 0) | (r >= self.rows)).any()):
+        (c_lo, c_hi), (r_lo, r_hi) = torch.stack([torch.stack(c.aminmax()), torch.stack(r.aminmax())]).tolist() \
+            if c.numel() else ((0, 0), (0, 0))
+        if c_lo < 0 or c_hi >= self.cols or r_lo < 0 or r_hi >= self.rows:
             raise GeneratorError("internal: a block asked for lies outside the chunk's block table")
-        return self.flat[:, list(names)][(r * self.cols + c).reshape(-1)].reshape(bx.shape + (len(names),))
+        return self.flat[:, list(names)].index_select(0, (r * self.cols + c).reshape(-1)).reshape(bx.shape + (len(names),))
 
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The building of each located point's lot (`settlements.locate`, 1-D): (present (bool),
@@ -670,7 +673,7 @@ class MacroNodes(NamedTuple):
         if bool(((ci < 0) | (ci >= cols) | (cj < 0) | (cj >= rows)).any()):
             raise GeneratorError("internal: a macro lattice node lies outside the chunk's nodes")
         flat = (cj * cols + ci).reshape(-1)
-        return {k: v.reshape(-1)[flat].reshape(ci.shape) for k, v in self.fields.items()
+        return {k: v.reshape(-1).index_select(0, flat).reshape(ci.shape) for k, v in self.fields.items()
                 if names is None or k in names}
 
     def water(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
