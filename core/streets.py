@@ -84,12 +84,12 @@ class StreetFrame:
         return wx * self.cos + wy * self.sin, wy * self.cos - wx * self.sin
 
     def to_grid_near(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`to_grid` to within about a metre (float64, 1-D in and out): bilinear between exact
-        values on a world-anchored lattice of APPROX_SPACING metres (the map's curvature is
-        under 5e-4 per metre). For conservative tests over many points that allow a block of
-        slack, such as which tree candidates might be near a town."""
-        if x.numel() == 0:
-            return x, y
+        """`to_grid` to within about a metre (float64, broadcastable in, broadcast shape out):
+        bilinear between exact values on a world-anchored lattice of APPROX_SPACING metres (the
+        map's curvature is under 5e-4 per metre). For conservative tests over many points that
+        allow a block of slack, such as which tree candidates might be near a town."""
+        if x.numel() == 0 or y.numel() == 0:
+            return torch.broadcast_tensors(x, y)
         s = APPROX_SPACING
         i, j = torch.floor(x * (1.0 / s)), torch.floor(y * (1.0 / s))
         fx, fy = x * (1.0 / s) - i, y * (1.0 / s) - j
@@ -98,10 +98,11 @@ class StreetFrame:
         nu, nv = self.to_grid(((torch.arange(ni, dtype=torch.float64, device=x.device) + i0) * s).reshape(1, -1),
                               ((torch.arange(nj, dtype=torch.float64, device=x.device) + j0) * s).reshape(-1, 1))
         c = (i.to(torch.int64) - i0) + (j.to(torch.int64) - j0) * ni
+        shape, c = c.shape, c.reshape(-1)
         out = []
         for node in (nu.reshape(-1), nv.reshape(-1)):
-            a, b = node.index_select(0, c), node.index_select(0, c + 1)
-            d, e = node.index_select(0, c + ni), node.index_select(0, c + ni + 1)
+            a, b = node.index_select(0, c).reshape(shape), node.index_select(0, c + 1).reshape(shape)
+            d, e = node.index_select(0, c + ni).reshape(shape), node.index_select(0, c + ni + 1).reshape(shape)
             out.append((a + (b - a) * fx) + ((d + (e - d) * fx) - (a + (b - a) * fx)) * fy)
         return out[0], out[1]
 

@@ -242,10 +242,11 @@ def grid_table(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNod
     ncol, nrow = c1 - c0 + 1, r1 - r0 + 1
     if nodes.density <= 0 or ncol * nrow > 9 * x.shape[1] * y.shape[0]:
         return None
-    cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=x.device).reshape(1, -1).expand(nrow, -1).reshape(-1)
-    rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=x.device).reshape(-1, 1).expand(-1, ncol).reshape(-1)
-    cells = _candidates_where_possible(seed, cols, rows, (cols.to(torch.float64) + 0.5) * CELL,
-                                       (rows.to(torch.float64) + 0.5) * CELL, nodes, _reach(nodes), blocks)
+    cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=x.device).reshape(1, -1)
+    rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=x.device).reshape(-1, 1)
+    cells = _candidates_where_possible(seed, cols.expand(nrow, -1).reshape(-1), rows.expand(-1, ncol).reshape(-1),
+                                       (cols.to(torch.float64) + 0.5) * CELL, (rows.to(torch.float64) + 0.5) * CELL,
+                                       nodes, _reach(nodes), blocks)
     return CellTable(c0, r0, ncol, nrow, cells)
 
 
@@ -337,7 +338,9 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
                                ) -> dict[str, torch.Tensor]:
     """`candidates` of 1-D cells (ci, cj), evaluated only where a tree can be near (x, y) (within
     a node spacing or a block of the cell): far from forests, hedges and towns a candidate is
-    never a tree, and most of the land at coarse levels is such. The others are returned absent."""
+    never a tree, and most of the land at coarse levels is such. The others are returned absent.
+    x, y: float64, 1-D like ci, or a separable grid ((1, W), (H, 1)) whose flattened points
+    match the cells."""
     if nodes.density <= 0:
         near = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
     else:
@@ -352,9 +355,9 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     else:
         d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
         around = blocks(bx.reshape(-1, 1) + d.repeat(3).reshape(1, 9), by.reshape(-1, 1) + d.repeat_interleave(3).reshape(1, 9))
-        urban = (around[..., 0] > 0).any(dim=1)
+        urban = (around[..., 0] > 0).any(dim=1).reshape(bx.shape)
     near = near | (urban & (nodes.density > 0))
-    idx = torch.nonzero(near).reshape(-1)
+    idx = torch.nonzero(near.reshape(-1)).reshape(-1)
     n = ci.numel()
     if idx.numel() == n:
         return candidates(seed, ci, cj, nodes, blocks)
