@@ -49,9 +49,20 @@ def hash2(ix: torch.Tensor, iy: torch.Tensor, key: int | torch.Tensor) -> torch.
     under each key, the same words as separate calls). The axes are hashed separately, so
     broadcast (H, 1) x (1, W) inputs cost two 1-D passes and one full-size combine.
     """
-    hx = hash_axis(ix, key)
-    y_key = 0x68E31DA4
-    hy = hash_axis(iy, _mix32_int(key ^ y_key) if isinstance(key, int) else mix32(torch.bitwise_xor(key, y_key)))
+    key_y = axis_keys(key)[1] if isinstance(key, int) else mix32(torch.bitwise_xor(key, _Y_SALT))
+    return combine_axes(hash_axis(ix, key), hash_axis(iy, key_y))
+
+
+_Y_SALT = 0x68E31DA4
+
+
+def axis_keys(key: int) -> tuple[int, int]:
+    """The keys `hash2` hashes x and y coordinates under."""
+    return key, _mix32_int(key ^ _Y_SALT)
+
+
+def combine_axes(hx: torch.Tensor, hy: torch.Tensor) -> torch.Tensor:
+    """`hash2`'s words from the hashes of the x and y coordinates (`hash_axis` under `axis_keys`)."""
     return mix32(torch.bitwise_xor(hx, torch.bitwise_and(hy * 0x2C1B3C6, M32)))
 
 

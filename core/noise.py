@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .device import as_tensor
-from .hashing import hash2, salt
+from .hashing import axis_keys, combine_axes, hash2, hash_axis, salt
 
 # 16 gradient directions at 22.5 degree steps, unit length (float32 table, gathered by hash).
 _ANGLES = np.arange(16) * (2 * np.pi / 16)
@@ -50,10 +50,12 @@ class Octave:
 
 def lattice_coords(pos: torch.Tensor, spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
     """World metres (float64) -> (cell index int64, fraction float32 in [0, 1))."""
-    u = pos / spacing
+    return _cell_and_fraction(pos / spacing)
+
+
+def _cell_and_fraction(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     cell = torch.floor(u)
-    frac = (u - cell).to(torch.float32)
-    return cell.to(torch.int64), frac
+    return cell.to(torch.int64), (u - cell).to(torch.float32)
 
 
 def gradient_noise(x: torch.Tensor, y: torch.Tensor, octave: Octave,
@@ -106,11 +108,7 @@ def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], wit
 
 def _stacked_coords(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """`lattice_coords` of each octave, stacked: (K, *pos.shape) int64 and float32."""
-    if len(octs) == 1:
-        cell, frac = lattice_coords(pos, octs[0].spacing)
-        return cell.unsqueeze(0), frac.unsqueeze(0)
-    cells, fracs = zip(*(lattice_coords(pos, o.spacing) for o in octs))
-    return torch.stack(cells), torch.stack(fracs)
+    return _cell_and_fraction(torch.stack([pos / o.spacing for o in octs]))
 
 
 def _corner_gradients(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...]) -> torch.Tensor:
@@ -121,37 +119,63 @@ def _corner_gradients(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ..
     every corner is hashed. The hash words are the same integers either way.
     """
     table = _grad_table(ix.device)
-    k, pad = len(octs), (1,) * (ix.dim() - 1)
-    keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=ix.device).reshape((k,) + pad)
-    nodes = _node_table(ix, iy, keys, table)
+    nodes = _node_table(ix, iy, octs, table)
     if nodes is None:
+        k, pad = len(octs), (1,) * (ix.dim() - 1)
+        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=ix.device).reshape((k,) + pad)
         offset = lambda d: torch.tensor(d, dtype=torch.int64, device=ix.device).reshape((4,) + (1,) * ix.dim())  # noqa: E731
         idx = torch.bitwise_and(hash2(ix + offset(_CORNER_X), iy + offset(_CORNER_Y), keys), 15)
         return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape)
-    node_gradients, flat, nx = nodes
-    corners = flat + torch.tensor([0, 1, nx, nx + 1], dtype=torch.int64, device=ix.device).reshape((4,) + (1,) * flat.dim())
+    node_gradients, corners = nodes
     return node_gradients.index_select(1, corners.reshape(-1)).reshape((2,) + corners.shape)
 
 
-def _node_table(ix: torch.Tensor, iy: torch.Tensor, keys: torch.Tensor, table: torch.Tensor):
-    """The lattice nodes the cells (ix, iy) of each octave span, on one rows x cols box per
-    octave (the largest octave's): (their gradients (2, K * rows * cols), flat node index of each
-    sample's cell (K, ...), cols), or None when they are so many that hashing every corner is
-    cheaper."""
-    k = ix.shape[0]
+def _node_table(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...], table: torch.Tensor):
+    """The lattice nodes the cells (ix, iy) of each octave span, one box of nodes per octave, the
+    boxes one after the other: (their gradients (2, nodes), index of each sample's corner nodes
+    (4, K, ...)), or None when they are so many that hashing every corner is cheaper. Each box's
+    columns and rows are hashed once (`hash_axis`), its nodes combine the two (`combine_axes`)."""
+    k, dev = ix.shape[0], ix.device
     x_lo, x_hi = ix.reshape(k, -1).aminmax(dim=1)
     y_lo, y_hi = iy.reshape(k, -1).aminmax(dim=1)
-    span_x, span_y = torch.stack([(x_hi - x_lo).max(), (y_hi - y_lo).max()]).tolist()
-    nx, ny = span_x + 2, span_y + 2
-    if nx * ny > 4 * max(_broadcast_numel(ix.shape[1:], iy.shape[1:]), 64):
+    x0, x1, y0, y1 = torch.stack([x_lo, x_hi, y_lo, y_hi]).tolist()
+    cols = [b - a + 2 for a, b in zip(x0, x1)]
+    rows = [b - a + 2 for a, b in zip(y0, y1)]
+    sizes = [r * c for r, c in zip(rows, cols)]
+    if sum(sizes) > 4 * k * max(_broadcast_numel(ix.shape[1:], iy.shape[1:]), 64):
         return None
-    node_x = torch.arange(nx, device=ix.device, dtype=torch.int64).reshape(1, 1, -1) + x_lo.reshape(k, 1, 1)
-    node_y = torch.arange(ny, device=ix.device, dtype=torch.int64).reshape(1, -1, 1) + y_lo.reshape(k, 1, 1)
-    idx = torch.bitwise_and(hash2(node_x, node_y, keys.reshape(k, 1, 1)), 15)
-    pad = (1,) * (ix.dim() - 1)
-    box = torch.arange(k, device=ix.device, dtype=torch.int64).reshape((k,) + pad) * ny
-    flat = (iy - y_lo.reshape((k,) + pad) + box) * nx + (ix - x_lo.reshape((k,) + pad))
-    return table.index_select(1, idx.reshape(-1)), flat, nx
+    key_x, key_y = zip(*(axis_keys(o.key) for o in octs))
+    hx = hash_axis(*_ranges(x0, cols, key_x, dev))
+    hy = hash_axis(*_ranges(y0, rows, key_y, dev))
+    # node (r, c) of box k is number _starts(sizes)[k] + r * cols[k] + c
+    per_octave = torch.tensor([_starts(sizes), cols, _starts(cols), _starts(rows), x0, y0], dtype=torch.int64, device=dev)
+    start, ncol, col0, row0, _, _ = per_octave.index_select(1, _owners(sizes, dev))
+    local = torch.arange(sum(sizes), dtype=torch.int64, device=dev) - start
+    idx = torch.bitwise_and(combine_axes(hx.index_select(0, col0 + torch.remainder(local, ncol)),
+                                         hy.index_select(0, row0 + torch.div(local, ncol, rounding_mode="floor"))), 15)
+    start, ncol, _, _, node_x0, node_y0 = per_octave.reshape((6, k) + (1,) * (ix.dim() - 1)).unbind(0)
+    flat = start + (iy - node_y0) * ncol + (ix - node_x0)
+    zero = torch.zeros_like(ncol)
+    corners = flat + torch.stack([zero, zero + 1, ncol, ncol + 1])  # a, b, c, d
+    return table.index_select(1, idx), corners
+
+
+def _starts(counts: list[int]) -> list[int]:
+    """Where each of ranges of `counts` elements, one after the other, starts."""
+    return [sum(counts[:i]) for i in range(len(counts))]
+
+
+def _owners(counts: list[int], device: torch.device) -> torch.Tensor:
+    """For each element of ranges of `counts` elements one after the other, its range (int64)."""
+    return torch.repeat_interleave(torch.tensor(counts, dtype=torch.int64, device=device))
+
+
+def _ranges(first: list[int], counts: list[int], keys: tuple[int, ...], device: torch.device):
+    """Integers first[k] .. first[k] + counts[k] - 1 for each k, one range after the other, and
+    each one's key (int64, 1-D both)."""
+    per_range = torch.tensor([[f - s for f, s in zip(first, _starts(counts))], list(keys)], dtype=torch.int64,
+                             device=device).index_select(1, _owners(counts, device))
+    return torch.arange(sum(counts), dtype=torch.int64, device=device) + per_range[0], per_range[1]
 
 
 def _broadcast_numel(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -177,14 +201,24 @@ def octaves(seed: int, tag: int, largest: float, count: int, lacunarity: float =
 
 def fbm(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], gain: float = 0.5) -> torch.Tensor:
     """Fractal sum of octaves, normalised so its amplitude is comparable to one octave (float32)."""
-    total = None
-    amp, norm = 1.0, 0.0
-    for n in octave_noise(x, y, octs):
-        n = n * amp
-        total = n if total is None else total + n
-        norm += amp
-        amp *= gain
-    return total * (1.0 / norm)
+    return fbms(x, y, (octs,), gain)[0]
+
+
+def fbms(x: torch.Tensor, y: torch.Tensor, octave_sets, gain: float = 0.5) -> list[torch.Tensor]:
+    """`fbm` of each list of octaves in `octave_sets` at the same points, every octave evaluated
+    in one `octave_noise` call (fewer, larger tensor operations; the same bits)."""
+    noise = iter(octave_noise(x, y, [o for octs in octave_sets for o in octs]))
+    out = []
+    for octs in octave_sets:
+        total = None
+        amp, norm = 1.0, 0.0
+        for _ in octs:
+            n = next(noise) * amp
+            total = n if total is None else total + n
+            norm += amp
+            amp *= gain
+        out.append(total * (1.0 / norm))
+    return out
 
 
 def ridged(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], gain: float = 0.5,

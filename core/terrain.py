@@ -18,7 +18,7 @@ import torch
 
 from . import lattice
 from .hashing import salt
-from .noise import Octave, eroded_fbm, fbm, octave_noise, octaves, ridged, smoothstep, valleys
+from .noise import Octave, eroded_fbm, fbms, octave_noise, octaves, ridged, smoothstep, valleys
 
 FBM_STD = 0.14  # measured standard deviation of a 3-4 octave `fbm`; fields below are in its units
 SMOOTH_LATTICE = 512.0  # metres: world lattice the kilometre-scale fields are interpolated from
@@ -90,22 +90,16 @@ def smooth_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves) -> dict[
     """The slowly varying inputs of the relief (kilometre scales), in fbm std units (float32):
     domain warp (metres), continent, masks, river and lake fields, climate."""
     warp = 1400.0
-    wx = fbm(x, y, octs.warp_x) * (warp / FBM_STD)
-    wy = fbm(x, y, octs.warp_y) * (warp / FBM_STD)
+    unwarped = ("warp_x", "warp_y", "mountain_mask", "hill_mask", "plateau_mask", "lakes", "temperature", "moisture")
+    f = dict(zip(unwarped, fbms(x, y, [getattr(octs, name) for name in unwarped])))
+    wx = f.pop("warp_x") * (warp / FBM_STD)
+    wy = f.pop("warp_y") * (warp / FBM_STD)
     xw = x + wx.to(torch.float64)
     yw = y + wy.to(torch.float64)
+    continent, rivers = fbms(xw, yw, (octs.continent, octs.rivers))
     z = 1.0 / FBM_STD
-    return {
-        "warp_x": wx, "warp_y": wy,
-        "continent": fbm(xw, yw, octs.continent) * z,
-        "mountain_mask": fbm(x, y, octs.mountain_mask) * z,
-        "hill_mask": fbm(x, y, octs.hill_mask) * z,
-        "plateau_mask": fbm(x, y, octs.plateau_mask) * z,
-        "rivers": fbm(xw, yw, octs.rivers) * z,
-        "lakes": fbm(x, y, octs.lakes) * z,
-        "temperature": fbm(x, y, octs.temperature) * z,
-        "moisture": fbm(x, y, octs.moisture) * z,
-    }
+    return {"warp_x": wx, "warp_y": wy, "continent": continent * z, "rivers": rivers * z,
+            **{name: v * z for name, v in f.items()}}
 
 
 def drainage_base(base: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from ..device import default_device
 from ..errors import GeneratorError
 from ..hashing import hash2, salt, unit_float
 from ..keys import ChunkKey
-from ..noise import Octave, fbm, gradient_noise, octaves, smoothstep
+from ..noise import Octave, fbms, gradient_noise, octaves, smoothstep
 from ..settlements import BLOCK, Building
 from ..streets import StreetFrame
 from ..vegetation import TREE_OBJECTS_MAX_RESOLUTION, Tree, VegetationNodes
@@ -161,8 +161,7 @@ class ProceduralGenerator:
         gx[:, 1:-1] = (h[:, 2:] - h[:, :-2]) * (0.5 / vegetation.VEG_LATTICE)
         gy[1:-1, :] = (h[2:, :] - h[:-2, :]) * (0.5 / vegetation.VEG_LATTICE)
         slope = torch.sqrt(gx * gx + gy * gy)
-        forest_noise = fbm(xs, ys, self.forest_octaves) * (1.0 / 0.14)
-        farm_noise = fbm(xs, ys, self.farm_octaves) * (1.0 / 0.14)
+        forest_noise, farm_noise = (n * (1.0 / 0.14) for n in fbms(xs, ys, (self.forest_octaves, self.farm_octaves)))
         density = settlements.raw_density(xs, ys, self.settlement_octaves, self.urbanization)
         t, moist = m["temperature"], m["moisture"]
         dry = smoothstep(-0.4, -1.4, m["wetness"]) * smoothstep(0.5, 0.2, m["coast"])
@@ -395,6 +394,9 @@ class ProceduralGenerator:
         def corners_mean(a):
             return (a[:-1, :-1] + a[:-1, 1:] + a[1:, :-1] + a[1:, 1:]) * 0.25
 
+        forest_noise, farm_noise, snow_noise, broad = (
+            n * (1.0 / 0.14) for n in fbms(px, py, (self.forest_octaves, self.farm_octaves, self.snow_octaves,
+                                                     self.broad_octaves)))
         ground = m["natural"]
         gx = ((ground[:-1, 1:] + ground[1:, 1:]) - (ground[:-1, :-1] + ground[1:, :-1])) * (0.5 / res)
         gy = ((ground[:-1, :-1] + ground[:-1, 1:]) - (ground[1:, :-1] + ground[1:, 1:])) * (0.5 / res)
@@ -405,9 +407,9 @@ class ProceduralGenerator:
             "moisture": corners_mean(m["moisture"]),
             "coast": corners_mean(m["coast"]),
             "mountain": corners_mean(m["mountain"]),
-            "forest_noise": fbm(px, py, self.forest_octaves) * (1.0 / 0.14),
-            "farm_noise": fbm(px, py, self.farm_octaves) * (1.0 / 0.14),
-            "snow_noise": fbm(px, py, self.snow_octaves) * (1.0 / 0.14),
+            "forest_noise": forest_noise,
+            "farm_noise": farm_noise,
+            "snow_noise": snow_noise,
             "density": settlements.raw_density(px, py, self.settlement_octaves, self.urbanization),
         }
         semantic = biomes.classify(pix)
@@ -449,7 +451,6 @@ class ProceduralGenerator:
 
         texture = (gradient_noise(px, py, Octave(2.0 * res, self.texture_key)) * 1.6
                    + gradient_noise(px, py, Octave(8.0 * res, self.texture_key ^ 1)) * 1.2)
-        broad = fbm(px, py, self.broad_octaves) * (1.0 / 0.14)
         crop = hash2(torch.floor(px * (1.0 / 90.0)).to(torch.int64), torch.floor(py * (1.0 / 160.0)).to(torch.int64),
                      self.crop_key)
         ortho = biomes.albedo(semantic, texture, broad, crop, b["id"], pix["moisture"],
