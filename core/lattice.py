@@ -36,7 +36,8 @@ def _axis(pos: torch.Tensor, spacing: float) -> tuple[torch.Tensor, torch.Tensor
 def on_grid(field: Field, xs: torch.Tensor, ys: torch.Tensor, spacing: float) -> dict[str, torch.Tensor]:
     """Evaluate `field` on a separable grid through the lattice.
 
-    xs: (W,) float64 world metres (columns), ys: (H,) float64 (rows). Returns (H, W) float32 tensors.
+    xs: (W,) float64 world metres (columns), ys: (H,) float64 (rows); `field` returns float32
+    tensors (all fields are interpolated in one stacked pass). Returns (H, W) float32 tensors.
     """
     kx, tx = _axis(xs, spacing)
     ky, ty = _axis(ys, spacing)
@@ -45,22 +46,16 @@ def on_grid(field: Field, xs: torch.Tensor, ys: torch.Tensor, spacing: float) ->
     node_x = (torch.arange(nx, dtype=torch.float64, device=xs.device) + x0) * spacing
     node_y = (torch.arange(ny, dtype=torch.float64, device=ys.device) + y0) * spacing
     nodes = field(node_x.reshape(1, -1), node_y.reshape(-1, 1))
-    wx = catmull_rom_weights(tx)
-    wy = catmull_rom_weights(ty)
-    cols = [kx - x0 + d for d in (-1, 0, 1, 2)]
-    rows = [ky - y0 + d for d in (-1, 0, 1, 2)]
-    out = {}
-    for name, f in nodes.items():
-        along_x = None
-        for w, c in zip(wx, cols):
-            term = f.index_select(1, c) * w.reshape(1, -1)
-            along_x = term if along_x is None else along_x + term
-        value = None
-        for w, r in zip(wy, rows):
-            term = along_x.index_select(0, r) * w.reshape(-1, 1)
-            value = term if value is None else value + term
-        out[name] = value
-    return out
+    f = torch.stack(list(nodes.values()))  # (fields, rows, cols): every field in one pass
+    along_x = None
+    for w, d in zip(catmull_rom_weights(tx), (-1, 0, 1, 2)):
+        term = f.index_select(2, kx - x0 + d) * w
+        along_x = term if along_x is None else along_x + term
+    value = None
+    for w, d in zip(catmull_rom_weights(ty), (-1, 0, 1, 2)):
+        term = along_x.index_select(1, ky - y0 + d) * w.reshape(-1, 1)
+        value = term if value is None else value + term
+    return dict(zip(nodes, value.unbind(0)))
 
 
 def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) -> dict[str, torch.Tensor]:
@@ -81,7 +76,9 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
         grid = field(((torch.arange(nx, device=x.device, dtype=torch.float64) + x0) * spacing).reshape(1, -1),
                      ((torch.arange(ny, device=x.device, dtype=torch.float64) + y0) * spacing).reshape(-1, 1))
         flat = (rows - y0) * nx + (cols - x0)  # (N, 4, 4): [point, row, col]
-        nodes = {k: v.reshape(-1).index_select(0, flat.reshape(-1)).reshape(flat.shape) for k, v in grid.items()}
+        names = list(grid)
+        f = torch.stack([grid[k].reshape(-1) for k in names]).index_select(1, flat.reshape(-1))
+        nodes = dict(zip(names, f.reshape((len(names),) + flat.shape).unbind(0)))
     elif nx * ny < 2**62:
         # clustered points far apart (e.g. along a river across a large chunk): each distinct node once
         flat = ((rows - y0) * nx + (cols - x0)).reshape(-1)
@@ -92,21 +89,16 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
         nodes = {k: v.index_select(0, inverse).reshape(-1, 4, 4) for k, v in values.items()}
     else:
         nodes = field(cols.to(torch.float64) * spacing, rows.to(torch.float64) * spacing)
-    wx = catmull_rom_weights(tx)
-    wy = catmull_rom_weights(ty)
-    out = {}
-    for name, f in nodes.items():
-        f = f.expand(x.shape[0], 4, 4)
-        along_x = None
-        for j, w in enumerate(wx):
-            term = f[:, :, j] * w.reshape(-1, 1)
-            along_x = term if along_x is None else along_x + term
-        value = None
-        for i, w in enumerate(wy):
-            term = along_x[:, i] * w
-            value = term if value is None else value + term
-        out[name] = value
-    return out
+    f = torch.stack([v.expand(x.shape[0], 4, 4) for v in nodes.values()])  # (fields, N, 4, 4)
+    along_x = None
+    for j, w in enumerate(catmull_rom_weights(tx)):
+        term = f[..., j] * w.reshape(-1, 1)
+        along_x = term if along_x is None else along_x + term
+    value = None
+    for i, w in enumerate(catmull_rom_weights(ty)):
+        term = along_x[..., i] * w
+        value = term if value is None else value + term
+    return dict(zip(nodes, value.unbind(0)))
 
 
 def interpolate(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) -> dict[str, torch.Tensor]:
