@@ -84,7 +84,13 @@ def settlement_octaves(seed: int) -> list:
 
 def settlement_field(x: torch.Tensor, y: torch.Tensor, octs: list) -> torch.Tensor:
     """The settlement field in noise std units (float32): towns where it is high."""
-    return fbm(x, y, octs) * (1.0 / 0.14)
+    return field_from_fbm(fbm(x, y, octs))
+
+
+def field_from_fbm(value: torch.Tensor) -> torch.Tensor:
+    """`settlement_field` from the `fbm` of its octaves (float32), for callers that evaluate it
+    with other fBm at the same points (noise.fbms)."""
+    return value * (1.0 / 0.14)
 
 
 def town_threshold(urbanization: float) -> float:
@@ -93,7 +99,12 @@ def town_threshold(urbanization: float) -> float:
 
 def raw_density(x: torch.Tensor, y: torch.Tensor, octs: list, urbanization: float = 1.0) -> torch.Tensor:
     """Settlement density before terrain gating, 0..1 (1 = dense centre); float32."""
-    return smoothstep(town_threshold(urbanization), 2.6, settlement_field(x, y, octs))
+    return density_from_field(settlement_field(x, y, octs), urbanization)
+
+
+def density_from_field(field: torch.Tensor, urbanization: float = 1.0) -> torch.Tensor:
+    """`raw_density` from the settlement field at the points (float32)."""
+    return smoothstep(town_threshold(urbanization), 2.6, field)
 
 
 def countryside(field: torch.Tensor, macro: dict[str, torch.Tensor], urbanization: float) -> torch.Tensor:

@@ -21,7 +21,7 @@ from ..device import default_device
 from ..errors import GeneratorError
 from ..hashing import hash2, salt, unit_float
 from ..keys import ChunkKey
-from ..noise import Octave, fbms, gradient_noise, octaves, smoothstep
+from ..noise import Octave, fbms, octaves, smoothstep
 from ..settlements import BLOCK, Building
 from ..streets import StreetFrame
 from ..vegetation import TREE_OBJECTS_MAX_RESOLUTION, Tree, VegetationNodes
@@ -161,8 +161,10 @@ class ProceduralGenerator:
         gx[:, 1:-1] = (h[:, 2:] - h[:, :-2]) * (0.5 / vegetation.VEG_LATTICE)
         gy[1:-1, :] = (h[2:, :] - h[:-2, :]) * (0.5 / vegetation.VEG_LATTICE)
         slope = torch.sqrt(gx * gx + gy * gy)
-        forest_noise, farm_noise = (n * (1.0 / 0.14) for n in fbms(xs, ys, (self.forest_octaves, self.farm_octaves)))
-        density = settlements.raw_density(xs, ys, self.settlement_octaves, self.urbanization)
+        forest_fbm, farm_fbm, settlement_fbm = fbms(xs, ys, (self.forest_octaves, self.farm_octaves,
+                                                             self.settlement_octaves))
+        forest_noise, farm_noise = forest_fbm * (1.0 / 0.14), farm_fbm * (1.0 / 0.14)
+        density = settlements.density_from_field(settlements.field_from_fbm(settlement_fbm), self.urbanization)
         t, moist = m["temperature"], m["moisture"]
         dry = smoothstep(-0.4, -1.4, m["wetness"]) * smoothstep(0.5, 0.2, m["coast"])
         farm = (smoothstep(0.25, 0.45, farm_noise + density * 3.0) * smoothstep(0.25, 0.32, moist)
@@ -185,16 +187,23 @@ class ProceduralGenerator:
         return VegetationNodes(i0 + 1, j0 + 1, {k: v.to(torch.float32)[1:-1, 1:-1] for k, v in fields.items()},
                                self.vegetation, self.water_at)
 
-    def macro_nodes(self, west: float, south: float, east: float, north: float) -> "MacroNodes":
-        """The macro fields on the MACRO_LATTICE nodes that the samples of [west, east] x
-        [south, north] and trunks within 24 m of it interpolate from, evaluated once."""
+    def macro_node_grid(self, west: float, south: float, east: float, north: float):
+        """(i0, j0, xs (1, W), ys (H, 1)) of the MACRO_LATTICE nodes that the samples of [west, east] x
+        [south, north] and trunks within 24 m of it interpolate from."""
         s = MACRO_LATTICE
         i0, i1 = int(np.floor((west - 24.0) / s)) - 2, int(np.floor((east + 24.0) / s)) + 3
         j0, j1 = int(np.floor((south - 24.0) / s)) - 2, int(np.floor((north + 24.0) / s)) + 3
         dev = self.device
         xs = torch.arange(i0, i1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * s
         ys = torch.arange(j0, j1 + 1, dtype=torch.int64, device=dev).to(torch.float64) * s
-        return MacroNodes(i0, j0, self.macro(xs.reshape(1, -1), ys.reshape(-1, 1)))
+        return i0, j0, xs.reshape(1, -1), ys.reshape(-1, 1)
+
+    def macro_nodes(self, west: float, south: float, east: float, north: float,
+                    macro: dict[str, torch.Tensor] | None = None) -> "MacroNodes":
+        """The macro fields on the `macro_node_grid` nodes, evaluated once; `macro`: those fields
+        ((H, W) each), if already evaluated."""
+        i0, j0, xs, ys = self.macro_node_grid(west, south, east, north)
+        return MacroNodes(i0, j0, self.macro(xs, ys) if macro is None else macro)
 
     def water_at(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Water at world points (x, y float64, 1-D): the macro wetness through the 16 m lattice,
@@ -368,16 +377,21 @@ class ProceduralGenerator:
         cols = torch.arange(n + 1, dtype=torch.int64, device=dev)
         xs = (cols + sx0).to(torch.float64) * res  # exact: integer times a power of two
         ys = (sy0 + n - cols).to(torch.float64) * res  # row 0 = north
-        # the blocks' and the vegetation nodes' macro fields in one call
-        _, _, vx, vy = self.vegetation_node_grid(west, south, east, north)
-        vshape = (vy.shape[0], vx.shape[1])
-        bx0, by0, table, vm = self._block_table(west, south, east, north,
-                                                (vx.expand(vshape).reshape(-1), vy.expand(vshape).reshape(-1)))
+        # the macro fields of the blocks, the vegetation nodes and (fine levels: the samples and the
+        # trunk water test read them) the macro nodes, in one call
+        grids = [self.vegetation_node_grid(west, south, east, north)]
+        if res < MACRO_LATTICE:
+            grids.append(self.macro_node_grid(west, south, east, north))
+        shapes = [(gy.shape[0], gx.shape[1]) for _, _, gx, gy in grids]
+        points = [torch.cat([g[axis].expand(shape).reshape(-1) for g, shape in zip(grids, shapes)]) for axis in (2, 3)]
+        bx0, by0, table, fields = self._block_table(west, south, east, north, points)
+        split = {k: torch.split(v, [rows * cols for rows, cols in shapes]) for k, v in fields.items()}
+        on_grids = [{k: v[i].reshape(shape) for k, v in split.items()} for i, shape in enumerate(shapes)]
         uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1))
-        veg = self.vegetation_nodes(west, south, east, north, {k: v.reshape(vshape) for k, v in vm.items()})
+        veg = self.vegetation_nodes(west, south, east, north, on_grids[0])
         nodes = None
-        if res < MACRO_LATTICE:  # samples and the trunk water test read this chunk's macro nodes, evaluated once
-            nodes = self.macro_nodes(west, south, east, north)
+        if res < MACRO_LATTICE:
+            nodes = self.macro_nodes(west, south, east, north, on_grids[1])
             veg = veg._replace(wet=nodes.water)
         lots = self._chunk_lots(table, bx0, by0)
         blocks = BlockTable(table, bx0, by0, self.streets, lots)
@@ -394,9 +408,11 @@ class ProceduralGenerator:
         def corners_mean(a):
             return (a[:-1, :-1] + a[:-1, 1:] + a[1:, :-1] + a[1:, 1:]) * 0.25
 
-        forest_noise, farm_noise, snow_noise, broad = (
-            n * (1.0 / 0.14) for n in fbms(px, py, (self.forest_octaves, self.farm_octaves, self.snow_octaves,
-                                                     self.broad_octaves)))
+        # every pixel-centre noise in one call; an fBm of one octave is that octave, bit for bit
+        *pixel_fbm, settlement_fbm, fine_texture, coarse_texture = fbms(px, py, (
+            self.forest_octaves, self.farm_octaves, self.snow_octaves, self.broad_octaves, self.settlement_octaves,
+            [Octave(2.0 * res, self.texture_key)], [Octave(8.0 * res, self.texture_key ^ 1)]))
+        forest_noise, farm_noise, snow_noise, broad = (n * (1.0 / 0.14) for n in pixel_fbm)
         ground = m["natural"]
         gx = ((ground[:-1, 1:] + ground[1:, 1:]) - (ground[:-1, :-1] + ground[1:, :-1])) * (0.5 / res)
         gy = ((ground[:-1, :-1] + ground[:-1, 1:]) - (ground[1:, :-1] + ground[1:, 1:])) * (0.5 / res)
@@ -410,7 +426,7 @@ class ProceduralGenerator:
             "forest_noise": forest_noise,
             "farm_noise": farm_noise,
             "snow_noise": snow_noise,
-            "density": settlements.raw_density(px, py, self.settlement_octaves, self.urbanization),
+            "density": settlements.density_from_field(settlements.field_from_fbm(settlement_fbm), self.urbanization),
         }
         semantic = biomes.classify(pix)
 
@@ -449,8 +465,7 @@ class ProceduralGenerator:
         semantic[tree] = biomes.CLASS_IDS["tree"]
         instances = torch.where(building, b["id"], torch.where(tree, tree_ids, torch.zeros_like(b["id"])))
 
-        texture = (gradient_noise(px, py, Octave(2.0 * res, self.texture_key)) * 1.6
-                   + gradient_noise(px, py, Octave(8.0 * res, self.texture_key ^ 1)) * 1.2)
+        texture = fine_texture * 1.6 + coarse_texture * 1.2
         crop = hash2(torch.floor(px * (1.0 / 90.0)).to(torch.int64), torch.floor(py * (1.0 / 160.0)).to(torch.int64),
                      self.crop_key)
         ortho = biomes.albedo(semantic, texture, broad, crop, b["id"], pix["moisture"],
