@@ -31,7 +31,7 @@ _GRAD = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1).astype(np.float32)
 # the four corners of a lattice cell, in the order a, b, c, d: node offsets along x and y
 _CORNER_X = (0, 1, 0, 1)
 _CORNER_Y = (0, 0, 1, 1)
-STACK_MAX = 1 << 20  # octaves x points up to which all octaves of a call go through one stacked pass (memory bound)
+STACK_MAX = 1 << 18  # octaves x points a stacked pass holds at most: larger temporaries spill the caches
 
 
 @lru_cache(maxsize=None)
@@ -72,15 +72,13 @@ def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool 
     """`gradient_noise` of every octave of `octs` at the same points: a list with one entry per
     octave, each bit-identical to a `gradient_noise` call of its own.
 
-    Few points cost torch calls, not arithmetic, so up to STACK_MAX octaves x points every octave
-    goes through one pass over tensors stacked along a leading octave dimension; larger inputs
-    are evaluated octave by octave (each through a table of its lattice nodes' gradients).
+    Few points cost torch calls, not arithmetic, so the octaves go through passes over tensors
+    stacked along a leading octave dimension, as many octaves a pass as keep octaves x points
+    within STACK_MAX (large temporaries cost memory traffic).
     """
     octs = tuple(octs)
-    numel = _broadcast_numel(x.shape, y.shape)
-    if len(octs) > 1 and numel * len(octs) <= STACK_MAX:
-        return _noise_stack(x, y, octs, with_derivatives)
-    return [_noise_stack(x, y, (o,), with_derivatives)[0] for o in octs]
+    per_pass = max(1, STACK_MAX // _broadcast_numel(x.shape, y.shape))
+    return [v for i in range(0, len(octs), per_pass) for v in _noise_stack(x, y, octs[i:i + per_pass], with_derivatives)]
 
 
 def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], with_derivatives: bool) -> list:
