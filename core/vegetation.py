@@ -283,11 +283,9 @@ def _canopy_from_table(x: torch.Tensor, y: torch.Tensor, table: CellTable) -> di
     ci_n, cj_n = ci.index_select(0, need), cj.index_select(0, need)
     px = x.expand(shape).reshape(-1).index_select(0, need)
     py = y.expand(shape).reshape(-1).index_select(0, need)
-
-    def cell(a, b):
-        idx = (cj_n + b) * ncol + (ci_n + a)
-        return {k: v.index_select(0, idx) for k, v in table.cells.items()}
-    found = _top_crown(px, py, cell)
+    da, db = _around(x.device)
+    idx = ((cj_n + db) * ncol + (ci_n + da)).reshape(-1)
+    found = _top_crown(px, py, {k: v.index_select(0, idx).reshape(9, -1) for k, v in table.cells.items()})
     return {k: v.reshape(-1).index_put((need,), found[k]).reshape(shape) for k, v in out.items()}
 
 
@@ -298,9 +296,7 @@ def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: Vegeta
     reach = _reach(nodes)
     shape = torch.broadcast_shapes(x.shape, y.shape)
     xb, yb = x.expand(shape).reshape(-1), y.expand(shape).reshape(-1)
-    offsets = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
-    da = offsets.repeat(3).reshape(9, 1)  # a runs fastest, as in _top_crown
-    db = offsets.repeat_interleave(3).reshape(9, 1)
+    da, db = _around(x.device)
     cell_i = (ci.expand(shape).reshape(1, -1) + da).reshape(-1)
     cell_j = (cj.expand(shape).reshape(1, -1) + db).reshape(-1)
     x9, y9 = xb.repeat(9), yb.repeat(9)
@@ -313,12 +309,15 @@ def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: Vegeta
         some = _candidates_where_possible(seed, cell_i.index_select(0, within), cell_j.index_select(0, within),
                                           x9.index_select(0, within), y9.index_select(0, within), nodes, reach, blocks)
         every = {k: v.index_put((within,), some[k]) for k, v in every.items()}
-    n = xb.numel()
+    found = _top_crown(xb, yb, {k: v.reshape(9, -1) for k, v in every.items()})
+    return {k: v.reshape(shape) for k, v in found.items()}
 
-    def cell(a, b):
-        k = (b + 1) * 3 + (a + 1)
-        return {name: v[k * n:(k + 1) * n] for name, v in every.items()}
-    return {k: v.reshape(shape) for k, v in _top_crown(xb, yb, cell).items()}
+
+def _around(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Offsets (a, b) of the 9 cells around a point's cell, (9, 1) int64 each, in the order
+    `_top_crown` takes them: rows (b) outer, columns (a) inner."""
+    offsets = torch.tensor([-1, 0, 1], dtype=torch.int64, device=device)
+    return offsets.repeat(3).reshape(9, 1), offsets.repeat_interleave(3).reshape(9, 1)
 
 
 def dilate(f: torch.Tensor) -> torch.Tensor:
@@ -368,25 +367,21 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     return out
 
 
-def _top_crown(x, y, cell) -> dict[str, torch.Tensor]:
-    best = None
-    for b in (-1, 0, 1):
-        for a in (-1, 0, 1):
-            c = cell(a, b)
-            dx = (x - c["x"]).to(torch.float32)
-            dy = (y - c["y"]).to(torch.float32)
-            d2 = dx * dx + dy * dy
-            z = crown_height(d2, c["height"], c["radius"], c["kind"])
-            z = torch.where(c["present"], z, torch.zeros_like(z))
-            here = {"height": z, "id": torch.where(z > 0, c["id"], torch.zeros_like(c["id"])),
-                    "edge": d2 / (c["radius"] * c["radius"]), "kind": c["kind"]}
-            if best is None:
-                best = here
-            else:
-                higher = z > best["height"]
-                best = {k: torch.where(higher, v, best[k]) for k, v in here.items()}
-    best["edge"] = torch.where(best["height"] > 0, best["edge"], torch.ones_like(best["edge"]))
-    return best
+def _top_crown(x: torch.Tensor, y: torch.Tensor, cells: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The highest crown over points (x, y float64, (N,)) among the candidates of the 9 cells
+    around each (`candidates` fields, (9, N), cells in `_around` order); of equal
+    heights the first: `canopy`'s fields."""
+    dx = (x - cells["x"]).to(torch.float32)
+    dy = (y - cells["y"]).to(torch.float32)
+    d2 = dx * dx + dy * dy
+    z = crown_height(d2, cells["height"], cells["radius"], cells["kind"])
+    z = torch.where(cells["present"], z, torch.zeros_like(z))
+    top = torch.argmax(z, dim=0, keepdim=True)  # the first of the highest (argmax's documented tie rule)
+    pick = lambda v: v.gather(0, top)[0]  # noqa: E731
+    height, tid = pick(z), pick(cells["id"])
+    edge = pick(d2) / (pick(cells["radius"]) * pick(cells["radius"]))
+    return {"height": height, "id": torch.where(height > 0, tid, torch.zeros_like(tid)),
+            "edge": torch.where(height > 0, edge, torch.ones_like(edge)), "kind": pick(cells["kind"])}
 
 
 class Tree(NamedTuple):
