@@ -41,6 +41,34 @@ def tile_triangles(positions: np.ndarray, triangles: np.ndarray, tiles: int) -> 
     return np.ascontiguousarray(triangles[order]), starts, counts, tile_boxes
 
 
+def square_tile_triangles(positions: np.ndarray, triangles: np.ndarray, tiles: int, extent: float
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Like tile_triangles, over the chunk's square [0, extent]^2 cut in tiles x tiles cells (row-major
+    from the south-west), every tile present (empty ones with count 0), and within each tile the
+    triangles wholly inside its square first -> (triangles (T, 3) uint32, starts (tiles^2,) int64,
+    counts (tiles^2,) int64, inside (tiles^2,) int64: how many of a tile's triangles lie inside its
+    square (the rest overhang into its neighbours), boxes (tiles^2, 2, 3) float64 (an empty tile's
+    is empty: +inf min, -inf max))."""
+    corners = positions[triangles.astype(np.int64)].astype(np.float64)  # (T, 3, 3)
+    size = extent / tiles
+    cell = np.clip((corners.mean(axis=1)[:, :2] / size).astype(np.int64), 0, tiles - 1)
+    tile = cell[:, 1] * tiles + cell[:, 0]
+    lo, hi = cell * size, (cell + 1) * size
+    eps = 1e-3 * size
+    inside = ((corners[:, :, :2] >= lo[:, None] - eps) & (corners[:, :, :2] <= hi[:, None] + eps)).all(axis=(1, 2))
+    order = np.lexsort((~inside, tile))
+    counts = np.bincount(tile, minlength=tiles * tiles).astype(np.int64)
+    starts = (np.cumsum(counts) - counts).astype(np.int64)
+    inside_counts = np.bincount(tile, weights=inside, minlength=tiles * tiles).astype(np.int64)
+    boxes = np.stack([np.full((tiles * tiles, 3), np.inf), np.full((tiles * tiles, 3), -np.inf)], axis=1)
+    nonempty = counts > 0
+    if nonempty.any():
+        ordered = corners[order]
+        boxes[nonempty, 0] = np.minimum.reduceat(ordered.min(axis=1), starts[nonempty])
+        boxes[nonempty, 1] = np.maximum.reduceat(ordered.max(axis=1), starts[nonempty])
+    return np.ascontiguousarray(triangles[order]).astype(np.uint32), starts, counts, inside_counts, boxes
+
+
 def frustum_planes(pose: Pose, intr: Intrinsics, near: float) -> np.ndarray:
     """(5, 4) float64 inward planes (n, d) of the view frustum in camera-relative ENU (the camera at
     the origin): a point p is inside where n . p + d >= 0 for all five (four sides and near)."""
@@ -61,9 +89,16 @@ def boxes_in_frustum(boxes: np.ndarray, offset: np.ndarray, planes: np.ndarray) 
 
 
 def runs(visible: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous (first triangle, triangle count) ranges covering the visible tiles."""
+    """Contiguous (first triangle, triangle count) ranges covering the visible tiles (starts ascending)."""
+    return merged_ranges(starts[visible], counts[visible])
+
+
+def merged_ranges(starts: np.ndarray, counts: np.ndarray) -> list[tuple[int, int]]:
+    """(first, count) ranges, in ascending order of first, with touching ones merged and empty ones dropped."""
     out: list[tuple[int, int]] = []
-    for s, c in zip(starts[visible].tolist(), counts[visible].tolist()):
+    for s, c in zip(starts.tolist(), counts.tolist()):
+        if not c:
+            continue
         if out and out[-1][0] + out[-1][1] == s:
             out[-1] = (out[-1][0], out[-1][1] + c)
         else:

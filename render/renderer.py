@@ -23,13 +23,16 @@ from ..exporters.tree_mesh import COLOURS as TREE_COLOURS, MODELS as TREE_MODELS
 from . import shaders
 from .camera import Intrinsics, Pose, projection, view_rotation
 from .context import RenderError, create_context, renderer_name
-from .culling import boxes_in_frustum, frustum_planes, runs, tile_items, tile_triangles
-from .scene import RenderChunk, Trees
+from .culling import boxes_in_frustum, frustum_planes, merged_ranges, runs, square_tile_triangles, tile_items, tile_triangles
+from .ground_grid import GroundGrid, choose_strides, next_to
+from .scene import GROUND_TILES, RenderChunk, Trees
 
 NO_HIT_DEPTH = 65504.0  # AirSim's depth where nothing is hit (float16 max)
-KIND_CODES = {"terrain": 0, "water": 1, "roof": 2, "facade": 3, "tree": 4}
+KIND_CODES = {"terrain": 0, "water": 1, "roof": 2, "facade": 3, "tree": 4, "ground": 5}
+GROUND_ERROR_PX = 1.0  # the most a ground grid may depart from the chunk's own ground, in pixels
+GROUND_GAIN = 0.5  # a tile is drawn as a ground grid only if that halves its triangles at least
 OUTPUTS = ("scene", "depth", "ids", "normals")
-CULL_TILES = 8  # a chunk's triangles are culled in CULL_TILES x CULL_TILES groups
+CULL_TILES = GROUND_TILES  # a chunk's triangles are culled in CULL_TILES x CULL_TILES groups
 VERTEX = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2), ("instance", "<u4")])
 MODEL_VERTEX = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3)])
 TREE = np.dtype([("translation", "<f4", 3), ("turn", "<f4", 2), ("scale", "<f4", 3), ("instance", "<u4")])
@@ -76,7 +79,9 @@ class Frame:
 @dataclass(frozen=True, eq=False)
 class _Draw:
     """One surface on the GPU: kind code, texture name, GL objects, and its cull tiles (first
-    triangle, triangle count, (K, 2, 3) boxes relative to the chunk origin)."""
+    triangle, triangle count, (K, 2, 3) boxes relative to the chunk origin). A ground surface's
+    tiles are the chunk's square tiles, all CULL_TILES^2 of them, each with its triangles inside
+    the square first: `inside` counts them (the rest overhang into the neighbours)."""
 
     kind: int
     texture: str
@@ -86,6 +91,17 @@ class _Draw:
     starts: np.ndarray
     counts: np.ndarray
     boxes: np.ndarray
+    inside: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class _GridDraw:
+    """A chunk's ground grids on the GPU (scene.RenderChunk.ground)."""
+
+    grid: GroundGrid
+    vao: object
+    vbo: object
+    ibo: object
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,6 +159,20 @@ def _tree_draw(ctx, program, models: dict[str, tuple[_ModelPart, ...]], trees: T
     return _TreeDraw(buffer, vaos, tuple(p.colour for p in parts), starts, counts, tile_boxes, triangles)
 
 
+@dataclass(frozen=True)
+class _Boxes:
+    boxes: np.ndarray
+
+
+def _grid_draw(ctx, program, grid: GroundGrid) -> _GridDraw:
+    v = np.zeros(len(grid.positions), VERTEX)
+    v["position"], v["normal"], v["uv"] = grid.positions, grid.normals, grid.uv
+    vbo, ibo = ctx.buffer(v.tobytes()), ctx.buffer(grid.triangles.tobytes())
+    vao = ctx.vertex_array(program, [(vbo, "3f 3f 2f 1u", "in_position", "in_normal", "in_uv", "in_instance")],
+                           index_buffer=ibo, index_element_size=4)
+    return _GridDraw(grid, vao, vbo, ibo)
+
+
 class _GpuChunk:
     def __init__(self, ctx, program, tree_program, models, chunk: RenderChunk, anisotropy: float):
         self.chunk = chunk  # held so the LRU key (its id) is never reused while cached
@@ -154,29 +184,48 @@ class _GpuChunk:
                                    alignment=1)
         self.classes.filter = (_gl().NEAREST, _gl().NEAREST)
         self.draws = []
+        grid = chunk.ground
+        extent = float(grid.boxes[-1, 1, 0]) if grid is not None else 0.0
         for s in chunk.surfaces:
             if not len(s.triangles):
                 continue
             v = np.empty(len(s.positions), VERTEX)
             v["position"], v["normal"], v["uv"], v["instance"] = s.positions, s.normals, s.uv, s.instance
-            triangles, starts, counts, boxes = tile_triangles(s.positions, s.triangles, CULL_TILES)
+            inside = None
+            if grid is not None and s.is_ground:
+                triangles, starts, counts, inside, boxes = square_tile_triangles(s.positions, s.triangles, CULL_TILES,
+                                                                                 extent)
+            else:
+                triangles, starts, counts, boxes = tile_triangles(s.positions, s.triangles, CULL_TILES)
             vbo = ctx.buffer(v.tobytes())
             ibo = ctx.buffer(triangles.tobytes())
             vao = ctx.vertex_array(program, [(vbo, "3f 3f 2f 1u", "in_position", "in_normal", "in_uv", "in_instance")],
                                    index_buffer=ibo, index_element_size=4)
             texture = s.texture if s.texture in self.textures else "ortho"  # a facade surface without an atlas
-            self.draws.append(_Draw(KIND_CODES[s.kind], texture, vao, vbo, ibo, starts, counts, boxes))
+            self.draws.append(_Draw(KIND_CODES[s.kind], texture, vao, vbo, ibo, starts, counts, boxes, inside))
+        self.grid = _grid_draw(ctx, program, grid) if grid is not None else None
         self.trees = [_tree_draw(ctx, tree_program, models, t) for t in chunk.trees if len(t.ids)]
         self.nbytes = chunk.nbytes
-        pieces = [*self.draws, *self.trees]
+        own = [d for d in self.draws if d.inside is None]
+        pieces = [*own, *self.trees]
+        ground = [d.boxes for d in self.draws if d.inside is not None]
+        if self.grid is not None:  # the ground's square tiles: one box each, over its surfaces and its grids
+            ground.append(grid.boxes)
+            pieces.append(_Boxes(np.stack([np.min([b[:, 0] for b in ground], axis=0),
+                                           np.max([b[:, 1] for b in ground], axis=0)], axis=1)))
         # every cull tile of the chunk in one array, culled in one call per frame; spans: each piece's rows
         self.boxes = np.concatenate([p.boxes for p in pieces]) if pieces else np.zeros((1, 2, 3))
         ends = np.cumsum([len(p.boxes) for p in pieces], dtype=np.int64)
-        self.spans = [slice(int(e) - len(p.boxes), int(e)) for p, e in zip(pieces, ends)]
+        spans = [slice(int(e) - len(p.boxes), int(e)) for p, e in zip(pieces, ends)]
+        self.own = list(zip(own, spans))
+        self.tree_spans = spans[len(own):len(own) + len(self.trees)]
+        self.ground_span = spans[-1] if self.grid is not None else None
+        self.ground_draws = [d for d in self.draws if d.inside is not None]
+        self.ground_triangles = np.sum([d.counts for d in self.ground_draws], axis=0) if self.ground_draws else None
         self.box = (self.boxes[:, 0].min(axis=0), self.boxes[:, 1].max(axis=0))  # relative to the chunk origin
 
     def release(self) -> None:
-        for d in self.draws:
+        for d in [*self.draws, *([self.grid] if self.grid is not None else [])]:
             d.vao.release(), d.vbo.release(), d.ibo.release()
         for t in self.trees:
             for vao in t.vaos:
@@ -211,10 +260,14 @@ def _rgb_texture(ctx, rgb: np.ndarray, anisotropy: float):
 
 
 class Renderer:
-    """Draws RenderChunks. gpu_bytes: budget of the GPU chunk cache; near / far: clip planes (m)."""
+    """Draws RenderChunks. gpu_bytes: budget of the GPU chunk cache; near / far: clip planes (m);
+    ground_error_px: the most a ground grid may depart from a chunk's own ground, in pixels, where
+    it stands in for a far tile (0: never)."""
 
-    def __init__(self, gpu_bytes: int = 768 << 20, near: float = 0.5, far: float = 40000.0, sky: Sky = Sky()):
+    def __init__(self, gpu_bytes: int = 768 << 20, near: float = 0.5, far: float = 40000.0, sky: Sky = Sky(),
+                 ground_error_px: float = GROUND_ERROR_PX):
         self.near, self.far, self.sky, self.gpu_bytes = near, far, sky, gpu_bytes
+        self.ground_error_px = ground_error_px
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self._cache: OrderedDict[int, _GpuChunk] = OrderedDict()
         self._cache_bytes = 0
@@ -245,6 +298,8 @@ class Renderer:
             p["u_building_class"].value = CLASS_IDS["building"]
             p["u_rock_class"].value = CLASS_IDS["rock"]
             p["u_tree_class"].value = CLASS_IDS["tree"]
+            if "u_water_class" in p:
+                p["u_water_class"].value = CLASS_IDS["water"]
             p["u_colour"].value = (0.0, 0.0, 0.0, 0.0)  # alpha 0: textured
         self.tree_program["u_kind"].value = KIND_CODES["tree"]
         self.tree_program["u_origin_mod"].value = (0.0, 0.0)  # ground detail only: trees never use it
@@ -352,17 +407,12 @@ class Renderer:
             self.surface["u_offset"].value = tuple(float(c) for c in offset)
             self.surface["u_origin_mod"].value = tuple(float(o % 1024.0) for o in g.chunk.origin)
             g.classes.use(location=1)
-            for d, span in zip(g.draws, g.spans):
-                ranges = runs(seen[span], d.starts, d.counts)
-                if not ranges:
-                    continue
-                g.textures[d.texture].use(location=0)
-                self.surface["u_kind"].value = d.kind
-                for first, count in ranges:
-                    d.vao.render(gl.TRIANGLES, vertices=3 * count, first=3 * first)
-                    self.triangles_drawn += count
+            for d, span in g.own:
+                self._draw_surface(g, d, runs(seen[span], d.starts, d.counts))
+            if g.grid is not None:  # the ground surfaces of a chunk with ground grids (else among g.own)
+                self._draw_ground(g, seen[g.ground_span], offset, intr.focal)
             self.tree_program["u_offset"].value = tuple(float(c) for c in offset)
-            for t, span in zip(g.trees, g.spans[len(g.draws):]):  # the chunk's trees with it: near to far holds
+            for t, span in zip(g.trees, g.tree_spans):  # the chunk's trees with it: near to far holds
                 for first, count in runs(seen[span], t.starts, t.counts):
                     self._draw_trees(t, first, count)
         ctx.disable(gl.CULL_FACE)  # the sky last, at the far plane: shaded only where no surface is
@@ -370,6 +420,44 @@ class Renderer:
         self.sky_vao.render(gl.TRIANGLES)
         self._trim({id(c) for c in chunks})
         return self._read(fbo, intr, pose, outputs)
+
+    def _draw_surface(self, g: _GpuChunk, d: _Draw, ranges: list[tuple[int, int]]) -> None:
+        if not ranges:
+            return
+        g.textures[d.texture].use(location=0)
+        self.surface["u_kind"].value = d.kind
+        for first, count in ranges:
+            d.vao.render(_gl().TRIANGLES, vertices=3 * count, first=3 * first)
+            self.triangles_drawn += count
+
+    def _draw_ground(self, g: _GpuChunk, visible: np.ndarray, offset: np.ndarray, focal: float) -> None:
+        """The ground's visible tiles: each far one as the coarsest ground grid within GROUND_ERROR_PX
+        (where that halves its triangles), the others as the chunk's own triangles; a grid tile next to one of those also draws its
+        own triangles that overhang into it, so no part of the square is left uncovered."""
+        grid = g.grid.grid
+        stride = choose_strides(grid, offset, focal, self.ground_error_px) if self.ground_error_px > 0 else \
+            np.full(len(grid.boxes), -1)
+        tiles = np.arange(len(stride))
+        fewer = (stride >= 0) & (grid.counts[stride, tiles] < GROUND_GAIN * g.ground_triangles)
+        own = visible & ~fewer
+        far = visible & fewer
+        overhang = far & next_to(own, CULL_TILES)
+        for d in g.ground_draws:
+            starts = np.concatenate([d.starts[own], (d.starts + d.inside)[overhang]])
+            counts = np.concatenate([d.counts[own], (d.counts - d.inside)[overhang]])
+            order = np.argsort(starts, kind="stable")
+            self._draw_surface(g, d, merged_ranges(starts[order], counts[order]))
+        if far.any():
+            tiles = np.flatnonzero(far)
+            starts, counts = grid.starts[stride[tiles], tiles], grid.counts[stride[tiles], tiles]
+            order = np.argsort(starts, kind="stable")
+            g.textures["ortho"].use(location=0)
+            self.surface["u_kind"].value = KIND_CODES["ground"]
+            self.ctx.disable(_gl().CULL_FACE)  # skirts face both ways
+            for first, count in merged_ranges(starts[order], counts[order]):
+                g.grid.vao.render(_gl().TRIANGLES, vertices=3 * count, first=3 * first)
+                self.triangles_drawn += count
+            self.ctx.enable(_gl().CULL_FACE)
 
     def _draw_trees(self, t: _TreeDraw, first: int, count: int) -> None:
         """Instances first .. first + count of a chunk's trees: each model part drawn instanced, its

@@ -24,10 +24,17 @@ from ..core.keys import ChunkKey
 from ..core.vegetation import KINDS as TREE_KINDS
 from ..exporters.tree_mesh import MODELS as TREE_MODELS
 from .context import RenderError
+from .ground_grid import STRIDES, GroundGrid, ground_grid, sample_surfaces
 
 KINDS = ("terrain", "water", "roof", "facade")
 TREE_MATERIALS = ("tree_trunk", "tree_conifer", "tree_broadleaf")
 NULL_FEATURE = 0xFFFF  # exporters.chunk_mesh.NULL_FEATURE: facade faces of no building (cliffs)
+GROUND_TILES = 8  # the ground grids' tiles per side: the renderer's cull tiles
+# Ground grids are made for level-0 chunks only: the selection keeps them out to the horizon, far
+# past the distance where their triangles shrink below a pixel, while finer levels are chosen by
+# distance. Measured at 256x144 over a town: level 0's triangles drawn 70.7k -> 24.6k, every other
+# level together 82k -> 67k; a chunk's grids cost ~40 ms to make, and a flight loads few level-0 chunks.
+GROUND_GRID_LEVELS = (0,)
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +50,11 @@ class Surface:
     triangles: np.ndarray
     instance: np.ndarray
     texture: str
+
+    @property
+    def is_ground(self) -> bool:
+        """Terrain, water and cliffs: the height field that ground grids stand in for from afar."""
+        return self.kind in ("terrain", "water") or (self.kind == "facade" and not self.instance.any())
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +93,10 @@ class Trees:
 class RenderChunk:
     """key (None for ad hoc scenes); origin: (east, north) float64 metres; surfaces; trees (one
     per kind present); ortho: (H, W, 3) uint8; classes: (H, W) uint8 class raster over the ortho's
-    footprint; facade: (H, W, 3) uint8 atlas or None."""
+    footprint; facade: (H, W, 3) uint8 atlas or None; ground: the ground grids that stand in for
+    the far tiles of the ground surfaces (None where the chunk has no terrain on its sample grid).
+    Build with `RenderChunk.of`: the cliffs of a facade surface become a surface of their own, and
+    the ground grids are made."""
 
     key: ChunkKey | None
     origin: tuple[float, float]
@@ -90,6 +105,13 @@ class RenderChunk:
     ortho: np.ndarray
     classes: np.ndarray
     facade: np.ndarray | None
+    ground: GroundGrid | None = None
+
+    @staticmethod
+    def of(key, origin, surfaces, trees, ortho, classes, facade) -> "RenderChunk":
+        surfaces = tuple(part for s in surfaces for part in _split_cliffs(s))
+        ground = _ground(surfaces, classes.shape[0]) if key is not None and key.level in GROUND_GRID_LEVELS else None
+        return RenderChunk(key, origin, surfaces, trees, ortho, classes, facade, ground)
 
     @property
     def triangle_count(self) -> int:
@@ -105,6 +127,7 @@ class RenderChunk:
     @property
     def nbytes(self) -> int:
         n = self.ortho.nbytes + self.classes.nbytes + (self.facade.nbytes if self.facade is not None else 0)
+        n += self.ground.nbytes if self.ground is not None else 0
         return n + sum(s.positions.nbytes * 2 + s.uv.nbytes + s.triangles.nbytes + s.instance.nbytes
                        for s in self.surfaces) + sum(t.nbytes for t in self.trees)
 
@@ -120,8 +143,8 @@ class RenderChunk:
                                     p.uv.astype(np.float32), p.triangles.astype(np.uint32), ids[rows], p.texture))
         tree_ids = np.array([t.id for t in mesh.trees], np.uint32)
         trees = tuple(_trees(t.kind, t.translation, t.turn, t.scale, tree_ids[t.row]) for t in mesh.tree_instances)
-        return RenderChunk(chunk.key, tuple(float(c) for c in mesh.origin), tuple(surfaces), trees, chunk.ortho,
-                           chunk.semantic.astype(np.uint8), mesh.facade)
+        return RenderChunk.of(chunk.key, tuple(float(c) for c in mesh.origin), surfaces, trees, chunk.ortho,
+                              chunk.semantic.astype(np.uint8), mesh.facade)
 
     @staticmethod
     def from_glb(glb: bytes, key: ChunkKey | None = None) -> "RenderChunk":
@@ -181,7 +204,30 @@ class RenderChunk:
             raise RenderError("chunk GLB without an ortho texture")
         if classes is None:
             classes = np.zeros(ortho.shape[:2], np.uint8)
-        return RenderChunk(key, (float(tx), float(-tz)), tuple(surfaces), trees, ortho, classes, images.get("facade"))
+        return RenderChunk.of(key, (float(tx), float(-tz)), surfaces, trees, ortho, classes, images.get("facade"))
+
+
+def _split_cliffs(s: Surface) -> tuple[Surface, ...]:
+    """A facade surface of walls and cliffs as two surfaces, the cliffs' (no building) first."""
+    if s.kind != "facade" or not s.instance.any() or s.instance.all():
+        return (s,)
+    cliff = (s.instance[s.triangles] == 0).all(axis=1)
+    out = []
+    for part in (cliff, ~cliff):
+        if part.any():
+            used, triangles = np.unique(s.triangles[part], return_inverse=True)
+            out.append(Surface(s.kind, s.positions[used], s.normals[used], s.uv[used],
+                               triangles.reshape(-1, 3).astype(np.uint32), s.instance[used], s.texture))
+    return tuple(out)
+
+
+def _ground(surfaces: tuple[Surface, ...], n: int) -> GroundGrid | None:
+    terrain = [s for s in surfaces if s.kind == "terrain" and len(s.positions)]
+    if not terrain or n % (GROUND_TILES * max(STRIDES)):
+        return None
+    extent = float(terrain[0].positions[:, 0].max())
+    heights = sample_surfaces([(s.positions, s.triangles) for s in surfaces if s.is_ground], n, extent)
+    return None if heights is None else ground_grid(heights, extent, GROUND_TILES)
 
 
 def _trees(kind: str, translation, turn, scale, ids) -> Trees:

@@ -103,11 +103,12 @@ SURFACE_FRAGMENT = COMMON + """
 uniform sampler2D u_albedo;
 uniform usampler2D u_classes;
 uniform vec3 u_forward;      // camera forward, ENU
-uniform int u_kind;          // 0 terrain, 1 water, 2 roof, 3 facade, 4 tree
+uniform int u_kind;          // 0 terrain, 1 water, 2 roof, 3 facade, 4 tree, 5 ground grid (water where classed so)
 uniform vec4 u_colour;       // alpha 1: linear albedo of an untextured surface (trees)
 uniform uint u_building_class;
 uniform uint u_rock_class;
 uniform uint u_tree_class;
+uniform uint u_water_class;
 uniform vec2 u_origin_mod;  // chunk origin modulo 1024 m (the detail's period), metres
 in vec3 v_rel;
 in vec3 v_normal;
@@ -136,31 +137,6 @@ void main() {
     vec3 n = normalize(v_normal);
     float dist = length(v_rel);
     vec3 view = v_rel / max(dist, 1e-6);
-    vec3 albedo = u_colour.a > 0.5 ? u_colour.rgb : pow(texture(u_albedo, v_uv).rgb, vec3(2.2));
-    if (u_kind == 4) {  // each tree its own shade, from its id
-        albedo *= 0.8 + 0.4 * float((v_instance >> 7u) % 97u) / 96.0;
-    }
-    if (u_kind == 0) {  // ground detail below the ortho's texel size, near the camera only
-        float fade = 1.0 - smoothstep(20.0, 60.0, length(v_rel));
-        if (fade > 0.0) {
-            vec2 world_mod = v_local + u_origin_mod;
-            float fine = value_noise(world_mod * 4.0, 4095);  // 0.25 m cells, 1024 m period
-            float coarse = value_noise(world_mod, 1023);  // 1 m cells, 1024 m period
-            albedo *= 1.0 + fade * (0.22 * (fine - 0.5) + 0.16 * (coarse - 0.5));
-        }
-    }
-    float sun = max(dot(n, u_sun), 0.0);
-    vec3 ambient = mix(vec3(0.10, 0.09, 0.08), u_zenith * 0.55, n.z * 0.5 + 0.5);
-    vec3 lit = albedo * (vec3(1.0, 0.96, 0.88) * 1.05 * sun + ambient);
-    if (u_kind == 1) {
-        float f = 0.02 + 0.98 * pow(1.0 - max(dot(-view, n), 0.0), 5.0);
-        vec3 r = reflect(view, n);
-        lit = mix(lit, sky_colour(r), f) + vec3(1.0) * pow(max(dot(r, u_sun), 0.0), 200.0) * 0.6;
-    }
-    float haze = 1.0 - exp(-dist / u_visibility);
-    vec3 colour = mix(lit, sky_colour(vec3(view.xy, max(view.z, 0.0))), haze);
-    o_colour = vec4(pow(clamp(colour, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
-    o_depth = dot(v_rel, u_forward);
     uint cls;
     if (u_kind == 4) {
         cls = u_tree_class;
@@ -173,6 +149,32 @@ void main() {
         ivec2 texel = clamp(ivec2(floor(v_uv * vec2(size))), ivec2(0), size - 1);
         cls = texelFetch(u_classes, texel, 0).r;
     }
+    bool water = u_kind == 1 || (u_kind == 5 && cls == u_water_class);
+    vec3 albedo = u_colour.a > 0.5 ? u_colour.rgb : pow(texture(u_albedo, v_uv).rgb, vec3(2.2));
+    if (u_kind == 4) {  // each tree its own shade, from its id
+        albedo *= 0.8 + 0.4 * float((v_instance >> 7u) % 97u) / 96.0;
+    }
+    if (u_kind == 0 || u_kind == 5) {  // ground detail below the ortho's texel size, near the camera only
+        float fade = 1.0 - smoothstep(20.0, 60.0, length(v_rel));
+        if (fade > 0.0) {
+            vec2 world_mod = v_local + u_origin_mod;
+            float fine = value_noise(world_mod * 4.0, 4095);  // 0.25 m cells, 1024 m period
+            float coarse = value_noise(world_mod, 1023);  // 1 m cells, 1024 m period
+            albedo *= 1.0 + fade * (0.22 * (fine - 0.5) + 0.16 * (coarse - 0.5));
+        }
+    }
+    float sun = max(dot(n, u_sun), 0.0);
+    vec3 ambient = mix(vec3(0.10, 0.09, 0.08), u_zenith * 0.55, n.z * 0.5 + 0.5);
+    vec3 lit = albedo * (vec3(1.0, 0.96, 0.88) * 1.05 * sun + ambient);
+    if (water) {
+        float f = 0.02 + 0.98 * pow(1.0 - max(dot(-view, n), 0.0), 5.0);
+        vec3 r = reflect(view, n);
+        lit = mix(lit, sky_colour(r), f) + vec3(1.0) * pow(max(dot(r, u_sun), 0.0), 200.0) * 0.6;
+    }
+    float haze = 1.0 - exp(-dist / u_visibility);
+    vec3 colour = mix(lit, sky_colour(vec3(view.xy, max(view.z, 0.0))), haze);
+    o_colour = vec4(pow(clamp(colour, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+    o_depth = dot(v_rel, u_forward);
     o_ids = uvec2(cls, v_instance);
     o_normal = vec4(n * 0.5 + 0.5, 1.0);
 }
