@@ -66,39 +66,41 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
     """
     kx, tx = _axis(x, spacing)
     ky, ty = _axis(y, spacing)
+    n = x.shape[0]
     d = torch.tensor([-1, 0, 1, 2], dtype=torch.int64, device=x.device)
-    cols = kx.reshape(-1, 1, 1) + d.reshape(1, 1, 4)  # (N, 1, 4)
-    rows = ky.reshape(-1, 1, 1) + d.reshape(1, 4, 1)  # (N, 4, 1)
+    cols = kx.reshape(1, 1, -1) + d.reshape(4, 1, 1)  # (4, 1, N)
+    rows = ky.reshape(1, 1, -1) + d.reshape(1, 4, 1)  # (1, 4, N)
     x0, y0 = int(kx.min()) - 1, int(ky.min()) - 1
     nx, ny = int(kx.max()) + 3 - x0, int(ky.max()) + 3 - y0
-    if nx * ny <= 4 * x.shape[0] + 4096:
+    flat = ((rows - y0) * nx + (cols - x0)).reshape(-1)  # (4, 4, N): [col, row, point]
+    if nx * ny <= 4 * n + 4096:
         # evaluate each node once on the points' bounding grid, then gather (same node values)
         grid = field(((torch.arange(nx, device=x.device, dtype=torch.float64) + x0) * spacing).reshape(1, -1),
                      ((torch.arange(ny, device=x.device, dtype=torch.float64) + y0) * spacing).reshape(-1, 1))
-        flat = (rows - y0) * nx + (cols - x0)  # (N, 4, 4): [point, row, col]
         names = list(grid)
-        f = torch.stack([grid[k].reshape(-1) for k in names]).index_select(1, flat.reshape(-1))
-        nodes = dict(zip(names, f.reshape((len(names),) + flat.shape).unbind(0)))
+        f = torch.stack([grid[k].reshape(-1) for k in names]).index_select(1, flat)
     elif nx * ny < 2**62:
         # clustered points far apart (e.g. along a river across a large chunk): each distinct node once
-        flat = ((rows - y0) * nx + (cols - x0)).reshape(-1)
         unique, inverse = torch.unique(flat, return_inverse=True)
         ux = (torch.remainder(unique, nx) + x0).to(torch.float64) * spacing
         uy = (torch.div(unique, nx, rounding_mode="floor") + y0).to(torch.float64) * spacing
         values = field(ux, uy)
-        nodes = {k: v.index_select(0, inverse).reshape(-1, 4, 4) for k, v in values.items()}
+        names = list(values)
+        f = torch.stack([values[k] for k in names]).index_select(1, inverse)
     else:
-        nodes = field(cols.to(torch.float64) * spacing, rows.to(torch.float64) * spacing)
-    f = torch.stack([v.expand(x.shape[0], 4, 4) for v in nodes.values()])  # (fields, N, 4, 4)
+        values = field(cols.to(torch.float64) * spacing, rows.to(torch.float64) * spacing)
+        names = list(values)
+        f = torch.stack([values[k].expand(4, 4, n).reshape(-1) for k in names])
+    f = f.reshape(len(names), 4, 4, n)  # [field, col, row, point]: every field in one pass
     along_x = None
     for j, w in enumerate(catmull_rom_weights(tx)):
-        term = f[..., j] * w.reshape(-1, 1)
+        term = f[:, j] * w
         along_x = term if along_x is None else along_x + term
     value = None
     for i, w in enumerate(catmull_rom_weights(ty)):
-        term = along_x[..., i] * w
+        term = along_x[:, i] * w
         value = term if value is None else value + term
-    return dict(zip(nodes, value.unbind(0)))
+    return dict(zip(names, value.unbind(0)))
 
 
 def interpolate(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) -> dict[str, torch.Tensor]:
