@@ -72,9 +72,9 @@ class TreeInstances:
         return out
 
 
-def _ring(radius: float, z: float) -> np.ndarray:
-    a = np.arange(SEGMENTS) * (2 * np.pi / SEGMENTS)
-    return np.stack([np.cos(a) * radius, np.sin(a) * radius, np.full(SEGMENTS, z)], 1)
+def _ring(radius: float, z: float, segments: int = SEGMENTS) -> np.ndarray:
+    a = np.arange(segments) * (2 * np.pi / segments)
+    return np.stack([np.cos(a) * radius, np.sin(a) * radius, np.full(segments, z)], 1)
 
 
 def _trunk(top: float) -> Part:
@@ -88,55 +88,64 @@ def _trunk(top: float) -> Part:
     return Part("trunk", pos.astype(np.float32), nrm.astype(np.float32), tris.astype(np.uint32))
 
 
-def _cone() -> Part:
+def _cone(segments: int = SEGMENTS, underside: bool = True) -> Part:
     base = CONIFER_CROWN_BASE
-    ring = _ring(1.0, base)
-    i = np.arange(SEGMENTS)
-    j = (i + 1) % SEGMENTS
+    ring = _ring(1.0, base, segments)
+    i = np.arange(segments)
+    j = (i + 1) % segments
     # side: one apex vertex per facet, so each facet gets its own normal
-    mid = (i + 0.5) * (2 * np.pi / SEGMENTS)
+    mid = (i + 0.5) * (2 * np.pi / segments)
     slope = 1.0 - base  # rise over unit radius
-    side_n = np.stack([np.cos(mid) * slope, np.sin(mid) * slope, np.ones(SEGMENTS)], 1)
+    side_n = np.stack([np.cos(mid) * slope, np.sin(mid) * slope, np.ones(segments)], 1)
     side_n /= np.linalg.norm(side_n, axis=1, keepdims=True)
-    apex = np.tile([0.0, 0.0, 1.0], (SEGMENTS, 1))
+    apex = np.tile([0.0, 0.0, 1.0], (segments, 1))
     pos = np.concatenate([ring[i], ring[j], apex, ring, [[0.0, 0.0, base]]])
-    nrm = np.concatenate([side_n, side_n, side_n, np.tile([0.0, 0.0, -1.0], (SEGMENTS + 1, 1))])
-    side = np.stack([i, i + SEGMENTS, i + 2 * SEGMENTS], 1)
-    centre = 4 * SEGMENTS
-    under = np.stack([np.full(SEGMENTS, centre), 3 * SEGMENTS + j, 3 * SEGMENTS + i], 1)
-    return Part("conifer", pos.astype(np.float32), nrm.astype(np.float32), np.concatenate([side, under]).astype(np.uint32))
+    nrm = np.concatenate([side_n, side_n, side_n, np.tile([0.0, 0.0, -1.0], (segments + 1, 1))])
+    side = np.stack([i, i + segments, i + 2 * segments], 1)
+    centre = 4 * segments
+    under = np.stack([np.full(segments, centre), 3 * segments + j, 3 * segments + i], 1)
+    tris = np.concatenate([side, under]) if underside else side
+    return Part("conifer", pos.astype(np.float32), nrm.astype(np.float32), tris.astype(np.uint32))
 
 
-def _dome(rings: int = 2) -> Part:
+def _dome(rings: int = 2, segments: int = SEGMENTS) -> Part:
     """A closed crown: its top half is the DSM's half ellipsoid, a deeper half closes it below."""
     depth = BROADLEAF_CROWN_DEPTH
     centre = 1.0 - depth
     lat = np.linspace(-np.pi / 2, np.pi / 2, 2 * rings + 1)[1:-1]
-    a = np.arange(SEGMENTS) * (2 * np.pi / SEGMENTS)
+    a = np.arange(segments) * (2 * np.pi / segments)
     def vertical(t):
         return depth * (1.0 if t >= 0 else CROWN_UNDERSIDE)
-    ring_pos = [np.stack([np.cos(a) * np.cos(t), np.sin(a) * np.cos(t), np.full(SEGMENTS, centre + vertical(t) * np.sin(t))], 1)
+    ring_pos = [np.stack([np.cos(a) * np.cos(t), np.sin(a) * np.cos(t), np.full(segments, centre + vertical(t) * np.sin(t))], 1)
                 for t in lat]
     pos = np.concatenate(ring_pos + [[[0.0, 0.0, centre - depth * CROWN_UNDERSIDE]], [[0.0, 0.0, 1.0]]])
     unit = pos - [0.0, 0.0, centre]
     semi = np.where(unit[:, 2:3] >= 0, depth, depth * CROWN_UNDERSIDE)
     nrm = unit / np.concatenate([np.ones((len(pos), 2)), semi * semi], axis=1)  # gradient of each half-ellipsoid
     nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
-    i = np.arange(SEGMENTS)
-    j = (i + 1) % SEGMENTS
+    i = np.arange(segments)
+    j = (i + 1) % segments
     tris = []
     for r in range(len(lat) - 1):
-        lo, hi = r * SEGMENTS, (r + 1) * SEGMENTS
+        lo, hi = r * segments, (r + 1) * segments
         tris += [np.stack([lo + i, lo + j, hi + j], 1), np.stack([lo + i, hi + j, hi + i], 1)]
     bottom, top = len(pos) - 2, len(pos) - 1
-    last = (len(lat) - 1) * SEGMENTS
-    tris += [np.stack([np.full(SEGMENTS, bottom), j, i], 1), np.stack([last + i, last + j, np.full(SEGMENTS, top)], 1)]
+    last = (len(lat) - 1) * segments
+    tris += [np.stack([np.full(segments, bottom), j, i], 1), np.stack([last + i, last + j, np.full(segments, top)], 1)]
     return Part("broadleaf", pos.astype(np.float32), nrm.astype(np.float32), np.concatenate(tris).astype(np.uint32))
 
 
 MODELS: dict[str, tuple[Part, ...]] = {
     "conifer": (_trunk(CONIFER_CROWN_BASE + 0.05), _cone()),
     "broadleaf": (_trunk(1.0 - BROADLEAF_CROWN_DEPTH * (1.0 + CROWN_UNDERSIDE) + 0.05), _dome()),
+}
+# What a renderer may draw for a tree seen from afar: the crown alone, FAR_SEGMENTS facets around
+# (its outline departs from MODELS' by at most FAR_DEPARTURE crown radii), no underside, no trunk.
+FAR_SEGMENTS = 3
+FAR_DEPARTURE = float(np.cos(np.pi / SEGMENTS) - np.cos(np.pi / FAR_SEGMENTS))
+FAR_MODELS: dict[str, tuple[Part, ...]] = {
+    "conifer": (_cone(FAR_SEGMENTS, underside=False),),
+    "broadleaf": (_dome(1, FAR_SEGMENTS),),
 }
 
 

@@ -88,6 +88,13 @@ def boxes_in_frustum(boxes: np.ndarray, offset: np.ndarray, planes: np.ndarray) 
     return ((farthest * n[None]).sum(axis=2) + d[None] >= 0).all(axis=1)
 
 
+def nearest_distances(boxes: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """boxes (K, 2, 3) min / max corners, offset (3,) added to them (camera at the origin) -> (K,)
+    float64 distance from the camera to the nearest point of each box (0 inside)."""
+    nearest = np.clip(0.0, boxes[:, 0] + offset, boxes[:, 1] + offset)
+    return np.sqrt((nearest * nearest).sum(axis=1))
+
+
 def runs(visible: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> list[tuple[int, int]]:
     """Contiguous (first triangle, triangle count) ranges covering the visible tiles (starts ascending)."""
     return merged_ranges(starts[visible], counts[visible])

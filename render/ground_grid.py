@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .culling import nearest_distances
+
 STRIDES = (4, 8, 16, 32)  # samples between grid nodes; a tile spans a multiple of the largest
 EDGE_EPS = 1e-6  # barycentric slack: samples on a shared edge belong to both triangles
 
@@ -177,10 +179,7 @@ def choose_strides(grid: GroundGrid, offset: np.ndarray, focal: float, max_error
     seen from the camera at the nearest point of the tile's box (offset: chunk origin - camera,
     ENU (3,)), stays under max_error_px pixels for a camera of `focal` pixels; -1 where even the
     finest is too coarse (the tile keeps the chunk's own triangles)."""
-    lo, hi = grid.boxes[:, 0] + offset, grid.boxes[:, 1] + offset
-    nearest = np.clip(0.0, lo, hi)
-    distance = np.sqrt((nearest * nearest).sum(axis=1))
-    allowed = grid.errors * focal <= max_error_px * distance[:, None]  # (tiles, K)
+    allowed = grid.errors * focal <= max_error_px * nearest_distances(grid.boxes, offset)[:, None]  # (tiles, K)
     coarsest = len(STRIDES) - 1 - np.argmax(allowed[:, ::-1], axis=1)
     return np.where(allowed.any(axis=1), coarsest, -1)
 

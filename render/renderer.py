@@ -19,11 +19,13 @@ import numpy as np
 
 from ..core.biomes import CLASS_IDS
 from ..exporters.chunk_glb import linear_colour
-from ..exporters.tree_mesh import COLOURS as TREE_COLOURS, MODELS as TREE_MODELS
+from ..exporters.tree_mesh import COLOURS as TREE_COLOURS, FAR_DEPARTURE, FAR_MODELS as FAR_TREE_MODELS, \
+    MODELS as TREE_MODELS
 from . import shaders
 from .camera import Intrinsics, Pose, projection, view_rotation
 from .context import RenderError, create_context, renderer_name
-from .culling import boxes_in_frustum, frustum_planes, merged_ranges, runs, square_tile_triangles, tile_items, tile_triangles
+from .culling import (boxes_in_frustum, frustum_planes, merged_ranges, nearest_distances, runs, square_tile_triangles,
+                      tile_items, tile_triangles)
 from .ground_grid import GroundGrid, choose_strides, next_to
 from .scene import GROUND_TILES, RenderChunk, Trees
 
@@ -31,6 +33,7 @@ NO_HIT_DEPTH = 65504.0  # AirSim's depth where nothing is hit (float16 max)
 KIND_CODES = {"terrain": 0, "water": 1, "roof": 2, "facade": 3, "tree": 4, "ground": 5}
 GROUND_ERROR_PX = 1.0  # the most a ground grid may depart from the chunk's own ground, in pixels
 GROUND_GAIN = 0.5  # a tile is drawn as a ground grid only if that halves its triangles at least
+TREE_ERROR_PX = 1.0  # the most a far tree's outline may depart from its model's, in pixels
 OUTPUTS = ("scene", "depth", "ids", "normals")
 CULL_TILES = GROUND_TILES  # a chunk's triangles are culled in CULL_TILES x CULL_TILES groups
 VERTEX = np.dtype([("position", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2), ("instance", "<u4")])
@@ -115,48 +118,64 @@ class _ModelPart:
 
 
 @dataclass(frozen=True, eq=False)
-class _TreeDraw:
-    """One kind of trees of a chunk on the GPU: instance buffer (TREE, instances grouped by cull
-    tile), one vertex array per model part, and its cull tiles (first instance, instance count,
-    (K, 2, 3) boxes relative to the chunk origin); triangles: per instance."""
+class _TreeModel:
+    """A chunk's trees of one kind drawn as one model (near or far): a vertex array per part, the
+    parts' linear RGBA albedos, and the triangles per instance."""
 
-    buffer: object
     vaos: tuple
     colours: tuple
-    starts: np.ndarray
-    counts: np.ndarray
-    boxes: np.ndarray
     triangles: int
 
 
-def _upload_models(ctx) -> dict[str, tuple[_ModelPart, ...]]:
-    """The tree models of exporters.tree_mesh on the GPU, per kind."""
+@dataclass(frozen=True, eq=False)
+class _TreeDraw:
+    """One kind of trees of a chunk on the GPU: instance buffer (TREE, instances grouped by cull
+    tile), the models near and far trees are drawn with, and its cull tiles (first instance,
+    instance count, (K, 2, 3) boxes relative to the chunk origin, (K,) largest crown radius)."""
+
+    buffer: object
+    near: _TreeModel
+    far: _TreeModel
+    starts: np.ndarray
+    counts: np.ndarray
+    boxes: np.ndarray
+    radius: np.ndarray
+
+
+def _upload_models(ctx) -> dict[tuple[str, bool], tuple[_ModelPart, ...]]:
+    """The tree models of exporters.tree_mesh on the GPU, per (kind, far): MODELS and FAR_MODELS."""
     out = {}
-    for kind, parts in TREE_MODELS.items():
-        uploaded = []
-        for p in parts:
-            v = np.empty(len(p.positions), MODEL_VERTEX)
-            v["position"], v["normal"] = p.positions, p.normals
-            ibo = ctx.buffer(np.ascontiguousarray(p.triangles, np.uint32).tobytes())
-            uploaded.append(_ModelPart(ctx.buffer(v.tobytes()), ibo, tuple(linear_colour(TREE_COLOURS[p.material]))))
-        out[kind] = tuple(uploaded)
+    for far, models in ((False, TREE_MODELS), (True, FAR_TREE_MODELS)):
+        for kind, parts in models.items():
+            uploaded = []
+            for p in parts:
+                v = np.empty(len(p.positions), MODEL_VERTEX)
+                v["position"], v["normal"] = p.positions, p.normals
+                ibo = ctx.buffer(np.ascontiguousarray(p.triangles, np.uint32).tobytes())
+                uploaded.append(_ModelPart(ctx.buffer(v.tobytes()), ibo, tuple(linear_colour(TREE_COLOURS[p.material]))))
+            out[kind, far] = tuple(uploaded)
     return out
 
 
-def _tree_draw(ctx, program, models: dict[str, tuple[_ModelPart, ...]], trees: Trees) -> _TreeDraw:
-    """A chunk's trees of one kind on the GPU: their instance buffer and a vertex array per part of the model."""
+def _tree_draw(ctx, program, models: dict[tuple[str, bool], tuple[_ModelPart, ...]], trees: Trees) -> _TreeDraw:
+    """A chunk's trees of one kind on the GPU: their instance buffer and a vertex array per part of each model."""
     boxes = trees.boxes()
     order, starts, counts, tile_boxes = tile_items(trees.translation[:, :2].astype(np.float64), boxes, CULL_TILES)
     inst = np.empty(len(order), TREE)
     inst["translation"], inst["turn"] = trees.translation[order], trees.turn[order]
     inst["scale"], inst["instance"] = trees.scale[order], trees.ids[order]
     buffer = ctx.buffer(inst.tobytes())
-    parts = models[trees.kind]
     per_instance = (buffer, "3f 2f 3f 1u/i", "in_translation", "in_turn", "in_scale", "in_instance")
-    vaos = tuple(ctx.vertex_array(program, [(p.vbo, "3f 3f", "in_position", "in_normal"), per_instance],
-                                  index_buffer=p.ibo, index_element_size=4) for p in parts)
-    triangles = sum(len(p.triangles) for p in TREE_MODELS[trees.kind])
-    return _TreeDraw(buffer, vaos, tuple(p.colour for p in parts), starts, counts, tile_boxes, triangles)
+
+    def model(far: bool) -> _TreeModel:
+        parts = models[trees.kind, far]
+        vaos = tuple(ctx.vertex_array(program, [(p.vbo, "3f 3f", "in_position", "in_normal"), per_instance],
+                                      index_buffer=p.ibo, index_element_size=4) for p in parts)
+        source = (FAR_TREE_MODELS if far else TREE_MODELS)[trees.kind]
+        return _TreeModel(vaos, tuple(p.colour for p in parts), sum(len(p.triangles) for p in source))
+
+    radius = np.maximum.reduceat(inst["scale"][:, 0].astype(np.float64), starts)
+    return _TreeDraw(buffer, model(False), model(True), starts, counts, tile_boxes, radius)
 
 
 @dataclass(frozen=True)
@@ -228,7 +247,7 @@ class _GpuChunk:
         for d in [*self.draws, *([self.grid] if self.grid is not None else [])]:
             d.vao.release(), d.vbo.release(), d.ibo.release()
         for t in self.trees:
-            for vao in t.vaos:
+            for vao in (*t.near.vaos, *t.far.vaos):
                 vao.release()
             t.buffer.release()
         for t in self.textures.values():
@@ -262,12 +281,12 @@ def _rgb_texture(ctx, rgb: np.ndarray, anisotropy: float):
 class Renderer:
     """Draws RenderChunks. gpu_bytes: budget of the GPU chunk cache; near / far: clip planes (m);
     ground_error_px: the most a ground grid may depart from a chunk's own ground, in pixels, where
-    it stands in for a far tile (0: never)."""
+    it stands in for a far tile; tree_error_px: the same for a far tree's crown-only model (0: never)."""
 
     def __init__(self, gpu_bytes: int = 768 << 20, near: float = 0.5, far: float = 40000.0, sky: Sky = Sky(),
-                 ground_error_px: float = GROUND_ERROR_PX):
+                 ground_error_px: float = GROUND_ERROR_PX, tree_error_px: float = TREE_ERROR_PX):
         self.near, self.far, self.sky, self.gpu_bytes = near, far, sky, gpu_bytes
-        self.ground_error_px = ground_error_px
+        self.ground_error_px, self.tree_error_px = ground_error_px, tree_error_px
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self._cache: OrderedDict[int, _GpuChunk] = OrderedDict()
         self._cache_bytes = 0
@@ -413,8 +432,11 @@ class Renderer:
                 self._draw_ground(g, seen[g.ground_span], offset, intr.focal)
             self.tree_program["u_offset"].value = tuple(float(c) for c in offset)
             for t, span in zip(g.trees, g.tree_spans):  # the chunk's trees with it: near to far holds
-                for first, count in runs(seen[span], t.starts, t.counts):
-                    self._draw_trees(t, first, count)
+                # far: where the crown-only model's outline departs from the model's by under tree_error_px
+                far = FAR_DEPARTURE * t.radius * intr.focal < self.tree_error_px * nearest_distances(t.boxes, offset)
+                for model, tiles in ((t.near, seen[span] & ~far), (t.far, seen[span] & far)):
+                    for first, count in runs(tiles, t.starts, t.counts):
+                        self._draw_trees(t, model, first, count)
         ctx.disable(gl.CULL_FACE)  # the sky last, at the far plane: shaded only where no surface is
         ctx.depth_func = "<="
         self.sky_vao.render(gl.TRIANGLES)
@@ -459,16 +481,16 @@ class Renderer:
                 self.triangles_drawn += count
             self.ctx.enable(_gl().CULL_FACE)
 
-    def _draw_trees(self, t: _TreeDraw, first: int, count: int) -> None:
-        """Instances first .. first + count of a chunk's trees: each model part drawn instanced, its
-        per-instance attributes bound from the instance buffer at `first`."""
-        for vao, colour in zip(t.vaos, t.colours):
+    def _draw_trees(self, t: _TreeDraw, model: _TreeModel, first: int, count: int) -> None:
+        """Instances first .. first + count of a chunk's trees as `model`: each part drawn instanced,
+        its per-instance attributes bound from the instance buffer at `first`."""
+        for vao, colour in zip(model.vaos, model.colours):
             for location, cls, fmt, offset in self._tree_locations:
                 vao.bind(location, cls, t.buffer, fmt, offset=first * TREE.itemsize + offset, stride=TREE.itemsize,
                          divisor=1)
             self.tree_program["u_colour"].value = colour
             vao.render(_gl().TRIANGLES, instances=count)
-        self.triangles_drawn += count * t.triangles
+        self.triangles_drawn += count * model.triangles
 
     def _read(self, fbo, intr: Intrinsics, pose: Pose, outputs: set[str]) -> Frame:
         w, h = intr.width, intr.height

@@ -1,7 +1,7 @@
-"""Ground grids, the coarse stand-ins for far tiles of a level-0 chunk's ground: samples of the
-triangulated surface, errors checked against an independent trimesh ray cast of the grids, square
-tiles that lose no triangle, and a far view drawn with and without them (no hole below the
-skyline, the same depth and classes)."""
+"""Stand-ins for what is far: ground grids for the far tiles of a level-0 chunk's ground (samples
+of the triangulated surface, errors checked against an independent trimesh ray cast of the grids,
+square tiles that lose no triangle) and crown-only models for far trees; a far view drawn with
+and without them (no hole below the skyline, the same depth and classes)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import trimesh
 from scipy.spatial import Delaunay
 
-from worldstream.core import World, WorldSpec
+from worldstream.core import CLASS_IDS, World, WorldSpec
 from worldstream.render import NO_HIT_DEPTH, Intrinsics, Pose, Renderer, RenderError
 from worldstream.render.culling import square_tile_triangles
 from worldstream.render.ground_grid import STRIDES, choose_strides, ground_grid, sample_surfaces
@@ -123,7 +123,7 @@ def renderer():
     r.close()
 
 
-def test_a_far_view_with_ground_grids_has_the_same_depth_and_classes_and_no_holes(renderer):
+def test_a_far_view_with_stand_ins_has_the_same_depth_and_classes_and_no_holes(renderer):
     world = World(WorldSpec(seed=7), cache_chunks=64)
     view = WorldView(world, renderer=renderer)
     intr = Intrinsics(256, 144, 90)
@@ -134,7 +134,7 @@ def test_a_far_view_with_ground_grids_has_the_same_depth_and_classes_and_no_hole
     assert any(c.ground is not None for c in chunks)
     with_grids = renderer.render(chunks, pose, intr)
     drawn_with = renderer.triangles_drawn
-    plain = Renderer(ground_error_px=0.0)
+    plain = Renderer(ground_error_px=0.0, tree_error_px=0.0)
     try:
         without = plain.render(chunks, pose, intr)
         drawn_without = plain.triangles_drawn
@@ -150,3 +150,5 @@ def test_a_far_view_with_ground_grids_has_the_same_depth_and_classes_and_no_hole
     rel = np.abs(a[both] - b[both]) / b[both]
     assert np.median(rel) < 1e-4 and np.quantile(rel, 0.98) < 0.01
     assert (with_grids.classes == without.classes).mean() > 0.99
+    trees = [(f.classes == CLASS_IDS["tree"]).sum() for f in (with_grids, without)]
+    assert trees[1] > 1000 and abs(trees[0] - trees[1]) < 0.02 * trees[1]
