@@ -31,7 +31,7 @@ _GRAD = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1).astype(np.float32)
 # the four corners of a lattice cell, in the order a, b, c, d: node offsets along x and y
 _CORNER_X = (0, 1, 0, 1)
 _CORNER_Y = (0, 0, 1, 1)
-STACK_MAX = 1 << 18  # octaves x points a stacked pass holds at most: larger temporaries spill the caches
+STACK_MAX = 300_000  # octaves x points a stacked pass holds at most (four octaves of a 257 x 257 grid): larger temporaries spill the caches
 
 
 @lru_cache(maxsize=None)
@@ -131,8 +131,7 @@ def _corner_gradients(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ..
 def _node_table(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...], table: torch.Tensor):
     """The lattice nodes the cells (ix, iy) of each octave span, one box of nodes per octave, the
     boxes one after the other: (their gradients (2, nodes), index of each sample's corner nodes
-    (4, K, ...)), or None when they are so many that hashing every corner is cheaper. Each box's
-    columns and rows are hashed once (`hash_axis`), its nodes combine the two (`combine_axes`)."""
+    (4, K, ...)), or None when they are so many that hashing every corner is cheaper."""
     k, dev = ix.shape[0], ix.device
     x_lo, x_hi = ix.reshape(k, -1).aminmax(dim=1)
     y_lo, y_hi = iy.reshape(k, -1).aminmax(dim=1)
@@ -142,20 +141,30 @@ def _node_table(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...], ta
     sizes = [r * c for r, c in zip(rows, cols)]
     if sum(sizes) > 4 * k * max(_broadcast_numel(ix.shape[1:], iy.shape[1:]), 64):
         return None
-    key_x, key_y = zip(*(axis_keys(o.key) for o in octs))
-    hx = hash_axis(*_ranges(x0, cols, key_x, dev))
-    hy = hash_axis(*_ranges(y0, rows, key_y, dev))
-    # node (r, c) of box k is number _starts(sizes)[k] + r * cols[k] + c
-    per_octave = torch.tensor([_starts(sizes), cols, _starts(cols), _starts(rows), x0, y0], dtype=torch.int64, device=dev)
-    start, ncol, col0, row0, _, _ = per_octave.index_select(1, _owners(sizes, dev))
-    local = torch.arange(sum(sizes), dtype=torch.int64, device=dev) - start
-    idx = torch.bitwise_and(combine_axes(hx.index_select(0, col0 + torch.remainder(local, ncol)),
-                                         hy.index_select(0, row0 + torch.div(local, ncol, rounding_mode="floor"))), 15)
-    start, ncol, _, _, node_x0, node_y0 = per_octave.reshape((6, k) + (1,) * (ix.dim() - 1)).unbind(0)
+    idx = torch.from_numpy(_node_gradient_index(x0, y0, cols, rows, [o.key for o in octs])).to(dev)
+    per_octave = torch.tensor([_starts(sizes), cols, x0, y0], dtype=torch.int64, device=dev)
+    start, ncol, node_x0, node_y0 = per_octave.reshape((4, k) + (1,) * (ix.dim() - 1)).unbind(0)
     flat = start + (iy - node_y0) * ncol + (ix - node_x0)
     zero = torch.zeros_like(ncol)
     corners = flat + torch.stack([zero, zero + 1, ncol, ncol + 1])  # a, b, c, d
     return table.index_select(1, idx), corners
+
+
+def _node_gradient_index(x0: list[int], y0: list[int], cols: list[int], rows: list[int], keys: list[int]) -> np.ndarray:
+    """Gradient (0..15) of every node of boxes of rows x cols lattice nodes from (x0, y0), row-major,
+    the boxes one after the other (int64). Host integer arithmetic (numpy): these tables are small,
+    and the same words as `hash2` on the nodes. Each box's columns and rows are hashed once
+    (`hash_axis`), its nodes combine the two (`combine_axes`)."""
+    key_x, key_y = zip(*(axis_keys(key) for key in keys))
+    hx = hash_axis(*_ranges(x0, cols, key_x))
+    hy = hash_axis(*_ranges(y0, rows, key_y))
+    sizes = [r * c for r, c in zip(rows, cols)]
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(sum(sizes), dtype=np.int64) - np.array(_starts(sizes), dtype=np.int64)[owner]
+    ncol = np.array(cols, dtype=np.int64)[owner]
+    first_col = np.array(_starts(cols), dtype=np.int64)[owner]
+    first_row = np.array(_starts(rows), dtype=np.int64)[owner]
+    return combine_axes(hx[first_col + local % ncol], hy[first_row + local // ncol]) & 15
 
 
 def _starts(counts: list[int]) -> list[int]:
@@ -163,17 +172,12 @@ def _starts(counts: list[int]) -> list[int]:
     return [sum(counts[:i]) for i in range(len(counts))]
 
 
-def _owners(counts: list[int], device: torch.device) -> torch.Tensor:
-    """For each element of ranges of `counts` elements one after the other, its range (int64)."""
-    return torch.repeat_interleave(torch.tensor(counts, dtype=torch.int64, device=device))
-
-
-def _ranges(first: list[int], counts: list[int], keys: tuple[int, ...], device: torch.device):
+def _ranges(first: list[int], counts: list[int], keys: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Integers first[k] .. first[k] + counts[k] - 1 for each k, one range after the other, and
     each one's key (int64, 1-D both)."""
-    per_range = torch.tensor([[f - s for f, s in zip(first, _starts(counts))], list(keys)], dtype=torch.int64,
-                             device=device).index_select(1, _owners(counts, device))
-    return torch.arange(sum(counts), dtype=torch.int64, device=device) + per_range[0], per_range[1]
+    owner = np.repeat(np.arange(len(counts)), counts)
+    offset = np.array(first, dtype=np.int64) - np.array(_starts(counts), dtype=np.int64)
+    return np.arange(sum(counts), dtype=np.int64) + offset[owner], np.array(keys, dtype=np.int64)[owner]
 
 
 def _broadcast_numel(a: tuple[int, ...], b: tuple[int, ...]) -> int:
