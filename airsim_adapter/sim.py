@@ -432,7 +432,7 @@ class Simulator:
         raw, floats = b"", []
         if as_float:
             values = data if data.ndim == 2 else data.mean(axis=2)
-            floats = values.astype(np.float32).reshape(-1).tolist()
+            floats = np.ascontiguousarray(values, np.float32).reshape(-1)  # packed as AirSim's float vector
         else:
             if data.ndim == 2:  # float images as 8 bit: depth in metres clipped to 255, unit images scaled
                 scale = 255.0 if IMAGE_TYPES[kind] in ("depth_vis", "disparity_normalized") else 1.0

@@ -70,7 +70,7 @@ def rc_data(timestamp: int = 0) -> dict:
     return out
 
 
-def image_response(data_uint8: bytes, data_float: list, position, orientation, time_stamp: int, width: int,
+def image_response(data_uint8: bytes, data_float, position, orientation, time_stamp: int, width: int,
                    height: int, image_type: int, pixels_as_float: bool, compress: bool, message: str = "") -> dict:
     return {"image_data_uint8": data_uint8, "image_data_float": data_float, "camera_position": vector3r(position),
             "camera_orientation": quaternionr(orientation), "time_stamp": int(time_stamp), "message": message,
