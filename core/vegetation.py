@@ -285,7 +285,7 @@ def _canopy_from_table(x: torch.Tensor, y: torch.Tensor, table: CellTable) -> di
     py = y.expand(shape).reshape(-1).index_select(0, need)
     da, db = _around(x.device)
     idx = ((cj_n + db) * ncol + (ci_n + da)).reshape(-1)
-    found = _top_crown(px, py, {k: v.index_select(0, idx).reshape(9, -1) for k, v in table.cells.items()})
+    found = _top_crown(px, py, {k: table.cells[k].index_select(0, idx).reshape(9, -1) for k in _CROWN_FIELDS})
     return {k: v.reshape(-1).index_put((need,), found[k]).reshape(shape) for k, v in out.items()}
 
 
@@ -367,15 +367,22 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     return out
 
 
+_CROWN_FIELDS = ("present", "x", "y", "height", "radius", "kind", "id")  # the fields _top_crown reads
+
+
 def _top_crown(x: torch.Tensor, y: torch.Tensor, cells: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The highest crown over points (x, y float64, (N,)) among the candidates of the 9 cells
-    around each (`candidates` fields, (9, N), cells in `_around` order); of equal
-    heights the first: `canopy`'s fields."""
+    around each (`candidates` fields, at least _CROWN_FIELDS, (9, N), cells in `_around` order);
+    of equal heights the first: `canopy`'s fields."""
     dx = (x - cells["x"]).to(torch.float32)
     dy = (y - cells["y"]).to(torch.float32)
     d2 = dx * dx + dy * dy
-    z = crown_height(d2, cells["height"], cells["radius"], cells["kind"])
-    z = torch.where(cells["present"], z, torch.zeros_like(z))
+    # most of the 9 candidates are no tree or too far: the crown surface only where one covers the point
+    hit = torch.nonzero((cells["present"] & (d2 < cells["radius"] * cells["radius"])).reshape(-1)).reshape(-1)
+    pairs = lambda v: v.reshape(-1).index_select(0, hit)  # noqa: E731
+    z = torch.zeros_like(d2).reshape(-1).index_put(
+        (hit,), crown_height(pairs(d2), pairs(cells["height"]), pairs(cells["radius"]), pairs(cells["kind"]))
+    ).reshape(d2.shape)
     top = torch.argmax(z, dim=0, keepdim=True)  # the first of the highest (argmax's documented tie rule)
     pick = lambda v: v.gather(0, top)[0]  # noqa: E731
     height, tid = pick(z), pick(cells["id"])
