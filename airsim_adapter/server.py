@@ -1,7 +1,9 @@
 """`worldstream sim`: the headless simulator behind AirSim's msgpack-rpc on TCP (default
 127.0.0.1:41451). A thin asyncio layer: each call runs as its own task, so a motion call that
 waits for completion never blocks state queries; a connection that sends garbage is closed
-without touching the others."""
+without touching the others. A connection has at most CALLS_IN_FLIGHT calls running (rpclib
+serves a connection's calls from a bounded pool of threads): past that, its socket is not read
+until one finishes, and TCP holds the client back."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .ground import Ground
 from .settings import build_settings, parse_settings
 from .sim import Simulator
 
+CALLS_IN_FLIGHT = 32
 RPC_METHODS = frozenset({
     "ping", "getServerVersion", "getMinRequiredClientVersion", "listVehicles", "reset", "enableApiControl",
     "isApiControlEnabled", "armDisarm", "simPause", "simIsPaused", "simContinueForTime", "simGetVehiclePose",
@@ -55,6 +58,11 @@ async def handle_connection(sim: Simulator, reader: asyncio.StreamReader, writer
     decoder = rpc.RpcDecoder()
     lock = asyncio.Lock()
     tasks: set[asyncio.Task] = set()
+    slots = asyncio.Semaphore(CALLS_IN_FLIGHT)
+
+    def finished(t: asyncio.Task) -> None:
+        tasks.discard(t)
+        slots.release()
 
     async def answer(call: rpc.Call) -> None:
         error, result = await dispatch(sim, call)
@@ -67,9 +75,10 @@ async def handle_connection(sim: Simulator, reader: asyncio.StreamReader, writer
     try:
         while data := await reader.read(1 << 16):
             for call in decoder.feed(data):
+                await slots.acquire()
                 t = asyncio.create_task(answer(call))
                 tasks.add(t)
-                t.add_done_callback(tasks.discard)
+                t.add_done_callback(finished)
     except (rpc.RpcError, ValueError, ConnectionError):
         pass  # not msgpack-rpc: drop this connection only
     except asyncio.CancelledError:
