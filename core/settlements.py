@@ -406,13 +406,12 @@ def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dic
     rows = blocks.columns(torch.stack([bx, torch.where(west, bx - 1, bx + 1), bx]),
                           torch.stack([by, by, torch.where(south, by - 1, by + 1)]), (URBAN, COUNTRY))
     urban, country = rows[..., 0], rows[..., 1]
-    dry = blocks.columns(torch.stack([line_x] * 4 + [bx - 1, bx, bx + 1, bx + 2]),
-                         torch.stack([by - 1, by, by + 1, by + 2] + [line_y] * 4), (DRY,))[..., 0] > 0
-    ends_x, ends_y = crossing(dry[0], dry[1], dry[2], dry[3]), crossing(dry[4], dry[5], dry[6], dry[7])
     own, across_x, across_y = urban[0], urban[1], urban[2]
     edge_x = torch.minimum(lx, BLOCK - lx).to(torch.float32)
     edge_y = torch.minimum(ly, BLOCK - ly).to(torch.float32)
     hw_x, hw_y = half_width(line_x), half_width(line_y)
+    ends_x, ends_y = _line_ends(bx, by, line_x, line_y, blocks, (edge_x < torch.clamp(hw_x, min=HALF_COUNTRY) + widen)
+                                | (edge_y < torch.clamp(hw_y, min=HALF_COUNTRY) + widen))
     street = (((edge_x < hw_x + widen) & ((own > 0) | (across_x > 0)) & ends_x)
               | ((edge_y < hw_y + widen) & ((own > 0) | (across_y > 0)) & ends_y))
     # the country level a line asks of both blocks beside it: 1 on every 16th line, 2 on the 8th between
@@ -424,6 +423,23 @@ def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dic
             | ((edge_y < HALF_COUNTRY + widen) & (torch.minimum(country[0], country[2]) >= need_y) & ends_y))
     return {"road": street | lane, "own": own, "across_x": across_x, "across_y": across_y, "edge_x": edge_x,
             "edge_y": edge_y, "hw_x": hw_x, "hw_y": hw_y, "bx": bx, "by": by, "lx": lx, "ly": ly}
+
+
+def _line_ends(bx: torch.Tensor, by: torch.Tensor, line_x: torch.Tensor, line_y: torch.Tensor, blocks,
+               near: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`crossing` of the nearer border segments across u (line_x) and across v (line_y) of points in
+    blocks (bx, by) (int64, one shape), asked of the blocks only where `near` (bool: within a
+    road's width of a border; elsewhere no road can use the answer, which is False)."""
+    ask = torch.nonzero(near.reshape(-1)).reshape(-1)
+    none = torch.zeros(near.shape, dtype=torch.bool, device=near.device)
+    if ask.numel() == 0:
+        return none, none
+    bx, by, line_x, line_y = (v.expand(near.shape).reshape(-1).index_select(0, ask) for v in (bx, by, line_x, line_y))
+    dry = blocks.columns(torch.stack([line_x] * 4 + [bx - 1, bx, bx + 1, bx + 2]),
+                         torch.stack([by - 1, by, by + 1, by + 2] + [line_y] * 4), (DRY,))[..., 0] > 0
+    none = none.reshape(-1)
+    return (none.index_put((ask,), crossing(dry[0], dry[1], dry[2], dry[3])).reshape(near.shape),
+            none.index_put((ask,), crossing(dry[4], dry[5], dry[6], dry[7])).reshape(near.shape))
 
 
 def locate(x: torch.Tensor, y: torch.Tensor, density: torch.Tensor) -> dict[str, torch.Tensor]:
