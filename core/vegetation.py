@@ -276,7 +276,7 @@ def _canopy_from_table(x: torch.Tensor, y: torch.Tensor, table: CellTable) -> di
     some = dilate(table.cells["present"].reshape(table.nrow, ncol).to(torch.float32)).reshape(-1) > 0
     ci = (torch.floor(x * (1.0 / CELL)).to(torch.int64) - table.c0).expand(shape).reshape(-1)
     cj = (torch.floor(y * (1.0 / CELL)).to(torch.int64) - table.r0).expand(shape).reshape(-1)
-    need = torch.nonzero(some[cj * ncol + ci]).reshape(-1)
+    need = torch.nonzero(some.index_select(0, cj * ncol + ci)).reshape(-1)
     out = _no_cover(shape, x.device)
     if need.numel() == 0:
         return out
@@ -383,9 +383,12 @@ def _top_crown(x: torch.Tensor, y: torch.Tensor, cells: dict[str, torch.Tensor])
     z = torch.zeros_like(d2).reshape(-1).index_put(
         (hit,), crown_height(pairs(d2), pairs(cells["height"]), pairs(cells["radius"]), pairs(cells["kind"]))
     ).reshape(d2.shape)
-    top = torch.argmax(z, dim=0, keepdim=True)  # the first of the highest (argmax's documented tie rule)
-    pick = lambda v: v.gather(0, top)[0]  # noqa: E731
-    height, tid = pick(z), pick(cells["id"])
+    height, top = z[0], torch.zeros(z.shape[1:], dtype=torch.int64, device=z.device)
+    for k in range(1, len(z)):  # the first of the highest (argmax over dim 0 is slow on CPU)
+        higher = z[k] > height
+        height, top = torch.where(higher, z[k], height), torch.where(higher, k, top)
+    pick = lambda v: v.gather(0, top.unsqueeze(0))[0]  # noqa: E731
+    tid = pick(cells["id"])
     edge = pick(d2) / (pick(cells["radius"]) * pick(cells["radius"]))
     return {"height": height, "id": torch.where(height > 0, tid, torch.zeros_like(tid)),
             "edge": torch.where(height > 0, edge, torch.ones_like(edge)), "kind": pick(cells["kind"])}

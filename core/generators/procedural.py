@@ -359,7 +359,7 @@ class ProceduralGenerator:
         cols = torch.floor(u * (1.0 / BLOCK)).to(torch.int64) - bx0
         rows = torch.floor(v * (1.0 / BLOCK)).to(torch.int64) - by0
         flat = table.reshape(-1, BLOCK_ROW)
-        return (u, v), flat[(rows * table.shape[1] + cols).reshape(-1)].reshape(shape + (BLOCK_ROW,))
+        return (u, v), flat.index_select(0, (rows * table.shape[1] + cols).reshape(-1)).reshape(shape + (BLOCK_ROW,))
 
     def chunk(self, key: ChunkKey) -> Chunk:
         spec = self.spec
@@ -623,7 +623,7 @@ class BlockTable:
     def urban_near(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         c = (bx - self.bx0).clamp(0, self.cols - 1)
         r = (by - self.by0).clamp(0, self.rows - 1)
-        return self.urban[(r * self.cols + c).reshape(-1)].reshape(bx.shape)
+        return self.urban.index_select(0, (r * self.cols + c).reshape(-1)).reshape(bx.shape)
 
 
 LOT_KEY_OFFSET = 1 << 24  # keys hold block indices within +-2^24 blocks (1.6 million km)
