@@ -359,17 +359,25 @@ def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> 
     split = next((i for i, s in enumerate(wanted) if not s.visible), len(wanted))
     to_send = (visible_fillers + [s.key for s in wanted[:split]] + other_fillers
                + [s.key for s in wanted[split:]])
-    req_t = {_t(k) for k in req_set}
-    above_required = _ancestor_tuples(req_t)  # keys with a required descendant
+    overlapping = _overlap_test(req_set)
     cover = _Cover(delivered & req_set, max_level)
-    to_unload = []
-    for key in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y)):
-        k = _t(key)
-        # a required chunk overlaps k iff it is k's ancestor or its descendant (k itself is not required)
-        overlapping = k in above_required or any(a in req_t for a in _up(k))
-        if not overlapping or cover(key):
-            to_unload.append(key)
+    to_unload = [key for key in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y))
+                 if not overlapping(key) or cover(key)]
     return to_send, to_unload
+
+
+def above_selection(keys: Iterable[ChunkKey], selected: Iterable[ChunkKey]) -> list[ChunkKey]:
+    """The keys of `keys` that are ancestors of a selected key (coarser than the selection there)."""
+    above = _ancestor_tuples({_t(k) for k in selected})
+    return [k for k in keys if _t(k) in above]
+
+
+def _overlap_test(selected: Iterable[ChunkKey]) -> Callable[[ChunkKey], bool]:
+    """A test of whether an unselected key's area overlaps a selected key: one is the other's
+    ancestor (each ancestor set built once)."""
+    sel_t = {_t(k) for k in selected}
+    above = _ancestor_tuples(sel_t)  # keys with a selected descendant
+    return lambda key: _t(key) in above or any(a in sel_t for a in _up(_t(key)))
 
 
 def _root(key: ChunkKey) -> ChunkKey:

@@ -75,6 +75,7 @@ class CreditGranted:
 Action = SendText | Close | NewView | SendStats | CreditGranted
 
 CLOSE_POLICY = 1008
+HOLD_COVERED_S = 15.0  # seconds a parent covered by its children stays delivered before it is unloaded
 
 
 def tokens_equal(given: str | bytes | None, expected: str) -> bool:
@@ -224,11 +225,17 @@ class Delivery:
     pending queue (`lod.plan`: most urgent first, hole fillers first), the delivered set, the
     unloads, and the latency from a view's arrival to the delivery of its most urgent missing chunk
     (timed from the first view that wanted it). Methods return the keys to unload, already
-    forgotten here: the server sends them and may send them again if a later view wants them."""
+    forgotten here: the server sends them and may send them again if a later view wants them.
 
-    def __init__(self, max_level: int, max_latencies: int = 5000):
+    A parent unloadable because its selected children have all arrived is held for hold_s seconds
+    first: a camera moving on soon wants the parent again, and would otherwise get it twice.
+    (Children covered by their parent go at once: a camera seldom comes back for them.)"""
+
+    def __init__(self, max_level: int, max_latencies: int = 5000, hold_s: float = HOLD_COVERED_S):
         self.max_level = max_level
         self.max_latencies = max_latencies
+        self.hold_s = hold_s
+        self.covered_since: dict = {}  # delivered parents of selected keys -> when first found unloadable
         self.selection: list = []  # lod.Selected, most urgent first
         self.previous: frozenset = frozenset()  # the keys of the last selection (hysteresis)
         self.delivered: set = set()
@@ -238,10 +245,14 @@ class Delivery:
         self.views_selected = 0
         self.views_resolved = 0
 
-    def _plan(self) -> list:
-        from .lod import plan
+    def _plan(self, now: float) -> list:
+        from .lod import above_selection, plan
 
-        self.pending, gone = plan(self.selection, self.delivered, self.max_level)
+        self.pending, unloadable = plan(self.selection, self.delivered, self.max_level)
+        covered = above_selection(unloadable, self.previous)
+        held = {k: self.covered_since.get(k, now) for k in covered}
+        gone = [k for k in unloadable if k not in held or now - held[k] >= self.hold_s]
+        self.covered_since = {k: t for k, t in held.items() if now - t < self.hold_s}
         self.delivered.difference_update(gone)
         return gone
 
@@ -249,7 +260,7 @@ class Delivery:
         """A new selection for the view that arrived at `view_time` -> keys to unload."""
         self.selection = selection
         self.previous = frozenset(s.key for s in selection)
-        gone = self._plan()
+        gone = self._plan(view_time)
         self.views_selected += 1
         pending = set(self.pending)
         self.urgent = {k: t for k, t in self.urgent.items() if k in pending}  # the rest: superseded
@@ -268,7 +279,7 @@ class Delivery:
             self.latencies.append(now - self.urgent.pop(key))
             del self.latencies[:-self.max_latencies]
         self.delivered.add(key)
-        return self._plan()
+        return self._plan(now)
 
     def on_failed(self, key) -> None:
         """`key` could not be made: drop it until a new selection asks again."""

@@ -253,7 +253,7 @@ def _sel(*keys, visible=True):
 
 
 def test_delivery_unloads_a_parent_only_when_all_its_children_arrived():
-    d = ss.Delivery(max_level=6)
+    d = ss.Delivery(max_level=6, hold_s=0.0)
     parent = ChunkKey(0, 1, 1)  # level 0: no hole filler goes before it
     kids = parent.children()
     assert d.on_selection(_sel(parent), 10.0) == [] and d.pending == [parent]
@@ -261,11 +261,28 @@ def test_delivery_unloads_a_parent_only_when_all_its_children_arrived():
     assert d.on_selection(_sel(*kids), 11.0) == []  # refine: the parent stays while children are missing
     for k in kids[:3]:
         assert d.on_sent(k, 12.0) == []
-    assert d.on_sent(kids[3], 12.0) == [parent]  # covered now: unloaded, and forgotten
+    assert d.on_sent(kids[3], 12.0) == [parent]  # covered now: unloaded (no hold), and forgotten
     assert parent not in d.delivered and d.pending == []
     assert d.on_selection(_sel(parent), 13.0) == [] and d.pending == [parent]  # wanted again: sent again
     assert set(d.on_sent(parent, 13.2)) == set(kids)  # the children go once the parent is back
     assert d.views_selected == 3 and d.views_resolved == 0
+
+
+def test_delivery_holds_a_covered_parent_so_that_wanting_it_back_sends_nothing():
+    d = ss.Delivery(max_level=6, hold_s=5.0)
+    parent = ChunkKey(0, 1, 1)
+    kids = parent.children()
+    d.on_selection(_sel(parent), 10.0)
+    d.on_sent(parent, 10.0)
+    d.on_selection(_sel(*kids), 11.0)
+    assert [d.on_sent(k, 12.0) for k in kids] == [[], [], [], []]  # covered at 12.0: held, not unloaded
+    assert parent in d.delivered and d.on_selection(_sel(*kids), 16.9) == []
+    assert set(d.on_selection(_sel(parent), 16.95)) == set(kids)  # back within the hold: nothing to send, and
+    assert d.pending == [] and d.delivered == {parent}  # the kids it covers go at once
+    d.on_selection(_sel(*kids), 17.0)
+    d.on_sent(kids[0], 17.1)
+    assert [d.on_sent(k, 18.0) for k in kids[1:]] == [[], [], []]  # covered again at 18.0: held for 5 s from then
+    assert d.on_selection(_sel(*kids), 22.9) == [] and d.on_selection(_sel(*kids), 23.0) == [parent]
 
 
 def test_delivery_unloads_what_no_required_chunk_overlaps_at_once():
