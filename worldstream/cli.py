@@ -186,6 +186,41 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from worldstream.core.errors import WorldstreamError
+    from worldstream.exporters.estimate import estimate, measure, sample_keys, wall_hours
+    from worldstream.exporters.formats import parse_formats
+
+    spec = _spec_from_args(args)
+    formats = parse_formats(args.format)
+    lo, hi = args.levels
+    if hi >= spec.levels:
+        raise WorldstreamError(f"--levels {lo}:{hi} goes past this world's levels 0..{spec.levels - 1}")
+    if args.sample < 1:
+        raise WorldstreamError(f"--sample must be at least 1 chunk per level, got {args.sample}")
+    keys = _keys_for(spec, args.center, args.radius, args.levels, "tiles" in formats)
+    by_level: dict[int, list] = {}
+    for k in keys:
+        by_level.setdefault(k.level, []).append(k)
+    samples = {level: measure(spec, sample_keys(ks, args.sample), formats) for level, ks in by_level.items()}
+    rows = estimate(spec, {level: len(ks) for level, ks in by_level.items()}, samples)
+    area = (2.0 * args.radius) ** 2 / 1e6
+    print(f"world seed {spec.seed}, {spec.generator} backend: {area:g} km^2 around {args.center[0]:g},{args.center[1]:g}, "
+          f"levels {lo}..{hi}, formats {','.join(formats)}")
+    print(f"{'level':>5} {'m/px':>6} {'chunks':>9} {'CPU s/chunk':>17} {'measured MB/chunk':>18} "
+          f"{'CPU hours':>10} {'GB':>9}")
+    for r in rows:
+        print(f"{r.level:>5} {r.resolution_m:>6g} {r.chunks:>9} {r.seconds_per_chunk:>17.3f} "
+              f"{r.bytes_per_chunk / 1e6:>18.3f} {r.cpu_hours:>10.2f} {r.gigabytes:>9.3f}")
+    total_chunks = sum(r.chunks for r in rows)
+    print(f"total: {total_chunks} chunks, {sum(r.cpu_hours for r in rows):.2f} CPU hours, "
+          f"{sum(r.gigabytes for r in rows):.3f} GB; about {wall_hours(rows, args.workers):.2f} hours with "
+          f"{args.workers} worker process{'es' if args.workers != 1 else ''}")
+    print(f"measured: the median CPU seconds and bytes of {args.sample} chunk(s) per level exported here, one at a "
+          f"time after a warm-up; extrapolated: everything else (same machine, workers not slowing each other)")
+    return 0
+
+
 def cmd_preview(args) -> int:
     from PIL import Image
 
@@ -477,6 +512,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1, help="worker processes")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
+
+    pl = sub.add_parser("plan", help="estimate what an export will cost: chunks, bytes and CPU hours per level",
+                        description="Count the chunks `generate` would export for a region, export --sample of them "
+                                    "per level here to measure time and size, and extrapolate to the whole region.")
+    _add_world_args(pl)
+    pl.add_argument("--center", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north)")
+    pl.add_argument("--radius", type=float, default=500.0, help="half side of the square to cover, metres")
+    pl.add_argument("--levels", type=_levels, default=(4, 6), help="levels A:B (inclusive)")
+    pl.add_argument("--format", default="glb,sidecars,tiles", help="export formats, as for generate")
+    pl.add_argument("--sample", type=int, default=2, help="chunks per level to export and measure")
+    pl.add_argument("--workers", type=int, default=1, help="worker processes to estimate the wall time for")
+    pl.set_defaults(func=cmd_plan)
 
     sv = sub.add_parser("serve", help="stream chunks around moving cameras (websocket) and serve 3D Tiles (HTTP)",
                         description="One port: the streaming protocol v1 on websocket (docs/protocol.md) and HTTP: "
