@@ -296,13 +296,13 @@ def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: Vegeta
     reach = _reach(nodes)
     shape = torch.broadcast_shapes(x.shape, y.shape)
     xb, yb = x.expand(shape).reshape(-1), y.expand(shape).reshape(-1)
-    da, db = _around(x.device)
-    cell_i = (ci.expand(shape).reshape(1, -1) + da).reshape(-1)
-    cell_j = (cj.expand(shape).reshape(1, -1) + db).reshape(-1)
+    da, db = (d.reshape((9,) + (1,) * len(shape)) for d in _around(x.device))
+    cell_i, cell_j = ci + da, cj + db  # (9, ...): hashed broadcast, so a grid's columns and rows once each
+    _, cx, cy = _position(seed, cell_i, cell_j)
+    cell_i, cell_j, cx, cy = (v.expand((9,) + shape).reshape(-1) for v in (cell_i, cell_j, cx, cy))
     x9, y9 = xb.repeat(9), yb.repeat(9)
     # a candidate further than the largest crown from the point cannot cover it: of the 9 cells,
     # about 2.6 on average are within reach, and only those are evaluated
-    _, cx, cy = _position(seed, cell_i, cell_j)
     within = torch.nonzero(((x9 - cx) ** 2 + (y9 - cy) ** 2) < MAX_CROWN * MAX_CROWN).reshape(-1)
     every = _absent(x9.numel(), x.device)
     if within.numel():
