@@ -10,12 +10,12 @@ asyncio callers: `asyncio.wrap_future`), and neither blocks or shares another re
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+from cachetools import LRUCache
 
 from ..core.biomes import CLASS_IDS
 from ..exporters.chunk_glb import linear_colour
@@ -278,6 +278,25 @@ def _rgb_texture(ctx, rgb: np.ndarray, anisotropy: float):
     return t
 
 
+class _GpuCache(LRUCache):
+    """GPU chunks by id(RenderChunk), least recently used first out past `gpu_bytes`; what it
+    evicts waits in `evicted` until the frame that may still draw it has ended."""
+
+    def __init__(self, gpu_bytes: int):
+        super().__init__(maxsize=gpu_bytes, getsizeof=lambda g: g.nbytes)
+        self.evicted: list[_GpuChunk] = []
+
+    def popitem(self):
+        key, g = super().popitem()
+        self.evicted.append(g)
+        return key, g
+
+    def release_evicted(self) -> None:
+        for g in self.evicted:
+            g.release()
+        self.evicted.clear()
+
+
 class Renderer:
     """Draws RenderChunks. gpu_bytes: budget of the GPU chunk cache; near / far: clip planes (m);
     ground_error_px: the most a ground grid may depart from a chunk's own ground, in pixels, where
@@ -288,8 +307,7 @@ class Renderer:
         self.near, self.far, self.sky, self.gpu_bytes = near, far, sky, gpu_bytes
         self.ground_error_px, self.tree_error_px = ground_error_px, tree_error_px
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
-        self._cache: OrderedDict[int, _GpuChunk] = OrderedDict()
-        self._cache_bytes = 0
+        self._cache = _GpuCache(gpu_bytes)
         self._targets: dict[tuple[int, int], tuple] = {}
         self.triangles_drawn = 0  # in the last frame, after culling
         try:
@@ -334,6 +352,7 @@ class Renderer:
             for g in self._cache.values():
                 g.release()
             self._cache.clear()
+            self._cache.release_evicted()
             for parts in self.models.values():
                 for p in parts:
                     p.vbo.release(), p.ibo.release()
@@ -360,23 +379,17 @@ class Renderer:
 
     # ------------------------------------------------------------------ GL thread
     def _gpu(self, chunk: RenderChunk) -> _GpuChunk:
-        g = self._cache.get(id(chunk))
+        g = self._cache.get(id(chunk))  # marks it recently used
         if g is not None and g.chunk is chunk:
-            self._cache.move_to_end(id(chunk))
             return g
+        if g is not None:  # the id of a chunk since freed, now another's
+            self._cache.evicted.append(self._cache.pop(id(chunk)))
         g = _GpuChunk(self.ctx, self.surface, self.tree_program, self.models, chunk, self.anisotropy)
-        self._cache[id(chunk)] = g
-        self._cache_bytes += g.nbytes
+        try:
+            self._cache[id(chunk)] = g
+        except ValueError:  # larger than the whole budget: drawn this frame, then released
+            self._cache.evicted.append(g)
         return g
-
-    def _trim(self, keep: set[int]) -> None:
-        for k in list(self._cache):
-            if self._cache_bytes <= self.gpu_bytes:
-                break
-            if k not in keep:
-                g = self._cache.pop(k)
-                self._cache_bytes -= g.nbytes
-                g.release()
 
     def _target(self, w: int, h: int):
         t = self._targets.get((w, h))
@@ -440,7 +453,7 @@ class Renderer:
         ctx.disable(gl.CULL_FACE)  # the sky last, at the far plane: shaded only where no surface is
         ctx.depth_func = "<="
         self.sky_vao.render(gl.TRIANGLES)
-        self._trim({id(c) for c in chunks})
+        self._cache.release_evicted()  # after the frame: it may have drawn some of them
         return self._read(fbo, intr, pose, outputs)
 
     def _draw_surface(self, g: _GpuChunk, d: _Draw, ranges: list[tuple[int, int]]) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import OrderedDict
+
+from cachetools import LRUCache
 
 from ..core.keys import ChunkKey
 from ..core.world import World
@@ -43,9 +44,8 @@ class WorldView:
         root = implicit_root_error(self.spec, options)
         self.level_error = lambda level: level_geometric_error(root, level)
         self.heights = lod.HeightSpans(self.level_error)
-        self._chunks: OrderedDict[ChunkKey, RenderChunk] = OrderedDict()
+        self._chunks: LRUCache = LRUCache(maxsize=memory_bytes, getsizeof=lambda rc: rc.nbytes)  # key -> RenderChunk
         self._loading: dict[ChunkKey, asyncio.Future] = {}  # one fetch per key, however many cameras wait
-        self._bytes = 0
         self.memory_bytes = memory_bytes
         self.chunks_fetched = 0
         self.frames, self.chunk_seconds, self.draw_seconds = 0, 0.0, 0.0
@@ -61,9 +61,8 @@ class WorldView:
 
     async def chunk(self, key: ChunkKey) -> RenderChunk:
         """The chunk's RenderChunk, decoded once and kept while memory_bytes allows."""
-        hit = self._chunks.get(key)
+        hit = self._chunks.get(key)  # marks it recently used
         if hit is not None:
-            self._chunks.move_to_end(key)
             return hit
         loading = self._loading.get(key)
         if loading is None:
@@ -86,11 +85,10 @@ class WorldView:
         self.chunks_fetched += 1
         z = rc.z_range()
         self.heights.learn(key, z[0], z[1])
-        self._chunks[key] = rc
-        self._bytes += rc.nbytes
-        while self._bytes > self.memory_bytes and len(self._chunks) > 1:
-            _, old = self._chunks.popitem(last=False)
-            self._bytes -= old.nbytes
+        try:
+            self._chunks[key] = rc  # least recently used chunks go first
+        except ValueError:  # larger than the whole budget: drawn, not kept
+            pass
         return rc
 
     async def chunks_for(self, pose: Pose, intr: Intrinsics) -> list[RenderChunk]:

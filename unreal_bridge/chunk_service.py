@@ -30,6 +30,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cachetools import LRUCache
+
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..core.workers import worker_pool
@@ -95,7 +97,7 @@ class ChunkService:
         self.spec_json = spec.to_json()
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.memory_bytes = memory_bytes
-        self._memory: OrderedDict[tuple[ChunkKey, str], bytes] = OrderedDict()
+        self._memory: LRUCache = LRUCache(maxsize=memory_bytes, getsizeof=len)  # (key, file name) -> bytes
         self._jobs: dict[tuple[ChunkKey, tuple[str, ...]], _Job] = {}
         self._executor = executor or worker_pool(workers)
         self._own_executor = executor is None
@@ -126,21 +128,15 @@ class ChunkService:
     # ------------------------------------------------------------------ memory LRU
     def _remember(self, key: ChunkKey, files: dict[str, bytes]) -> None:
         for name, data in files.items():
-            k = (key, name)
-            if k in self._memory:
-                self.stats.memory_bytes -= len(self._memory.pop(k))
-            self._memory[k] = data
-            self.stats.memory_bytes += len(data)
-        while self.stats.memory_bytes > self.memory_bytes and self._memory:
-            _, old = self._memory.popitem(last=False)
-            self.stats.memory_bytes -= len(old)
-        self.stats.entries = len(self._memory)
+            try:
+                self._memory[(key, name)] = data  # least recently used files go first
+            except ValueError:  # larger than the whole budget: not kept
+                self._memory.pop((key, name), None)
+        self.stats.memory_bytes, self.stats.entries = int(self._memory.currsize), len(self._memory)
 
     def _recall(self, key: ChunkKey, names: tuple[str, ...]) -> dict[str, bytes] | None:
         if all((key, n) in self._memory for n in names):
-            for n in names:
-                self._memory.move_to_end((key, n))
-            return {n: self._memory[(key, n)] for n in names}
+            return {n: self._memory[(key, n)] for n in names}  # each lookup marks the file recently used
         return None
 
     def in_memory(self, key: ChunkKey, formats: tuple[str, ...]) -> bool:

@@ -271,3 +271,24 @@ def test_tree_instances_read_from_the_glb_are_those_of_the_mesh(town, merged_glb
 def test_a_malformed_glb_is_refused_with_what_was_expected():
     with pytest.raises(RenderError, match="magic"):
         RenderChunk.from_glb(b"not a glb at all, but long enough")
+
+
+def test_a_small_gpu_budget_evicts_least_recently_used_chunks_and_draws_the_same(town, renderer):
+    world, chunks, glbs = town
+    intr = Intrinsics(128, 72, 90)
+    pose = oblique_pose(world, chunks)
+    scene = [RenderChunk.from_glb(g, k) for g, k in zip(glbs, TOWN)]
+    reference = renderer.render(scene, pose, intr)
+    sizes = []
+    for budget in (1, 2 * max(c.nbytes for c in scene)):  # none fits; about two of the four fit
+        small = Renderer(gpu_bytes=budget)
+        try:
+            for _ in range(2):
+                frame = small.render(scene, pose, intr)
+                assert frame.depth_planar.tobytes() == reference.depth_planar.tobytes()
+                assert frame.scene.tobytes() == reference.scene.tobytes()
+            sizes.append((small._cache.currsize, len(small._cache), small._cache.evicted))
+        finally:
+            small.close()
+    assert sizes[0] == (0, 0, [])  # nothing kept, everything drawn released after its frame
+    assert 0 < sizes[1][0] <= 2 * max(c.nbytes for c in scene) and 1 <= sizes[1][1] < 4 and sizes[1][2] == []
