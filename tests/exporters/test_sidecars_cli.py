@@ -123,6 +123,9 @@ def test_every_subcommand_has_help(sub):
 
 def test_preview_writes_a_picture(tmp_path):
     out = tmp_path / "map.png"
-    run_cli("preview", "--seed", "7", "--center", "3000,-3000", "--size", "2000", "--pixels", "256", "--out", str(out))
+    # the town's corner of four 64 px chunks at level 4 (4 m/px): a 100 px mosaic across both seams, resized to 80
+    r = run_cli("preview", "--seed", "7", "--chunk-size", "64", "--center", "3072,-3072", "--size", "400",
+                "--pixels", "80", "--out", str(out))
+    assert "at level 4 (4 m/px)" in r.stderr
     img = np.asarray(Image.open(out))
-    assert img.shape == (256, 256, 3) and img.std() > 5
+    assert img.shape == (80, 80, 3) and img.std() > 5
