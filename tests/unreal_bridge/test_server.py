@@ -100,24 +100,48 @@ def test_malformed_messages_get_errors_and_other_clients_carry_on(server):
     run(go())
 
 
-def test_a_stalled_client_gets_no_more_than_its_credit(server):
-    got = []
+STALL_HOLD_S = 5.0  # how long a stalled client, owed chunks the server holds for it, must get no chunk frame
 
+
+async def take_chunks(events, n: int, timeout: float = 90.0) -> None:
+    """Read events until n chunk frames have come."""
+    got = 0
+    while got < n:
+        kind, _ = await asyncio.wait_for(anext(events), timeout)
+        got += kind == "chunk"
+
+
+async def client_stats(client, events) -> dict:
+    """Ask for stats; the reply's per-client part (no chunk frame may come before it)."""
+    await client.request_stats()
+    while True:
+        kind, ev = await asyncio.wait_for(anext(events), 30)
+        assert kind != "chunk", "a chunk frame came past the credit"
+        if kind == "stats":
+            return ev["client"]
+
+
+def test_a_stalled_client_gets_no_more_than_its_credit(server):
+    """A client that returns no credit gets `credit` chunk frames, then none while the server holds
+    more for it; credit returned for two releases two more."""
     async def go():
         async with StreamClient(f"ws://127.0.0.1:{server}/", auto_credit=False) as c:
             await c.view([camera(-2000.0, 700.0, 150.0, max_sse=2)])  # needs far more chunks than the credit
             credit = c.welcome["credit"]
-            try:
-                async def count():
-                    async for kind, _ in c.events():
-                        got.append(kind)
-                await asyncio.wait_for(count(), 25)
-            except asyncio.TimeoutError:
-                pass
-            return credit
+            events = c.events()
+            await take_chunks(events, credit)
+            stalled = await client_stats(c, events)
+            assert (stalled["sent_chunks"], stalled["credit"]) == (credit, 0) and stalled["pending"] > 0
+            with pytest.raises(TimeoutError):  # then nothing until the client returns credit
+                async with asyncio.timeout(STALL_HOLD_S):
+                    async for kind, _ in events:
+                        assert kind != "chunk", "a chunk frame came while the client was stalled"
+            events = c.events()  # the timeout closed the last one
+            await c.credit(2)
+            await take_chunks(events, 2)
+            assert (await client_stats(c, events))["sent_chunks"] == credit + 2
 
-    credit = asyncio.run(go())
-    assert got.count("chunk") == credit  # then nothing until the client returns credit
+    run(go())
 
 
 def test_http_serves_the_implicit_tileset_and_chunks(server):
