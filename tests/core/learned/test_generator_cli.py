@@ -14,6 +14,7 @@ from worldstream.core.generators.learned.sampling import training_scheduler
 from worldstream.core.generators.learned.storage import models_digest, save_cascade
 from worldstream.core.seams import SeamMetricError, seam_stats
 
+from .processes import output, running
 from .tiny import tiny_denoiser, write_training_images
 
 
@@ -62,13 +63,16 @@ def test_learned_parameters_are_checked(models, tmp_path):
 
 
 def test_generate_with_the_learned_backend_is_byte_identical_across_runs(models, tmp_path):
-    outs = []
-    for name, workers in (("a", "1"), ("b", "2")):
-        out = tmp_path / name
-        run_cli("generate", "--backend", "learned", "--models", str(models), "--sampling-steps", "2", "--seed", "7",
-                "--chunk-size", "32", "--num-levels", "4", "--levels", "2:3", "--radius", "40", "--format", "sidecars",
-                "--workers", workers, "--quiet", "--out", str(out))
-        outs.append(out)
+    outs = [tmp_path / "a", tmp_path / "b"]
+
+    def generate(out, workers: str) -> list[str]:
+        return [sys.executable, "-m", "worldstream", "generate", "--backend", "learned", "--models", str(models),
+                "--sampling-steps", "2", "--seed", "7", "--chunk-size", "32", "--num-levels", "4", "--levels", "2:3",
+                "--radius", "40", "--format", "sidecars", "--workers", workers, "--quiet", "--out", str(out)]
+
+    with running(generate(outs[0], "1")) as one_worker, running(generate(outs[1], "2")) as two_workers:  # at once
+        output(one_worker)
+        output(two_workers)
     spec = json.loads((outs[0] / "world.json").read_text())
     assert spec["generator"] == "learned" and spec["generator_params"]["models"] == str(models)
     assert spec["generator_params"]["models_sha256"] == models_digest(models)

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,7 @@ from worldstream.core.generators.learned.storage import ModelFolderError, load_c
 from worldstream.core.generators.learned.tiling import Tiling
 
 from ..learned.test_tiling import smooth_root
+from .processes import output, running
 from .tiny import tiny_denoiser
 
 
@@ -95,20 +95,19 @@ print(hashlib.sha256(c.region(3, -21, 13, 40, 36).tobytes()).hexdigest())
 
 
 def test_tiny_diffusion_cascade_is_request_and_process_independent(tmp_path):
-    folder = save_cascade(tmp_path / "m", tiny_denoiser(seed=2), training_scheduler(), {})
-    den, sch, _ = load_cascade(folder)
-
-    def cascade():
-        return Cascade(DDIMWindowModel(den, sch, steps=2), Tiling(16), 11, smooth_root, 1, lambda l: 64.0 / 2**l)
-
-    whole = cascade().region(3, -21, 13, 40, 36)
-    c = cascade()
-    right = c.region(3, -21, 13 + 17, 40, 19)  # the right part first, then the left
-    left = c.region(3, -21, 13, 40, 17)
-    assert np.array_equal(np.concatenate([left, right], axis=2), whole)
     import pathlib
-    repo = str(pathlib.Path(__file__).resolve().parents[3])
-    out = subprocess.run([sys.executable, "-c", REGION_SCRIPT, str(folder), repo], capture_output=True, text=True,
-                         check=True, cwd=repo)
-    assert out.stdout.strip() == hashlib.sha256(whole.tobytes()).hexdigest()
 
+    folder = save_cascade(tmp_path / "m", tiny_denoiser(seed=2), training_scheduler(), {})
+    repo = str(pathlib.Path(__file__).resolve().parents[3])
+    with running([sys.executable, "-c", REGION_SCRIPT, str(folder), repo], cwd=repo) as other:
+        den, sch, _ = load_cascade(folder)
+
+        def cascade():
+            return Cascade(DDIMWindowModel(den, sch, steps=2), Tiling(16), 11, smooth_root, 1, lambda l: 64.0 / 2**l)
+
+        whole = cascade().region(3, -21, 13, 40, 36)
+        c = cascade()
+        right = c.region(3, -21, 13 + 17, 40, 19)  # the right part first, then the left
+        left = c.region(3, -21, 13, 40, 17)
+        assert np.array_equal(np.concatenate([left, right], axis=2), whole)
+        assert output(other).strip() == hashlib.sha256(whole.tobytes()).hexdigest()
