@@ -31,7 +31,9 @@ _GRAD = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1).astype(np.float32)
 # the four corners of a lattice cell, in the order a, b, c, d: node offsets along x and y
 _CORNER_X = (0, 1, 0, 1)
 _CORNER_Y = (0, 0, 1, 1)
-STACK_MAX = 300_000  # octaves x points a stacked pass holds at most (four octaves of a 257 x 257 grid): larger temporaries spill the caches
+# octaves x points a stacked pass holds at most (four octaves of a 257 x 257 grid): larger
+# temporaries spill the caches
+STACK_MAX = 300_000
 
 
 @lru_cache(maxsize=None)
@@ -77,8 +79,9 @@ def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool 
     within STACK_MAX (large temporaries cost memory traffic).
     """
     octs = tuple(octs)
-    per_pass = max(1, STACK_MAX // _broadcast_numel(x.shape, y.shape))
-    return [v for i in range(0, len(octs), per_pass) for v in _noise_stack(x, y, octs[i:i + per_pass], with_derivatives)]
+    per_pass = max(1, STACK_MAX // max(_broadcast_numel(x.shape, y.shape), 1))
+    passes = (_noise_stack(x, y, octs[i:i + per_pass], with_derivatives) for i in range(0, len(octs), per_pass))
+    return [v for values in passes for v in values]
 
 
 def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], with_derivatives: bool) -> list:
@@ -121,8 +124,8 @@ def _corner_gradients(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ..
     if nodes is None:
         k, pad = len(octs), (1,) * (ix.dim() - 1)
         keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=ix.device).reshape((k,) + pad)
-        offset = lambda d: torch.tensor(d, dtype=torch.int64, device=ix.device).reshape((4,) + (1,) * ix.dim())  # noqa: E731
-        idx = torch.bitwise_and(hash2(ix + offset(_CORNER_X), iy + offset(_CORNER_Y), keys), 15)
+        dx, dy = torch.tensor([_CORNER_X, _CORNER_Y], dtype=torch.int64, device=ix.device).reshape((2, 4, 1) + pad)
+        idx = torch.bitwise_and(hash2(ix + dx, iy + dy, keys), 15)
         return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape)
     node_gradients, corners = nodes
     return node_gradients.index_select(1, corners.reshape(-1)).reshape((2,) + corners.shape)

@@ -496,8 +496,8 @@ class ProceduralGenerator:
         fu, fv = u - j0, v - i0
         ground = ((d[i0, j0] * (1 - fu) + d[i0, j0 + 1] * fu) * (1 - fv)
                   + (d[i0 + 1, j0] * (1 - fu) + d[i0 + 1, j0 + 1] * fu) * fv)
-        ids, xs, ys, heights, radii, kinds, settings = (t[k].cpu().tolist() for k in ("id", "x", "y", "height", "radius",
-                                                                                      "kind", "setting"))
+        ids, xs, ys, heights, radii, kinds, settings = (
+            t[k].cpu().tolist() for k in ("id", "x", "y", "height", "radius", "kind", "setting"))
         kinds = [vegetation.KINDS[k] for k in kinds]
         settings = [vegetation.SETTINGS[s] for s in settings]
         # positional fields (Tree's order): keyword construction cost ~5 us a tree
@@ -612,7 +612,8 @@ class BlockTable:
             if c.numel() else ((0, 0), (0, 0))
         if c_lo < 0 or c_hi >= self.cols or r_lo < 0 or r_hi >= self.rows:
             raise GeneratorError("internal: a block asked for lies outside the chunk's block table")
-        return self.flat[:, list(names)].index_select(0, (r * self.cols + c).reshape(-1)).reshape(bx.shape + (len(names),))
+        rows = self.flat[:, list(names)].index_select(0, (r * self.cols + c).reshape(-1))
+        return rows.reshape(bx.shape + (len(names),))
 
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The building of each located point's lot (`settlements.locate`, 1-D): (present (bool),
