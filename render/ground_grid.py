@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .culling import nearest_distances
+from .raster import lattice_points
 
 STRIDES = (4, 8, 16, 32)  # samples between grid nodes; a tile spans a multiple of the largest
-EDGE_EPS = 1e-6  # barycentric slack: samples on a shared edge belong to both triangles
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,25 +57,9 @@ def sample_surfaces(surfaces, n: int, extent: float) -> np.ndarray | None:
     heights = np.full((n + 1) * (n + 1), -np.inf)
     for positions, triangles in surfaces:
         p = positions.astype(np.float64)[triangles.astype(np.int64)]  # (T, 3 corners, 3)
-        g = p[:, :, :2] / res  # corners in sample units
-        area = (g[:, 1, 0] - g[:, 0, 0]) * (g[:, 2, 1] - g[:, 0, 1]) - (g[:, 2, 0] - g[:, 0, 0]) * (g[:, 1, 1] - g[:, 0, 1])
-        keep = np.abs(area) > 1e-9  # vertical faces (skirts, walls) cover no sample
-        p, g, area = p[keep], g[keep], area[keep]
-        lo = np.clip(np.ceil(g.min(axis=1) - EDGE_EPS), 0, n).astype(np.int64)
-        hi = np.clip(np.floor(g.max(axis=1) + EDGE_EPS), 0, n).astype(np.int64)
-        w, h = np.maximum(hi[:, 0] - lo[:, 0] + 1, 0), np.maximum(hi[:, 1] - lo[:, 1] + 1, 0)
-        count = w * h
-        tri = np.repeat(np.arange(len(p)), count)
-        k = np.arange(len(tri)) - np.repeat(np.cumsum(count) - count, count)  # index within the box
-        col = lo[tri, 0] + k % w[tri]
-        row = lo[tri, 1] + k // w[tri]
-        a, b, c = g[tri, 0], g[tri, 1], g[tri, 2]
-        l1 = ((b[:, 0] - col) * (c[:, 1] - row) - (c[:, 0] - col) * (b[:, 1] - row)) / area[tri]
-        l2 = ((c[:, 0] - col) * (a[:, 1] - row) - (a[:, 0] - col) * (c[:, 1] - row)) / area[tri]
-        l3 = 1.0 - l1 - l2
-        inside = (l1 >= -EDGE_EPS) & (l2 >= -EDGE_EPS) & (l3 >= -EDGE_EPS)
-        z = p[tri, 0, 2] * l1 + p[tri, 1, 2] * l2 + p[tri, 2, 2] * l3
-        np.maximum.at(heights, (row * (n + 1) + col)[inside], z[inside])
+        tri, col, row, weights = lattice_points(p[:, :, :2] / res, n + 1, n + 1)
+        z = (p[tri, :, 2] * weights).sum(axis=1)
+        np.maximum.at(heights, row * (n + 1) + col, z)
     if not np.isfinite(heights).all():
         return None
     return heights.reshape(n + 1, n + 1)

@@ -300,11 +300,13 @@ class _GpuCache(LRUCache):
 class Renderer:
     """Draws RenderChunks. gpu_bytes: budget of the GPU chunk cache; near / far: clip planes (m);
     ground_error_px: the most a ground grid may depart from a chunk's own ground, in pixels, where
-    it stands in for a far tile; tree_error_px: the same for a far tree's crown-only model (0: never)."""
+    it stands in for a far tile; tree_error_px: the same for a far tree's crown-only model (0: never);
+    lit=False: the scene target holds each surface's own colour (its texture texel, no light, no
+    haze, no ground detail): views to bake textures from (`bake`)."""
 
     def __init__(self, gpu_bytes: int = 768 << 20, near: float = 0.5, far: float = 40000.0, sky: Sky = Sky(),
-                 ground_error_px: float = GROUND_ERROR_PX, tree_error_px: float = TREE_ERROR_PX):
-        self.near, self.far, self.sky, self.gpu_bytes = near, far, sky, gpu_bytes
+                 ground_error_px: float = GROUND_ERROR_PX, tree_error_px: float = TREE_ERROR_PX, lit: bool = True):
+        self.near, self.far, self.sky, self.gpu_bytes, self.lit = near, far, sky, gpu_bytes, lit
         self.ground_error_px, self.tree_error_px = ground_error_px, tree_error_px
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self._cache = _GpuCache(gpu_bytes)
@@ -338,6 +340,7 @@ class Renderer:
             if "u_water_class" in p:
                 p["u_water_class"].value = CLASS_IDS["water"]
             p["u_colour"].value = (0.0, 0.0, 0.0, 0.0)  # alpha 0: textured
+            p["u_unlit"].value = 0 if self.lit else 1
         self.tree_program["u_kind"].value = KIND_CODES["tree"]
         self.tree_program["u_origin_mod"].value = (0.0, 0.0)  # ground detail only: trees never use it
         for p in (self.surface, self.tree_program, self.sky_program):

@@ -105,6 +105,7 @@ uniform usampler2D u_classes;
 uniform vec3 u_forward;      // camera forward, ENU
 uniform int u_kind;          // 0 terrain, 1 water, 2 roof, 3 facade, 4 tree, 5 ground grid (water where classed so)
 uniform vec4 u_colour;       // alpha 1: linear albedo of an untextured surface (trees)
+uniform int u_unlit;         // 1: the scene target gets the surface's own colour (no light, no haze)
 uniform uint u_building_class;
 uniform uint u_rock_class;
 uniform uint u_tree_class;
@@ -173,6 +174,9 @@ void main() {
     }
     float haze = 1.0 - exp(-dist / u_visibility);
     vec3 colour = mix(lit, sky_colour(vec3(view.xy, max(view.z, 0.0))), haze);
+    if (u_unlit == 1) {
+        colour = u_colour.a > 0.5 ? u_colour.rgb : pow(texture(u_albedo, v_uv).rgb, vec3(2.2));
+    }
     o_colour = vec4(pow(clamp(colour, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
     o_depth = dot(v_rel, u_forward);
     o_ids = uvec2(cls, v_instance);
