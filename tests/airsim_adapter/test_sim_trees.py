@@ -10,7 +10,7 @@ import pytest
 
 from worldstream.core import ChunkKey
 
-from .test_sim_official_client import home_enu, sim, surface, to_ned, world  # noqa: F401 (fixtures)
+from .test_sim_official_client import home_enu, surface, to_ned
 
 airsim = pytest.importorskip("airsim", reason="install.sh installs the official client (rpc-msgpack + airsim 1.8.1)")
 
@@ -32,7 +32,7 @@ def forest_run(world, agl=10.0):
     raise AssertionError("no open start beside a tall tree in the forest chunk")
 
 
-def test_flying_into_a_forest_at_10_m_agl_hits_a_tree(sim, world):  # noqa: F811
+def test_flying_into_a_forest_at_10_m_agl_hits_a_tree(sim, world):
     port, settings = sim
     home = home_enu(settings)
     start, tree, d = forest_run(world)
