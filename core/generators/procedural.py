@@ -32,6 +32,7 @@ MACRO_LATTICE = 16.0  # metres; the macro relief's finest lattice is 192 m
 URBAN_MIN_DENSITY = 0.12
 BLOCK_ROW = settlements.BLOCK_ROW
 PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
+MACRO_NODES_WITH_BLOCKS = 6000  # a chunk's macro nodes up to this many are evaluated with its blocks
 
 
 @register("procedural")
@@ -378,10 +379,12 @@ class ProceduralGenerator:
         xs = (cols + sx0).to(torch.float64) * res  # exact: integer times a power of two
         ys = (sy0 + n - cols).to(torch.float64) * res  # row 0 = north
         # the macro fields of the blocks, the vegetation nodes and (fine levels: the samples and the
-        # trunk water test read them) the macro nodes, in one call
+        # trunk water test read them) the macro nodes, in one call; many macro nodes have theirs
+        # from a call of their own, on their grid (interpolating a grid costs less than points)
         grids = [self.vegetation_node_grid(west, south, east, north)]
-        if res < MACRO_LATTICE:
-            grids.append(self.macro_node_grid(west, south, east, north))
+        macro_grid = self.macro_node_grid(west, south, east, north) if res < MACRO_LATTICE else None
+        if macro_grid is not None and macro_grid[2].numel() * macro_grid[3].numel() <= MACRO_NODES_WITH_BLOCKS:
+            grids.append(macro_grid)
         shapes = [(gy.shape[0], gx.shape[1]) for _, _, gx, gy in grids]
         points = [torch.cat([g[axis].expand(shape).reshape(-1) for g, shape in zip(grids, shapes)]) for axis in (2, 3)]
         bx0, by0, table, fields = self._block_table(west, south, east, north, points)
@@ -390,8 +393,8 @@ class ProceduralGenerator:
         uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1))
         veg = self.vegetation_nodes(west, south, east, north, on_grids[0])
         nodes = None
-        if res < MACRO_LATTICE:
-            nodes = self.macro_nodes(west, south, east, north, on_grids[1])
+        if macro_grid is not None:
+            nodes = self.macro_nodes(west, south, east, north, on_grids[1] if len(on_grids) > 1 else None)
             veg = veg._replace(wet=nodes.water)
         lots = self._chunk_lots(table, bx0, by0)
         blocks = BlockTable(table, bx0, by0, self.streets, lots)
