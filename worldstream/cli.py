@@ -333,15 +333,25 @@ def cmd_render(args) -> int:
                                           png_bytes((image_of(frame, "disparity_normalized") * 255).astype(np.uint8)))
                     else:
                         write_file_atomic(out / f"{t}_{stem}.png", png_bytes(image_of(frame, RENDER_TYPES[t][0])))
+                cameras.append({"stem": stem, "position_enu": list(pose.position),
+                                "body_to_enu": [list(r) for r in pose.body_to_enu]})
                 print(f"worldstream render: {stem}: {view.chunks_fetched} chunks fetched so far", file=sys.stderr)
         finally:
             view.close()
             if service is not None:
                 service.close()
 
+    cameras: list[dict] = []
     asyncio.run(run())
+    write_file_atomic(out / CAMERAS_JSON, (json.dumps(
+        {"width": w, "height": h, "fov_deg": args.fov, "K": intr.matrix().tolist(),
+         "body_axes": "x forward, y right, z down (AirSim FRD); pixel (0, 0) top left", "views": cameras},
+        indent=1) + "\n").encode())
     print(f"wrote {len(poses)} view(s) of {', '.join(types)} at {w}x{h}, {args.fov:g} deg to {out}", file=sys.stderr)
     return 0
+
+
+CAMERAS_JSON = "cameras.json"  # `render`'s intrinsics and per-view poses
 
 
 def _tiff(tifffile, depth) -> bytes:
@@ -466,6 +476,34 @@ def cmd_train_cascade(args) -> int:
 
     summary = train_cascade(args.data, args.out, config, resume=args.resume, progress=progress)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_metrics_views(args) -> int:
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from worldstream.core.errors import WorldstreamError
+    from worldstream.render import Intrinsics, Pose
+    from worldstream.render.consistency import view_consistency
+    from worldstream.render.renderer import Frame
+
+    folder = Path(args.folder)
+    try:
+        doc = json.loads((folder / CAMERAS_JSON).read_text())
+        intr = Intrinsics(doc["width"], doc["height"], doc["fov_deg"])
+        views = []
+        for cam in doc["views"]:
+            scene = np.asarray(Image.open(folder / f"scene_{cam['stem']}.png").convert("RGB"))
+            depth = tifffile.imread(folder / f"depth_{cam['stem']}.tif").astype(np.float32)
+            pose = Pose.from_matrix(cam["position_enu"], np.array(cam["body_to_enu"]))
+            views.append(Frame(intr, pose, scene, depth, None, None, None))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise WorldstreamError(f"{folder}: expected the output of `worldstream render --path ... --type scene,depth` "
+                               f"({CAMERAS_JSON}, scene_*.png, depth_*.tif): {exc}") from exc
+    print(json.dumps({"folder": str(folder), "views": len(views), **view_consistency(views, circular=args.circular)},
+                     indent=2))
     return 0
 
 
@@ -633,6 +671,14 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--period", type=int, required=True, help="pixels between stitching lines (the window stride)")
     ms.add_argument("--offset", type=_offset, default=(0, 0), help="ROW,COL of the first pixel after a line")
     ms.set_defaults(func=cmd_metrics_seams)
+    mv = mesub.add_parser("views", help="multi-view consistency (PSNR, SSIM) of rendered or generated views",
+                          description="Each view's colours carried into the next one through the geometry (its depth "
+                                      "image), compared with that view over the pixels both see, as PSNR and SSIM "
+                                      "(MetaEarth3D's multi-view consistency); reads the folder `worldstream render` "
+                                      "writes with --type scene,depth. Prints JSON.")
+    mv.add_argument("folder", help="folder with cameras.json, scene_*.png and depth_*.tif")
+    mv.add_argument("--circular", action="store_true", help="the views go round: compare the last with the first too")
+    mv.set_defaults(func=cmd_metrics_views)
 
     rv = sub.add_parser("render", help="draw views of the world's meshes (scene, depth, segmentation) to files",
                         description="Renders the chunk meshes that the exporters write, selected around the camera "
