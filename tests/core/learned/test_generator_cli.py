@@ -93,11 +93,14 @@ def test_train_cli_then_generate_from_its_folder(tmp_path):
     summary = json.loads(r.stdout)
     assert summary["steps"] == 10 and "loss" in r.stderr
     assert (out / "training" / "loss.png").is_file() and (out / "model_index.json").is_file()
-    world = World(WorldSpec(seed=1, chunk_size=32, levels=3, generator="learned",
-                            generator_params={"models": str(out), "steps": 2}))
-    assert world.chunk(ChunkKey(2, 0, 0)).ortho.shape == (32, 32, 3)
-    r = run_cli("train", "cascade", "--data", str(data), "--out", str(out), "--steps", "12", check=False)
-    assert r.returncode == 2 and "--resume" in r.stderr
+    again = [sys.executable, "-m", "worldstream", "train", "cascade", "--data", str(data), "--out", str(out),
+             "--steps", "12"]
+    with running(again) as refused:  # beside the world built here from the folder
+        world = World(WorldSpec(seed=1, chunk_size=32, levels=3, generator="learned",
+                                generator_params={"models": str(out), "steps": 2}))
+        assert world.chunk(ChunkKey(2, 0, 0)).ortho.shape == (32, 32, 3)
+        _, stderr = refused.communicate(timeout=600)
+    assert refused.returncode == 2 and "--resume" in stderr
 
 
 def test_seam_metric_sees_seams_and_only_seams(tmp_path):

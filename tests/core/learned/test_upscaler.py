@@ -2,7 +2,6 @@
 the cascade's window model: same results as the pipeline itself, same tiling, same noise sharing."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -118,24 +117,25 @@ def test_request_independence_holds_under_other_cpu_kernels(upscaler_folder):
 
 
 def test_learned_world_on_an_upscaler_folder(upscaler_folder, tmp_path):
-    spec = WorldSpec(seed=7, chunk_size=32, levels=4, generator="learned",
-                     generator_params={"models": str(upscaler_folder), "steps": 2, "prompt": "aerial photo",
-                                       "guidance_scale": 2.0, "models_sha256": models_digest(upscaler_folder)})
-    world = World(spec)
-    assert world.generator.first_level == 2  # x4: level 2 is generated from level 0
-    procedural = World(WorldSpec(seed=7, chunk_size=32, levels=4))
-    key = ChunkKey(3, 2, -3)
-    chunk = world.chunk(key)
-    assert chunk.ortho.shape == (32, 32, 3) and not np.array_equal(chunk.ortho, procedural.chunk(key).ortho)
-    assert np.array_equal(chunk.dsm, procedural.chunk(key).dsm)
-    assert np.array_equal(world.chunk(ChunkKey(1, 0, 0)).ortho, procedural.chunk(ChunkKey(1, 0, 0)).ortho)
+    out = tmp_path / "gen"  # another process, another request order: the same bytes (it runs beside the checks here)
+    with running([sys.executable, "-m", "worldstream", "generate", "--backend", "learned", "--models",
+                  str(upscaler_folder), "--sampling-steps", "2", "--params",
+                  json.dumps({"prompt": "aerial photo", "guidance_scale": 2.0}), "--seed", "7", "--chunk-size", "32",
+                  "--num-levels", "4", "--levels", "3", "--radius", "60", "--format", "sidecars", "--quiet", "--out",
+                  str(out)]) as generate:
+        spec = WorldSpec(seed=7, chunk_size=32, levels=4, generator="learned",
+                         generator_params={"models": str(upscaler_folder), "steps": 2, "prompt": "aerial photo",
+                                           "guidance_scale": 2.0, "models_sha256": models_digest(upscaler_folder)})
+        world = World(spec)
+        assert world.generator.first_level == 2  # x4: level 2 is generated from level 0
+        procedural = World(WorldSpec(seed=7, chunk_size=32, levels=4))
+        key = ChunkKey(3, 2, -3)
+        chunk = world.chunk(key)
+        assert chunk.ortho.shape == (32, 32, 3) and not np.array_equal(chunk.ortho, procedural.chunk(key).ortho)
+        assert np.array_equal(chunk.dsm, procedural.chunk(key).dsm)
+        assert np.array_equal(world.chunk(ChunkKey(1, 0, 0)).ortho, procedural.chunk(ChunkKey(1, 0, 0)).ortho)
+        output(generate)
 
-    out = tmp_path / "gen"  # another process, another request order: the same bytes
-    subprocess.run([sys.executable, "-m", "worldstream", "generate", "--backend", "learned", "--models",
-                    str(upscaler_folder), "--sampling-steps", "2", "--params",
-                    json.dumps({"prompt": "aerial photo", "guidance_scale": 2.0}), "--seed", "7", "--chunk-size", "32",
-                    "--num-levels", "4", "--levels", "3", "--radius", "60", "--format", "sidecars", "--quiet", "--out",
-                    str(out)], check=True, capture_output=True, text=True)
     written = json.loads((out / "world.json").read_text())["generator_params"]
     assert written["models_sha256"] == models_digest(upscaler_folder)
     pngs = sorted(out.rglob("ortho.png"))
