@@ -116,9 +116,9 @@ def cmd_generate(args) -> int:
 
     from worldstream.core.errors import WorldstreamError
     from worldstream.core.workers import exit_cleanly_on_sigterm
-    from worldstream.exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
-    from worldstream.exporters.formats import expected_files, parse_formats
     from worldstream.core.workers import worker_pool
+    from worldstream.exporters.atomic import remove_stale_temporaries, write_chunk, write_file_atomic
+    from worldstream.exporters.formats import expected_files, parse_formats
 
     exit_cleanly_on_sigterm()
     spec = _spec_from_args(args)
@@ -127,6 +127,11 @@ def cmd_generate(args) -> int:
     lo, hi = args.levels
     if hi >= spec.levels:
         raise WorldstreamError(f"--levels {lo}:{hi} goes past this world's levels 0..{spec.levels - 1}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        shared = " (for --ray: a folder every node mounts)" if args.ray else ""
+        raise WorldstreamError(f"--out {out}: cannot create the output folder{shared}: {exc}") from exc
     world_json = out / "world.json"
     if world_json.exists():
         from worldstream.core import WorldSpec
@@ -150,21 +155,18 @@ def cmd_generate(args) -> int:
           f"{len(keys) - len(todo)} already done{f', {stale} stale temporaries removed' if stale else ''}",
           file=sys.stderr)
     spec_json = spec.to_json()
-
-    def store(path: str, files: dict[str, bytes], missing) -> None:
-        if missing is None:
-            write_dir_atomic(out / "chunks" / path, files)
-        else:  # an older run wrote other formats here: add the missing files, each atomically
-            for name, data in files.items():
-                write_file_atomic(out / "chunks" / path / name, data)
-
     bar = tqdm(total=len(todo), unit="chunk", disable=args.quiet)
     jobs = [(spec_json, k.path(), formats, m) for k, m in todo]
-    if args.workers > 1 and len(todo) > 1:
+    if args.ray is not None and todo:
+        from worldstream.exporters.ray_export import export_on_ray
+
+        export_on_ray(args.ray, spec_json, out, formats, [(k.path(), m) for k, m in todo], args.workers, args.ray_batch,
+                      on_done=bar.update)
+    elif args.workers > 1 and len(todo) > 1:
         pool = worker_pool(args.workers)  # its workers exit at once when this process dies (D5)
         try:
             for (path, files), job in zip(pool.map(_export_chunk, *zip(*jobs)), jobs):
-                store(path, files, job[3])
+                write_chunk(out / "chunks", path, files, job[3])
                 bar.update()
         finally:
             # on SIGTERM / Ctrl-C the queued chunks are dropped, not generated for nobody; the
@@ -173,7 +175,7 @@ def cmd_generate(args) -> int:
     else:
         for job in jobs:
             path, files = _export_chunk(*job)
-            store(path, files, job[3])
+            write_chunk(out / "chunks", path, files, job[3])
             bar.update()
     bar.close()
     print(f"wrote {len(todo)} chunks to {out / 'chunks'}", file=sys.stderr)
@@ -547,7 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", default="glb,sidecars,tiles",
                    help="comma-separated export formats: glb (mesh.glb + tile.json), sidecars (GeoTIFF/PNG/JSON "
                         "layers), tiles (glb plus DIR/tileset.json, 3D Tiles 1.1)")
-    g.add_argument("--workers", type=int, default=1, help="worker processes")
+    g.add_argument("--workers", type=int, default=1, help="worker processes (with --ray and no address: the local "
+                                                          "cluster's CPUs)")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="export on a Ray cluster: its head's HOST:PORT, or none to start a local one (pip install "
+                        "'worldstream[ray]'); --out must be a folder every node mounts at the same path")
+    g.add_argument("--ray-batch", type=int, default=8, help="chunks per Ray task")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
 
