@@ -13,6 +13,9 @@ Segmentation at 5 Hz of sim time into a dataset, in two modes:
 - realtime: ClockSpeed 1, the sim runs freely and the client captures whenever 0.2 sim s have
   passed: prints the capture rate achieved (target 5 Hz) and sim seconds per wall second.
 
+The quick form (CI) flies a 120 m path, and its realtime flight reuses what the lockstep one
+generated: the simulator's chunks from a shared disk cache and the client's World.
+
 Also prints the client's ms per capture and where they go: rpc (state, the three images and the
 collision info through the official client: the simulator's drawing is in there), truth (ground
 truth: class shares from the segmentation image, heights under the vehicle looked up a hundred
@@ -37,8 +40,10 @@ from live import free_port, start_worldstream, stop_server  # noqa: E402
 CAPTURE_HZ = 5.0
 
 
-def fly(mode: str, seed: int, length: float, speed: float, workdir: Path, cache: Path | None = None) -> dict:
-    """Fly the mission in `mode` against a fresh `worldstream sim` (its chunk disk cache: `cache`)."""
+def fly(mode: str, seed: int, length: float, speed: float, workdir: Path, cache: Path | None = None,
+        world=None) -> dict:
+    """Fly the mission in `mode` against a fresh `worldstream sim` (its chunk disk cache: `cache`); the
+    client plans and looks up ground truth in `world` (default: a new World of `seed`)."""
     import airsim
 
     from worldstream.airsim_adapter.fly import fly_mission
@@ -46,7 +51,7 @@ def fly(mode: str, seed: int, length: float, speed: float, workdir: Path, cache:
     from worldstream.airsim_adapter.settings import build_settings
     from worldstream.core import World, WorldSpec
 
-    world = World(WorldSpec(seed=seed), cache_chunks=64)
+    world = world or World(WorldSpec(seed=seed), cache_chunks=64)
     settings = build_settings(world, {"Drone1": (0.0, 0.0)}, clock_speed=100.0 if mode == "lockstep" else 1.0)
     settings["Vehicles"]["Drone1"]["Cameras"]["front_center"]["Pitch"] = -30.0
     path = workdir / f"settings-{mode}.json"
@@ -90,13 +95,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--length", type=float, default=900.0, help="metres of path")
     ap.add_argument("--speed", type=float, default=12.0, help="m/s")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--quick", action="store_true", help="a 120 m path, for CI")
+    ap.add_argument("--quick", action="store_true",
+                    help="a 120 m path, the realtime flight on the lockstep flight's chunks, for CI")
     args = ap.parse_args(argv)
+    from worldstream.core import World, WorldSpec
+
     length = 120.0 if args.quick else args.length
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "chunks" if args.quick else None  # quick: the realtime flight reuses the lockstep one's
+        world = World(WorldSpec(seed=args.seed), cache_chunks=64) if args.quick else None  # chunks, both sides
         for mode in ("lockstep", "realtime"):
-            s = fly(mode, args.seed, length, args.speed, Path(tmp))
+            s = fly(mode, args.seed, length, args.speed, Path(tmp), cache, world)
             wall = s["wall_s"]
             frames = s["frames"]
             rate = frames / max(s["path_sim_s"], 1e-9)
