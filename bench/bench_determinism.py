@@ -60,10 +60,11 @@ def main(argv=None) -> int:
         for k, blob in region_bytes(keys, int(args.child)).items():
             print(k[0], k[1], k[2], blob.hex())
         return 0
+    variants = list(KERNEL_VARIANTS.items())[:1 if args.quick else None]
+    children = {name: start_child(env, args.quick) for name, env in variants}  # they run beside the two passes here
     forward = region_bytes(keys, 1)
     backward = region_bytes(list(reversed(keys)), 1)
-    variants = list(KERNEL_VARIANTS.items())[:1 if args.quick else None]
-    others = {name: child_bytes(env, args.quick) for name, env in variants}
+    others = {name: child_bytes(child) for name, child in children.items()}
 
     def differing(a, b):
         total = 0
@@ -84,9 +85,17 @@ def main(argv=None) -> int:
     return 1 if total else 0
 
 
-def child_bytes(env: dict[str, str], quick: bool) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", "2"] + (["--quick"] if quick else []),
-                         capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout
+def start_child(env: dict[str, str], quick: bool) -> subprocess.Popen:
+    """A child process generating the region on 2 threads under `env`; read it with child_bytes."""
+    return subprocess.Popen([sys.executable, __file__, "--child", "2"] + (["--quick"] if quick else []),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+
+
+def child_bytes(child: subprocess.Popen) -> dict:
+    """The region's bytes as a child process printed them (key -> bytes)."""
+    out, err = child.communicate()
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args, out, err)
     other = {}
     for line in filter(None, out.split("\n")):
         l, x, y, h = line.split()
