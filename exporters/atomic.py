@@ -98,12 +98,3 @@ def remove_stale_temporaries(root: Path | str) -> int:
             p.unlink(missing_ok=True)
     return len(stale)
 
-
-def write_chunk(chunks: Path, path: str, files: dict[str, bytes], missing: tuple[str, ...] | None = None) -> None:
-    """A chunk's files into chunks/path: the whole folder at once (missing None), or, into a folder
-    an older run wrote with other formats, each file of `missing` atomically."""
-    if missing is None:
-        write_dir_atomic(chunks / path, files)
-    else:
-        for name in missing:
-            write_file_atomic(chunks / path / name, files[name])

@@ -2,9 +2,9 @@
 
 Chunks go in batches (tasks), planned coarse to fine as `generate` lists them. Each task exports
 its chunks with the same function as a local run (so the bytes are the same) and writes each one
-atomically into the output folder, which every node must mount at the same path (the shared
-store); a task whose worker dies is retried by Ray, and a chunk written twice is written whole
-both times. Each task asks for one CPU, and for one GPU when the world's generator is learned and
+atomically, with its hashes, into the output folder (`exporters.store`), which every node must
+mount at the same path (the shared store); a task whose worker dies is retried by Ray, and a chunk
+written twice is written whole both times. Each task asks for one CPU, and for one GPU when the world's generator is learned and
 the cluster has GPUs. Without an address a local cluster is started with `workers` CPUs.
 """
 
@@ -62,11 +62,12 @@ def export_on_ray(address: str, spec_json: str, out: Path, formats: tuple[str, .
 def export_batch(spec_json: str, out: str, formats: tuple[str, ...],
                  jobs: list[tuple[str, tuple[str, ...] | None]]) -> list[str]:
     """Export and write each chunk of a batch (runs on a Ray worker); returns the chunk paths."""
-    from .atomic import write_chunk
     from .formats import export_key
+    from .store import write_chunk
 
     for path, missing in jobs:
-        write_chunk(Path(out) / "chunks", path, export_key(spec_json, path, formats), missing)
+        files = export_key(spec_json, path, formats)
+        write_chunk(Path(out) / "chunks", path, files if missing is None else {n: files[n] for n in missing})
     return [p for p, _ in jobs]
 
 

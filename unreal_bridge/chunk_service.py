@@ -15,14 +15,14 @@ not by its whole backlog.
 
 Every file in the disk cache is verified against the SHA-256 recorded when it was written (one
 `sha256.json` per chunk folder, written after the files): a truncated, bit-flipped or unrecorded
-file is logged, never served, and the chunk is generated again and its files replaced.
+file is logged, never served, and the chunk is generated again and its files replaced. The disk
+cache is `exporters.store`'s format, the one `generate` writes: a `generate` output folder serves
+as the cache (a pre-generated store), and the service adds the chunks it lacks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections import OrderedDict, deque
 from typing import Hashable
@@ -35,31 +35,11 @@ from cachetools import LRUCache
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..core.workers import worker_pool
-from ..exporters.atomic import remove_stale_temporaries, write_dir_atomic, write_file_atomic
+from ..exporters.atomic import remove_stale_temporaries, write_file_atomic
+from ..exporters.store import read_hashes, verify, write_chunk
 from ..exporters.formats import FORMATS, expected_files, export_key
 
 log = logging.getLogger(__name__)
-
-
-HASHES = "sha256.json"  # per chunk folder: file name -> SHA-256 hex digest, recorded at write time
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_hashes(folder: Path) -> dict[str, str]:
-    """A chunk folder's recorded hashes ({} when missing or unreadable: nothing there is trusted)."""
-    try:
-        hashes = json.loads((folder / HASHES).read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return hashes if isinstance(hashes, dict) else {}
-
-
-def verify(files: dict[str, bytes], hashes: dict[str, str]) -> list[str]:
-    """Names of the files whose bytes do not match their recorded hash (or have none)."""
-    return [n for n, data in files.items() if hashes.get(n) != digest(data)]
 
 
 @dataclass
@@ -163,16 +143,8 @@ class ChunkService:
     def _to_disk(self, key: ChunkKey, files: dict[str, bytes]) -> None:
         """Write the files and record their hashes; files already there (a bad entry being
         repaired, or other formats) are replaced, each atomically; the hashes are written last."""
-        if not self.cache_dir:
-            return
-        folder = self.cache_dir / "chunks" / key.path()
-        hashes = {n: digest(d) for n, d in files.items()}
-        if write_dir_atomic(folder, {**files, HASHES: json.dumps(hashes, sort_keys=True).encode()}):
-            return
-        for name, data in files.items():  # the folder exists: fresh bytes replace whatever is there
-            write_file_atomic(folder / name, data)
-        recorded = {**read_hashes(folder), **hashes}
-        write_file_atomic(folder / HASHES, json.dumps(recorded, sort_keys=True).encode())
+        if self.cache_dir:
+            write_chunk(self.cache_dir / "chunks", key.path(), files)
 
     # ------------------------------------------------------------------ public
     async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",), client: Hashable = None

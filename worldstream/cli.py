@@ -117,7 +117,8 @@ def cmd_generate(args) -> int:
     from worldstream.core.errors import WorldstreamError
     from worldstream.core.workers import exit_cleanly_on_sigterm
     from worldstream.core.workers import worker_pool
-    from worldstream.exporters.atomic import remove_stale_temporaries, write_chunk, write_file_atomic
+    from worldstream.exporters.atomic import remove_stale_temporaries, write_file_atomic
+    from worldstream.exporters.store import write_chunk
     from worldstream.exporters.formats import expected_files, parse_formats
 
     exit_cleanly_on_sigterm()
@@ -166,7 +167,7 @@ def cmd_generate(args) -> int:
         pool = worker_pool(args.workers)  # its workers exit at once when this process dies (D5)
         try:
             for (path, files), job in zip(pool.map(_export_chunk, *zip(*jobs)), jobs):
-                write_chunk(out / "chunks", path, files, job[3])
+                write_chunk(out / "chunks", path, files)
                 bar.update()
         finally:
             # on SIGTERM / Ctrl-C the queued chunks are dropped, not generated for nobody; the
@@ -175,7 +176,7 @@ def cmd_generate(args) -> int:
     else:
         for job in jobs:
             path, files = _export_chunk(*job)
-            write_chunk(out / "chunks", path, files, job[3])
+            write_chunk(out / "chunks", path, files)
             bar.update()
     bar.close()
     print(f"wrote {len(todo)} chunks to {out / 'chunks'}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """Sidecar encodings read back by real readers, and the CLI end to end (generate, rerun, interrupt)."""
 
+import hashlib
 import io
 import json
 import os
@@ -86,7 +87,9 @@ def test_generate_writes_every_file_and_reruns_skip(tmp_path):
     assert len(chunks) == 4 + 4 and "8 chunks" in r.stderr
     names = {"height.tif", "dem.tif", "normal.png", "semantic.png", "instances.png", "ortho.png", "annotations.json"}
     for c in chunks:
-        assert {p.name for p in c.iterdir()} == names
+        assert {p.name for p in c.iterdir()} == names | {"sha256.json"}  # each file's hash, for readers to verify
+        hashes = json.loads((c / "sha256.json").read_text())
+        assert hashes == {n: hashlib.sha256((c / n).read_bytes()).hexdigest() for n in names}
     spec = json.loads((out / "world.json").read_text())
     assert spec["seed"] == 7
     before = {p: p.stat().st_mtime_ns for p in chunks}
