@@ -97,4 +97,3 @@ def remove_stale_temporaries(root: Path | str) -> int:
         else:
             p.unlink(missing_ok=True)
     return len(stale)
-
