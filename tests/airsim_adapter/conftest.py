@@ -4,32 +4,20 @@ resets the vehicle first, and the simulator is stopped after the package's last 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
-import time
 
 import pytest
+
+from bench.live import free_port
+from bench.live import start_worldstream as start_on_port
 
 CLOCK_SPEED = 4.0
 
 
 def start_worldstream(args: list[str], timeout_s: float = 120.0) -> tuple[int, subprocess.Popen]:
-    """`worldstream ARGS --port P` on a free loopback port, once it accepts connections."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "worldstream", *args, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return port, proc
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, f"worldstream {args[0]} did not start"
-            time.sleep(0.2)
+    """`worldstream ARGS --port P` on a free loopback port, once it accepts connections: (P, process)."""
+    port = free_port()
+    return port, start_on_port([*args, "--port", str(port)], port, timeout_s)
 
 
 @pytest.fixture(scope="package")

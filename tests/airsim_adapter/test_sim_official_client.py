@@ -55,6 +55,7 @@ def test_official_client_flies_250_m_and_sees_the_generated_ground(sim, world):
     home = home_enu(settings)
     client = airsim.MultirotorClient(ip="127.0.0.1", port=port)
     client.confirmConnection()
+    client.reset()  # the simulator is the package's: start landed at home whatever flew before
     client.enableApiControl(True)
     assert client.isApiControlEnabled()
     client.armDisarm(True)
