@@ -34,13 +34,14 @@ def training_images(folder: Path, chunk_size: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short training and a small region (CI)")
+    ap.add_argument("--quick", action="store_true", help="short training, 5 DDIM steps and a small region (CI)")
     ap.add_argument("--models", help="a models folder to measure instead of training one here")
     ap.add_argument("--train-steps", type=int, help="optimizer steps of the model trained here")
-    ap.add_argument("--sampling-steps", type=int, default=10, help="DDIM steps per window")
+    ap.add_argument("--sampling-steps", type=int, help="DDIM steps per window (default 10, 5 with --quick)")
     ap.add_argument("--region", type=int, help="side of the measured region, pixels")
     ap.add_argument("--out", help="folder for a PNG of each variant")
     args = ap.parse_args()
+    args.sampling_steps = args.sampling_steps or (5 if args.quick else 10)
 
     import torch
 
