@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 import trimesh
 from scipy.spatial import Delaunay
 
 from worldstream.core import CLASS_IDS, World, WorldSpec
-from worldstream.render import NO_HIT_DEPTH, Intrinsics, Pose, Renderer, RenderError
+from worldstream.render import NO_HIT_DEPTH, Intrinsics, Pose, Renderer
 from worldstream.render.culling import square_tile_triangles
 from worldstream.render.ground_grid import STRIDES, choose_strides, ground_grid, sample_surfaces
 from worldstream.render.view import WorldView
@@ -111,16 +110,6 @@ def test_square_tiles_keep_every_triangle_and_put_the_overhanging_ones_last():
         within = ((corners >= lo) & (corners <= hi)).all(axis=(1, 2))
         assert within[:inside[tile]].all() and not within[inside[tile]:].any()
     assert (counts > inside).any()  # some do overhang
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        r = Renderer()
-    except RenderError as exc:
-        pytest.skip(str(exc))
-    yield r
-    r.close()
 
 
 def test_a_far_view_with_stand_ins_has_the_same_depth_and_classes_and_no_holes(renderer):

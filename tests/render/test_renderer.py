@@ -37,16 +37,6 @@ def merged_glbs(town):
     return [export_chunk(c, SPEC, ("glb",), MeshOptions(instanced_trees=False))["mesh.glb"] for c in town[1]]
 
 
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        r = Renderer()
-    except RenderError as exc:
-        pytest.skip(str(exc))
-    yield r
-    r.close()
-
-
 def gltf_meshes(glb: bytes) -> list[tuple[str, trimesh.Trimesh]]:
     """(material name, mesh in world ENU) for every primitive, as trimesh reads the GLB."""
     scene = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene")
