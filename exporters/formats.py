@@ -1,6 +1,7 @@
 """The registry of export formats: name -> pure function (chunk, spec, options) -> {file name: bytes}.
 
-- sidecars: height.tif, dem.tif, normal.png, semantic.png, instances.png, ortho.png, annotations.json
+- sidecars: height.tif, dem.tif, normal.png, semantic.png, instances.png, ortho.png, annotations.json,
+  and a GDAL side file (NAME.png.aux.xml: projection and geotransform) per PNG layer
 - glb: mesh.glb (LOD chunk mesh, textures, EXT_mesh_features + EXT_structural_metadata) and
   tile.json (placement, bounds, measured geometric error)
 - tiles: the glb files per chunk; `tileset.json` over all chunks is written once at the end
@@ -21,7 +22,8 @@ from .sidecars import chunk_sidecars
 Exporter = Callable[[Chunk, WorldSpec, MeshOptions], dict[str, bytes]]
 
 SIDECAR_FILES = ("height.tif", "dem.tif", "normal.png", "semantic.png", "instances.png", "ortho.png",
-                 "annotations.json")
+                 "annotations.json", "normal.png.aux.xml", "semantic.png.aux.xml", "instances.png.aux.xml",
+                 "ortho.png.aux.xml")
 GLB_FILES = ("mesh.glb", "tile.json")
 
 

@@ -1,9 +1,13 @@
-"""Float32 GeoTIFF encoding of height grids, georeferenced in the world's own frame.
+"""Georeferencing in the world's own frame: float32 GeoTIFFs of height grids, and GDAL side files
+(.aux.xml) for the PNG layers.
 
 The world frame is local ENU at the geodetic anchor; on the map plane that is the orthographic
 projection centred on the anchor (EPSG method 9840: ENU east/north of points on the ellipsoid),
 written as user-defined GeoKeys so GDAL / QGIS / rasterio place the tile on the globe without a
 side file. Samples are points (RasterPixelIsPoint): sample [0, 0] is the chunk's north-west corner.
+PNG layers cannot hold GeoKeys: each gets a PAM side file (`NAME.png.aux.xml`, which GDAL, QGIS and
+rasterio read) with the same projection as WKT and the layer's geotransform; their pixels are
+areas, pixel [0, 0]'s north-west corner at the chunk's.
 """
 
 from __future__ import annotations
@@ -67,3 +71,20 @@ def encode_height_geotiff(grid: np.ndarray, west: float, north: float, resolutio
     tifffile.imwrite(buf, grid, photometric="minisblack", compression="zlib",
                      extratags=extratags, metadata=None)
     return buf.getvalue()
+
+
+def orthographic_wkt(origin: GeoOrigin) -> str:
+    """The world frame as WKT 1: the orthographic projection on WGS 84 centred on `origin`."""
+    return ('PROJCS["worldstream local ENU (orthographic at world origin)",GEOGCS["WGS 84",DATUM["WGS_1984",'
+            'SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],'
+            f'PROJECTION["Orthographic"],PARAMETER["latitude_of_origin",{float(origin.lat)!r}],'
+            f'PARAMETER["central_meridian",{float(origin.lon)!r}],PARAMETER["false_easting",0],'
+            'PARAMETER["false_northing",0],UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+
+
+def encode_pam(west: float, north: float, pixel_size: float, origin: GeoOrigin) -> bytes:
+    """The .aux.xml side file of an image layer whose pixel [0, 0]'s north-west corner lies at
+    (west, north) world metres, `pixel_size` metres a pixel."""
+    transform = ", ".join(repr(float(v)) for v in (west, pixel_size, 0.0, north, 0.0, -pixel_size))
+    return (f'<PAMDataset>\n  <SRS dataAxisToSRSAxisMapping="1,2">{orthographic_wkt(origin)}</SRS>\n'
+            f'  <GeoTransform>{transform}</GeoTransform>\n</PAMDataset>\n').encode()

@@ -25,7 +25,7 @@ from ..core.biomes import CLASSES, PALETTE
 from ..core.chunk import Chunk
 from ..core.heightfield import surface_normals
 from ..core.spec import WorldSpec
-from .geotiff import encode_height_geotiff
+from .geotiff import encode_height_geotiff, encode_pam
 
 
 def encode_normals_png(normals: np.ndarray) -> bytes:
@@ -92,17 +92,22 @@ def annotations(chunk: Chunk, spec: WorldSpec) -> dict:
 
 def chunk_sidecars(chunk: Chunk, spec: WorldSpec) -> dict[str, bytes]:
     """All sidecar files of a chunk, name -> bytes."""
-    west, _, _, north = chunk.bounds
+    west, _, east, north = chunk.bounds
     res = chunk.resolution
-    return {
+    layers = {"normal.png": surface_normals(chunk.dsm, res), "semantic.png": chunk.semantic,
+              "instances.png": chunk.instances, "ortho.png": chunk.ortho}
+    files = {
         "height.tif": encode_height_geotiff(chunk.dsm, west, north, res, spec.origin),
         "dem.tif": encode_height_geotiff(chunk.dem, west, north, res, spec.origin),
-        "normal.png": encode_normals_png(surface_normals(chunk.dsm, res)),
+        "normal.png": encode_normals_png(layers["normal.png"]),
         "semantic.png": encode_semantic_png(chunk.semantic),
         "instances.png": encode_instances_png(chunk.instances),
         "ortho.png": _png(chunk.ortho, "RGB"),
         "annotations.json": json.dumps(annotations(chunk, spec), indent=1).encode(),
     }
+    for name, layer in layers.items():  # where QGIS / GDAL place each PNG layer
+        files[f"{name}.aux.xml"] = encode_pam(west, north, (east - west) / layer.shape[1], spec.origin)
+    return files
 
 
 def _png(array: np.ndarray, mode: str) -> bytes:

@@ -539,8 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate and export the chunks around a point",
                        description="Write DIR/world.json, DIR/chunks/{level}/{x}/{y}/ (mesh.glb, tile.json; "
-                                   "height.tif, dem.tif, normal.png, semantic.png, instances.png, ortho.png, "
-                                   "annotations.json) and DIR/tileset.json. Safe to interrupt and rerun: finished "
+                                   "height.tif, dem.tif, normal.png, semantic.png, instances.png, ortho.png, their "
+                                   ".aux.xml georeference, annotations.json; sha256.json) and DIR/tileset.json. Safe to interrupt and rerun: finished "
                                    "chunks are skipped, and a rerun with more formats adds only the missing files.")
     _add_world_args(g)
     g.add_argument("--center", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north)")

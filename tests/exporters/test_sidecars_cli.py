@@ -85,7 +85,8 @@ def test_generate_writes_every_file_and_reruns_skip(tmp_path):
                 "--quiet", "--format", "sidecars")
     chunks = sorted(p for p in (out / "chunks").glob("*/*/*") if p.is_dir())
     assert len(chunks) == 4 + 4 and "8 chunks" in r.stderr
-    names = {"height.tif", "dem.tif", "normal.png", "semantic.png", "instances.png", "ortho.png", "annotations.json"}
+    names = {"height.tif", "dem.tif", "normal.png", "semantic.png", "instances.png", "ortho.png", "annotations.json",
+             "normal.png.aux.xml", "semantic.png.aux.xml", "instances.png.aux.xml", "ortho.png.aux.xml"}
     for c in chunks:
         assert {p.name for p in c.iterdir()} == names | {"sha256.json"}  # each file's hash, for readers to verify
         hashes = json.loads((c / "sha256.json").read_text())
