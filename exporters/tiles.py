@@ -46,6 +46,18 @@ def box(enu_min, enu_max) -> list[float]:
     return [float(v) for v in (c[0], c[1], c[2], h[0], 0, 0, 0, h[1], 0, 0, 0, h[2])]
 
 
+START_HEIGHT_M = 1500.0  # above the origin, where start_hint puts a client's camera
+
+
+def start_hint(spec: WorldSpec) -> dict:
+    """tileset extras for a client's first view: the implicit root spans thousands of kilometres (a
+    client zooming to it sees an empty globe), so this says where the world's origin is and a
+    camera position above it (WGS84 degrees, metres above the ellipsoid)."""
+    o = spec.origin
+    return {"worldstream": {"origin": {"latitude": o.lat, "longitude": o.lon, "height": o.alt},
+                            "start": {"latitude": o.lat, "longitude": o.lon, "height": o.alt + START_HEIGHT_M}}}
+
+
 def root_transform(spec: WorldSpec) -> list[float]:
     m = frames.enu_to_ecef_matrix(spec.origin.lat, spec.origin.lon, spec.origin.alt)
     return [float(v) for v in np.asarray(m).T.ravel()]
@@ -128,6 +140,7 @@ def implicit_tileset(spec: WorldSpec, options: MeshOptions = MeshOptions()) -> d
     return {
         "asset": {"version": "1.1", "generator": "worldstream"},
         "geometricError": root_error * 2.0,
+        "extras": start_hint(spec),
         "root": {
             "transform": root_transform(spec),
             "boundingVolume": {"box": [0.0, 0.0, MIN_HEIGHT + half_z, extent / 2.0, 0, 0, 0, extent / 2.0, 0, 0, 0, half_z]},

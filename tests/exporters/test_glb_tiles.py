@@ -298,6 +298,8 @@ def test_implicit_tileset_limits_and_subtrees(world):
     with pytest.raises(WorldstreamError, match="no content"):
         implicit_key(3, 0, 0)
     ts = implicit_tileset(spec)
+    start = ts["extras"]["worldstream"]["start"]  # where a client should look first: above the origin
+    assert (start["latitude"], start["longitude"]) == (spec.origin.lat, spec.origin.lon) and start["height"] > 100
     imp = ts["root"]["implicitTiling"]
     assert imp["availableLevels"] == ROOT_LEVELS + spec.levels and imp["subtreeLevels"] == SUBTREE_LEVELS
     for level in range(0, ROOT_LEVELS + spec.levels, SUBTREE_LEVELS):
