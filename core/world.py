@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
+from cachetools import LRUCache
 
 from .chunk import Chunk
 from .generators import create
@@ -18,18 +17,15 @@ class World:
     def __init__(self, spec: WorldSpec, cache_chunks: int = 16):
         self.spec = spec
         self.generator = create(spec)
-        self._cache: OrderedDict[ChunkKey, Chunk] = OrderedDict()
-        self._cache_chunks = cache_chunks
+        self._cache: LRUCache | None = LRUCache(maxsize=cache_chunks) if cache_chunks > 0 else None  # key -> Chunk
 
     def chunk(self, key: ChunkKey) -> Chunk:
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        hit = self._cache.get(key) if self._cache is not None else None  # marks it recently used
+        if hit is not None:
+            return hit
         c = self.generator.chunk(key)
-        if self._cache_chunks > 0:
-            self._cache[key] = c
-            while len(self._cache) > self._cache_chunks:
-                self._cache.popitem(last=False)
+        if self._cache is not None:
+            self._cache[key] = c  # the least recently used chunk goes first
         return c
 
     def height_at(self, x, y, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -15,11 +15,11 @@ window the same shape whatever was asked.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
+from cachetools import LRUCache
 
 from ...errors import GeneratorError
 from .tiling import Tiling, blend, window_noise
@@ -72,9 +72,7 @@ class Cascade:
         self.model, self.tiling, self.seed, self.root = model, tiling, seed, root
         self.first_level, self.resolution = first_level, resolution
         self.level_step = f.bit_length() - 1
-        self._cache: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
-        self._cache_bytes = 0
-        self._cache_limit = int(cache_mb * 2**20)
+        self._cache = LRUCache(maxsize=int(cache_mb * 2**20), getsizeof=lambda w: w.nbytes)  # (level, i, j) -> window
         self.windows_sampled = 0
 
     def region(self, level: int, row0: int, col0: int, height: int, width: int) -> np.ndarray:
@@ -85,11 +83,10 @@ class Cascade:
         windows = {}
         missing = []
         for ij in wanted:
-            hit = self._cache.get((level, *ij))
+            hit = self._cache.get((level, *ij))  # marks it recently used
             if hit is None:
                 missing.append(ij)
             else:
-                self._cache.move_to_end((level, *ij))
                 windows[ij] = hit
         windows.update(self._sample_windows(level, missing))
         return blend(self.tiling, windows, row0, col0, height, width)
@@ -120,8 +117,7 @@ class Cascade:
         return out
 
     def _remember(self, key: tuple[int, int, int], win: np.ndarray) -> None:
-        self._cache[key] = win
-        self._cache_bytes += win.nbytes
-        while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= old.nbytes
+        try:
+            self._cache[key] = win  # least recently used windows go first
+        except ValueError:  # larger than the whole budget: used, not kept
+            pass
