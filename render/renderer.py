@@ -180,6 +180,8 @@ def _tree_draw(ctx, program, models: dict[tuple[str, bool], tuple[_ModelPart, ..
 
 @dataclass(frozen=True)
 class _Boxes:
+    """Cull boxes without a draw of their own (the ground's square tiles): (K, 2, 3)."""
+
     boxes: np.ndarray
 
 
@@ -469,9 +471,10 @@ class Renderer:
             self.triangles_drawn += count
 
     def _draw_ground(self, g: _GpuChunk, visible: np.ndarray, offset: np.ndarray, focal: float) -> None:
-        """The ground's visible tiles: each far one as the coarsest ground grid within GROUND_ERROR_PX
-        (where that halves its triangles), the others as the chunk's own triangles; a grid tile next to one of those also draws its
-        own triangles that overhang into it, so no part of the square is left uncovered."""
+        """The ground's visible tiles: each far one as the coarsest ground grid within ground_error_px
+        (where that halves its triangles), the others as the chunk's own triangles; a grid tile next
+        to one of those also draws its own triangles that overhang into it, so no part of the square
+        is left uncovered."""
         grid = g.grid.grid
         stride = choose_strides(grid, offset, focal, self.ground_error_px) if self.ground_error_px > 0 else \
             np.full(len(grid.boxes), -1)
