@@ -92,3 +92,12 @@ def test_render_benchmark_prints_frame_rates():
         assert float(ms) > 0 and abs(float(fps) * float(ms) - 1000.0) < 0.1 * 1000.0, out  # both figures of one frame time
     assert re.search(r"^target 256x144 >= 30 frames/s on CPU: [0-9.]+ -> (met|NOT met)$", out, re.M)
     assert "mission real-time factor (lockstep): skipped in --quick" in out
+
+
+@pytest.mark.slow
+def test_ray_benchmark_prints_pool_and_ray_rates():
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'worldstream[ray]'; install.sh does)")
+    out = run_bench("bench_ray.py")
+    rows = re.findall(r"^(\d) worker\(s\): pool ([0-9.]+) chunks/s .* ray ([0-9.]+) chunks/s", out, re.M)
+    assert [r[0] for r in rows] == ["1", "2"] and all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows), out
+    assert re.search(r"^target: ray overhead <= 10 % at equal worker count: worst [+-][0-9]+ % -> (met|NOT met)$", out, re.M)
