@@ -108,7 +108,9 @@ class RenderChunk:
     ground: GroundGrid | None = None
 
     @staticmethod
-    def of(key, origin, surfaces, trees, ortho, classes, facade) -> "RenderChunk":
+    def of(key: ChunkKey | None, origin: tuple[float, float], surfaces, trees: tuple[Trees, ...], ortho: np.ndarray,
+           classes: np.ndarray, facade: np.ndarray | None) -> "RenderChunk":
+        """A RenderChunk from its parts (the fields above, surfaces any iterable of Surface)."""
         surfaces = tuple(part for s in surfaces for part in _split_cliffs(s))
         ground = _ground(surfaces, classes.shape[0]) if key is not None and key.level in GROUND_GRID_LEVELS else None
         return RenderChunk(key, origin, surfaces, trees, ortho, classes, facade, ground)
