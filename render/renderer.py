@@ -228,10 +228,10 @@ class _GpuChunk:
         self.trees = [_tree_draw(ctx, tree_program, models, t) for t in chunk.trees if len(t.ids)]
         self.nbytes = chunk.nbytes
         own = [d for d in self.draws if d.inside is None]
+        self.ground_draws = [d for d in self.draws if d.inside is not None]
         pieces = [*own, *self.trees]
-        ground = [d.boxes for d in self.draws if d.inside is not None]
         if self.grid is not None:  # the ground's square tiles: one box each, over its surfaces and its grids
-            ground.append(grid.boxes)
+            ground = [d.boxes for d in self.ground_draws] + [grid.boxes]
             pieces.append(_Boxes(np.stack([np.min([b[:, 0] for b in ground], axis=0),
                                            np.max([b[:, 1] for b in ground], axis=0)], axis=1)))
         # every cull tile of the chunk in one array, culled in one call per frame; spans: each piece's rows
@@ -241,7 +241,6 @@ class _GpuChunk:
         self.own = list(zip(own, spans))
         self.tree_spans = spans[len(own):len(own) + len(self.trees)]
         self.ground_span = spans[-1] if self.grid is not None else None
-        self.ground_draws = [d for d in self.draws if d.inside is not None]
         self.ground_triangles = np.sum([d.counts for d in self.ground_draws], axis=0) if self.ground_draws else None
         self.box = (self.boxes[:, 0].min(axis=0), self.boxes[:, 1].max(axis=0))  # relative to the chunk origin
 
