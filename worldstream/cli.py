@@ -532,6 +532,57 @@ def _offset(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected ROW,COL integers, got {text!r}") from None
 
 
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+        if lo > hi:
+            raise ValueError
+        return lo, hi
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a range MIN:MAX with MIN <= MAX, got {text!r}") from None
+
+
+def cmd_dataset_build(args) -> int:
+    from worldstream.dataset import BuildSettings, Ranges, build
+    from worldstream.dataset.scenes import read_centres
+
+    try:
+        ranges = Ranges(altitude=args.altitude, pitch=args.pitch, roll=args.roll, radius=args.radius)
+    except ValueError as exc:
+        from worldstream.dataset import DatasetError
+        raise DatasetError(str(exc)) from None
+    w, h = args.size
+    settings = BuildSettings(seed=args.seed, scenes=args.scenes, views=args.views, width=w, height=h, fov_deg=args.fov,
+                             ranges=ranges, region_m=args.region, spacing_m=args.spacing,
+                             centres=read_centres(args.centers) if args.centers else (), horizon_m=args.horizon,
+                             max_sse=args.max_sse, spec=_spec_from_args(args))
+    card = build(settings, args.out)
+    fam = ", ".join(f"{k} {v}" for k, v in card["per_family"].items())
+    print(f"worldstream dataset build: {card['scenes']} scenes, {card['frames']} frames, {card['qa_pairs']} QA pairs "
+          f"({fam}) in {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_dataset_eval(args) -> int:
+    from worldstream.dataset.evaluate import evaluate_files, format_report
+
+    report = evaluate_files(args.data, args.pred, args.split)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def cmd_dataset_baseline(args) -> int:
+    from worldstream.dataset.evaluate import majority_predictions, split_items
+    from worldstream.exporters.atomic import write_file_atomic
+
+    items = split_items(args.data, args.split)
+    predictions = majority_predictions(split_items(args.data, "train"), items)
+    write_file_atomic(Path(args.out), "".join(json.dumps({"id": i, "answer": a}) + "\n"
+                                              for i, a in predictions.items()).encode())
+    print(f"worldstream dataset baseline: {len(predictions)} majority answers to {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldstream", description="Unbounded deterministic 3D worlds, block by block.")
     p.add_argument("--version", action="version", version=f"worldstream {__version__}")
@@ -719,6 +770,49 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--level", type=int, help="force a level (default: chosen from --size and --pixels)")
     v.add_argument("--out", required=True, help="PNG file to write")
     v.set_defaults(func=cmd_preview)
+    ds = sub.add_parser("dataset", help="UAV views with 3D ground truth and spatial-reasoning QA (the data engine)")
+    dsub = ds.add_subparsers(dest="dataset_command", required=True)
+    db = dsub.add_parser("build", help="render scenes along random camera trajectories and write QA in five families",
+                         description="Picks scene centres over relief and land-cover types (or --centers), flies random "
+                                     "6-DOF trajectories over each, renders RGB, depth, classes, instance ids and "
+                                     "normals with the camera in ENU and geodetic coordinates, and writes spatial, "
+                                     "morphology, counting, geometry and caption QA as chat JSONL split by scene, a "
+                                     "dataset card and an example picture. Deterministic; safe to interrupt and rerun "
+                                     "(finished scenes are kept). Layout: docs/dataset.md.")
+    _add_world_args(db)
+    db.add_argument("--scenes", type=int, required=True, help="number of scenes")
+    db.add_argument("--out", required=True, help="dataset folder")
+    db.add_argument("--centers", help="JSON list of scene centres [x, y] (world metres) instead of picking them")
+    db.add_argument("--views", type=int, default=8, help="frames per scene")
+    db.add_argument("--size", type=_size, default=(512, 384), help="WIDTHxHEIGHT pixels")
+    db.add_argument("--fov", type=float, default=90.0, help="horizontal field of view, degrees")
+    db.add_argument("--altitude", type=_range, default=(30.0, 150.0), help="MIN:MAX metres above the surface")
+    db.add_argument("--pitch", type=_range, default=(-85.0, -35.0),
+                    help="MIN:MAX degrees, negative looks down (write --pitch=-85:-35)")
+    db.add_argument("--roll", type=float, default=6.0, help="largest |roll|, degrees")
+    db.add_argument("--radius", type=float, default=160.0, help="metres from a scene centre the trajectory stays within")
+    db.add_argument("--region", type=float, default=24000.0, help="side (m) of the square around the origin where "
+                                                                  "scene centres are picked")
+    db.add_argument("--spacing", type=float, default=500.0, help="least distance (m) between picked scene centres")
+    db.add_argument("--horizon", type=float, default=4000.0, help="farthest chunk drawn, metres")
+    db.add_argument("--max-sse", type=float, default=16.0, help="screen-space error (px) of the chunk selection")
+    db.set_defaults(func=cmd_dataset_build)
+    de = dsub.add_parser("eval", help="score predictions: accuracy per family and overall, ROUGE-L for captions",
+                         description="Predictions: JSONL lines with the item \"id\" and an \"answer\" (or an "
+                                     "assistant message, so a split file scores itself at 100 %%). Numbers count "
+                                     "within each item's tolerance; choices and counts must match.")
+    de.add_argument("--data", required=True, help="a folder written by `worldstream dataset build`")
+    de.add_argument("--pred", required=True, help="predictions JSONL")
+    de.add_argument("--split", default="test", choices=("train", "val", "test"))
+    de.add_argument("--json", action="store_true", help="print the full report as JSON")
+    de.set_defaults(func=cmd_dataset_eval)
+    dm = dsub.add_parser("baseline", help="write the majority-answer baseline's predictions for a split",
+                         description="For every item, the most common answer of its question template in the "
+                                     "train split.")
+    dm.add_argument("--data", required=True, help="a folder written by `worldstream dataset build`")
+    dm.add_argument("--out", required=True, help="predictions JSONL to write")
+    dm.add_argument("--split", default="test", choices=("train", "val", "test"))
+    dm.set_defaults(func=cmd_dataset_baseline)
     return p
 
 
