@@ -12,8 +12,9 @@ houses (gabled or hipped roofs) in villages and outskirts, row houses along the 
 is denser, apartment blocks (flat roofs) denser still, taller towers in the centres, and large
 low industrial halls (flat or shallow gabled) in districts picked by a hashed field on 4 x 4
 block cells. In the world a footprint is a rectangle aligned with the street its lot faces
-(`world_rects`). Every COUNTRY_EVERY-th grid line runs on between towns as a country road where
-the land is settled, every NEAR_TOWN_EVERY-th near towns (`countryside`); where a road crosses a
+(`world_rects`). Every TRUNK_EVERY-th grid line runs on as a trunk road across all open land,
+wild or settled, every COUNTRY_EVERY-th as a country road where the land is settled, and every
+NEAR_TOWN_EVERY-th near towns (`countryside`); where a road crosses a
 river its deck stands BRIDGE_CLEARANCE above the water (`road_at`, `crossing`). Any point can thus find "its" road and building
 without a list, so rasters are seamless and level-independent, and chunk building lists are
 enumerated from the same functions.
@@ -34,12 +35,15 @@ MAIN_EVERY = 4  # every 4th grid line is a main road
 HALF_ROAD = 4.0  # half width of a street, metres
 HALF_MAIN = 7.0  # half width of a main road
 SIDEWALK = 2.5
+TRUNK_EVERY = 32  # every 32nd grid line (3 km apart) runs on across wild land too: the networks of towns join
 COUNTRY_EVERY = 16  # every 16th grid line (1.5 km apart; main roads in towns) runs on as a country road,
 NEAR_TOWN_EVERY = 8  # and near towns every 8th (770 m): most towns meet one, so the roads reach them
 HALF_COUNTRY = 3.0  # half width of a country road
 COUNTRY_MARGIN = 1.6  # settlement field (std) below the town threshold where country roads still run
 NEAR_TOWN_MARGIN = 0.4  # the same for the denser roads near towns
 BRIDGE_CLEARANCE = 5.0  # metres from the water surface to the top of a bridge deck
+SHORT_SPAN = 2  # the longest water crossing of a street, in grid segments (about 190 m)
+LONG_SPAN = 5  # the same on country and trunk roads and main roads on their lines (about 480 m)
 URBAN, COUNTRY, DRY = 0, 4, 5  # columns of a block row: gated density (> 0 urban), country-road level
                                # (`countryside`), the block's south-west grid node on dry land (1.0) or not
 BLOCK_ROW = 6  # fields of a block row (ProceduralGenerator.block_density)
@@ -109,14 +113,25 @@ def density_from_field(field: torch.Tensor, urbanization: float = 1.0) -> torch.
 
 def countryside(field: torch.Tensor, macro: dict[str, torch.Tensor], urbanization: float) -> torch.Tensor:
     """Which country roads run on a block's borders, from the settlement field and macro fields at
-    block centres (float32): 2 near towns (roads on every NEAR_TOWN_EVERY-th line), 1 on the
+    block centres (float32): 3 near towns (roads on every NEAR_TOWN_EVERY-th line), 2 on the
     settled land around and between towns (every COUNTRY_EVERY-th line; two thirds of the land
-    at urbanization 1, towns take an eighth), 0 elsewhere: in the mountains, the sea and the
-    coast's flats, lakes (a river, whose wetness stays below 1, is crossed) and wild land."""
+    at urbanization 1, towns take an eighth), 1 on the wild land beyond (trunk roads on every
+    TRUNK_EVERY-th line), 0 where no road runs: in the mountains, the sea and the coast's
+    flats, lakes (a river, whose wetness stays below 1, is crossed)."""
     threshold = town_threshold(urbanization)
-    land = (macro["mountain"] < 0.2) & (macro["height"] > 2.0) & (macro["wetness"] < 0.5)
-    level = (field >= threshold - COUNTRY_MARGIN).to(torch.float32) + (field >= threshold - NEAR_TOWN_MARGIN).to(torch.float32)
+    land = (macro["mountain"] < 0.2) & (macro["height"] > 2.0) & (macro["wetness"] < 1.0)
+    level = 1.0 + (field >= threshold - COUNTRY_MARGIN).to(torch.float32) \
+        + (field >= threshold - NEAR_TOWN_MARGIN).to(torch.float32)
     return torch.where(land, level, torch.zeros_like(level))
+
+
+def country_need(line: torch.Tensor) -> torch.Tensor:
+    """The `countryside` level (float32) both blocks beside grid line index `line` (int64) must
+    have for a country road to run on it: 1 on trunk lines, 2 on the other COUNTRY_EVERY-th,
+    3 on the other NEAR_TOWN_EVERY-th, 4 (never) on the rest."""
+    return torch.where(torch.remainder(line, TRUNK_EVERY) == 0, 1.0,
+                       torch.where(torch.remainder(line, COUNTRY_EVERY) == 0, 2.0,
+                                   torch.where(torch.remainder(line, NEAR_TOWN_EVERY) == 0, 3.0, 4.0)))
 
 
 def gate(macro: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -365,19 +380,33 @@ def roof_surface_np(b: "Building", x, y):
     return z.numpy()
 
 
-def by_country_line(index: torch.Tensor) -> torch.Tensor:
-    """Whether blocks of this column (or row) index (int64) border a country road's grid line."""
-    k = torch.remainder(index, NEAR_TOWN_EVERY)
-    return (k == 0) | (k == NEAR_TOWN_EVERY - 1)
+def by_country_line(index: torch.Tensor, every: int = NEAR_TOWN_EVERY) -> torch.Tensor:
+    """Whether blocks of this column (or row) index (int64) border a grid line whose index is a
+    multiple of `every` (by default any country road's; TRUNK_EVERY: a trunk road's)."""
+    k = torch.remainder(index, every)
+    return (k == 0) | (k == every - 1)
 
 
-def crossing(before: torch.Tensor, start: torch.Tensor, end: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """Whether a road may run on a grid segment from node `start` to node `end`, given which of
-    those and of the nodes `before` and `after` them on the line are on dry land (bool): where
-    both ends are dry, or one end is and the water beyond the other ends at the next node. So a
-    road crosses water of up to two segments (about 190 m) as a bridge from bank to bank, never
-    runs along water for a segment, and stops at the shore of wider water."""
-    return (start & end) | (start & after) | (before & end)
+def crossing(dry: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+    """Whether a road may run on grid segments, given which nodes along each segment's line are on
+    dry land: dry (2 * LONG_SPAN, N) bool, the nodes from LONG_SPAN - 1 before the segment's start
+    to LONG_SPAN - 1 beyond its end (the segment joins nodes LONG_SPAN - 1 and LONG_SPAN), and the
+    longest water crossing allowed on each segment's line, in segments (span (N,) int64, at most
+    LONG_SPAN). A segment is allowed where the nearest dry nodes before and beyond it lie at most
+    `span` segments apart: so a road crosses water as one bridge from bank to bank, never runs
+    along water for a segment, and stops at the shore of wider water."""
+    k = LONG_SPAN
+    steps = torch.arange(k, device=dry.device).reshape(-1, 1)  # nodes from the segment's ends outwards
+    far = torch.full_like(steps, 2 * k)
+    back = torch.where(dry[:k].flip(0), steps, far).amin(0)  # segments from the start to the nearest dry node before
+    ahead = torch.where(dry[k:], steps, far).amin(0)
+    return back + ahead + 1 <= span
+
+
+def crossing_span(line: torch.Tensor) -> torch.Tensor:
+    """The longest water crossing (int64 segments) on grid line index `line` (int64): LONG_SPAN on
+    the COUNTRY_EVERY-th lines (country and trunk roads, main roads in towns), SHORT_SPAN on the rest."""
+    return torch.where(torch.remainder(line, COUNTRY_EVERY) == 0, LONG_SPAN, SHORT_SPAN)
 
 
 def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dict[str, torch.Tensor]:
@@ -385,9 +414,10 @@ def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dic
     gives columns of block rows.
 
     A street runs on a block's border where the block or the one across is urban (half width
-    `half_width` of the grid line); a country road (HALF_COUNTRY) on the borders that lie on
-    every COUNTRY_EVERY-th grid line where both blocks beside it are countryside, and on every
-    NEAR_TOWN_EVERY-th where both are near a town (`countryside`); either only where the water
+    `half_width` of the grid line); a country road (HALF_COUNTRY) on the borders of grid lines
+    where both blocks beside it have the `countryside` level the line needs (`country_need`:
+    trunk lines on any open land, the other COUNTRY_EVERY-th lines on settled land, the other
+    NEAR_TOWN_EVERY-th near towns); either only where the water
     it crosses ends on both sides within reach (`crossing`). Only the nearer east/west and
     north/south borders can be within a road's width. `widen` (m) widens every road.
 
@@ -414,11 +444,7 @@ def road_at(u: torch.Tensor, v: torch.Tensor, blocks, widen: float = 0.0) -> dic
                                 | (edge_y < torch.clamp(hw_y, min=HALF_COUNTRY) + widen))
     street = (((edge_x < hw_x + widen) & ((own > 0) | (across_x > 0)) & ends_x)
               | ((edge_y < hw_y + widen) & ((own > 0) | (across_y > 0)) & ends_y))
-    # the country level a line asks of both blocks beside it: 1 on every 16th line, 2 on the 8th between
-    need_x = torch.where(torch.remainder(line_x, COUNTRY_EVERY) == 0, 1.0,
-                         torch.where(torch.remainder(line_x, NEAR_TOWN_EVERY) == 0, 2.0, 3.0))
-    need_y = torch.where(torch.remainder(line_y, COUNTRY_EVERY) == 0, 1.0,
-                         torch.where(torch.remainder(line_y, NEAR_TOWN_EVERY) == 0, 2.0, 3.0))
+    need_x, need_y = country_need(line_x), country_need(line_y)
     lane = (((edge_x < HALF_COUNTRY + widen) & (torch.minimum(country[0], country[1]) >= need_x) & ends_x)
             | ((edge_y < HALF_COUNTRY + widen) & (torch.minimum(country[0], country[2]) >= need_y) & ends_y))
     return {"road": street | lane, "own": own, "across_x": across_x, "across_y": across_y, "edge_x": edge_x,
@@ -435,11 +461,13 @@ def _line_ends(bx: torch.Tensor, by: torch.Tensor, line_x: torch.Tensor, line_y:
     if ask.numel() == 0:
         return none, none
     bx, by, line_x, line_y = (v.expand(near.shape).reshape(-1).index_select(0, ask) for v in (bx, by, line_x, line_y))
-    dry = blocks.columns(torch.stack([line_x] * 4 + [bx - 1, bx, bx + 1, bx + 2]),
-                         torch.stack([by - 1, by, by + 1, by + 2] + [line_y] * 4), (DRY,))[..., 0] > 0
+    along = list(range(1 - LONG_SPAN, LONG_SPAN + 1))  # the nodes `crossing` reads, from each segment's start
+    dry = blocks.columns(torch.stack([line_x] * len(along) + [bx + o for o in along]),
+                         torch.stack([by + o for o in along] + [line_y] * len(along)), (DRY,))[..., 0] > 0
     none = none.reshape(-1)
-    return (none.index_put((ask,), crossing(dry[0], dry[1], dry[2], dry[3])).reshape(near.shape),
-            none.index_put((ask,), crossing(dry[4], dry[5], dry[6], dry[7])).reshape(near.shape))
+    n = len(along)
+    return (none.index_put((ask,), crossing(dry[:n], crossing_span(line_x))).reshape(near.shape),
+            none.index_put((ask,), crossing(dry[n:], crossing_span(line_y))).reshape(near.shape))
 
 
 def locate(x: torch.Tensor, y: torch.Tensor, density: torch.Tensor) -> dict[str, torch.Tensor]:

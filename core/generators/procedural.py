@@ -31,6 +31,7 @@ from . import register
 MACRO_LATTICE = 16.0  # metres; the macro relief's finest lattice is 192 m
 URBAN_MIN_DENSITY = 0.12
 BLOCK_ROW = settlements.BLOCK_ROW
+TABLE_MARGIN = settlements.LONG_SPAN + 1  # blocks a chunk's block table reaches beyond its image
 PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
 MACRO_NODES_WITH_BLOCKS = 6000  # a chunk's macro nodes up to this many are evaluated with its blocks
 
@@ -87,10 +88,12 @@ class ProceduralGenerator:
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
     def block_density(self, cx: torch.Tensor, cy: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor,
-                      by_country_line: torch.Tensor, extra: tuple[torch.Tensor, torch.Tensor] | None = None):
+                      by_country_line: torch.Tensor, by_trunk_line: torch.Tensor,
+                      extra: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Block rows of blocks centred at world points (cx, cy) with their south-west grid node at
-        (nx, ny) (float64, 1-D); by_country_line (bool): the block borders a country road's grid
-        line (only those blocks' country flag is ever read).
+        (nx, ny) (float64, 1-D); by_country_line, by_trunk_line (bool): the block borders a country
+        road's grid line, a trunk road's (only those blocks' country flag is ever read, and on
+        wild land only trunk lines').
 
         Returns (N, settlements.BLOCK_ROW) float32: density (0 = not urban), ground height at the
         centre (m) and its slopes per street metre along the grid's u and v axes, from the macro
@@ -105,7 +108,7 @@ class ProceduralGenerator:
         field = settlements.settlement_field(cx, cy, self.settlement_octaves)
         out = torch.zeros(field.shape + (settlements.BLOCK_ROW,), dtype=torch.float32, device=field.device)
         threshold = settlements.town_threshold(self.urbanization)
-        country_field = (field >= threshold - settlements.COUNTRY_MARGIN) & by_country_line
+        country_field = ((field >= threshold - settlements.COUNTRY_MARGIN) & by_country_line) | by_trunk_line
         near = torch.nonzero(country_field | (field >= threshold - settlements.TOWN_EDGE)).reshape(-1)
         ex, ey = extra if extra is not None else (cx[:0], cy[:0])
         if near.numel() == 0:
@@ -220,7 +223,8 @@ class ProceduralGenerator:
         x, y = self.streets.to_world(torch.cat([u + 0.5 * BLOCK, u]), torch.cat([v + 0.5 * BLOCK, v]))
         k = bx.numel()
         line = settlements.by_country_line(bx) | settlements.by_country_line(by)
-        out = self.block_density(x[:k], y[:k], x[k:], y[k:], line, extra)
+        trunk = settlements.by_country_line(bx, settlements.TRUNK_EVERY) | settlements.by_country_line(by, settlements.TRUNK_EVERY)
+        out = self.block_density(x[:k], y[:k], x[k:], y[k:], line, trunk, extra)
         if extra is None:
             return out.reshape(shape + (BLOCK_ROW,))
         return out[0].reshape(shape + (BLOCK_ROW,)), out[1]
@@ -331,8 +335,8 @@ class ProceduralGenerator:
     def _block_table(self, west: float, south: float, east: float, north: float,
                      extra: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Rows (rows = by, cols = bx, BLOCK_ROW) of the blocks whose street-grid squares meet the chunk's
-        image in street coordinates, with three blocks of margin (trees near the border look at
-        the block beyond their own, and roads at the grid nodes two blocks beyond it). The map is
+        image in street coordinates, with TABLE_MARGIN blocks of margin (trees near the border look
+        at the block beyond their own, and roads at the grid nodes up to LONG_SPAN blocks beyond it). The map is
         one-to-one, so the chunk's border bounds its image. With `extra` points, also the macro
         fields there, from the same call (`block_density`)."""
         dev = self.device
@@ -342,8 +346,9 @@ class ProceduralGenerator:
         ex = torch.cat([along_x, along_x, torch.full_like(t, west), torch.full_like(t, east)])
         ey = torch.cat([torch.full_like(t, south), torch.full_like(t, north), along_y, along_y])
         u, v = self.streets.to_grid(ex, ey)
-        bx0, bx1 = int(np.floor(float(u.min()) / BLOCK)) - 3, int(np.floor(float(u.max()) / BLOCK)) + 3
-        by0, by1 = int(np.floor(float(v.min()) / BLOCK)) - 3, int(np.floor(float(v.max()) / BLOCK)) + 3
+        m = TABLE_MARGIN
+        bx0, bx1 = int(np.floor(float(u.min()) / BLOCK)) - m, int(np.floor(float(u.max()) / BLOCK)) + m
+        by0, by1 = int(np.floor(float(v.min()) / BLOCK)) - m, int(np.floor(float(v.max()) / BLOCK)) + m
         bxs = torch.arange(bx0, bx1 + 1, dtype=torch.int64, device=dev).reshape(1, -1)
         bys = torch.arange(by0, by1 + 1, dtype=torch.int64, device=dev).reshape(-1, 1)
         rows = self.block_at(bxs.expand(len(bys), -1), bys.expand(-1, bxs.shape[1]), extra)
@@ -593,7 +598,7 @@ class ProceduralGenerator:
 class BlockTable:
     """Block rows (..., BLOCK_ROW) of a chunk's `_block_table` by block index, as `vegetation` asks them;
     `urban_near`: is a block of the 3 x 3 around this one urban? (one gather of the dilated
-    table; the table has 3 blocks of margin and trees look at most 1 block beyond their chunk's,
+    table; the table has TABLE_MARGIN blocks of margin and trees look at most 1 block beyond their chunk's,
     so the clamped border rows never answer); `houses`: the buildings of lots, from the chunk's
     `lots` (`_chunk_lots`)."""
 
