@@ -244,8 +244,12 @@ def facts_record(f: FrameFacts) -> dict:
 
 
 async def build_scene(index: int, site: Site, settings: BuildSettings, world: AnnotatedWorld, renderer: Renderer,
-                      store: LRUCache) -> tuple[dict[str, bytes], int]:
-    """The files of one scene folder, and its candidate question count."""
+                      store: LRUCache, timing: dict[str, float] | None = None) -> tuple[dict[str, bytes], int]:
+    """The files of one scene folder, and its candidate question count. timing: seconds are added
+    to its "chunks" (selecting and generating chunks), "render" (drawing and reading back) and
+    "qa" (heights, facts, questions, encoding files) entries."""
+    timing = {} if timing is None else timing
+    clock = time.perf_counter
     intr = settings.intrinsics
     rng = np.random.default_rng([settings.seed, index, 1])
     stops = trajectory(rng, (site.x, site.y), settings.views, settings.ranges)
@@ -257,8 +261,13 @@ async def build_scene(index: int, site: Site, settings: BuildSettings, world: An
     under = queries.add(xs, ys)
     pending = []
     for k, pose in enumerate(cams):  # render every frame, gathering the heights they need
+        t0 = clock()
         chunks = await view.chunks_for(pose, intr)
+        t1 = clock()
         frame = await asyncio.wrap_future(renderer.submit(chunks, pose, intr, OUTPUTS))
+        t2 = clock()
+        timing["chunks"] = timing.get("chunks", 0.0) + t1 - t0
+        timing["render"] = timing.get("render", 0.0) + t2 - t1
         blobs, names, ids = frame_files(f"f{k:02d}", frame)
         files.update(blobs)
         keys = [c.key for c in chunks if c.key is not None]
@@ -267,6 +276,7 @@ async def build_scene(index: int, site: Site, settings: BuildSettings, world: An
         uv, points = sample_points(frame.depth_planar, frame.classes, pose, intr)
         pending.append((frame, names, ids, keys, buildings, trees, queries.add(corners[:, 0], corners[:, 1]), uv,
                         points, queries.add(*slope_queries(points[:, 0], points[:, 1]))))
+    t0 = clock()
     z = queries.answer(world)
     frames_doc, qa_doc = [], []
     for k, (stop, pose, (frame, names, ids, keys, buildings, trees, at_corners, uv, points, at_slopes)) in \
@@ -288,6 +298,7 @@ async def build_scene(index: int, site: Site, settings: BuildSettings, world: An
            "intrinsics": {"width": i.width, "height": i.height, "fov_deg": i.fov_deg, "K": _r(i.matrix(), 9)},
            "frames": frames_doc, "qa": qa_doc}
     files["scene.json"] = (json.dumps(doc, indent=1) + "\n").encode()
+    timing["qa"] = timing.get("qa", 0.0) + clock() - t0
     return files, len(qa_doc)
 
 
@@ -319,8 +330,9 @@ def scene_dir(out: Path, index: int) -> Path:
 
 
 def build(settings: BuildSettings, out: Path | str, log=sys.stderr, stop_after: int | None = None) -> dict:
-    """Build (or resume) the dataset in `out`; returns the summary `assemble` writes to dataset.json.
-    stop_after: build at most this many new scenes, then return None without assembling (tests)."""
+    """Build (or resume) the dataset in `out`; returns the dataset card (writer.card) plus "timing":
+    scenes and frames built by this call, seconds in all and per stage. stop_after: build at most
+    this many new scenes, then return {} without assembling if scenes are left."""
     from .writer import assemble
 
     out = Path(out)
@@ -337,12 +349,15 @@ def build(settings: BuildSettings, out: Path | str, log=sys.stderr, stop_after: 
         todo = todo[:stop_after]
     renderer = Renderer() if todo else None
     store: LRUCache = LRUCache(maxsize=STORE_BYTES, getsizeof=lambda rc: rc.nbytes)
+    timing = {"sites": time.perf_counter() - t0, "chunks": 0.0, "render": 0.0, "qa": 0.0, "write": 0.0}
 
     async def run() -> None:
         for n, i in enumerate(todo):
             t = time.perf_counter()
-            files, count = await build_scene(i, sites[i], settings, world, renderer, store)
+            files, count = await build_scene(i, sites[i], settings, world, renderer, store, timing)
+            t1 = time.perf_counter()
             write_dir_atomic(scene_dir(out, i), files)
+            timing["write"] += time.perf_counter() - t1
             print(f"dataset: scene {i} ({sites[i].cover}, {sites[i].relief}): {settings.views} frames, {count} "
                   f"candidate questions in {time.perf_counter() - t:.1f} s ({n + 1}/{len(todo)} this run)", file=log)
 
@@ -353,6 +368,9 @@ def build(settings: BuildSettings, out: Path | str, log=sys.stderr, stop_after: 
             renderer.close()
     if stop_after is not None and any(not scene_dir(out, i).exists() for i in range(len(sites))):
         return {}
+    t1 = time.perf_counter()
     summary = assemble(out, settings, len(sites))
-    summary["build_seconds"] = round(time.perf_counter() - t0, 2)
+    timing["assemble"] = time.perf_counter() - t1
+    summary["timing"] = {"scenes_built": len(todo), "frames_built": len(todo) * settings.views,
+                         "seconds": round(time.perf_counter() - t0, 3), **{k: round(v, 3) for k, v in timing.items()}}
     return summary

@@ -101,3 +101,17 @@ def test_ray_benchmark_prints_pool_and_ray_rates():
     rows = re.findall(r"^(\d) worker\(s\): pool ([0-9.]+) chunks/s .* ray ([0-9.]+) chunks/s", out, re.M)
     assert [r[0] for r in rows] == ["1", "2"] and all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows), out
     assert re.search(r"^target: ray overhead <= 10 % at equal worker count: worst [+-][0-9]+ % -> (met|NOT met)$", out, re.M)
+
+
+@pytest.mark.slow
+def test_dataset_benchmark_prints_qa_rate_and_frame_rate():
+    out = run_bench("bench_dataset.py")
+    qa = re.search(r"^QA pairs: (\d+) \(spatial (\d+), morphology (\d+), counting (\d+), geometry (\d+), caption (\d+)\)",
+                   out, re.M)
+    assert qa and int(qa.group(1)) > 0 and all(int(g) > 0 for g in qa.groups()[1:]), out
+    assert float(re.search(r"^QA pairs per minute: ([0-9.]+)$", out, re.M).group(1)) > 0
+    assert float(re.search(r"^frames per second: ([0-9.]+) overall", out, re.M).group(1)) > 0
+    assert re.search(r"^60 scenes \(extrapolated\): [0-9.]+ min, \d+ QA pairs$", out, re.M), out
+    assert re.search(r"^target 60 scenes, >= 7690 QA pairs in <= 30 min: (met|NOT met)$", out, re.M)
+    truth, base = re.search(r"^eval on test: ground truth ([0-9.]+) %, majority baseline ([0-9.]+) %$", out, re.M).groups()
+    assert float(truth) == 100.0 and float(base) < 60.0
