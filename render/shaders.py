@@ -150,7 +150,9 @@ void main() {
         ivec2 texel = clamp(ivec2(floor(v_uv * vec2(size))), ivec2(0), size - 1);
         cls = texelFetch(u_classes, texel, 0).r;
     }
-    bool water = u_kind == 1 || (u_kind == 5 && cls == u_water_class);
+    // water shades alike whichever primitive draws it: the water mesh, or the terrain's and the
+    // ground grids' triangles that reach into the water along a shore (texels classed water)
+    bool water = u_kind == 1 || ((u_kind == 0 || u_kind == 5) && cls == u_water_class);
     vec3 albedo = u_colour.a > 0.5 ? u_colour.rgb : pow(texture(u_albedo, v_uv).rgb, vec3(2.2));
     if (u_kind == 4) {  // each tree its own shade, from its id
         albedo *= 0.8 + 0.4 * float((v_instance >> 7u) % 97u) / 96.0;
@@ -168,8 +170,9 @@ void main() {
     vec3 ambient = mix(vec3(0.10, 0.09, 0.08), u_zenith * 0.55, n.z * 0.5 + 0.5);
     vec3 lit = albedo * (vec3(1.0, 0.96, 0.88) * 1.05 * sun + ambient);
     if (water) {
-        float f = 0.02 + 0.98 * pow(1.0 - max(dot(-view, n), 0.0), 5.0);
-        vec3 r = reflect(view, n);
+        vec3 up = vec3(0.0, 0.0, 1.0);  // the water surface is level, whatever the triangle's slope
+        float f = 0.02 + 0.98 * pow(1.0 - max(dot(-view, up), 0.0), 5.0);
+        vec3 r = reflect(view, up);
         lit = mix(lit, sky_colour(r), f) + vec3(1.0) * pow(max(dot(r, u_sun), 0.0), 200.0) * 0.6;
     }
     float haze = 1.0 - exp(-dist / u_visibility);
