@@ -21,8 +21,8 @@ import numpy as np
 
 from ..core.settlements import ROOFS, TYPES
 from ..core.vegetation import KINDS as TREE_KINDS
-from .facts import (COVER_GROUPS, SLOPE, SLOPE_LIMITS, TERRAIN, TERRAIN_LIMITS, FrameFacts, angle_name, classify,
-                    near_limit)
+from .facts import (COVER_GROUPS, SLOPE, SLOPE_LIMITS, TERRAIN, TERRAIN_LIMITS, FrameFacts, GroundSample, angle_name,
+                    classify, near_limit)
 from .objects import BUILDING_NAMES, TREE_NAMES
 from .visibility import Sighting
 
@@ -54,16 +54,13 @@ class QA:
     abs_tol: float = 0.0
     rel_tol: float = 0.0
     objects: tuple[int, ...] = field(default=())
+    points: tuple[tuple[float, float], ...] = field(default=())
 
     def to_dict(self) -> dict:
         return {"family": self.family, "kind": self.kind, "question": self.question, "answer": self.answer,
                 "answer_type": self.answer_type, "choices": list(self.choices), "value": self.value,
-                "unit": self.unit, "abs_tol": self.abs_tol, "rel_tol": self.rel_tol, "objects": list(self.objects)}
-
-    @staticmethod
-    def from_dict(d: dict) -> "QA":
-        return QA(d["family"], d["kind"], d["question"], d["answer"], d["answer_type"], tuple(d["choices"]),
-                  d["value"], d["unit"], d["abs_tol"], d["rel_tol"], tuple(d["objects"]))
+                "unit": self.unit, "abs_tol": self.abs_tol, "rel_tol": self.rel_tol, "objects": list(self.objects),
+                "points": [list(p) for p in self.points]}
 
 
 def box_text(s: Sighting, width: int, height: int) -> str:
@@ -76,6 +73,16 @@ def box_text(s: Sighting, width: int, height: int) -> str:
 def ref(s: Sighting, f: FrameFacts) -> str:
     """'the building in box [...]' / 'the tree in box [...]' (never its type: that may be the question)."""
     return f"the {s.object.kind} in box {box_text(s, f.intr.width, f.intr.height)}"
+
+
+def point_text(p: GroundSample, f: FrameFacts) -> str:
+    """'point (u, v)' in thousandths of the image width and height."""
+    return f"point ({round(1000 * p.u / f.intr.width)}, {round(1000 * p.v / f.intr.height)})"
+
+
+def point_distance(p: GroundSample, f: FrameFacts) -> float:
+    """Metres from the camera to a ground sample."""
+    return float(np.linalg.norm(np.array([p.x, p.y, p.z]) - np.asarray(f.pose.position)))
 
 
 def fmt(value: float, decimals: int) -> float:
@@ -159,6 +166,32 @@ def spatial(f: FrameFacts, rng: np.random.Generator) -> list[QA]:
                            "Nearest to the viewer: {o}? Give the letter."])
             out.append(QA("spatial", "spatial.nearest", q.format(o=options), answer, "choice", letters(k),
                           objects=tuple(s.object.id for s in chosen)))
+    return out + ground_points(f, rng)
+
+
+def ground_points(f: FrameFacts, rng: np.random.Generator) -> list[QA]:
+    """Two ground points: which is nearer to the camera, and (another pair) which lies higher."""
+    pts = list(f.samples)
+    if len(pts) < 2:
+        return []
+    out = []
+    i, j = (int(v) for v in rng.choice(len(pts), 2, replace=False))
+    a, b = pts[i], pts[j]
+    da, db = point_distance(a, f), point_distance(b, f)
+    if max(da, db) >= NEAREST_MARGIN * min(da, db):
+        q = pick(rng, ["Which ground point is nearer to the camera: (A) {a} or (B) {b}? Answer A or B.",
+                       "Is (A) {a} or (B) {b} closer to the camera? Reply A or B.",
+                       "Of (A) {a} and (B) {b}, which is nearer to the viewer? Give the letter."])
+        out.append(QA("spatial", "spatial.point_nearer", q.format(a=point_text(a, f), b=point_text(b, f)),
+                      "A" if da < db else "B", "choice", letters(2), points=((a.u, a.v), (b.u, b.v))))
+    i, j = (int(v) for v in rng.choice(len(pts), 2, replace=False))
+    a, b = pts[i], pts[j]
+    if abs(a.z - b.z) >= HIGHER_MARGIN_M:
+        q = pick(rng, ["Which ground point lies higher above sea level: (A) {a} or (B) {b}? Answer A or B.",
+                       "Is the ground higher at (A) {a} or at (B) {b}? Reply A or B.",
+                       "Which of (A) {a} and (B) {b} is at the greater elevation? Give the letter."])
+        out.append(QA("spatial", "spatial.point_higher", q.format(a=point_text(a, f), b=point_text(b, f)),
+                      "A" if a.z > b.z else "B", "choice", letters(2), points=((a.u, a.v), (b.u, b.v))))
     return out
 
 
@@ -201,6 +234,13 @@ def morphology(f: FrameFacts, rng: np.random.Generator) -> list[QA]:
                            "What share of the picture is covered by {g} (percent)?"])
             out.append(QA("morphology", "morphology.cover_share", q.format(g=g), f"{int(v)} %", "number", (), v, "%",
                           5.0, 0.0))
+    absent = [g for g in groups if g not in f.cover]
+    for pool, answer in ((present, "yes"), (absent, "no")):
+        if pool:
+            g = str(pick(rng, pool))
+            q = pick(rng, ["Does this image show any {g}? Answer yes or no.", "Is there {g} in this view? Yes or no?",
+                           "Can you see {g} in this picture? Answer yes or no."])
+            out.append(QA("morphology", "morphology.cover_present", q.format(g=g), answer, "choice", ("yes", "no")))
     buildings = [s for s in f.visible if s.object.kind == "building"]
     for s in [buildings[i] for i in (rng.choice(len(buildings), min(2, len(buildings)), replace=False)
                                       if buildings else [])]:
@@ -289,6 +329,14 @@ def geometry(f: FrameFacts, rng: np.random.Generator) -> list[QA]:
                    "At what height above the ground was this picture taken (metres)?",
                    "Estimate the camera's height above the ground in metres."])
     out.append(QA("geometry", "geometry.camera_height", q, text, "number", (), v, "m", 2.0, 0.1))
+    pts = list(f.samples)
+    for p in [pts[int(i)] for i in (rng.choice(len(pts), min(2, len(pts)), replace=False) if pts else [])]:
+        v, text = number(point_distance(p, f), "m")
+        q = pick(rng, ["How far is the ground at {p} from the camera, in metres?",
+                       "What is the distance in metres from the camera to the ground at {p}?",
+                       "Estimate the distance from the camera to the ground seen at {p} (metres)."])
+        out.append(QA("geometry", "geometry.point_distance", q.format(p=point_text(p, f)), text, "number", (), v,
+                      "m", 2.0, 0.1, points=((p.u, p.v),)))
     vis = list(f.visible)
     buildings = [s for s in vis if s.object.kind == "building"]
     trees = [s for s in vis if s.object.kind == "tree"]

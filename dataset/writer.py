@@ -52,7 +52,7 @@ def split_of_scenes(n: int, seed: int) -> list[str]:
 def chat_record(item: dict) -> dict:
     """One QA item (a scene.json qa entry) as a chat JSONL record."""
     meta = {k: item[k] for k in ("family", "kind", "answer_type", "choices", "value", "unit", "abs_tol", "rel_tol",
-                                 "scene", "frame", "objects")}
+                                 "scene", "frame", "objects", "points")}
     return {"id": item["id"],
             "messages": [{"role": "user", "content": [{"type": "image", "image": item["image"]},
                                                       {"type": "text", "text": item["question"]}]},

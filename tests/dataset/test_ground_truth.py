@@ -57,6 +57,17 @@ def project(scene: dict, frame: dict, points) -> tuple[np.ndarray, np.ndarray]:
     return (cam @ k.T)[:, :2] / cam[:, 2:3], cam[:, 2]
 
 
+def ground_point(root, scene: dict, frame: dict, uv) -> np.ndarray:
+    """The world point a pixel centre (u, v) shows, from the frame's depth TIFF (metres along the axis)."""
+    import tifffile
+
+    depth = tifffile.imread(root / "scenes" / f"scene_{scene['index']:04d}" / frame["files"]["depth"])
+    u, v = uv
+    d = float(depth[int(v), int(u)])
+    c2w = np.array(frame["camera"]["camera_to_world"])
+    return c2w[:3, :3] @ (np.linalg.inv(np.array(scene["intrinsics"]["K"])) @ np.array([u, v, 1.0]) * d) + c2w[:3, 3]
+
+
 def test_every_count_is_the_number_of_visible_instances_in_the_instance_image(dataset):
     items = [it for it in read_items(dataset) if it["meta"]["family"] == "counting"]
     assert len(items) >= 10
@@ -148,6 +159,8 @@ def test_every_geometry_answer_matches_the_annotations_within_its_tolerance(data
         kind = meta["kind"]
         if kind == "geometry.camera_height":
             truth = cam[2] - float(world.height_at(np.array([cam[0]]), np.array([cam[1]]))[0][0])
+        elif kind == "geometry.point_distance":
+            truth = float(np.linalg.norm(ground_point(dataset, scene, frame, meta["points"][0]) - cam))
         else:
             a = ann[meta["objects"][0]]
             if hasattr(a, "footprint"):
@@ -167,7 +180,7 @@ def test_every_geometry_answer_matches_the_annotations_within_its_tolerance(data
         assert abs(got - truth) <= 0.51  # the answer is the truth rounded, well inside the tolerance
         kinds.add(kind)
     assert {"geometry.camera_height", "geometry.building_height", "geometry.footprint_area",
-            "geometry.camera_distance"} <= kinds
+            "geometry.camera_distance", "geometry.point_distance"} <= kinds
 
 
 def test_spatial_answers_agree_with_the_projected_positions(dataset):
@@ -175,6 +188,14 @@ def test_spatial_answers_agree_with_the_projected_positions(dataset):
     kinds = set()
     for it in items:
         scene, frame = frame_of(dataset, it)
+        kind = it["meta"]["kind"]
+        if kind in ("spatial.point_nearer", "spatial.point_higher"):
+            cam = np.array(frame["camera"]["position_enu"])
+            a, b = (ground_point(dataset, scene, frame, p) for p in it["meta"]["points"])
+            first = np.linalg.norm(a - cam) < np.linalg.norm(b - cam) if kind.endswith("nearer") else a[2] > b[2]
+            assert answer(it) == ("A" if first else "B"), question(it)
+            kinds.add(kind)
+            continue
         objs = {o["id"]: o["annotation"] for o in frame["objects"]}
         ids = it["meta"]["objects"]
         centres = np.array([objs[i]["centre"] for i in ids])
@@ -197,4 +218,5 @@ def test_spatial_answers_agree_with_the_projected_positions(dataset):
             truth = float(np.hypot(*(centres[0, :2] - centres[1, :2])))
             assert abs(float(ans.split()[0]) - truth) <= 0.51
         kinds.add(kind)
-    assert {"spatial.left_right", "spatial.higher", "spatial.distance"} <= kinds
+    assert {"spatial.left_right", "spatial.higher", "spatial.distance", "spatial.point_nearer",
+            "spatial.point_higher"} <= kinds
