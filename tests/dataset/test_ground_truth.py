@@ -135,16 +135,19 @@ def test_visibility_flags_follow_the_documented_share_of_the_instance_pixels(dat
 
 @pytest.fixture(scope="module")
 def annotations(dataset):
-    """{id: Building | Tree} from the chunks every frame drew, generated again here."""
+    """{id: Building | Tree} for the objects geometry questions name, from the finest-level chunks
+    under their centres, generated again here."""
     world = World(SPEC, cache_chunks=64)
+    keys = set()
+    for it in read_items(dataset):
+        if it["meta"]["family"] == "geometry" and it["meta"]["objects"]:
+            _, frame = frame_of(dataset, it)
+            a = next(o["annotation"] for o in frame["objects"] if o["id"] == it["meta"]["objects"][0])
+            keys.add(ChunkKey.at(SPEC, a["centre"][0], a["centre"][1], SPEC.levels - 1))
     out = {}
-    for index in (0, 1):
-        for frame in load_scene(dataset, index)["frames"]:
-            for path in frame["chunks"]:
-                c = world.chunk(ChunkKey.parse(path))
-                for a in (*c.buildings, *c.trees):
-                    if c.key.level == SPEC.levels - 1 or a.id not in out:
-                        out[a.id] = a
+    for key in sorted(keys, key=lambda k: (k.x, k.y)):
+        c = world.chunk(key)
+        out.update({a.id: a for a in (*c.buildings, *c.trees)})
     return world, out
 
 
