@@ -131,14 +131,15 @@ class Resident:
 async def follow(server_url: str, make_client, origin, vehicle: str = "", cameras: tuple[str, ...] = ("front_center",),
                  hz: float = 10.0, out: Path | str | None = None, duration: float | None = None,
                  viewport=(1920, 1080), max_sse: float = 16.0, token: str | None = None, log=lambda msg: None) -> dict:
-    """Stream around the vehicle until `duration` seconds pass (None: until cancelled); returns a summary."""
+    """Stream around the vehicle until `duration` seconds pass, or with `duration` None until
+    cancelled (Ctrl-C under asyncio.run): then too it writes resident.json and returns the summary."""
     out = Path(out) if out is not None else None
     resident = Resident(out)
     poller = CameraPoller(make_client, vehicle, list(cameras), origin, hz, viewport, max_sse)
     poller.start()
     views_sent, last_enu = 0, None
     deadline = None if duration is None else time.monotonic() + duration
-    try:
+    try:  # stopped by `duration`, by the server, or by cancellation (Ctrl-C): the summary either way
         async with StreamClient(server_url, client="worldstream.airsim.follow", token=token) as stream:
             async def receive():
                 async for kind, event in stream.events():
@@ -171,9 +172,13 @@ async def follow(server_url: str, make_client, origin, vehicle: str = "", camera
                         break
             finally:
                 receiver.cancel()
+    except asyncio.CancelledError:
+        if duration is not None:  # a bounded run cancelled from outside: the caller wants no summary
+            raise
+        log("stopped")
     finally:
         poller.stop.set()
-        poller.join(timeout=5)
+        await asyncio.to_thread(poller.join, 5)
     resident.write()
     cover = resident.covering(float(last_enu[0]), float(last_enu[1])) if last_enu is not None else None
     return {"views_sent": views_sent, "polls": poller.polls, "chunks_received": resident.received,

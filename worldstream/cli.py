@@ -450,13 +450,11 @@ def cmd_airsim_follow(args) -> int:
     log = lambda msg: print(f"worldstream airsim follow: {msg}", file=sys.stderr)  # noqa: E731
     make_client = lambda: airsim.MultirotorClient(ip=args.host, port=args.port, timeout_value=60)  # noqa: E731
     width, height = (int(v) for v in args.viewport.lower().split("x"))
-    try:
-        summary = asyncio.run(follow(args.server, make_client, spec.origin, vehicle=args.vehicle,
-                                     cameras=tuple(c for c in args.cameras.split(",") if c), hz=args.hz, out=args.out,
-                                     duration=args.duration, viewport=(width, height), max_sse=args.max_sse,
-                                     token=args.token, log=log))
-    except KeyboardInterrupt:
-        return 0
+    # without --duration it streams until Ctrl-C, then prints the summary as a timed run does
+    summary = asyncio.run(follow(args.server, make_client, spec.origin, vehicle=args.vehicle,
+                                 cameras=tuple(c for c in args.cameras.split(",") if c), hz=args.hz, out=args.out,
+                                 duration=args.duration, viewport=(width, height), max_sse=args.max_sse,
+                                 token=args.token, log=log))
     print(json.dumps(summary))
     return 0
 
@@ -770,6 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--level", type=int, help="force a level (default: chosen from --size and --pixels)")
     v.add_argument("--out", required=True, help="PNG file to write")
     v.set_defaults(func=cmd_preview)
+
     ds = sub.add_parser("dataset", help="UAV views with 3D ground truth and spatial-reasoning QA (the data engine)")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
     db = dsub.add_parser("build", help="render scenes along random camera trajectories and write QA in five families",
@@ -817,15 +816,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from worldstream.core.errors import WorldstreamError
-
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:  # Ctrl-C at any point, also while the heavy modules import, ends without a traceback
+        return _run(args)
+    except KeyboardInterrupt:
+        hint = "; finished chunks are kept, rerun to continue" if args.command == "generate" else ""
+        name = " ".join(filter(None, (args.command, getattr(args, "airsim_command", None))))
+        print(f"worldstream {name}: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    from worldstream.core.errors import WorldstreamError
+
     try:
         return args.func(args)
     except (WorldstreamError, OSError, json.JSONDecodeError) as exc:
         print(f"worldstream {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"worldstream {args.command}: interrupted; finished chunks are kept, rerun to continue", file=sys.stderr)
-        return 130
