@@ -1,10 +1,11 @@
 """Benchmark: a scripted flight streamed from `worldstream serve` (a separate process, loopback).
 
-Usage: python bench/bench_flight.py [--speeds 30,150] [--duration 60] [--workers 2] [--quick]
+Usage: python bench/bench_flight.py [--speeds 30,150] [--duration 60] [--workers 2] [--max-sse 16] [--quick]
 For each speed, a fresh server (cold caches; the quick form flies every speed on one server: later
 speeds start on what earlier flights generated, and its generated / cancelled counts add up); the
 drone flies straight, 120 m above the generated ground (climbing before ridges), camera 90 deg
-horizontal FOV, 1920x1080, max SSE 16, pitched 20 deg down, view updates at 30 Hz. Before the
+horizontal FOV, 1920x1080, max SSE 16 (the quick form: 32, half the chunks of the finest level to
+generate before the first view resolves), pitched 20 deg down, view updates at 30 Hz. Before the
 flight the client waits until its first view is resolved (printed as the start-up time). Prints
 per speed:
 - resident fraction: view updates at which every chunk the view requires is resident at its level
@@ -97,15 +98,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of flight per speed")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--quick", action="store_true", help="8 s per speed, one server for all, for CI")
+    ap.add_argument("--max-sse", type=float, help="the views' max screen-space error, px (default 16; 32 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="8 s per speed, one server for all, max SSE 32, for CI")
     args = ap.parse_args(argv)
     duration = 8.0 if args.quick else args.duration
+    max_sse = args.max_sse or (32.0 if args.quick else 16.0)
     from worldstream.core import World, WorldSpec
 
     spec = WorldSpec(seed=args.seed)
     world = World(spec, cache_chunks=4)
     print(f"seed {args.seed}, {duration:g} s per flight, {args.workers} generation workers, views at {VIEW_HZ:g} Hz, "
-          f"120 m AGL, 90 deg FOV, 1920x1080, max SSE 16")
+          f"120 m AGL, 90 deg FOV, 1920x1080, max SSE {max_sse:g}")
     print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'urgent p50 ms':>13} {'p95 ms':>8} "
           f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7}")
     results = {}
@@ -116,7 +119,7 @@ def main(argv=None) -> dict:
             altitude = altitude_profile(world, flight, duration + 2.0)
             proc, url = shared or start_server(args.seed, args.workers)
             try:
-                r = asyncio.run(fly(url, spec, flight, altitude, duration))
+                r = asyncio.run(fly(url, spec, flight, altitude, duration, max_sse))
                 r["rss_mb"] = rss_mb(proc.pid)
             finally:
                 if shared is None:

@@ -1,6 +1,6 @@
 """Benchmark: the headless simulator's real-time factor while flying a mission with a camera capturing.
 
-Usage: python bench/bench_sim.py [--length 900] [--speed 12] [--quick]
+Usage: python bench/bench_sim.py [--length 900] [--speed 12] [--quick] [--cache DIR]
 `worldstream sim` runs in its own process; `worldstream.airsim_adapter.fly` flies a mission over the
 generated relief with the official airsim client (takeoff, climb, moveOnPathAsync, land) while one
 256x144, 90 deg camera (front_center pitched 30 deg down) captures Scene + DepthPlanar +
@@ -14,7 +14,9 @@ Segmentation at 5 Hz of sim time into a dataset, in two modes:
   passed: prints the capture rate achieved (target 5 Hz) and sim seconds per wall second.
 
 The quick form (CI) flies a 120 m path, and its realtime flight reuses what the lockstep one
-generated: the simulator's chunks from a shared disk cache and the client's World.
+generated: the simulator's chunks from a shared disk cache and the client's World. `--cache DIR`
+gives both flights that chunk store (a `generate` output or a `serve`/`sim --cache` folder of the
+same world; the test suite passes the one its simulator tests filled), instead of a fresh one.
 
 Also prints the client's ms per capture and where they go: rpc (state, the three images and the
 collision info through the official client: the simulator's drawing is in there), truth (ground
@@ -97,13 +99,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--quick", action="store_true",
                     help="a 120 m path, the realtime flight on the lockstep flight's chunks, for CI")
+    ap.add_argument("--cache", help="the simulators' chunk disk cache (a chunk store of the same world; "
+                    "default: none, or a fresh one for both flights with --quick)")
     args = ap.parse_args(argv)
     from worldstream.core import World, WorldSpec
 
     length = 120.0 if args.quick else args.length
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "chunks" if args.quick else None  # quick: the realtime flight reuses the lockstep one's
+        # quick: the realtime flight reuses the lockstep one's chunks
+        cache = Path(args.cache) if args.cache else Path(tmp) / "chunks" if args.quick else None
         world = World(WorldSpec(seed=args.seed), cache_chunks=64) if args.quick else None  # chunks, both sides
         for mode in ("lockstep", "realtime"):
             s = fly(mode, args.seed, length, args.speed, Path(tmp), cache, world)

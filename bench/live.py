@@ -35,8 +35,18 @@ def start_server(seed: int, workers: int, memory_mb: int = 256, cache: Path | No
 
 def start_worldstream(args: list[str], port: int, timeout_s: float = 60.0) -> subprocess.Popen:
     """`worldstream ARGS` in its own process; returns once it accepts connections on the loopback port."""
-    proc = subprocess.Popen([sys.executable, "-m", "worldstream", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+    return wait_accepting(spawn_worldstream(args), args, port, timeout_s)
+
+
+def spawn_worldstream(args: list[str]) -> subprocess.Popen:
+    """`worldstream ARGS` in its own process, not waited for (see wait_accepting)."""
+    return subprocess.Popen([sys.executable, "-m", "worldstream", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
+
+
+def wait_accepting(proc: subprocess.Popen, args: list[str], port: int, timeout_s: float = 60.0) -> subprocess.Popen:
+    """`proc` (spawn_worldstream(ARGS)) once it accepts connections on the loopback port; killed if it
+    does not within timeout_s, and an error if it exits first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
