@@ -11,13 +11,8 @@ from worldstream.airsim_adapter.mission import MissionError, load_mission, parse
 from worldstream.core import World, WorldSpec
 from worldstream.core import frames
 
-SPEC = WorldSpec(seed=7)
+SPEC = WorldSpec(seed=7)  # the session's world (tests/conftest.py `world`), whose chunks the simulator tests reuse
 ORIGIN = SPEC.origin
-
-
-@pytest.fixture(scope="module")
-def world():
-    return World(SPEC, cache_chunks=64)
 
 
 def surface_fn(world):

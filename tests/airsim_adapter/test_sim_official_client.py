@@ -255,14 +255,16 @@ def finest_holding(chunks: list[dict], x: float, y: float) -> dict | None:
     return None
 
 
-def test_follow_streams_chunks_around_the_flying_drone(sim, world, tmp_path):
+def test_follow_streams_chunks_around_the_flying_drone(sim, sim_cache, world, tmp_path):
     """`worldstream airsim follow` (its own process) between the simulator and a real `worldstream
     serve`: while the official client flies the drone 300 m north, the chunks stream around it and
     the finest level ends up resident under it (waited for, however long the machine takes), on
-    disk as complete GLBs."""
+    disk as complete GLBs. The server shares the simulator's disk cache (the chunks both need are
+    generated once)."""
     port, settings = sim
     home = home_enu(settings)
-    server_port, server = start_worldstream(["serve", "--seed", str(SPEC.seed), "--workers", "2"])
+    server_port, server = start_worldstream(["serve", "--seed", str(SPEC.seed), "--workers", "2",
+                                             "--cache", str(sim_cache)])
     follower = None
     try:
         settings_path = tmp_path / "settings.json"
