@@ -49,7 +49,7 @@ def ray_task_pids() -> list[int]:
 
 def test_ray_export_matches_a_local_run_even_when_a_worker_dies_and_resumes_without_redoing(tmp_path):
     local, distributed = tmp_path / "local", tmp_path / "ray"
-    generate(local)
+    reference = generate(local, wait=False)  # the local run, beside the cluster's start-up and the Ray run
     proc = generate(distributed, "--ray", "--workers", "2", "--ray-batch", "2", wait=False)
     killed = None
     deadline = time.monotonic() + 300
@@ -62,6 +62,8 @@ def test_ray_export_matches_a_local_run_even_when_a_worker_dies_and_resumes_with
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert killed is not None, "no Ray task was seen running"
+    _, local_err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, local_err
     expected = tree(local)
     assert len(expected) > 60 and tree(distributed) == expected  # byte-identical, every file
     again = generate(distributed, "--ray", "--workers", "2")
@@ -70,13 +72,16 @@ def test_ray_export_matches_a_local_run_even_when_a_worker_dies_and_resumes_with
 
 
 def test_a_bad_ray_address_or_an_unwritable_store_is_a_clear_error(tmp_path):
-    t = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "worldstream", "generate", *REGION, "--out", str(tmp_path / "x"),
-                        "--ray", "127.0.0.1:9"], capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "no Ray cluster at 127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
-    assert time.monotonic() - t < 60
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    r = subprocess.run([sys.executable, "-m", "worldstream", "generate", *REGION, "--out", str(blocked / "store"),
-                        "--ray"], capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "Traceback" not in r.stderr and "cannot create the output folder" in r.stderr
+    t = time.monotonic()
+    # the two independent runs start together
+    bad_address, unwritable = (
+        subprocess.Popen([sys.executable, "-m", "worldstream", "generate", *REGION, "--out", out, *ray],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for out, ray in ((str(tmp_path / "x"), ["--ray", "127.0.0.1:9"]), (str(blocked / "store"), ["--ray"])))
+    _, err = bad_address.communicate(timeout=120)
+    assert bad_address.returncode != 0 and "no Ray cluster at 127.0.0.1:9" in err and "Traceback" not in err, err
+    assert time.monotonic() - t < 60
+    _, err = unwritable.communicate(timeout=120)
+    assert unwritable.returncode != 0 and "Traceback" not in err and "cannot create the output folder" in err, err

@@ -112,12 +112,17 @@ def test_generate_refuses_to_mix_worlds(tmp_path):
 
 
 def test_bad_arguments_get_clear_errors(tmp_path):
-    r = run_cli("generate", "--center", "abc", "--out", str(tmp_path), check=False)
-    assert r.returncode == 2 and "expected two numbers as X,Y" in r.stderr
-    r = run_cli("generate", "--levels", "3:9", "--out", str(tmp_path / "x"), check=False)
-    assert r.returncode == 2 and "past this world's levels" in r.stderr
-    r = run_cli("generate", "--base-resolution", "3", "--out", str(tmp_path / "y"), check=False)
-    assert r.returncode == 2 and "power of two" in r.stderr
+    # three independent processes, started together (each is mostly its imports)
+    procs = [subprocess.Popen([sys.executable, "-m", "worldstream", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for args in (("generate", "--center", "abc", "--out", str(tmp_path)),
+                          ("generate", "--levels", "3:9", "--out", str(tmp_path / "x")),
+                          ("generate", "--base-resolution", "3", "--out", str(tmp_path / "y")))]
+    (_, center), (_, levels), (_, resolution) = (p.communicate(timeout=300) for p in procs)
+    codes = [p.returncode for p in procs]
+    assert codes[0] == 2 and "expected two numbers as X,Y" in center, center
+    assert codes[1] == 2 and "past this world's levels" in levels, levels
+    assert codes[2] == 2 and "power of two" in resolution, resolution
 
 
 @pytest.mark.parametrize("sub", ["generate", "preview"])
