@@ -5,7 +5,9 @@ Answers fall into buckets per template (kind): the answer itself for choices and
 numbers a bin as wide as twice the tolerance (log-spaced for relative tolerances), so one guess
 covers about one bin. Each bucket is capped at the largest size that keeps it within
 max_share(n) of the kept items, n being the number of buckets: 0.5 for two, 1.5 / n but at
-least 0.2 for more. Which items a capped bucket keeps is decided by a hash of the item's id, so
+least 0.2 for more. A template whose answers all fall in one bucket is dropped: its answer is
+known without looking (in seed 7's scenes, for example, every visible building is a house, so
+"what type of building is this" is never asked). Which items a capped bucket keeps is decided by a hash of the item's id, so
 the choice does not depend on the order items arrive in."""
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def rank(item_id: str) -> str:
 
 def balance(items: list[dict]) -> list[dict]:
     """The items kept (in their given order). items: dicts with id, kind, answer_type, answer,
-    value, abs_tol, rel_tol. Captions (answer_type text) are all kept."""
+    value, abs_tol, rel_tol. Captions (answer_type text) are all kept; kinds with one answer bucket dropped."""
     by_kind: dict[str, dict[str, list[int]]] = {}
     for i, it in enumerate(items):
         if it["answer_type"] == "text":
@@ -60,6 +62,9 @@ def balance(items: list[dict]) -> list[dict]:
         by_kind.setdefault(it["kind"], {}).setdefault(bucket(it), []).append(i)
     drop: set[int] = set()
     for kind, buckets in by_kind.items():
+        if len(buckets) == 1:
+            drop.update(*buckets.values())
+            continue
         cap = cap_for([len(v) for v in buckets.values()])
         for members in buckets.values():
             if len(members) > cap:

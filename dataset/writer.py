@@ -139,13 +139,14 @@ def _font(size: int):
 
 def examples_picture(out: Path, scenes: list[dict], kept: list[dict], count: int = 4, per_frame: int = 4,
                      tile: int = 480) -> bytes:
-    """A JPEG of `count` example frames (from different scenes, the most questions first) with some
-    of their QA below each, the boxes of the objects they name drawn in."""
+    """A JPEG of `count` example frames (from different scenes, those with the most kinds of question
+    first) with some of their QA below each, the boxes of the objects and the ground points they
+    name drawn in."""
     by_frame: dict[tuple[int, int], list[dict]] = {}
     for it in kept:
         by_frame.setdefault((it["scene"], it["frame"]), []).append(it)
     picks, used = [], set()
-    for (sc, fr), items in sorted(by_frame.items(), key=lambda kv: (-len({i["family"] for i in kv[1]}), kv[0])):
+    for (sc, fr), items in sorted(by_frame.items(), key=lambda kv: (-len({i["kind"] for i in kv[1]}), kv[0])):
         if sc not in used:
             picks.append((sc, fr, items))
             used.add(sc)
@@ -174,6 +175,10 @@ def examples_picture(out: Path, scenes: list[dict], kept: list[dict], count: int
                 if oid in boxes:
                     x0, y0, x1, y1 = (v * scale for v in boxes[oid])
                     draw.rectangle([x0, y0, x1, y1], outline=colours[k % 4], width=2)
+            for u, v in it["points"]:
+                u, v = u * scale, v * scale
+                draw.line([u - 6, v, u + 6, v], fill=colours[k % 4], width=2)
+                draw.line([u, v - 6, u, v + 6], fill=colours[k % 4], width=2)
         x, y = (n % cols) * tile, (n // cols) * (tile * 3 // 4 + text_h)
         sheet.paste(img, (x, y))
         d = ImageDraw.Draw(sheet)

@@ -58,3 +58,5 @@ def test_balancing_keeps_no_answer_dominant():
     kept = balance(items)
     assert sum(it["answer"] == "yes" for it in kept) == sum(it["answer"] == "no" for it in kept) == 10
     assert balance(list(reversed(items))) == list(reversed(kept))  # chosen by id, not by order
+    same = [dict(it, kind="one", answer="house") for it in items]
+    assert balance(same + items) == kept  # a template with a single answer says nothing: dropped
