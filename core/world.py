@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from cachetools import LRUCache
 
@@ -12,19 +14,26 @@ from .spec import WorldSpec
 
 
 class World:
-    """A deterministic, unbounded world. Chunks are cached in a small LRU (by count)."""
+    """A deterministic, unbounded world. Chunks are cached in a small LRU (by count). `chunk` may
+    be called from several threads at once (render.WorldView builds chunks in worker threads):
+    the cache is locked, generation is not (two threads asking for one new key both build it,
+    to the same bytes)."""
 
     def __init__(self, spec: WorldSpec, cache_chunks: int = 16):
         self.spec = spec
         self.generator = create(spec)
         self._cache: LRUCache | None = LRUCache(maxsize=cache_chunks) if cache_chunks > 0 else None  # key -> Chunk
+        self._cache_lock = threading.Lock()
 
     def chunk(self, key: ChunkKey) -> Chunk:
-        hit = self._cache.get(key) if self._cache is not None else None  # marks it recently used
+        if self._cache is None:
+            return self.generator.chunk(key)
+        with self._cache_lock:
+            hit = self._cache.get(key)  # marks it recently used
         if hit is not None:
             return hit
         c = self.generator.chunk(key)
-        if self._cache is not None:
+        with self._cache_lock:
             self._cache[key] = c  # the least recently used chunk goes first
         return c
 

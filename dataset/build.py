@@ -22,7 +22,6 @@ import asyncio
 import io
 import json
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -101,24 +100,17 @@ class BuildSettings:
 
 
 class AnnotatedWorld(World):
-    """A World that remembers every generated chunk's annotations (buildings, trees) by key, and
-    keeps a small thread-safe LRU of chunks (views generate chunks in worker threads)."""
+    """A World that remembers every generated chunk's annotations (buildings, trees) by key (views
+    generate chunks in worker threads: World's cache is thread-safe, and a dict's setdefault is
+    atomic)."""
 
     def __init__(self, spec: WorldSpec, cache_chunks: int = 16):
-        super().__init__(spec, cache_chunks=0)
-        self._lock = threading.Lock()
-        self._memo: LRUCache = LRUCache(maxsize=cache_chunks)
+        super().__init__(spec, cache_chunks=cache_chunks)
         self.annotations: dict[ChunkKey, tuple] = {}
 
     def chunk(self, key: ChunkKey):
-        with self._lock:
-            hit = self._memo.get(key)
-        if hit is not None:
-            return hit
         c = super().chunk(key)
-        with self._lock:
-            self._memo[key] = c
-            self.annotations.setdefault(key, (c.buildings, c.trees))
+        self.annotations.setdefault(key, (c.buildings, c.trees))
         return c
 
 

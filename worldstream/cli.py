@@ -832,6 +832,6 @@ def _run(args) -> int:
 
     try:
         return args.func(args)
-    except (WorldstreamError, OSError, json.JSONDecodeError) as exc:
+    except (WorldstreamError, OSError, ValueError) as exc:  # ValueError: bad values in flags or files
         print(f"worldstream {args.command}: error: {exc}", file=sys.stderr)
         return 2
