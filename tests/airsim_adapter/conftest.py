@@ -50,7 +50,11 @@ def _sim_process(request, tmp_path_factory, world, sim_cache):
     proc = spawn_worldstream(args)
     yield port, settings, args, proc
     proc.terminate()
-    proc.wait(20)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:  # a starved machine: don't fail the package's last test for it
+        proc.kill()
+        proc.wait(20)
 
 
 @pytest.fixture(scope="package")
