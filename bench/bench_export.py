@@ -7,11 +7,15 @@ Prints, one thread:
   in-run baseline, and the same for chunks that hold buildings;
 - triangles against the regular grid of the same samples at max error 0.5 m on the hilliest
   chunks (target <= 20%);
-- GLB bytes per chunk and per km^2 at 1 m/px.
+- GLB bytes per chunk and per km^2 at 1 m/px;
+- compressed GLBs (`--compress`: meshopt geometry, WebP base colour) against the default ones per
+  level: kB, % smaller (target 60-67 %), ms to encode one (the GLB writer alone, both ways) and
+  to decode one as a client does (meshopt views, then every image; plain: the images).
 """
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 
@@ -25,7 +29,7 @@ def main(argv=None) -> dict:
     args, n = parse_per_level_args(__doc__.splitlines()[0], argv)
     torch.set_num_threads(1)
     from worldstream.core import ChunkKey, World, WorldSpec
-    from worldstream.exporters.chunk_glb import export_glb
+    from worldstream.exporters.chunk_glb import chunk_glb, export_glb
     from worldstream.exporters.chunk_mesh import chunk_mesh
     from worldstream.exporters.terrain_mesh import terrain_mesh
 
@@ -35,7 +39,9 @@ def main(argv=None) -> dict:
     print(f"seed {args.seed}, {n} chunks per level, one thread")
     print(f"{'level':>5} {'m/px':>5} {'export ms':>10} {'p90':>7} {'max':>7} {'generate ms':>12} "
           f"{'tris':>7} {'geom err m':>10} {'GLB kB':>8} {'bldgs':>6}")
-    results: dict = {"export_ms": {}, "town_ms": [], "glb_l6": []}
+    results: dict = {"export_ms": {}, "town_ms": [], "glb_l6": [], "compressed": {}}
+    codec = _codec()
+    packed = {}  # level -> [(plain bytes, compressed bytes, plain / compressed encode ms, plain / compressed decode ms)]
     all_times = []
     hilly = []
     for level in range(spec.levels):
@@ -54,6 +60,8 @@ def main(argv=None) -> dict:
             err.append(m.geometric_error)
             size.append(len(files["mesh.glb"]))
             nb.append(len(m.buildings))
+            if codec:
+                packed.setdefault(level, []).append(_compressed_figures(c, spec, m, chunk_glb, codec))
             if m.buildings:
                 results["town_ms"].append(times[-1])
             if level == spec.levels - 1:
@@ -102,7 +110,63 @@ def main(argv=None) -> dict:
     l6 = statistics.median(results["glb_l6"])
     km2 = (spec.chunk_extent(spec.levels - 1) / 1000.0) ** 2
     print(f"GLB at 1 m/px (level {spec.levels - 1}): median {l6 / 1000:.1f} kB per chunk, {l6 / km2 / 1e6:.2f} MB per km^2")
+    _print_compressed(packed, codec, results)
     return results
+
+
+def _codec():
+    """exporters.compress.decode_glb, or None (printed as skipped) without the meshopt package."""
+    try:
+        from worldstream.exporters.compress import decode_glb, require_meshopt
+        require_meshopt()
+    except Exception as exc:  # noqa: BLE001 - the reason is printed
+        print(f"compressed GLBs: skipped ({exc})")
+        return None
+    return decode_glb
+
+
+def _compressed_figures(c, spec, m, chunk_glb, decode_glb) -> tuple[int, int, float, float, float, float]:
+    """(plain bytes, compressed bytes, plain / compressed GLB encode ms, plain / compressed decode ms)."""
+    sizes, enc, dec = [], [], []
+    for compress in (False, True):
+        t0 = time.perf_counter()
+        glb = chunk_glb(c, spec, m, compress=compress)
+        t1 = time.perf_counter()
+        _decode(glb, decode_glb)
+        dec.append((time.perf_counter() - t1) * 1000)
+        enc.append((t1 - t0) * 1000)
+        sizes.append(len(glb))
+    return sizes[0], sizes[1], enc[0], enc[1], dec[0], dec[1]
+
+
+def _decode(glb: bytes, decode_glb) -> None:
+    """What a client does before drawing: meshopt views decoded, every image decoded to pixels."""
+    from PIL import Image
+
+    doc, binary = decode_glb(glb)
+    for image in doc.get("images", []):
+        v = doc["bufferViews"][image["bufferView"]]
+        Image.open(io.BytesIO(binary[v.get("byteOffset", 0):v.get("byteOffset", 0) + v["byteLength"]])).load()
+
+
+def _print_compressed(packed: dict, codec, results: dict) -> None:
+    if not codec:
+        return
+    print(f"{'level':>5} {'GLB kB':>8} {'packed kB':>10} {'smaller %':>10} {'enc ms':>7} {'packed enc ms':>14} "
+          f"{'dec ms':>7} {'packed dec ms':>14}")
+    for level, rows in packed.items():
+        plain, small = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        med = [statistics.median(r[i] for r in rows) for i in range(6)]
+        results["compressed"][level] = 100.0 * (1.0 - small / plain)
+        print(f"{level:>5} {med[0] / 1000:>8.1f} {med[1] / 1000:>10.1f} {100.0 * (1.0 - small / plain):>10.1f} "
+              f"{med[2]:>7.1f} {med[3]:>14.1f} {med[4]:>7.1f} {med[5]:>14.1f}")
+    rows = [r for rs in packed.values() for r in rs]
+    plain, small = sum(r[0] for r in rows), sum(r[1] for r in rows)
+    results["compressed_pct"] = 100.0 * (1.0 - small / plain)
+    print(f"compressed GLBs over all {len(rows)} chunks: {plain / 1e6:.2f} MB -> {small / 1e6:.2f} MB, "
+          f"{results['compressed_pct']:.1f}% smaller (target 60-67%); median encode "
+          f"{statistics.median(r[3] for r in rows):.1f} ms (plain {statistics.median(r[2] for r in rows):.1f} ms), "
+          f"decode {statistics.median(r[5] for r in rows):.1f} ms (plain {statistics.median(r[4] for r in rows):.1f} ms) per chunk")
 
 
 if __name__ == "__main__":

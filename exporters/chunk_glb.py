@@ -20,6 +20,11 @@ Annotations (EXT_mesh_features + EXT_structural_metadata):
   radius, kind, setting) from the instance attribute `_FEATURE_ID_0` via EXT_instance_features.
   The extension is used, not required: a client without it draws one small tree per kind. With `MeshOptions(instanced_trees=False)` the trees
   are merged into plain `tree_*` primitives of the chunk mesh instead, feature ids per vertex.
+
+Storage: `PlainWriter` (the default) writes float32 attributes, JPEG base colour and float32
+feature ids, readable by any glTF 2.0 client; `compress=True` swaps in exporters.compress's
+MeshoptWriter (EXT_meshopt_compression, KHR_mesh_quantization, EXT_texture_webp, integer feature
+ids) for the same content. The feature-ID texture and the property tables are stored alike in both.
 """
 
 from __future__ import annotations
@@ -99,16 +104,57 @@ def chunk_metadata(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict:
     }
 
 
-def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None = None) -> bytes:
-    """The GLB; `meta` (chunk_metadata) goes into the node extras, computed here if not given."""
+class PlainWriter:
+    """Uncompressed storage: float32 vertex and instance attributes (feature ids as float32, exact
+    below 2^24), uint16/uint32 indices, JPEG base colour. The write order is the first exporter's,
+    so default GLBs keep their bytes."""
+
+    def primitive(self, b: GltfBuilder, positions: np.ndarray, normals: np.ndarray, uv: np.ndarray | None,
+                  feature: np.ndarray | None, triangles: np.ndarray, feature_last: bool = False
+                  ) -> tuple[dict[str, int], int]:
+        """(attributes, indices accessor) of one primitive; `feature_last` writes the feature ids
+        after the indices (the tree primitives' layout)."""
+        attributes = {"POSITION": b.accessor(positions, ARRAY_BUFFER, min_max=True),
+                      "NORMAL": b.accessor(normals, ARRAY_BUFFER)}
+        if uv is not None:
+            attributes["TEXCOORD_0"] = b.accessor(uv, ARRAY_BUFFER)
+
+        def ids() -> None:
+            if feature is not None:
+                # float32: vertex attributes need 4-byte elements, and floats hold ids < 2^24 exactly
+                attributes["_FEATURE_ID_0"] = b.accessor(feature.astype(np.float32), ARRAY_BUFFER)
+
+        if not feature_last:
+            ids()
+        indices = b.accessor(triangles.astype(np.uint16 if len(positions) < 65536 else np.uint32).reshape(-1),
+                             ELEMENT_ARRAY_BUFFER)
+        if feature_last:
+            ids()
+        return attributes, indices
+
+    def instances(self, b: GltfBuilder, attributes: dict[str, np.ndarray]) -> dict[str, int]:
+        return {name: b.accessor(a.astype(np.float32)) for name, a in attributes.items()}
+
+    def base_colour(self, b: GltfBuilder, rgb: np.ndarray, sampler: int, name: str) -> int:
+        return b.texture(encode_jpeg(rgb), "image/jpeg", sampler, name)
+
+
+def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None = None, compress: bool = False) -> bytes:
+    """The GLB; `meta` (chunk_metadata) goes into the node extras, computed here if not given;
+    `compress`: meshopt geometry and WebP base colour (exporters.compress), else plain storage."""
+    if compress:
+        from .compress import MeshoptWriter
+        w = MeshoptWriter()
+    else:
+        w = PlainWriter()
     b = GltfBuilder(f"{GENERATOR} chunk exporter")
     b.use_extension("EXT_mesh_features")
     b.use_extension("EXT_structural_metadata")
     linear = b.sampler(LINEAR, LINEAR_MIPMAP_LINEAR)
     nearest = b.sampler(NEAREST, NEAREST)
-    textures = {"ortho": b.texture(encode_jpeg(chunk.ortho), "image/jpeg", linear, "ortho")}
+    textures = {"ortho": w.base_colour(b, chunk.ortho, linear, "ortho")}
     if mesh.facade is not None:
-        textures["facade"] = b.texture(encode_jpeg(mesh.facade), "image/jpeg", linear, "facade")
+        textures["facade"] = w.base_colour(b, mesh.facade, linear, "facade")
     classes_tex = b.texture(encode_grey_png(chunk.semantic), "image/png", nearest, "semantic_class")
 
     materials: dict[str, int] = {}
@@ -123,13 +169,11 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
         return materials[name]
 
     def tree_primitive(part, rows=None, features: int = 0) -> dict:
-        attributes = {"POSITION": b.accessor(_to_gltf(part.positions), ARRAY_BUFFER, min_max=True),
-                      "NORMAL": b.accessor(_to_gltf(part.normals), ARRAY_BUFFER)}
+        attributes, indices = w.primitive(b, _to_gltf(part.positions), _to_gltf(part.normals), None, rows,
+                                          part.triangles, feature_last=True)
         p = {"attributes": attributes, "material": tree_material("tree_" + part.material), "mode": 4,
-             "indices": b.accessor(part.triangles.astype(np.uint16 if len(part.positions) < 65536 else np.uint32)
-                                   .reshape(-1), ELEMENT_ARRAY_BUFFER)}
+             "indices": indices}
         if rows is not None:
-            attributes["_FEATURE_ID_0"] = b.accessor(rows.astype(np.float32), ARRAY_BUFFER)
             p["extensions"] = {"EXT_mesh_features": {"featureIds": [
                 {"featureCount": features, "attribute": 0, "propertyTable": tree_table, "label": "tree"}]}}
         return p
@@ -143,26 +187,21 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
                 "pbrMetallicRoughness": {"baseColorTexture": {"index": textures[prim.texture]},
                                          "metallicFactor": metal, "roughnessFactor": rough},
                 "doubleSided": False})
-        attributes = {
-            "POSITION": b.accessor(_to_gltf(prim.positions), ARRAY_BUFFER, min_max=True),
-            "NORMAL": b.accessor(_to_gltf(prim.normals), ARRAY_BUFFER),
-            "TEXCOORD_0": b.accessor(prim.uv, ARRAY_BUFFER),
-        }
+        with_ids = prim.feature is not None and building_table is not None
+        attributes, indices = w.primitive(b, _to_gltf(prim.positions), _to_gltf(prim.normals), prim.uv,
+                                          prim.feature if with_ids else None, prim.triangles)
         feature_ids = []
         if prim.texture == "ortho":
             feature_ids.append({"featureCount": len(CLASSES), "texture": {"index": classes_tex, "texCoord": 0,
                                                                            "channels": [0]},
                                 "propertyTable": land_cover_table, "label": "land_cover"})
-        if prim.feature is not None and building_table is not None:
-            # float32: vertex attributes need 4-byte elements, and floats hold ids < 2^24 exactly
-            attributes["_FEATURE_ID_0"] = b.accessor(prim.feature.astype(np.float32), ARRAY_BUFFER)
+        if with_ids:
             fid = {"featureCount": len(mesh.buildings), "attribute": 0, "propertyTable": building_table,
                    "label": "building"}
             if (prim.feature == NULL_FEATURE).any():
                 fid["nullFeatureId"] = NULL_FEATURE
             feature_ids.append(fid)
-        tri = prim.triangles.astype(np.uint16 if len(prim.positions) < 65536 else np.uint32).reshape(-1)
-        p = {"attributes": attributes, "indices": b.accessor(tri, ELEMENT_ARRAY_BUFFER),
+        p = {"attributes": attributes, "indices": indices,
              "material": materials[prim.kind], "mode": 4}
         if feature_ids:
             p["extensions"] = {"EXT_mesh_features": {"featureIds": feature_ids}}
@@ -187,11 +226,9 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
             foot = _to_gltf(t.translation[:1])[0].astype(np.float64)
             children.append(b.add("nodes", {"name": f"trees {t.kind}", "mesh": tree_mesh_index,
                                             "translation": [float(v) for v in foot], "extensions": {
-                "EXT_mesh_gpu_instancing": {"attributes": {
-                    "TRANSLATION": b.accessor((_to_gltf(t.translation) - foot).astype(np.float32)),
-                    "ROTATION": b.accessor(rotation.astype(np.float32)),
-                    "SCALE": b.accessor(scale),
-                    "_FEATURE_ID_0": b.accessor(t.row.astype(np.float32))}},
+                "EXT_mesh_gpu_instancing": {"attributes": w.instances(b, {
+                    "TRANSLATION": (_to_gltf(t.translation) - foot).astype(np.float32),
+                    "ROTATION": rotation.astype(np.float32), "SCALE": scale, "_FEATURE_ID_0": t.row})},
                 "EXT_instance_features": {"featureIds": [
                     {"featureCount": len(t.row), "attribute": 0, "propertyTable": tree_table, "label": "tree"}]}}}))
 
@@ -278,9 +315,9 @@ def _property_tables(b: GltfBuilder, mesh: ChunkMesh) -> tuple[int, int | None, 
     return 0, building_table, tree_table
 
 
-def export_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict[str, bytes]:
-    """{"mesh.glb": GLB, "tile.json": chunk metadata} for one chunk."""
+def export_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, compress: bool = False) -> dict[str, bytes]:
+    """{"mesh.glb": GLB, "tile.json": chunk metadata} for one chunk (`compress`: see chunk_glb)."""
     meta = chunk_metadata(chunk, spec, mesh)
-    glb = chunk_glb(chunk, spec, mesh, meta)
+    glb = chunk_glb(chunk, spec, mesh, meta, compress)
     meta = dict(meta, glb_bytes=len(glb))
     return {"mesh.glb": glb, "tile.json": (json.dumps(meta, indent=1) + "\n").encode()}

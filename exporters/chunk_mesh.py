@@ -44,6 +44,7 @@ class MeshOptions:
     facade_max_size: int = 1024
     trees_max_resolution: float = 2.0  # coarsest m/px with tree models; coarser levels mesh the crowns as relief
     instanced_trees: bool = True  # EXT_mesh_gpu_instancing; False merges trees into plain meshes (glTFRuntime)
+    compress: bool = False  # GLB storage: meshopt geometry + WebP base colour (exporters.compress); plain by default
 
     def __post_init__(self) -> None:
         if not self.error_per_pixel > 0:

@@ -28,7 +28,7 @@ GLB_FILES = ("mesh.glb", "tile.json")
 
 
 def _glb(chunk: Chunk, spec: WorldSpec, options: MeshOptions) -> dict[str, bytes]:
-    return export_glb(chunk, spec, chunk_mesh(chunk, spec, options))
+    return export_glb(chunk, spec, chunk_mesh(chunk, spec, options), compress=options.compress)
 
 
 def _sidecars(chunk: Chunk, spec: WorldSpec, options: MeshOptions) -> dict[str, bytes]:
@@ -72,7 +72,8 @@ def export_chunk(chunk: Chunk, spec: WorldSpec, formats: tuple[str, ...],
 _WORKER_WORLD = None
 
 
-def export_key(spec_json: str, key_path: str, formats: tuple[str, ...]) -> dict[str, bytes]:
+def export_key(spec_json: str, key_path: str, formats: tuple[str, ...],
+               options: MeshOptions = MeshOptions()) -> dict[str, bytes]:
     """Worker entry point (process pools): the files of one chunk, from picklable arguments; each
     process keeps one World for its spec and generates on one torch thread."""
     global _WORKER_WORLD
@@ -86,4 +87,4 @@ def export_key(spec_json: str, key_path: str, formats: tuple[str, ...]) -> dict[
     spec = WorldSpec.from_json(spec_json)
     if _WORKER_WORLD is None or _WORKER_WORLD.spec != spec:
         _WORKER_WORLD = World(spec, cache_chunks=0)
-    return export_chunk(_WORKER_WORLD.chunk(ChunkKey.parse(key_path)), spec, formats)
+    return export_chunk(_WORKER_WORLD.chunk(ChunkKey.parse(key_path)), spec, formats, options)

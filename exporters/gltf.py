@@ -4,6 +4,10 @@ Pure and in memory: add numpy arrays and encoded images, then `glb()` returns th
 buffer view starts on an 8-byte boundary and both GLB chunks are padded to 8 bytes, as
 EXT_structural_metadata asks (and a multiple of glTF's 4); vertex attributes and indices get their buffer-view targets; POSITION
 accessors carry min and max, as the specification requires.
+
+Compressed buffer views (EXT_meshopt_compression, exporters.compress): `compressed_view` stores the
+encoded bytes in the GLB's buffer and points the view into a second, data-less fallback buffer of
+the decoded size, as that extension asks; plain `view`s are untouched by it.
 """
 
 from __future__ import annotations
@@ -29,20 +33,58 @@ class GltfBuilder:
     def __init__(self, generator: str):
         self.doc: dict = {"asset": {"version": "2.0", "generator": generator}}
         self.bin = bytearray()
+        self.fallback = 0  # bytes of the EXT_meshopt_compression fallback buffer (decoded views)
 
     def _list(self, name: str) -> list:
         return self.doc.setdefault(name, [])
 
-    def view(self, data: bytes, target: int | None = None) -> int:
+    def _append(self, data: bytes) -> int:
+        """Put `data` in the binary buffer at the next 8-byte boundary; returns its offset."""
         while len(self.bin) % 8:
             self.bin.append(0)
-        v = {"buffer": 0, "byteOffset": len(self.bin), "byteLength": len(data)}
+        offset = len(self.bin)
+        self.bin.extend(data)
+        return offset
+
+    def view(self, data: bytes, target: int | None = None) -> int:
+        v = {"buffer": 0, "byteOffset": self._append(data), "byteLength": len(data)}
         if target is not None:
             v["target"] = target
-        self.bin.extend(data)
         views = self._list("bufferViews")
         views.append(v)
         return len(views) - 1
+
+    def compressed_view(self, encoded: bytes, count: int, stride: int, mode: str, filter_: str | None = None,
+                        target: int | None = None, vertex_stride: bool = False) -> int:
+        """A view of `count` rows of `stride` bytes, stored meshopt-encoded (EXT_meshopt_compression,
+        `mode` ATTRIBUTES, TRIANGLES or INDICES, optional `filter_`); `vertex_stride` also sets the
+        view's byteStride (vertex attributes whose elements are padded to 4 bytes)."""
+        ext = {"buffer": 0, "byteOffset": self._append(encoded), "byteLength": len(encoded), "byteStride": stride,
+               "count": count, "mode": mode}
+        if filter_ is not None:
+            ext["filter"] = filter_
+        self.fallback += -self.fallback % 8
+        v = {"buffer": 1, "byteOffset": self.fallback, "byteLength": count * stride}
+        self.fallback += count * stride
+        if vertex_stride:
+            v["byteStride"] = stride
+        if target is not None:
+            v["target"] = target
+        v["extensions"] = {"EXT_meshopt_compression": ext}
+        self.use_extension("EXT_meshopt_compression", required=True)
+        views = self._list("bufferViews")
+        views.append(v)
+        return len(views) - 1
+
+    def raw_accessor(self, view: int, component: int, count: int, type_: str, normalized: bool = False,
+                     min_max: tuple[list, list] | None = None) -> int:
+        """An accessor over an existing view (a compressed one: the data is not here to measure)."""
+        acc = {"bufferView": view, "componentType": component, "count": count, "type": type_}
+        if normalized:
+            acc["normalized"] = True
+        if min_max is not None:
+            acc["min"], acc["max"] = min_max
+        return self.add("accessors", acc)
 
     def accessor(self, array: np.ndarray, target: int | None = None, min_max: bool = False) -> int:
         """(N,) or (N, k) array of a glTF component type -> accessor index."""
@@ -66,11 +108,19 @@ class GltfBuilder:
         samplers.append(s)
         return len(samplers) - 1
 
-    def texture(self, encoded: bytes, mime: str, sampler: int, name: str) -> int:
+    def texture(self, encoded: bytes, mime: str, sampler: int, name: str, extension: str | None = None) -> int:
+        """An embedded image and its texture; with `extension` (e.g. EXT_texture_webp, for a format
+        core glTF lacks) the texture names its source only through that extension, which is
+        then required (no fallback image)."""
         images = self._list("images")
         images.append({"bufferView": self.view(encoded), "mimeType": mime, "name": name})
         textures = self._list("textures")
-        textures.append({"source": len(images) - 1, "sampler": sampler, "name": name})
+        if extension is None:
+            textures.append({"source": len(images) - 1, "sampler": sampler, "name": name})
+        else:
+            self.use_extension(extension, required=True)
+            textures.append({"sampler": sampler, "name": name,
+                             "extensions": {extension: {"source": len(images) - 1}}})
         return len(textures) - 1
 
     def add(self, name: str, item: dict) -> int:
@@ -93,6 +143,9 @@ class GltfBuilder:
         doc = dict(self.doc)
         if self.bin:
             doc["buffers"] = [{"byteLength": len(self.bin)}]
+        if self.fallback:
+            doc["buffers"].append({"byteLength": self.fallback + (-self.fallback % 8),
+                                   "extensions": {"EXT_meshopt_compression": {"fallback": True}}})
         js = json.dumps(doc, separators=(",", ":"), sort_keys=False).encode()
         js += b" " * (-len(js) % 8)
         chunks = struct.pack("<II", len(js), 0x4E4F534A) + js
@@ -129,11 +182,20 @@ def read_glb(data: bytes) -> tuple[dict, bytes]:
 
 
 def accessor_array(doc: dict, binary: bytes, index: int) -> np.ndarray:
-    """Read an accessor (tightly packed, as this builder writes them) back as numpy."""
+    """Read an accessor back as numpy (raw components: normalised integers are not scaled). Views
+    are tightly packed as this builder writes them, or strided (`byteStride`, as decoded
+    EXT_meshopt_compression vertex views are)."""
     acc = doc["accessors"][index]
     view = doc["bufferViews"][acc["bufferView"]]
-    dtype = {v: k for k, v in _COMPONENT.items()}[acc["componentType"]]
+    dtype = {v: k for k, v in _COMPONENT.items()}[acc["componentType"]].newbyteorder("<")
     comps = {v: k for k, v in _TYPE.items()}[acc["type"]]
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
-    a = np.frombuffer(binary, dtype=dtype.newbyteorder("<"), count=acc["count"] * comps, offset=start)
+    size = dtype.itemsize * comps
+    stride = view.get("byteStride", size)
+    if stride == size:
+        a = np.frombuffer(binary, dtype=dtype, count=acc["count"] * comps, offset=start)
+    else:
+        rows = np.frombuffer(binary[start:start + acc["count"] * stride].ljust(acc["count"] * stride, b"\0"),
+                             np.uint8).reshape(acc["count"], stride)
+        a = np.ascontiguousarray(rows[:, :size]).view(dtype).reshape(-1)
     return a.reshape(acc["count"], comps) if comps > 1 else a

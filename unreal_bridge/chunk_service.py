@@ -36,6 +36,8 @@ from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..core.workers import worker_pool
 from ..exporters.atomic import remove_stale_temporaries, write_file_atomic
+from ..exporters.chunk_mesh import MeshOptions
+from ..exporters.compress import claim_store
 from ..exporters.store import read_hashes, verify, write_chunk
 from ..exporters.formats import FORMATS, expected_files, export_key
 
@@ -72,8 +74,9 @@ class _Job:
 
 class ChunkService:
     def __init__(self, spec: WorldSpec, cache_dir: Path | str | None = None, memory_bytes: int = 256 << 20,
-                 workers: int = 2, executor: Executor | None = None):
+                 workers: int = 2, executor: Executor | None = None, options: MeshOptions = MeshOptions()):
         self.spec = spec
+        self.options = options  # export options (MeshOptions.compress: compressed GLBs)
         self.spec_json = spec.to_json()
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.memory_bytes = memory_bytes
@@ -91,6 +94,7 @@ class ChunkService:
             if world.exists() and WorldSpec.from_json(world.read_text()) != spec:
                 raise ValueError(f"cache {self.cache_dir} belongs to another world; use another cache folder")
             write_file_atomic(world, self.spec_json.encode())
+            claim_store(self.cache_dir, options.compress)  # plain and compressed GLBs never mix in one cache
             remove_stale_temporaries(self.cache_dir / "chunks")
 
     def close(self) -> None:
@@ -242,7 +246,7 @@ class ChunkService:
         loop = asyncio.get_running_loop()
         self._running += 1
         job.formats = formats
-        cf = job.exec_future = self._executor.submit(export_key, self.spec_json, key.path(), formats)
+        cf = job.exec_future = self._executor.submit(export_key, self.spec_json, key.path(), formats, self.options)
         cf.add_done_callback(lambda _: _call_soon(loop, self._finish, key, job, cf))
 
     def _forget(self, job: _Job) -> None:

@@ -378,12 +378,13 @@ def _error(status: HTTPStatus, message: str, extra: tuple[tuple[str, str], ...] 
 
 async def run_server(spec: WorldSpec, host: str = "127.0.0.1", port: int = 8765, cache_dir=None, workers: int = 2,
                      memory_mb: int = 256, token: str | None = None, ready: asyncio.Future | None = None,
-                     http_generation_limit: int | None = None) -> None:
+                     http_generation_limit: int | None = None, options: MeshOptions = MeshOptions()) -> None:
     """Serve until cancelled; `ready` gets the bound port. `http_generation_limit`: HTTP chunk
-    requests that may generate at once (default 4 per worker, at least 8); more get 503."""
-    service = ChunkService(spec, cache_dir=cache_dir, memory_bytes=memory_mb << 20, workers=workers)
+    requests that may generate at once (default 4 per worker, at least 8); more get 503.
+    `options`: the chunks' export options (`compress`: compressed GLBs)."""
+    service = ChunkService(spec, cache_dir=cache_dir, memory_bytes=memory_mb << 20, workers=workers, options=options)
     limit = http_generation_limit if http_generation_limit is not None else max(8, 4 * workers)
-    server = StreamServer(spec, service, token=token, http_generation_limit=limit)
+    server = StreamServer(spec, service, token=token, options=options, http_generation_limit=limit)
     watch = LoopWatch()
     watch.start()
     try:

@@ -82,11 +82,12 @@ def _add_airsim_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=41451, help="AirSim RPC port")
 
 
-def _export_chunk(spec_json: str, key_path: str, formats: tuple[str, ...], missing: tuple[str, ...] | None = None
-                  ) -> tuple[str, dict[str, bytes]]:
+def _export_chunk(spec_json: str, key_path: str, formats: tuple[str, ...], missing: tuple[str, ...] | None = None,
+                  options=None) -> tuple[str, dict[str, bytes]]:
+    from worldstream.exporters.chunk_mesh import MeshOptions
     from worldstream.exporters.formats import export_key
 
-    files = export_key(spec_json, key_path, formats)
+    files = export_key(spec_json, key_path, formats, options or MeshOptions())
     if missing is not None:
         files = {k: v for k, v in files.items() if k in missing}
     return key_path, files
@@ -140,6 +141,7 @@ def cmd_generate(args) -> int:
         if existing != spec:
             raise WorldstreamError(f"{out} already holds a different world ({world_json}); use another --out")
     write_file_atomic(world_json, spec.to_json().encode())
+    options = _glb_storage(args, out, formats)
     stale = remove_stale_temporaries(out / "chunks")
     keys = _keys_for(spec, args.center, args.radius, args.levels, "tiles" in formats)
     wanted = expected_files(formats)
@@ -157,7 +159,7 @@ def cmd_generate(args) -> int:
           file=sys.stderr)
     spec_json = spec.to_json()
     bar = tqdm(total=len(todo), unit="chunk", disable=args.quiet)
-    jobs = [(spec_json, k.path(), formats, m) for k, m in todo]
+    jobs = [(spec_json, k.path(), formats, m, options) for k, m in todo]
     if args.ray is not None and todo:
         from worldstream.exporters.ray_export import export_on_ray
 
@@ -187,6 +189,21 @@ def cmd_generate(args) -> int:
         write_file_atomic(out / "tileset.json", (json.dumps(explicit_tileset(spec, metas), indent=1) + "\n").encode())
         print(f"wrote {out / 'tileset.json'} over {len(metas)} chunks", file=sys.stderr)
     return 0
+
+
+def _glb_storage(args, out: Path, formats: tuple[str, ...]):
+    """MeshOptions for `generate --compress`, the folder's GLB storage checked (compress.claim_store)."""
+    from worldstream.core.errors import WorldstreamError
+    from worldstream.exporters.chunk_mesh import MeshOptions
+    from worldstream.exporters.compress import claim_store, require_meshopt
+
+    if args.compress:
+        require_meshopt()
+        if args.ray is not None:
+            raise WorldstreamError("--compress does not run on Ray yet: export without --ray (--workers N)")
+    if "glb" in formats or "tiles" in formats:
+        claim_store(out, args.compress)
+    return MeshOptions(compress=args.compress)
 
 
 def cmd_plan(args) -> int:
@@ -375,13 +392,18 @@ def _size(text: str) -> tuple[int, int]:
 
 def cmd_serve(args) -> int:
     from worldstream.core.workers import run_until_terminated
+    from worldstream.exporters.chunk_mesh import MeshOptions
+    from worldstream.exporters.compress import require_meshopt
     from worldstream.unreal_bridge.server import run_server
 
     spec = _spec_from_args(args)
     print(f"worldstream serve: world seed {spec.seed} on http://{args.host}:{args.port}/tileset.json and "
           f"ws://{args.host}:{args.port}/", file=sys.stderr)
+    options = MeshOptions(compress=args.compress)
+    if args.compress:
+        require_meshopt()
     run_until_terminated(run_server(spec, host=args.host, port=args.port, cache_dir=args.cache, workers=args.workers,
-                                    memory_mb=args.memory_mb, token=args.token))
+                                    memory_mb=args.memory_mb, token=args.token, options=options))
     return 0
 
 
@@ -606,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "'worldstream[ray]'); --out must be a folder every node mounts at the same path")
     g.add_argument("--ray-batch", type=int, default=8, help="chunks per Ray task")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--compress", action="store_true",
+                   help="compressed GLBs: meshopt geometry (EXT_meshopt_compression, KHR_mesh_quantization) and WebP "
+                        "base colour (EXT_texture_webp); readers need a meshopt decoder (docs/compression.md; pip "
+                        "install 'worldstream[compress]')")
     g.set_defaults(func=cmd_generate)
 
     pl = sub.add_parser("plan", help="estimate what an export will cost: chunks, bytes and CPU hours per level",
@@ -630,6 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=int, default=2, help="generator processes")
     sv.add_argument("--memory-mb", type=int, default=256, help="in-memory chunk cache budget")
     sv.add_argument("--token", help="require this token (hello.token, or ?token= / Authorization: Bearer on HTTP)")
+    sv.add_argument("--compress", action="store_true", help="serve compressed GLBs, as generate --compress")
     sv.set_defaults(func=cmd_serve)
 
     sm = sub.add_parser("sim", help="headless AirSim-compatible simulator (msgpack-rpc; the official airsim client works)",

@@ -3,6 +3,7 @@
 // overlay of levels, queue and latency. window.viewerStatus exposes the same figures to scripts/tests.
 import * as THREE from 'three';
 import { GLTFLoader } from './vendor/three/examples/jsm/loaders/GLTFLoader.js';
+import { MeshoptDecoder } from './vendor/three/examples/jsm/libs/meshopt_decoder.module.js';
 
 const params = new URLSearchParams(location.search);
 const num = (name, fallback) => (params.has(name) && isFinite(+params.get(name)) ? +params.get(name) : fallback);
@@ -83,7 +84,7 @@ function parseFrame(buffer) {
   return f;
 }
 
-const loader = new GLTFLoader();
+const loader = new GLTFLoader().setMeshoptDecoder(MeshoptDecoder);  // serve --compress: meshopt geometry
 const chunks = new Map();  // "level/x/y" -> {frame, object}
 
 function dispose(object) {
