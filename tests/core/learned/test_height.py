@@ -290,3 +290,33 @@ def test_bad_height_folders_and_settings_are_refused(trained, data, tmp_path):
         type(net)(**{**net.__dict__, "unet": build_net(tiny_config(latent_channels=3))[0].unet})
     with pytest.raises(ModelFolderError, match="--pretrained .* expected a local diffusers folder"):
         train_height(data, tmp_path / "x", tiny_config(pretrained=str(empty)))
+
+
+def test_cli_trains_a_height_model_and_generate_puts_learned_heights_into_sidecars_and_meshes(data, tmp_path, capsys):
+    from worldstream.cli import main
+
+    models = tmp_path / "models"
+    assert main(["train", "height", "--data", str(data), "--out", str(models / "height"), "--steps", "2",
+                 "--batch-size", "2", "--window", "16", "--channels", "8,16", "--vae-channels", "4,4",
+                 "--norm-groups", "4", "--checkpoint-every", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    out = tmp_path / "gen"
+    assert main(["generate", "--backend", "learned", "--models", str(models), "--sampling-steps", "1", "--seed", "7",
+                 "--chunk-size", "16", "--num-levels", "4", "--levels", "3", "--radius", "10", "--params",
+                 '{"height_first_level": 3}', "--format", "sidecars,glb", "--workers", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    params = json.loads((out / "world.json").read_text())["generator_params"]
+    assert params["stages"] == ["height"] and params["models_sha256"] == models_digest(models)
+    tifs = sorted(out.rglob("height.tif"))
+    assert tifs and all((t.parent / "mesh.glb").is_file() for t in tifs)
+    key = ChunkKey(3, *(int(p) for p in tifs[0].parent.parts[-2:]))
+    truth = tmp_path / "truth.tif"
+    tifffile.imwrite(truth, World(WorldSpec(seed=7, chunk_size=16, levels=4)).chunk(key).dsm)
+    learned = World(WorldSpec.from_json((out / "world.json").read_text())).chunk(key)
+    assert np.array_equal(tifffile.imread(tifs[0]), learned.dsm)
+    capsys.readouterr()
+    assert main(["metrics", "heights", str(tifs[0]), str(truth)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["samples"] == 17 * 17 and 0 < scores["rmse_m"] < 50 and scores["mae_m"] <= scores["rmse_m"]
+    assert main(["metrics", "seams", str(tifs[0]), "--period", "8"]) == 0
+    assert json.loads(capsys.readouterr().out)["seam_gradient"] > 0
