@@ -35,7 +35,7 @@ from ...keys import ChunkKey
 from ...spec import WorldSpec
 from .. import register
 from ..procedural import ProceduralGenerator
-from .cascade import Cascade, WindowModel
+from .cascade import Cascade, RootSource, WindowModel
 from .sampling import DDIMWindowModel
 from .storage import CASCADE_CLASS, HEIGHT_PART, ModelFolderError, load_cascade, model_stages, models_digest, read_index
 from .tiling import Tiling
@@ -114,6 +114,29 @@ class ProceduralRaster:
 def ProceduralOrtho(procedural: ProceduralGenerator, cache_chunks: int = 16) -> ProceduralRaster:
     """The ortho cascade's root: the procedural world's ortho as a raster."""
     return ProceduralRaster.of(procedural, ortho_layer, cache_chunks)
+
+
+def raster_heights_at(region: RootSource, res: float, x, y, level: int, tile: int = 64
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(DEM, DSM) float64 at world points (x, y: array-like metres, one shape), bilinear between the
+    samples of a height raster (`region`: 2 channels; sample north index k is raster row -k). Points
+    are gathered by `tile` x `tile` sample tiles, one region each."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    u, v = x.reshape(-1) / res, y.reshape(-1) / res
+    c0, r0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+    fu, fv = u - c0, v - r0
+    out = np.empty((2, u.size), dtype=np.float64)
+    tiles = np.stack([c0 // tile, r0 // tile], axis=1)
+    for ti, tj in np.unique(tiles, axis=0):
+        sel = np.flatnonzero((tiles[:, 0] == ti) & (tiles[:, 1] == tj))
+        grid = region(level, -(tj * tile + tile), ti * tile, tile + 1, tile + 1).astype(np.float64)
+        rows, cols = tj * tile + tile - r0[sel], c0[sel] - ti * tile  # of samples (r0, c0); north is row - 1
+        a, b = grid[:, rows, cols], grid[:, rows, cols + 1]
+        c, d = grid[:, rows - 1, cols], grid[:, rows - 1, cols + 1]
+        wu, wv = fu[sel], fv[sel]
+        out[:, sel] = (a * (1 - wu) + b * wu) * (1 - wv) + (c * (1 - wu) + d * wu) * wv
+    return out[0].reshape(x.shape), out[1].reshape(x.shape)
 
 
 def _int_param(params: dict, name: str, default: int, lo: int) -> int:
@@ -240,7 +263,11 @@ class LearnedGenerator:
         return dataclasses.replace(base, **learned) if learned else base
 
     def heights_at(self, x, y, level: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.procedural.heights_at(x, y, level)
+        """Ground (DEM) and surface (DSM) at world points, bilinear between the level's samples as
+        the chunk mesh interpolates them: the learned heights' where they are learned."""
+        if self.heights is None or level < self.height_first_level:
+            return self.procedural.heights_at(x, y, level)
+        return raster_heights_at(self.heights.region, self.spec.resolution(level), x, y, level)
 
     def trees_at(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         return self.procedural.trees_at(x, y)

@@ -242,6 +242,12 @@ def test_a_models_folder_with_a_height_part_makes_learned_heights(trained, tmp_p
     assert np.array_equal(a.dsm[:, -1], right.dsm[:, 0])  # neighbours share their border samples
     again = World(spec).generator.heights.region(5, *chunk_raster_origin(key, 32), 33, 33)  # a fresh world, as a region
     assert np.array_equal(again[1], a.dsm) and np.array_equal(again[0], a.dem)
+    # point queries (the simulator's ground) follow the learned heights, bilinear like the mesh
+    west, _, _, north = a.bounds
+    i, j = np.array([0, 5, 32, 17]), np.array([0, 31, 32, 3])
+    dem, dsm = world.height_at(west + j * 2.0 + [0, 0, 0, 1.0], north - i * 2.0, 5)
+    assert np.allclose(dem[:3], a.dem[i[:3], j[:3]]) and np.allclose(dsm[:3], a.dsm[i[:3], j[:3]])
+    assert np.isclose(dsm[3], (a.dsm[17, 3] + a.dsm[17, 4]) / 2)
 
 
 def test_bad_height_folders_and_settings_are_refused(trained, data, tmp_path):
