@@ -72,6 +72,24 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampling-steps", type=int, help="with --backend learned: DDIM steps per window (default 20)")
 
 
+def _add_training_args(p: argparse.ArgumentParser, data_help: str, out_help: str) -> None:
+    """The options every `worldstream train` command shares."""
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps in all (a resumed run stops here too)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    p.add_argument("--mpp", type=float, default=1.0, help="metres per pixel of data that carry no resolution")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _print_progress(row: dict) -> None:
+    """A training run's logged step, on stderr."""
+    print(f"step {row['step']:>7}  loss {row['loss']:.5f}  {row['seconds']:.1f} s", file=sys.stderr, flush=True)
+
+
 def _add_bind_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     p.add_argument("--port", type=int, default=port)
@@ -475,10 +493,7 @@ def cmd_train_cascade(args) -> int:
                          learning_rate=args.lr, p2_gamma=args.p2_gamma, octaves=args.octaves,
                          default_mpp=args.mpp, checkpoint_every=args.checkpoint_every, seed=args.seed)
 
-    def progress(row: dict) -> None:
-        print(f"step {row['step']:>7}  loss {row['loss']:.5f}  {row['seconds']:.1f} s", file=sys.stderr, flush=True)
-
-    summary = train_cascade(args.data, args.out, config, resume=args.resume, progress=progress)
+    summary = train_cascade(args.data, args.out, config, resume=args.resume, progress=_print_progress)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -499,10 +514,7 @@ def cmd_train_height(args) -> int:
                                steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                default_mpp=args.mpp, checkpoint_every=args.checkpoint_every, seed=args.seed)
 
-    def progress(row: dict) -> None:
-        print(f"step {row['step']:>7}  loss {row['loss']:.5f}  {row['seconds']:.1f} s", file=sys.stderr, flush=True)
-
-    summary = train_height(args.data, args.out, config, resume=args.resume, progress=progress)
+    summary = train_height(args.data, args.out, config, resume=args.resume, progress=_print_progress)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -752,12 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "are made on the fly by high-order degradation at random target resolutions. "
                                       "Writes a diffusers-format models folder (for --backend learned --models OUT), "
                                       "a model card, OUT/training/log.jsonl, loss.png and checkpoints.")
-    tc.add_argument("--data", required=True, help="folder of training images")
-    tc.add_argument("--out", required=True, help="models folder to write")
-    tc.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    tc.add_argument("--steps", type=int, default=2000, help="optimizer steps in all (a resumed run stops here too)")
-    tc.add_argument("--batch-size", type=int, default=16)
-    tc.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    _add_training_args(tc, "folder of training images", "models folder to write")
     tc.add_argument("--window", type=int, default=64, help="window side in pixels the model generates")
     tc.add_argument("--scale-factor", type=int, default=2, choices=(2, 4),
                     help="resolution ratio per cascade step: 2 = one quadtree level, 4 = as in MetaEarth")
@@ -767,9 +774,6 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--norm-groups", type=int, default=8, help="group-norm groups (must divide every channel count)")
     tc.add_argument("--p2-gamma", type=float, default=0.0, help="P2 loss weighting exponent (0: off, 1: P2's default)")
     tc.add_argument("--octaves", type=int, default=2, help="coarser target resolutions made by halving images")
-    tc.add_argument("--mpp", type=float, default=1.0, help="metres per pixel of images that carry no resolution")
-    tc.add_argument("--checkpoint-every", type=int, default=500)
-    tc.add_argument("--seed", type=int, default=0)
     tc.set_defaults(func=cmd_train_cascade)
 
     th = trsub.add_parser("height", help="train the height model p(heights | ortho) on (ortho, DEM/DSM) pairs",
@@ -780,12 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "diffusers-format height model folder (put it at MODELS/height for --backend "
                                       "learned --models MODELS), a model card, OUT/training/log.jsonl, loss.png and "
                                       "checkpoints.")
-    th.add_argument("--data", required=True, help="folder of (ortho, heights) pairs")
-    th.add_argument("--out", required=True, help="height model folder to write (e.g. MODELS/height)")
-    th.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    th.add_argument("--steps", type=int, default=2000, help="optimizer steps in all (a resumed run stops here too)")
-    th.add_argument("--batch-size", type=int, default=16)
-    th.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    _add_training_args(th, "folder of (ortho, heights) pairs", "height model folder to write (e.g. MODELS/height)")
     th.add_argument("--window", type=int, default=64, help="window side in pixels")
     th.add_argument("--channels", default="64,128", help="UNet block channels, comma-separated")
     th.add_argument("--vae-channels", default="32,32,32", help="a fresh VAE's block channels (2^(blocks-1) x smaller)")
@@ -794,9 +793,6 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--relief-gain", type=float, default=0.1,
                     help="the window scale's growth with the coarser window's relief (max - min)")
     th.add_argument("--pretrained", help="local diffusers folder whose vae/, text_encoder/, tokenizer/ to use, frozen")
-    th.add_argument("--mpp", type=float, default=1.0, help="metres per pixel of pairs that carry no resolution")
-    th.add_argument("--checkpoint-every", type=int, default=500)
-    th.add_argument("--seed", type=int, default=0)
     th.set_defaults(func=cmd_train_height)
 
     me = sub.add_parser("metrics", help="measure outputs")

@@ -24,7 +24,7 @@ from .height_storage import save_height
 from .sampling import training_scheduler
 from .storage import ModelFolderError
 from .training import RUN_LENGTH_FIELDS, config_dict
-from .training_loop import TrainingError, TrainingRun, checkpoints
+from .training_loop import TrainingError, TrainingRun, refuse_unless_resuming
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,7 @@ def train_height(data: str | Path, out: str | Path, config: HeightTrainConfig = 
     """Train (or resume training) a height model on the pairs under `data`; returns a summary dict."""
     out = Path(out)
     device = default_device()
-    if checkpoints(out) and not resume:  # refuse before the data is read
-        raise TrainingError(f"{out} already holds training checkpoints; pass --resume to continue them, "
-                            "or use another --out")
+    refuse_unless_resuming(out, resume)
     pairs = load_height_pairs(data, config.default_mpp, config.window)
     sampler = HeightPairSampler(pairs, config.window, seed=config.seed)
     net, trained_vae = build_net(config)

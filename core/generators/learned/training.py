@@ -23,7 +23,7 @@ from .model import ResolutionGuidedDenoiser
 from .sampling import training_scheduler
 from .storage import save_cascade
 from .training_data import PairSampler, load_images
-from .training_loop import TrainingError, TrainingRun, checkpoints
+from .training_loop import TrainingError, TrainingRun, refuse_unless_resuming
 
 __all__ = ["TrainConfig", "TrainingError", "config_dict", "p2_weights", "train_cascade"]
 
@@ -91,9 +91,7 @@ def train_cascade(data: str | Path, out: str | Path, config: TrainConfig = Train
     """Train (or resume training) a denoiser on the images under `data`; returns a summary dict."""
     out = Path(out)
     device = default_device()
-    if checkpoints(out) and not resume:  # refuse before the data is read
-        raise TrainingError(f"{out} already holds training checkpoints; pass --resume to continue them, "
-                            "or use another --out")
+    refuse_unless_resuming(out, resume)
     images = load_images(data, config.default_mpp, config.sample_size)
     sampler = PairSampler(images, config.sample_size, config.scale_factor, config.octaves, config.degradation,
                           seed=config.seed)

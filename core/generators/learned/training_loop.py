@@ -40,6 +40,14 @@ def read_log(path: Path, upto: int) -> list[dict]:
     return [r for r in rows if r["step"] <= upto]
 
 
+def refuse_unless_resuming(out: Path, resume: bool) -> None:
+    """Raise TrainingError when OUT holds checkpoints and this run is not a resume (a trainer
+    calls it before it reads its data, so the refusal is immediate)."""
+    if checkpoints(out) and not resume:
+        raise TrainingError(f"{out} already holds training checkpoints; pass --resume to continue them, "
+                            "or use another --out")
+
+
 class TrainingRun:
     """One training run's state on disk and in memory.
 
@@ -56,10 +64,8 @@ class TrainingRun:
         self.out, self.parts, self.optimizer = Path(out), parts, optimizer
         self.generator, self.rng, self.config, self.keep = generator, rng, config, keep_checkpoints
         self.start = 0
+        refuse_unless_resuming(self.out, resume)
         existing = checkpoints(self.out)
-        if existing and not resume:
-            raise TrainingError(f"{self.out} already holds training checkpoints; pass --resume to continue them, "
-                                "or use another --out")
         if existing:
             self._load(existing[-1])
         self.log_path = self.out / "training" / "log.jsonl"
