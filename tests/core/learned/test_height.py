@@ -326,3 +326,20 @@ def test_cli_trains_a_height_model_and_generate_puts_learned_heights_into_sideca
     assert scores["samples"] == 17 * 17 and 0 < scores["rmse_m"] < 50 and scores["mae_m"] <= scores["rmse_m"]
     assert main(["metrics", "seams", str(tifs[0]), "--period", "8"]) == 0
     assert json.loads(capsys.readouterr().out)["seam_gradient"] > 0
+
+
+def test_pretrained_vae_and_text_encoder_from_a_local_diffusers_folder_stay_frozen(data, tmp_path):
+    from .tiny import write_tiny_upscaler
+
+    sd = write_tiny_upscaler(tmp_path / "sd")  # holds vae/ (4x), text_encoder/ and tokenizer/, as an SD folder does
+    out = tmp_path / "height"
+    summary = train_height(data, out, tiny_config(pretrained=str(sd), steps=2, checkpoint_every=2))
+    assert summary["steps"] == 2
+    net, card = load_height(out)
+    assert net.factor == 4 and net.latent_channels == 32 and card["vae"].startswith("pretrained, frozen")
+    from diffusers import AutoencoderKL
+
+    source = AutoencoderKL.from_pretrained(sd / "vae", local_files_only=True, low_cpu_mem_usage=False)
+    for (name, p), (_, q) in zip(source.state_dict().items(), net.vae.state_dict().items()):
+        assert torch.equal(p, q), name
+    assert [p.name for p in (out / "training" / "checkpoints" / "step-0000002").iterdir() if p.is_dir()] == ["unet"]
