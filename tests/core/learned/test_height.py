@@ -248,6 +248,20 @@ def test_a_models_folder_with_a_height_part_makes_learned_heights(trained, tmp_p
     dem, dsm = world.height_at(west + j * 2.0 + [0, 0, 0, 1.0], north - i * 2.0, 5)
     assert np.allclose(dem[:3], a.dem[i[:3], j[:3]]) and np.allclose(dsm[:3], a.dsm[i[:3], j[:3]])
     assert np.isclose(dsm[3], (a.dsm[17, 3] + a.dsm[17, 4]) / 2)
+    # beside an ortho cascade: both stages learned, the heights guided by the learned ortho
+    from worldstream.core.generators.learned.sampling import training_scheduler
+    from worldstream.core.generators.learned.storage import save_cascade
+
+    from .tiny import tiny_denoiser
+
+    both = save_cascade(tmp_path / "both", tiny_denoiser(), training_scheduler(), {})
+    (both / "height").symlink_to(out, target_is_directory=True)
+    assert model_stages(both) == ("ortho", "height") and models_digest(both) != models_digest(models)
+    params = {**params, "models": str(both), "stages": ["ortho", "height"], "first_level": 5,
+              "models_sha256": models_digest(both)}
+    learned = World(WorldSpec(seed=7, chunk_size=32, levels=7, generator="learned", generator_params=params))
+    c = learned.chunk(key)
+    assert not np.array_equal(c.ortho, p.ortho) and not np.array_equal(c.dsm, a.dsm) and (c.dsm >= c.dem).all()
 
 
 def test_bad_height_folders_and_settings_are_refused(trained, data, tmp_path):
