@@ -128,3 +128,23 @@ def test_dataset_benchmark_prints_qa_rate_and_frame_rate():
     assert re.search(r"^target 60 scenes, >= 7690 QA pairs in <= 30 min: (met|NOT met)$", out, re.M)
     truth, base = re.search(r"^eval on test: ground truth ([0-9.]+) %, majority baseline ([0-9.]+) %$", out, re.M).groups()
     assert float(truth) == 100.0 and float(base) < 60.0
+
+
+def test_lifting_benchmark_prints_height_rmse_seams_and_times():
+    out = run_bench("bench_lifting.py")
+    trained = re.search(r"^model: [\d,]+ parameters, window \d+ px; 40 steps in ([0-9.]+) s \(training time\); loss "
+                        r"([0-9.]+) -> ([0-9.]+); range scheme clips ([0-9.]+)% of training samples$", out, re.M)
+    assert trained, out
+    assert float(trained.group(1)) > 0 and float(trained.group(3)) < float(trained.group(2))
+    assert 0 <= float(trained.group(4)) < 5
+    num = r"(-?[0-9.]+|inf|nan)"
+    rows = {m.group(1).strip(): [float(v) for v in m.groups()[1:]] for m in re.finditer(
+        rf"^(shared \(ours\)|independent)\s+{num}\s+{num}\s+{num}\s+{num}\s+{num}\s+(\d+)\s+{num}\s+{num}$", out, re.M)}
+    assert sorted(rows) == ["independent", "shared (ours)"], out
+    for name, (rmse_dem, rmse_dsm, seam, interior, ratio, windows, per_window, per_chunk) in rows.items():
+        assert 0 <= rmse_dem < 50 and 0 <= rmse_dsm < 50, (name, out)  # metres: the scheme bounds each window
+        assert seam > 0 and interior > 0 and abs(ratio - seam / interior) < 2e-3, (name, out)
+        assert windows > 0 and per_window > 0 and per_chunk > 0, (name, out)
+    base = re.search(rf"^coarser level alone\s+{num}\s+{num}\s+{num}\s+{num}\s+{num}$", out, re.M)
+    assert base and all(float(v) >= 0 for v in base.groups()), out
+    # the quick model trains for seconds: its figures are printed, judged from the print, not asserted

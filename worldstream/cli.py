@@ -43,8 +43,9 @@ def _spec_from_args(args):
         if not args.models:
             raise GeneratorError("--backend learned needs --models DIR (a folder written by `worldstream train cascade`, "
                                  "or a diffusers StableDiffusionUpscalePipeline folder)")
-        from worldstream.core.generators.learned.storage import models_digest
+        from worldstream.core.generators.learned.storage import model_stages, models_digest
         params["models"] = str(Path(args.models).resolve())
+        params["stages"] = list(model_stages(params["models"]))
         params["models_sha256"] = models_digest(params["models"])
         if args.sampling_steps is not None:
             params["steps"] = args.sampling_steps
@@ -69,6 +70,24 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
                                     "a worldstream cascade or a StableDiffusionUpscalePipeline folder; upscaler "
                                     "options (prompt, noise_level, guidance_scale, window) go in --params")
     p.add_argument("--sampling-steps", type=int, help="with --backend learned: DDIM steps per window (default 20)")
+
+
+def _add_training_args(p: argparse.ArgumentParser, data_help: str, out_help: str) -> None:
+    """The options every `worldstream train` command shares."""
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps in all (a resumed run stops here too)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    p.add_argument("--mpp", type=float, default=1.0, help="metres per pixel of data that carry no resolution")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _print_progress(row: dict) -> None:
+    """A training run's logged step, on stderr."""
+    print(f"step {row['step']:>7}  loss {row['loss']:.5f}  {row['seconds']:.1f} s", file=sys.stderr, flush=True)
 
 
 def _add_bind_args(p: argparse.ArgumentParser, port: int) -> None:
@@ -494,11 +513,61 @@ def cmd_train_cascade(args) -> int:
                          learning_rate=args.lr, p2_gamma=args.p2_gamma, octaves=args.octaves,
                          default_mpp=args.mpp, checkpoint_every=args.checkpoint_every, seed=args.seed)
 
-    def progress(row: dict) -> None:
-        print(f"step {row['step']:>7}  loss {row['loss']:.5f}  {row['seconds']:.1f} s", file=sys.stderr, flush=True)
-
-    summary = train_cascade(args.data, args.out, config, resume=args.resume, progress=progress)
+    summary = train_cascade(args.data, args.out, config, resume=args.resume, progress=_print_progress)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_train_height(args) -> int:
+    from worldstream.core.generators.learned.height_training import HeightTrainConfig, train_height
+    from worldstream.core.generators.learned.training import TrainingError
+
+    def ints(text: str, flag: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(c) for c in text.split(","))
+        except ValueError:
+            raise TrainingError(f"{flag} expects comma-separated integers, e.g. 32,64; got {text!r}") from None
+
+    config = HeightTrainConfig(window=args.window, vae_channels=ints(args.vae_channels, "--vae-channels"),
+                               unet_channels=ints(args.channels, "--channels"), norm_num_groups=args.norm_groups,
+                               min_scale=args.min_scale, relief_gain=args.relief_gain, pretrained=args.pretrained,
+                               steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+                               default_mpp=args.mpp, checkpoint_every=args.checkpoint_every, seed=args.seed)
+
+    summary = train_height(args.data, args.out, config, resume=args.resume, progress=_print_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _read_raster(path: str):
+    """(H, W) float32 heights from a GeoTIFF (.tif/.tiff), or (H, W, 3) float32 in [0, 1] from an image."""
+    import numpy as np
+
+    from worldstream.core.errors import WorldstreamError
+
+    try:
+        if Path(path).suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+            return np.asarray(tifffile.imread(path), dtype=np.float32)
+        from PIL import Image
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise WorldstreamError(f"cannot read {path}: {exc}") from None
+
+
+def cmd_metrics_heights(args) -> int:
+    import numpy as np
+
+    from worldstream.core.errors import WorldstreamError
+
+    pred, truth = _read_raster(args.predicted), _read_raster(args.truth)
+    if pred.shape != truth.shape or pred.ndim != 2:
+        raise WorldstreamError(f"expected two height GeoTIFFs of one shape, got {pred.shape} and {truth.shape}")
+    diff = pred.astype(np.float64) - truth.astype(np.float64)
+    print(json.dumps({"predicted": args.predicted, "truth": args.truth, "samples": int(diff.size),
+                      "rmse_m": float(np.sqrt(np.mean(diff ** 2))), "mae_m": float(np.mean(np.abs(diff))),
+                      "bias_m": float(np.mean(diff))}, indent=2))
     return 0
 
 
@@ -531,14 +600,9 @@ def cmd_metrics_views(args) -> int:
 
 
 def cmd_metrics_seams(args) -> int:
-    import numpy as np
-    from PIL import Image
-
     from worldstream.core.seams import seam_stats
 
-    with Image.open(args.image) as img:
-        pixels = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    stats = seam_stats(pixels, args.period, args.offset)
+    stats = seam_stats(_read_raster(args.image), args.period, args.offset)
     print(json.dumps({"image": args.image, "period": args.period, "offset": list(args.offset), **stats.as_dict()},
                      indent=2))
     return 0
@@ -725,12 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "are made on the fly by high-order degradation at random target resolutions. "
                                       "Writes a diffusers-format models folder (for --backend learned --models OUT), "
                                       "a model card, OUT/training/log.jsonl, loss.png and checkpoints.")
-    tc.add_argument("--data", required=True, help="folder of training images")
-    tc.add_argument("--out", required=True, help="models folder to write")
-    tc.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    tc.add_argument("--steps", type=int, default=2000, help="optimizer steps in all (a resumed run stops here too)")
-    tc.add_argument("--batch-size", type=int, default=16)
-    tc.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    _add_training_args(tc, "folder of training images", "models folder to write")
     tc.add_argument("--window", type=int, default=64, help="window side in pixels the model generates")
     tc.add_argument("--scale-factor", type=int, default=2, choices=(2, 4),
                     help="resolution ratio per cascade step: 2 = one quadtree level, 4 = as in MetaEarth")
@@ -740,10 +799,26 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--norm-groups", type=int, default=8, help="group-norm groups (must divide every channel count)")
     tc.add_argument("--p2-gamma", type=float, default=0.0, help="P2 loss weighting exponent (0: off, 1: P2's default)")
     tc.add_argument("--octaves", type=int, default=2, help="coarser target resolutions made by halving images")
-    tc.add_argument("--mpp", type=float, default=1.0, help="metres per pixel of images that carry no resolution")
-    tc.add_argument("--checkpoint-every", type=int, default=500)
-    tc.add_argument("--seed", type=int, default=0)
     tc.set_defaults(func=cmd_train_cascade)
+
+    th = trsub.add_parser("height", help="train the height model p(heights | ortho) on (ortho, DEM/DSM) pairs",
+                          description="Train the height model (latent diffusion: VAE-encoded ortho, CLIP task prompt, "
+                                      "DEM and DSM relative to the coarser level's heights) on the pairs under --data: "
+                                      "worldstream chunk folders (`generate --format sidecars`: ortho.png, height.tif, "
+                                      "dem.tif) or NAME_ortho.tif + NAME_dsm.tif [+ NAME_dem.tif]. Writes a "
+                                      "diffusers-format height model folder (put it at MODELS/height for --backend "
+                                      "learned --models MODELS), a model card, OUT/training/log.jsonl, loss.png and "
+                                      "checkpoints.")
+    _add_training_args(th, "folder of (ortho, heights) pairs", "height model folder to write (e.g. MODELS/height)")
+    th.add_argument("--window", type=int, default=64, help="window side in pixels")
+    th.add_argument("--channels", default="64,128", help="UNet block channels, comma-separated")
+    th.add_argument("--vae-channels", default="32,32,32", help="a fresh VAE's block channels (2^(blocks-1) x smaller)")
+    th.add_argument("--norm-groups", type=int, default=8, help="group-norm groups (must divide every channel count)")
+    th.add_argument("--min-scale", type=float, default=4.0, help="smallest per-window height scale, metres")
+    th.add_argument("--relief-gain", type=float, default=0.1,
+                    help="the window scale's growth with the coarser window's relief (max - min)")
+    th.add_argument("--pretrained", help="local diffusers folder whose vae/, text_encoder/, tokenizer/ to use, frozen")
+    th.set_defaults(func=cmd_train_height)
 
     me = sub.add_parser("metrics", help="measure outputs")
     mesub = me.add_subparsers(dest="metrics_command", required=True)
@@ -751,10 +826,17 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Mean absolute gradient across the stitching lines of a tiled image (every "
                                       "--period px from --offset) and inside the tiles; prints both and their ratio "
                                       "(1 = seamless) as JSON.")
-    ms.add_argument("image", help="image file (PNG, JPEG, ...)")
+    ms.add_argument("image", help="image file (PNG, JPEG, ...) or height GeoTIFF (.tif: height.tif, dem.tif)")
     ms.add_argument("--period", type=int, required=True, help="pixels between stitching lines (the window stride)")
     ms.add_argument("--offset", type=_offset, default=(0, 0), help="ROW,COL of the first pixel after a line")
     ms.set_defaults(func=cmd_metrics_seams)
+    mh = mesub.add_parser("heights", help="height error (RMSE, MAE, bias in metres) against ground truth",
+                          description="Compares two height GeoTIFFs of one shape (e.g. a learned world's height.tif "
+                                      "and the procedural world's for the same chunk) and prints RMSE, MAE and bias "
+                                      "in metres as JSON.")
+    mh.add_argument("predicted", help="height GeoTIFF to score")
+    mh.add_argument("truth", help="ground-truth height GeoTIFF")
+    mh.set_defaults(func=cmd_metrics_heights)
     mv = mesub.add_parser("views", help="multi-view consistency (PSNR, SSIM) of rendered or generated views",
                           description="Each view's colours carried into the next one through the geometry (its depth "
                                       "image), compared with that view over the pixels both see, as PSNR and SSIM "

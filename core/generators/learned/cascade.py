@@ -25,7 +25,8 @@ from ...errors import GeneratorError
 from .tiling import Tiling, blend, window_noise
 
 RootSource = Callable[[int, int, int, int, int], np.ndarray]
-"""(level, row0, col0, height, width) -> (C, height, width) float32 image in [-1, 1]."""
+"""(level, row0, col0, height, width) -> (C, height, width) float32 raster (an image in [-1, 1], or
+heights in metres)."""
 
 
 class WindowModel(Protocol):
@@ -54,10 +55,13 @@ class Cascade:
 
     resolution: level -> metres per pixel (the model's target-resolution input).
     cache_mb: window cache budget.
+    guide: a second, same-level input raster (the ortho under a height window): when given, each
+    window's rectangle of it goes to `model.sample` as `guide` (B, C', n, n). It must itself be a
+    pure function of position (the procedural ortho, or another cascade's regions).
     """
 
     def __init__(self, model: WindowModel, tiling: Tiling, seed: int, root: RootSource, first_level: int,
-                 resolution: Callable[[int], float], cache_mb: float = 256.0):
+                 resolution: Callable[[int], float], cache_mb: float = 256.0, guide: RootSource | None = None):
         f = model.scale_factor
         if f < 2 or f & (f - 1):
             raise GeneratorError(f"the model's scale factor must be a power of two >= 2, got {f}")
@@ -70,7 +74,7 @@ class Cascade:
         if first_level < f.bit_length() - 1:
             raise GeneratorError(f"first learned level {first_level} has no level {f}x coarser to condition on")
         self.model, self.tiling, self.seed, self.root = model, tiling, seed, root
-        self.first_level, self.resolution = first_level, resolution
+        self.first_level, self.resolution, self.guide = first_level, resolution, guide
         self.level_step = f.bit_length() - 1
         self._cache = LRUCache(maxsize=int(cache_mb * 2**20), getsizeof=lambda w: w.nbytes)  # (level, i, j) -> window
         self.windows_sampled = 0
@@ -108,7 +112,8 @@ class Cascade:
             noise = window_noise(self.seed, level, self.tiling, i, j, self.model.noise_channels, self.model.noise_cell)
             rr, cc = (r - r_min) // f, (c - c_min) // f
             cond = torch.from_numpy(np.ascontiguousarray(condition[:, rr:rr + m, cc:cc + m]))
-            result = self.model.sample(noise[None], cond[None], self.resolution(level))
+            extra = {} if self.guide is None else {"guide": torch.from_numpy(self.guide(level, r, c, n, n))[None]}
+            result = self.model.sample(noise[None], cond[None], self.resolution(level), **extra)
             win = np.ascontiguousarray(result[0].to(device="cpu", dtype=torch.float32).numpy())
             win.setflags(write=False)
             self.windows_sampled += 1

@@ -86,16 +86,47 @@ def model_parts(index: dict[str, Any]) -> list[str]:
                   if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] is not None)
 
 
-def models_digest(folder: str | Path) -> str:
-    """SHA-256 (hex) over the model parts' files (names and bytes): what a world spec pins, so a
-    world never silently changes when the weights at a path do."""
+HEIGHT_PART = "height"  # MODELS/height/: the height model's own folder (height_storage.py)
+STAGES = ("ortho", "height")
+
+
+def model_stages(folder: str | Path) -> tuple[str, ...]:
+    """The learned stages a models folder holds, in STAGES order: "ortho" when MODELS/model_index.json
+    exists (a cascade or an upscaler), "height" when MODELS/height/model_index.json does. A folder
+    with neither is refused."""
     folder = Path(folder)
-    h = hashlib.sha256()
+    if not folder.is_dir():
+        read_index(folder)  # raises: the folder does not exist
+    found = tuple(s for s, index in (("ortho", folder / INDEX), ("height", folder / HEIGHT_PART / INDEX))
+                  if index.is_file())
+    if not found:
+        raise ModelFolderError(f"{folder} holds no model: expected {INDEX} (an ortho cascade written by `worldstream "
+                               f"train cascade`, or a diffusers upscaler) and/or {HEIGHT_PART}/{INDEX} (a height "
+                               "model written by `worldstream train height`)")
+    return found
+
+
+def _digest_parts(h: "hashlib._Hash", root: Path, folder: Path) -> None:
     for part in model_parts(read_index(folder)):
         for path in sorted((folder / part).rglob("*")):
             if path.is_file():
-                h.update(str(path.relative_to(folder)).encode() + b"\0")
+                h.update(str(path.relative_to(root)).encode() + b"\0")
                 h.update(path.read_bytes())
+
+
+def models_digest(folder: str | Path) -> str:
+    """SHA-256 (hex) over the model parts' files (names and bytes) of every stage the folder holds,
+    and the height model's scheme: what a world spec pins, so a world never silently changes when
+    the weights at a path do. A folder with only an ortho model digests as it always has."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    stages = model_stages(folder)
+    if "ortho" in stages:
+        _digest_parts(h, folder, folder)
+    if "height" in stages:
+        height = folder / HEIGHT_PART
+        h.update(b"height scheme\0" + json.dumps(read_index(height).get("height"), sort_keys=True).encode())
+        _digest_parts(h, folder, height)
     return h.hexdigest()
 
 

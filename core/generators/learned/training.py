@@ -10,28 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...device import default_device
-from ...errors import WorldstreamError
 from .degradation import Degradation
-from .loss_plot import loss_plot_png
 from .model import ResolutionGuidedDenoiser
 from .sampling import training_scheduler
 from .storage import save_cascade
 from .training_data import PairSampler, load_images
+from .training_loop import TrainingError, TrainingRun, refuse_unless_resuming
 
-
-class TrainingError(WorldstreamError, ValueError):
-    """Training cannot start or resume as asked."""
+__all__ = ["TrainConfig", "TrainingError", "config_dict", "p2_weights", "train_cascade"]
 
 
 @dataclass(frozen=True)
@@ -92,27 +86,12 @@ def p2_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float, k: f
     return (k + ac / (1.0 - ac)) ** -gamma
 
 
-def _checkpoints(out: Path) -> list[Path]:
-    root = out / "training" / "checkpoints"
-    return sorted(root.glob("step-*[0-9]")) if root.is_dir() else []
-
-
-def _read_log(path: Path, upto: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["step"] <= upto]
-
-
 def train_cascade(data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(), resume: bool = False,
                   progress: Callable[[dict], None] | None = None) -> dict:
     """Train (or resume training) a denoiser on the images under `data`; returns a summary dict."""
     out = Path(out)
     device = default_device()
-    existing = _checkpoints(out)
-    if existing and not resume:
-        raise TrainingError(f"{out} already holds training checkpoints; pass --resume to continue them, "
-                            "or use another --out")
+    refuse_unless_resuming(out, resume)
     images = load_images(data, config.default_mpp, config.sample_size)
     sampler = PairSampler(images, config.sample_size, config.scale_factor, config.octaves, config.degradation,
                           seed=config.seed)
@@ -121,62 +100,31 @@ def train_cascade(data: str | Path, out: str | Path, config: TrainConfig = Train
     scheduler = training_scheduler()
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
     gen = torch.Generator(device="cpu").manual_seed(config.seed + 1)
-    start = 0
-    if existing:
-        ckpt = existing[-1]
-        state = json.loads((ckpt / "state.json").read_text())
-        saved = state["config"]
-        if saved != _config_dict(config, ignore=RUN_LENGTH_FIELDS):
-            raise TrainingError(f"checkpoint {ckpt} was made with a different configuration: {saved}")
-        model = ResolutionGuidedDenoiser.from_pretrained(ckpt / "denoiser", local_files_only=True,
-                                                         low_cpu_mem_usage=False)
-        opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
-        blob = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
-        opt.load_state_dict(blob["optimizer"])
-        gen.set_state(blob["torch_generator"])
-        sampler.rng.bit_generator.state = state["numpy_generator"]
-        start = state["step"]
+    run = TrainingRun(out, {"denoiser": model}, opt, gen, sampler.rng, config_dict(config, RUN_LENGTH_FIELDS),
+                      resume, config.keep_checkpoints)
     model.to(device).train()
-    for group in opt.state.values():
-        for k, v in group.items():
-            if torch.is_tensor(v):
-                group[k] = v.to(device)
-    log_path = out / "training" / "log.jsonl"
-    log = _read_log(log_path, start)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text("".join(json.dumps(r) + "\n" for r in log))
+    run.move_optimizer_state(device)
     alphas = scheduler.alphas_cumprod
-    t0 = time.perf_counter()
-    wall_before = log[-1]["seconds"] if log else 0.0
-    loss_value = float("nan")
-    with log_path.open("a") as log_file:
-        for step in range(start + 1, config.steps + 1):
-            hr, lr, mpp = sampler.batch(config.batch_size)
-            x0 = torch.from_numpy(hr).to(device)
-            cond = torch.from_numpy(lr).to(device)
-            res = torch.from_numpy(mpp).to(device)
-            noise = torch.randn(x0.shape, generator=gen).to(device)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen).to(device)
-            noisy = scheduler.add_noise(x0, noise, t)
-            pred = model(noisy, t, cond, res)
-            per_sample = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
-            loss = (per_sample * p2_weights(alphas, t, config.p2_gamma, config.p2_k)).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            loss_value = float(loss.detach())
-            if step % config.log_every == 0 or step == config.steps:
-                row = {"step": step, "loss": loss_value, "seconds": round(wall_before + time.perf_counter() - t0, 3)}
-                log.append(row)
-                log_file.write(json.dumps(row) + "\n")
-                log_file.flush()
-                if progress:
-                    progress(row)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                _save_checkpoint(out, model, opt, gen, sampler, step, config)
-    (out / "training" / "loss.png").write_bytes(loss_plot_png([r["step"] for r in log], [r["loss"] for r in log]))
-    recent = [r["loss"] for r in log[-max(1, len(log) // 10):]]
+
+    def step() -> float:
+        hr, lr, mpp = sampler.batch(config.batch_size)
+        x0 = torch.from_numpy(hr).to(device)
+        cond = torch.from_numpy(lr).to(device)
+        res = torch.from_numpy(mpp).to(device)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen).to(device)
+        noisy = scheduler.add_noise(x0, noise, t)
+        pred = model(noisy, t, cond, res)
+        per_sample = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * p2_weights(alphas, t, config.p2_gamma, config.p2_k)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return float(loss.detach())
+
+    run.run(config.steps, step, config.log_every, config.checkpoint_every, progress)
+    stats = run.summary_stats()
     card = {
         "data": str(Path(data).resolve()),
         "images": len(images),
@@ -187,35 +135,19 @@ def train_cascade(data: str | Path, out: str | Path, config: TrainConfig = Train
         "loss": "noise-prediction MSE" + (f", P2-weighted (gamma {config.p2_gamma}, k {config.p2_k})"
                                           if config.p2_gamma else ""),
         "p2_gamma": config.p2_gamma,
-        "final_loss": round(float(np.mean(recent)), 5) if recent else None,
-        "wall_seconds": log[-1]["seconds"] if log else 0.0,
+        "final_loss": stats["final_loss"], "wall_seconds": stats["wall_seconds"],
         "device": str(device), "seed": config.seed,
     }
     save_cascade(out, model.to("cpu").eval(), scheduler, card)
-    return {"out": str(out), "resumed_from": start, "steps": config.steps, "first_loss": log[0]["loss"] if log else None,
+    return {"out": str(out), "resumed_from": run.start, "steps": config.steps, "first_loss": stats["first_loss"],
             "final_loss": card["final_loss"], "seconds": card["wall_seconds"], "images": len(images),
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def _config_dict(config: TrainConfig, ignore: tuple[str, ...] = ()) -> dict:
+def config_dict(config, ignore: tuple[str, ...] = ()) -> dict:
+    """A training configuration dataclass as JSON values (tuples as lists, as state.json gives them
+    back), without the `ignore` fields."""
     d = dataclasses.asdict(config)
     for k in ignore:
         d.pop(k, None)
-    return json.loads(json.dumps(d))  # tuples -> lists, as they come back from state.json
-
-
-def _save_checkpoint(out: Path, model, opt, gen, sampler: PairSampler, step: int, config: TrainConfig) -> None:
-    root = out / "training" / "checkpoints"
-    final = root / f"step-{step:07d}"
-    tmp = root / f".step-{step:07d}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "denoiser")
-    torch.save({"optimizer": opt.state_dict(), "torch_generator": gen.get_state()}, tmp / "optimizer.pt")
-    state = {"step": step, "numpy_generator": sampler.rng.bit_generator.state,
-             "config": _config_dict(config, ignore=RUN_LENGTH_FIELDS)}
-    (tmp / "state.json").write_text(json.dumps(state))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in _checkpoints(out)[:-config.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
+    return json.loads(json.dumps(d))
