@@ -45,7 +45,9 @@ def _spec_from_args(args):
                                  "or a diffusers StableDiffusionUpscalePipeline folder)")
         from worldstream.core.generators.learned.storage import model_stages, models_digest
         params["models"] = str(Path(args.models).resolve())
-        params["stages"] = list(model_stages(params["models"]))
+        stages = model_stages(params["models"])
+        if stages != ("ortho",):  # ortho-only worlds keep the spec they had before height models existed
+            params["stages"] = list(stages)
         params["models_sha256"] = models_digest(params["models"])
         if args.sampling_steps is not None:
             params["steps"] = args.sampling_steps
