@@ -49,6 +49,7 @@ class Store:
     PUT on an object store)."""
 
     location: str
+    remote = False  # each read and write is a network round trip (servers do them off their event loop)
 
     def read(self, rel: str) -> bytes | None:
         """The bytes at `rel`, None when there is nothing there."""
@@ -117,6 +118,8 @@ class FsspecStore(Store):
     files. Credentials and endpoints come from fsspec's and the backend's usual mechanisms
     (AWS_* variables, ~/.aws, instance roles; FSSPEC_S3_ENDPOINT_URL or AWS_ENDPOINT_URL_S3 for
     MinIO and other S3-compatible servers; GOOGLE_APPLICATION_CREDENTIALS for gs://)."""
+
+    remote = True
 
     def __init__(self, url: str):
         import fsspec

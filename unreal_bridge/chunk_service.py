@@ -32,6 +32,7 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
+from ..core.errors import WorldstreamError
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..core.workers import worker_pool
@@ -126,7 +127,11 @@ class ChunkService:
         otherwise (a bad entry is logged and counted; the caller regenerates and replaces it)."""
         if not self.store:
             return None
-        check = check_chunk(self.store, key.path(), names)  # the store's one rule of what is complete
+        try:
+            check = check_chunk(self.store, key.path(), names)  # the store's one rule of what is complete
+        except WorldstreamError as exc:  # an object store that does not answer: generate instead
+            log.warning("%s", exc)
+            return None
         if check.bad:
             self.stats.corrupt += 1
             log.warning("disk cache %s: %s failed SHA-256 verification; regenerating",
@@ -137,7 +142,10 @@ class ChunkService:
         """Write the files and record their hashes; files already there (a bad entry being
         repaired, or other formats) are replaced, each atomically; the hashes are written last."""
         if self.store:
-            write_chunk(self.store, key.path(), files)
+            try:
+                write_chunk(self.store, key.path(), files)
+            except (OSError, WorldstreamError) as exc:  # the cache is an optimisation: a full disk or an
+                log.warning("chunk cache %s: not written: %s", key.path(), exc)  # unreachable store must not fail
 
     # ------------------------------------------------------------------ public
     async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",), client: Hashable = None
@@ -262,10 +270,10 @@ class ChunkService:
         files = cf.result()
         self.stats.generated += 1
         self._remember(key, files)
-        try:
+        if self.store is not None and self.store.remote:  # network round trips: off the event loop
+            asyncio.get_running_loop().run_in_executor(None, self._to_disk, key, files)
+        else:
             self._to_disk(key, files)
-        except OSError:
-            pass  # the cache is an optimisation; a full disk must not fail the request
         if not job.future.done():
             job.future.set_result({n: files[n] for n in expected_files(job.formats)})
 

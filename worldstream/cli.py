@@ -646,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "/chunks/{level}/{x}/{y}/{file}, /stats.")
     _add_world_args(sv)
     _add_bind_args(sv, 8765)
-    sv.add_argument("--cache", help="disk cache folder (chunks written atomically; reused across runs)")
+    sv.add_argument("--cache", help="chunk cache: a folder or an fsspec URL such as s3://bucket/prefix (chunks "
+                                   "written atomically and verified; a `generate` output serves as it is)")
     sv.add_argument("--workers", type=int, default=2, help="generator processes")
     sv.add_argument("--memory-mb", type=int, default=256, help="in-memory chunk cache budget")
     sv.add_argument("--token", help="require this token (hello.token, or ?token= / Authorization: Bearer on HTTP)")
@@ -662,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--settings", help="AirSim settings.json (default: one drone above the ground at the origin)")
     sm.add_argument("--workers", type=int, default=2,
                     help="generator processes of the chunk service the ground streams through (0: build in process)")
-    sm.add_argument("--cache", help="disk cache folder for chunks, shareable with `worldstream serve --cache`")
+    sm.add_argument("--cache", help="chunk cache folder or fsspec URL (s3://bucket/prefix), shareable with "
+                                   "`worldstream serve --cache`")
     sm.set_defaults(func=cmd_sim)
 
     a = sub.add_parser("airsim", help="AirSim adapter commands")
