@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ def s3(tmp_path_factory):
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}
     saved = {k: os.environ.get(k) for k in env}
+    sigterm = signal.getsignal(signal.SIGTERM)  # generate, run in this process by main(), sets its own
     os.environ.update(env)
     try:
         import s3fs
@@ -55,6 +57,7 @@ def s3(tmp_path_factory):
             else:
                 os.environ[k] = v
         store_mod._OPEN.clear()
+        signal.signal(signal.SIGTERM, sigterm)
         server.stop()
 
 
