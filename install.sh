@@ -11,7 +11,7 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
-"$PY" -m pip install -q -e ".[test,ray,compress]"  # ray: generate --ray; compress: --compress (optional for users, tested here)
+"$PY" -m pip install -q -e ".[test,ray,s3,compress]"  # ray: generate --ray; s3: s3:// stores; compress: --compress (optional for users, tested here)
 # The official AirSim client (used by the adapter and the simulator tests). airsim 1.8.1's setup.py
 # imports msgpackrpc, which rpc-msgpack provides on msgpack >= 1 (msgpack-rpc-python pins msgpack < 1).
 if ! "$PY" -c "import airsim" 2>/dev/null; then

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Iterable
 
 PR_SET_PDEATHSIG = 1
 
@@ -81,3 +82,16 @@ def run_until_terminated(main) -> None:
         asyncio.run(guarded())
     except KeyboardInterrupt:
         pass
+
+
+def warm_up(run_round: Callable[[int], Iterable[int]], workers: int, rounds: int = 3) -> int:
+    """Warm a pool's workers before timing or exporting: `run_round(n)` runs n warm-up jobs at once
+    and returns the process id each ran in; rounds repeat until `workers` distinct processes have
+    run one (a quick worker may take two jobs of a round), `rounds` at most. Returns how many
+    distinct processes are warm."""
+    warm: set[int] = set()
+    for _ in range(max(rounds, 1)):
+        warm.update(run_round(workers))
+        if len(warm) >= workers:
+            break
+    return len(warm)

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from ..core.errors import WorldstreamError
-from .atomic import write_file_atomic
 from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder, read_glb
 
 POSITION_BITS = 16
@@ -63,26 +62,31 @@ def require_meshopt() -> ModuleType:
     return meshopt
 
 
-def claim_store(folder: Path, compress: bool) -> None:
+if TYPE_CHECKING:
+    from .store import Store
+
+EXPORT_MARKER = "export.json"  # a compressed store's record of how its GLBs are stored
+
+
+def claim_store(store: "Store", compress: bool) -> None:
     """Check how a chunk store's GLBs are stored before generate or serve adds to it: they skip
     finished chunks, so plain and compressed GLBs would mix. A compressed store is marked by
-    FOLDER/export.json ({"glb": "meshopt+webp"}, written here); a folder without it holds plain
-    GLBs, if any (plain runs write nothing, so their folders keep their files). Raises
-    WorldstreamError on a mismatch."""
-    folder = Path(folder)
-    marker = folder / "export.json"
-    if marker.exists():
-        recorded = json.loads(marker.read_text()).get("glb", "plain")
+    export.json ({"glb": "meshopt+webp"}, written here); a store without it holds plain GLBs, if
+    any (plain runs write nothing, so their stores keep their files). Raises WorldstreamError on
+    a mismatch."""
+    marker = store.read(EXPORT_MARKER)
+    if marker is not None:
+        recorded = json.loads(marker).get("glb", "plain")
     elif compress:
-        recorded = "plain" if next(iter(folder.glob("chunks/*/*/*/mesh.glb")), None) else None
+        recorded = "plain" if store.has_chunk_glb() else None
     else:
         recorded = None
     storage = "meshopt+webp" if compress else "plain"
     if recorded not in (None, storage):
-        raise WorldstreamError(f"{folder} holds {recorded} GLBs and this run would add {storage} ones; "
+        raise WorldstreamError(f"{store.url()} holds {recorded} GLBs and this run would add {storage} ones; "
                                f"{'drop' if compress else 'add'} --compress, or use another folder")
-    if compress and not marker.exists():
-        write_file_atomic(marker, (json.dumps({"glb": storage}) + "\n").encode())
+    if compress and marker is None:
+        store.write(EXPORT_MARKER, (json.dumps({"glb": storage}) + "\n").encode())
 
 
 def position_step(max_abs: float) -> float:

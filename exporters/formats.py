@@ -76,10 +76,17 @@ def export_key(spec_json: str, key_path: str, formats: tuple[str, ...],
                options: MeshOptions = MeshOptions()) -> dict[str, bytes]:
     """Worker entry point (process pools): the files of one chunk, from picklable arguments; each
     process keeps one World for its spec and generates on one torch thread."""
+    from ..core.keys import ChunkKey
+
+    world = _worker_world(spec_json)
+    return export_chunk(world.chunk(ChunkKey.parse(key_path)), world.spec, formats, options)
+
+
+def _worker_world(spec_json: str):
+    """This process's World for `spec_json`, built once (one torch thread, as a worker runs)."""
     global _WORKER_WORLD
     import torch
 
-    from ..core.keys import ChunkKey
     from ..core.spec import WorldSpec
     from ..core.world import World
 
@@ -87,4 +94,14 @@ def export_key(spec_json: str, key_path: str, formats: tuple[str, ...],
     spec = WorldSpec.from_json(spec_json)
     if _WORKER_WORLD is None or _WORKER_WORLD.spec != spec:
         _WORKER_WORLD = World(spec, cache_chunks=0)
-    return export_chunk(_WORKER_WORLD.chunk(ChunkKey.parse(key_path)), spec, formats, options)
+    return _WORKER_WORLD
+
+
+def warm_worker(spec_json: str) -> int:
+    """Make this worker process ready to export `spec_json`'s chunks (torch and the exporters
+    imported, its World built, as `export_key` keeps it); returns the process id, so a caller can
+    tell when every worker of a pool is warm."""
+    import os
+
+    _worker_world(spec_json)
+    return os.getpid()

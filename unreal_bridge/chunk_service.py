@@ -32,13 +32,13 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
+from ..core.errors import WorldstreamError
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..core.workers import worker_pool
-from ..exporters.atomic import remove_stale_temporaries, write_file_atomic
 from ..exporters.chunk_mesh import MeshOptions
 from ..exporters.compress import claim_store
-from ..exporters.store import read_hashes, verify, write_chunk
+from ..exporters.store import Store, check_chunk, claim_world, open_store, write_chunk
 from ..exporters.formats import FORMATS, expected_files, export_key
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ class ChunkService:
         self.spec = spec
         self.options = options  # export options (MeshOptions.compress: compressed GLBs)
         self.spec_json = spec.to_json()
-        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.store: Store | None = open_store(cache_dir) if cache_dir else None
+        self.cache_dir = cache_dir  # as given: a folder or an fsspec URL (s3://bucket/prefix)
         self.memory_bytes = memory_bytes
         self._memory: LRUCache = LRUCache(maxsize=memory_bytes, getsizeof=len)  # (key, file name) -> bytes
         self._jobs: dict[tuple[ChunkKey, tuple[str, ...]], _Job] = {}
@@ -88,14 +89,12 @@ class ChunkService:
         self._running = 0
         self._queues: OrderedDict[Hashable, deque[_Job]] = OrderedDict()  # client -> its waiting jobs, in turn order
         self.stats = ServiceStats()
-        if self.cache_dir:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            world = self.cache_dir / "world.json"
-            if world.exists() and WorldSpec.from_json(world.read_text()) != spec:
+        if self.store:
+            self.store.prepare()
+            if not claim_world(self.store, self.spec_json):
                 raise ValueError(f"cache {self.cache_dir} belongs to another world; use another cache folder")
-            write_file_atomic(world, self.spec_json.encode())
-            claim_store(self.cache_dir, options.compress)  # plain and compressed GLBs never mix in one cache
-            remove_stale_temporaries(self.cache_dir / "chunks")
+            claim_store(self.store, options.compress)  # plain and compressed GLBs never mix in one cache
+            self.store.clean_temporaries()
 
     def close(self) -> None:
         for queue in self._queues.values():
@@ -130,25 +129,27 @@ class ChunkService:
     def _from_disk(self, key: ChunkKey, names: tuple[str, ...]) -> dict[str, bytes] | None:
         """The files from the disk cache if all are there and match their recorded hashes; None
         otherwise (a bad entry is logged and counted; the caller regenerates and replaces it)."""
-        if not self.cache_dir:
+        if not self.store:
             return None
-        folder = self.cache_dir / "chunks" / key.path()
         try:
-            files = {n: (folder / n).read_bytes() for n in names}
-        except OSError:
+            check = check_chunk(self.store, key.path(), names)  # the store's one rule of what is complete
+        except WorldstreamError as exc:  # an object store that does not answer: generate instead
+            log.warning("%s", exc)
             return None
-        bad = verify(files, read_hashes(folder))
-        if bad:
+        if check.bad:
             self.stats.corrupt += 1
-            log.warning("disk cache %s: %s failed SHA-256 verification; regenerating", folder, ", ".join(bad))
-            return None
-        return files
+            log.warning("disk cache %s: %s failed SHA-256 verification; regenerating",
+                        self.store.url(f"chunks/{key.path()}"), ", ".join(check.bad))
+        return None if check.missing else check.files
 
     def _to_disk(self, key: ChunkKey, files: dict[str, bytes]) -> None:
         """Write the files and record their hashes; files already there (a bad entry being
         repaired, or other formats) are replaced, each atomically; the hashes are written last."""
-        if self.cache_dir:
-            write_chunk(self.cache_dir / "chunks", key.path(), files)
+        if self.store:
+            try:
+                write_chunk(self.store, key.path(), files)
+            except (OSError, WorldstreamError) as exc:  # the cache is an optimisation: a full disk or an
+                log.warning("chunk cache %s: not written: %s", key.path(), exc)  # unreachable store must not fail
 
     # ------------------------------------------------------------------ public
     async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",), client: Hashable = None
@@ -164,7 +165,7 @@ class ChunkService:
             self.stats.memory_hits += 1
             return files
         files = await asyncio.get_running_loop().run_in_executor(None, self._from_disk, key, names) \
-            if self.cache_dir else None
+            if self.store else None
         if files is not None:
             self.stats.disk_hits += 1
             self._remember(key, files)
@@ -273,10 +274,10 @@ class ChunkService:
         files = cf.result()
         self.stats.generated += 1
         self._remember(key, files)
-        try:
+        if self.store is not None and self.store.remote:  # network round trips: off the event loop
+            asyncio.get_running_loop().run_in_executor(None, self._to_disk, key, files)
+        else:
             self._to_disk(key, files)
-        except OSError:
-            pass  # the cache is an optimisation; a full disk must not fail the request
         if not job.future.done():
             job.future.set_result({n: files[n] for n in expected_files(job.formats)})
 

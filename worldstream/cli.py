@@ -133,87 +133,101 @@ def _keys_for(spec, center, radius: float, levels: tuple[int, int], complete_fam
     return out
 
 
+def _todo(store, keys: list, wanted: tuple[str, ...]) -> list:
+    """(key, None for a whole chunk, or the files it lacks) for each chunk whose files are not all
+    there and verified (`exporters.store.check_chunk`, the rule every store shares); checked a few
+    at a time, as an object store answers each request after a round trip."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worldstream.exporters.store import check_chunk
+
+    def lacking(key):
+        missing = check_chunk(store, key.path(), wanted).missing
+        return None if not missing else (key, None if len(missing) == len(wanted) else missing)
+
+    with ThreadPoolExecutor(8) as checks:
+        return [t for t in checks.map(lacking, keys) if t is not None]
+
+
 def cmd_generate(args) -> int:
+    import time
+
     from tqdm import tqdm
 
     from worldstream.core.errors import WorldstreamError
-    from worldstream.core.workers import exit_cleanly_on_sigterm
-    from worldstream.core.workers import worker_pool
-    from worldstream.exporters.atomic import remove_stale_temporaries, write_file_atomic
-    from worldstream.exporters.store import write_chunk
-    from worldstream.exporters.formats import expected_files, parse_formats
+    from worldstream.core.workers import exit_cleanly_on_sigterm, warm_up, worker_pool
+    from worldstream.exporters.formats import expected_files, parse_formats, warm_worker
+    from worldstream.exporters.store import chunk_rel, claim_world, open_store, write_chunk
 
     exit_cleanly_on_sigterm()
     spec = _spec_from_args(args)
     formats = parse_formats(args.format)
-    out = Path(args.out)
     lo, hi = args.levels
     if hi >= spec.levels:
         raise WorldstreamError(f"--levels {lo}:{hi} goes past this world's levels 0..{spec.levels - 1}")
+    store = open_store(args.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        shared = " (for --ray: a folder every node mounts)" if args.ray else ""
-        raise WorldstreamError(f"--out {out}: cannot create the output folder{shared}: {exc}") from exc
-    world_json = out / "world.json"
-    if world_json.exists():
-        from worldstream.core import WorldSpec
-        existing = WorldSpec.from_json(world_json.read_text())
-        if existing != spec:
-            raise WorldstreamError(f"{out} already holds a different world ({world_json}); use another --out")
-    write_file_atomic(world_json, spec.to_json().encode())
-    options = _glb_storage(args, out, formats)
-    stale = remove_stale_temporaries(out / "chunks")
+        store.prepare()
+    except WorldstreamError as exc:
+        shared = " (for --ray: a folder every node mounts, or an object store URL)" if args.ray else ""
+        raise WorldstreamError(f"--out {exc}{shared}") from exc
+    if not claim_world(store, spec.to_json()):
+        raise WorldstreamError(f"{args.out} already holds a different world ({store.url('world.json')}); "
+                               f"use another --out")
+    options = _glb_storage(args, store, formats)
+    stale = store.clean_temporaries()
     keys = _keys_for(spec, args.center, args.radius, args.levels, "tiles" in formats)
-    wanted = expected_files(formats)
-    todo = []  # (key, None for a new chunk folder, or the files an existing folder lacks)
-    for k in keys:
-        folder = out / "chunks" / k.path()
-        if not folder.exists():
-            todo.append((k, None))
-        else:
-            missing = tuple(f for f in wanted if not (folder / f).exists())
-            if missing:
-                todo.append((k, missing))
+    todo = _todo(store, keys, expected_files(formats))
     print(f"world seed {spec.seed}: {len(keys)} chunks at levels {lo}..{hi} as {','.join(formats)}, "
           f"{len(keys) - len(todo)} already done{f', {stale} stale temporaries removed' if stale else ''}",
           file=sys.stderr)
     spec_json = spec.to_json()
     bar = tqdm(total=len(todo), unit="chunk", disable=args.quiet)
     jobs = [(spec_json, k.path(), formats, m, options) for k, m in todo]
+    t0 = time.perf_counter()
+    ready = done = t0  # workers warm; last chunk written
     if args.ray is not None and todo:
         from worldstream.exporters.ray_export import export_on_ray
 
-        export_on_ray(args.ray, spec_json, out, formats, [(k.path(), m) for k, m in todo], args.workers, args.ray_batch,
-                      on_done=bar.update)
+        ready, done = export_on_ray(args.ray, spec_json, store.location, formats, [(k.path(), m) for k, m in todo],
+                                    args.workers, args.ray_batch, on_done=bar.update)
     elif args.workers > 1 and len(todo) > 1:
         pool = worker_pool(args.workers)  # its workers exit at once when this process dies (D5)
         try:
-            for (path, files), job in zip(pool.map(_export_chunk, *zip(*jobs)), jobs):
-                write_chunk(out / "chunks", path, files)
+            warm_up(lambda n: pool.map(warm_worker, [spec_json] * n), args.workers)
+            ready = time.perf_counter()
+            for path, files in pool.map(_export_chunk, *zip(*jobs)):
+                write_chunk(store, path, files)
                 bar.update()
+            done = time.perf_counter()
         finally:
             # on SIGTERM / Ctrl-C the queued chunks are dropped, not generated for nobody; the
             # running ones finish (their workers hold nothing to clean up) and the pool is joined
             pool.shutdown(wait=True, cancel_futures=True)
-    else:
+    elif todo:
+        warm_worker(spec_json)
+        ready = time.perf_counter()
         for job in jobs:
             path, files = _export_chunk(*job)
-            write_chunk(out / "chunks", path, files)
+            write_chunk(store, path, files)
             bar.update()
+        done = time.perf_counter()
     bar.close()
-    print(f"wrote {len(todo)} chunks to {out / 'chunks'}", file=sys.stderr)
+    print(f"wrote {len(todo)} chunks to {store.url('chunks')}", file=sys.stderr)
+    print(f"timing: start-up {ready - t0:.2f} s, export {done - ready:.2f} s, shutdown {time.perf_counter() - done:.2f} s"
+          f" ({len(todo)} chunks, {'ray' if args.ray is not None else 'local'}, {args.workers} worker(s))", file=sys.stderr)
     if "tiles" in formats:
         from worldstream.exporters.tiles import explicit_tileset
 
-        metas = {k: json.loads((out / "chunks" / k.path() / "tile.json").read_text()) for k in keys}
-        write_file_atomic(out / "tileset.json", (json.dumps(explicit_tileset(spec, metas), indent=1) + "\n").encode())
-        print(f"wrote {out / 'tileset.json'} over {len(metas)} chunks", file=sys.stderr)
+        tiles = store.read_many([chunk_rel(k.path(), "tile.json") for k in keys])
+        metas = {k: json.loads(tiles[chunk_rel(k.path(), "tile.json")]) for k in keys}
+        store.write("tileset.json", (json.dumps(explicit_tileset(spec, metas), indent=1) + "\n").encode())
+        print(f"wrote {store.url('tileset.json')} over {len(metas)} chunks", file=sys.stderr)
     return 0
 
 
-def _glb_storage(args, out: Path, formats: tuple[str, ...]):
-    """MeshOptions for `generate --compress`, the folder's GLB storage checked (compress.claim_store)."""
+def _glb_storage(args, store, formats: tuple[str, ...]):
+    """MeshOptions for `generate --compress`, the store's GLB storage checked (compress.claim_store)."""
     from worldstream.core.errors import WorldstreamError
     from worldstream.exporters.chunk_mesh import MeshOptions
     from worldstream.exporters.compress import claim_store, require_meshopt
@@ -223,7 +237,7 @@ def _glb_storage(args, out: Path, formats: tuple[str, ...]):
         if args.ray is not None:
             raise WorldstreamError("--compress does not run on Ray yet: export without --ray (--workers N)")
     if "glb" in formats or "tiles" in formats:
-        claim_store(out, args.compress)
+        claim_store(store, args.compress)
     return MeshOptions(compress=args.compress)
 
 
@@ -683,7 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--center", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north)")
     g.add_argument("--radius", type=float, default=500.0, help="half side of the square to cover, metres")
     g.add_argument("--levels", type=_levels, default=(4, 6), help="levels A:B to generate (inclusive)")
-    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--out", required=True, help="output folder, or an object store URL through fsspec "
+                                                "(s3://bucket/prefix, gs://...; pip install 'worldstream[s3]')")
     g.add_argument("--format", default="glb,sidecars,tiles",
                    help="comma-separated export formats: glb (mesh.glb + tile.json), sidecars (GeoTIFF/PNG/JSON "
                         "layers), tiles (glb plus DIR/tileset.json, 3D Tiles 1.1)")
@@ -691,8 +706,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "cluster's CPUs)")
     g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="export on a Ray cluster: its head's HOST:PORT, or none to start a local one (pip install "
-                        "'worldstream[ray]'); --out must be a folder every node mounts at the same path")
-    g.add_argument("--ray-batch", type=int, default=8, help="chunks per Ray task")
+                        "'worldstream[ray]'); --out must be a folder every node mounts at the same path, or an "
+                        "object store URL every node can reach")
+    g.add_argument("--ray-batch", type=int, default=None,
+                   help="chunks per Ray task (default: sized so each CPU of the cluster gets at least 16 tasks, "
+                        "1..16 chunks)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--compress", action="store_true",
                    help="compressed GLBs: meshopt geometry (EXT_meshopt_compression, KHR_mesh_quantization) and WebP "
@@ -718,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "/chunks/{level}/{x}/{y}/{file}, /stats.")
     _add_world_args(sv)
     _add_bind_args(sv, 8765)
-    sv.add_argument("--cache", help="disk cache folder (chunks written atomically; reused across runs)")
+    sv.add_argument("--cache", help="chunk cache: a folder or an fsspec URL such as s3://bucket/prefix (chunks "
+                                   "written atomically and verified; a `generate` output serves as it is)")
     sv.add_argument("--workers", type=int, default=2, help="generator processes")
     sv.add_argument("--memory-mb", type=int, default=256, help="in-memory chunk cache budget")
     sv.add_argument("--token", help="require this token (hello.token, or ?token= / Authorization: Bearer on HTTP)")
@@ -735,7 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--settings", help="AirSim settings.json (default: one drone above the ground at the origin)")
     sm.add_argument("--workers", type=int, default=2,
                     help="generator processes of the chunk service the ground streams through (0: build in process)")
-    sm.add_argument("--cache", help="disk cache folder for chunks, shareable with `worldstream serve --cache`")
+    sm.add_argument("--cache", help="chunk cache folder or fsspec URL (s3://bucket/prefix), shareable with "
+                                   "`worldstream serve --cache`")
     sm.set_defaults(func=cmd_sim)
 
     a = sub.add_parser("airsim", help="AirSim adapter commands")
