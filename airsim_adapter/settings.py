@@ -70,6 +70,22 @@ def build_settings(world: World, spawns: dict[str, tuple[float, float]] | None =
             "Vehicles": vehicles, "worldstream": {"world": json.loads(world.spec.to_json())}}
 
 
+def unreal_plugin_ini(server_url: str = "ws://127.0.0.1:8765/", token: str | None = None,
+                      views_per_second: float = 10.0, max_sse: float = 16.0) -> str:
+    """The WorldStream Unreal plugin's settings (a Config/DefaultGame.ini section, docs/unreal.md) that
+    match a settings.json from build_settings: the PlayerStart (AirSim's NED origin, at OriginGeopoint)
+    stands on the world ENU origin, so PlayerStartEnu is (0, 0, 0)."""
+    return ("[/Script/WorldStream.WorldStreamSubsystem]\n"
+            f"ServerUrl={server_url}\n"
+            f"Token={token or ''}\n"
+            "bConnectOnBeginPlay=True\n"
+            f"ViewsPerSecond={views_per_second:g}\n"
+            f"MaxScreenSpaceError={max_sse:g}\n"
+            "PlayerStartEnu=(X=0.000000,Y=0.000000,Z=0.000000)\n"
+            "RebaseDistanceM=0\n"
+            "bComplexCollision=True\n")
+
+
 def parse_settings(doc: dict) -> SimSettings:
     """settings.json -> SimSettings; raises ValueError naming what is wrong."""
     if not isinstance(doc, dict):

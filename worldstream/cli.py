@@ -471,6 +471,10 @@ def cmd_airsim_settings(args) -> int:
     spec = _spec_from_args(args)
     doc = build_settings(World(spec), {"Drone1": args.spawn}, clock_speed=args.clock_speed)
     write_file_atomic(Path(args.out), (json.dumps(doc, indent=2) + "\n").encode())
+    if args.unreal_ini:  # the WorldStream plugin's settings, consistent with this settings.json
+        from worldstream.airsim_adapter.settings import unreal_plugin_ini
+
+        write_file_atomic(Path(args.unreal_ini), unreal_plugin_ini(args.server, args.token).encode())
     print(f"worldstream airsim settings: wrote {args.out} (Drone1 at NED {doc['Vehicles']['Drone1']['X']:.1f}, "
           f"{doc['Vehicles']['Drone1']['Y']:.1f}, {doc['Vehicles']['Drone1']['Z']:.1f})", file=sys.stderr)
     return 0
@@ -768,6 +772,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", required=True, help="settings.json to write")
     st.add_argument("--spawn", type=_pair, default=(0.0, 0.0), help="X,Y world metres (east,north) of Drone1")
     st.add_argument("--clock-speed", type=float, default=1.0)
+    st.add_argument("--unreal-ini", help="also write the WorldStream Unreal plugin's settings (a DefaultGame.ini "
+                                         "section, docs/unreal.md) to this file, consistent with settings.json")
+    st.add_argument("--server", default="ws://127.0.0.1:8765/", help="with --unreal-ini: the streaming server's URL")
+    st.add_argument("--token", help="with --unreal-ini: the server's token, if it requires one")
     st.set_defaults(func=cmd_airsim_settings)
     fl = asub.add_parser("fly", help="fly a mission file with the official airsim client and record a dataset",
                          description="Plans a terrain-following path through the mission's waypoints over the "
