@@ -34,6 +34,7 @@ _CORNER_Y = (0, 0, 1, 1)
 # octaves x points a stacked pass holds at most (four octaves of a 257 x 257 grid): larger
 # temporaries spill the caches
 STACK_MAX = 300_000
+GRID_MIN = 4096  # samples from which a separable grid takes `_grid_octave`, one octave at a time
 
 
 @lru_cache(maxsize=None)
@@ -74,14 +75,74 @@ def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool 
     """`gradient_noise` of every octave of `octs` at the same points: a list with one entry per
     octave, each bit-identical to a `gradient_noise` call of its own.
 
-    Few points cost torch calls, not arithmetic, so the octaves go through passes over tensors
-    stacked along a leading octave dimension, as many octaves a pass as keep octaves x points
-    within STACK_MAX (large temporaries cost memory traffic).
+    A large separable grid (x (1, W), y (H, 1)) takes `_grid_octave`, one octave at a time.
+    Other points cost torch calls, not arithmetic, when they are few, so their octaves go through
+    passes over tensors stacked along a leading octave dimension, as many octaves a pass as keep
+    octaves x points within STACK_MAX (large temporaries cost memory traffic).
     """
     octs = tuple(octs)
+    if not with_derivatives and _is_grid(x, y) and x.shape[1] * y.shape[0] >= GRID_MIN:
+        xs, ys = x.reshape(-1), y.reshape(-1)
+        values = [_grid_octave(xs, ys, o) for o in octs]
+        if all(v is not None for v in values):
+            return values
     per_pass = max(1, STACK_MAX // max(_broadcast_numel(x.shape, y.shape), 1))
     passes = (_noise_stack(x, y, octs[i:i + per_pass], with_derivatives) for i in range(0, len(octs), per_pass))
     return [v for values in passes for v in values]
+
+
+def _is_grid(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether (x, y) is a separable grid: x (1, W) columns, y (H, 1) rows."""
+    return x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1
+
+
+def _grid_octave(xs: torch.Tensor, ys: torch.Tensor, octave: Octave) -> torch.Tensor | None:
+    """One octave on the separable grid of columns xs (W,) and rows ys (H,) (float64 metres):
+    (H, W) float32, bit-identical to `_noise_stack` (the same products and sums of the same
+    operands), or None where the grid spans many more lattice nodes than it has samples.
+
+    A corner's term g . (fx, fy) = gx fx + gy fy: gx fx varies only with the node row and the
+    sample column, gy fy only with the sample row and the node column, so both products are
+    taken on those small (node rows, W) and (H, node columns) arrays, and only then spread over
+    the grid by row and column copies (index_select), with no per-sample index arithmetic.
+    """
+    cx, fx = lattice_coords(xs, octave.spacing)
+    cy, fy = lattice_coords(ys, octave.spacing)
+    (x0, x1), (y0, y1) = torch.stack([torch.stack(cx.aminmax()), torch.stack(cy.aminmax())]).tolist()
+    cols, rows = x1 - x0 + 2, y1 - y0 + 2
+    if rows * cols > 4 * (xs.numel() + 1) * (ys.numel() + 1):
+        return None
+    idx = torch.from_numpy(_grid_gradient_index(x0, y0, cols, rows, octave.key)).to(xs.device)
+    gx, gy = _grad_table(xs.device).index_select(1, idx.reshape(-1)).reshape(2, rows, cols).unbind(0)
+    rx, ry = cx - x0, cy - y0
+    rx1, ry1 = rx + 1, ry + 1
+    fx1, fy1 = fx - 1.0, fy - 1.0
+    px = gx.index_select(1, rx).mul_(fx)  # (rows, W): x term of the corners west of each sample
+    px1 = gx.index_select(1, rx1).mul_(fx1)  # ... east
+    qy = gy.index_select(0, ry).mul_(fy.reshape(-1, 1))  # (H, cols): y term of the corners south
+    qy1 = gy.index_select(0, ry1).mul_(fy1.reshape(-1, 1))  # ... north
+    a = px.index_select(0, ry).add_(qy.index_select(1, rx))
+    b = px1.index_select(0, ry).add_(qy.index_select(1, rx1))
+    c = px.index_select(0, ry1).add_(qy1.index_select(1, rx))
+    d = px1.index_select(0, ry1).add_(qy1.index_select(1, rx1))
+    u = _fade(fx)
+    v = _fade(fy).reshape(-1, 1)
+    # in place, the same operations as `_noise_stack`: a + u * k1 + v * k2 + (u * v) * k3
+    k3 = (a - b).sub_(c).add_(d)
+    k1 = b.sub_(a).mul_(u)
+    k2 = c.sub_(a).mul_(v)
+    return a.add_(k1).add_(k2).add_(k3.mul_(u * v))
+
+
+def _grid_gradient_index(x0: int, y0: int, cols: int, rows: int, key: int) -> np.ndarray:
+    """Gradient (0..15) of the nodes of a box of rows x cols lattice nodes from (x0, y0): (rows, cols)
+    int64, the words of `_node_gradient_index`. The box's columns and rows are hashed once each,
+    its nodes combine the two in 32-bit words (uint32: the same bits as the int64 arithmetic
+    masked to 32 bits, at half the memory)."""
+    key_x, key_y = axis_keys(key)
+    hx = hash_axis(np.arange(x0, x0 + cols, dtype=np.int64), key_x).astype(np.uint32)
+    hy = hash_axis(np.arange(y0, y0 + rows, dtype=np.int64), key_y).astype(np.uint32)
+    return (combine_axes(hx.reshape(1, -1), hy.reshape(-1, 1)) & 15).astype(np.int64)
 
 
 def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], with_derivatives: bool) -> list:
@@ -167,7 +228,8 @@ def _node_gradient_index(x0: list[int], y0: list[int], cols: list[int], rows: li
     ncol = np.array(cols, dtype=np.int64)[owner]
     first_col = np.array(_starts(cols), dtype=np.int64)[owner]
     first_row = np.array(_starts(rows), dtype=np.int64)[owner]
-    return combine_axes(hx[first_col + local % ncol], hy[first_row + local // ncol]) & 15
+    hx, hy = hx.astype(np.uint32), hy.astype(np.uint32)  # 32-bit words: the same bits, half the memory
+    return (combine_axes(hx[first_col + local % ncol], hy[first_row + local // ncol]) & 15).astype(np.int64)
 
 
 def _starts(counts: list[int]) -> list[int]:
