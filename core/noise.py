@@ -147,71 +147,75 @@ def _grid_gradient_index(x0: int, y0: int, cols: int, rows: int, key: int) -> np
 
 def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], with_derivatives: bool) -> list:
     """`octave_noise` in one pass: every tensor carries a leading octave dimension (K, ...)."""
-    ix, fx = _stacked_coords(x, octs)
-    iy, fy = _stacked_coords(y, octs)
+    cx, fx = _stacked_cells(x, octs)
+    cy, fy = _stacked_cells(y, octs)
     fx1, fy1 = fx - 1.0, fy - 1.0
-    g = _corner_gradients(ix, iy, octs)  # (2, 4, K, ...): x and y components at corners a, b, c, d
-    a, b, c, d = (g[0] * torch.stack([fx, fx1, fx, fx1]) + g[1] * torch.stack([fy, fy, fy1, fy1])).unbind(0)
+    g = _corner_gradients(cx, cy, octs)  # (4, 2, K, ...): corners a, b, c, d; x and y components
+    a = (g[0, 0] * fx).add_(g[0, 1] * fy)
+    b = (g[1, 0] * fx1).add_(g[1, 1] * fy)
+    c = (g[2, 0] * fx).add_(g[2, 1] * fy1)
+    d = (g[3, 0] * fx1).add_(g[3, 1] * fy1)
 
     u = _fade(fx)
     v = _fade(fy)
     k1 = b - a
     k2 = c - a
-    k3 = a - b - c + d
-    value = a + u * k1 + v * k2 + (u * v) * k3
+    k3 = (a - b).sub_(c).add_(d)
+    uv = u * v
+    value = (u * k1).add_(a).add_(v * k2).add_(uv * k3)  # a + u k1 + v k2 + (u v) k3
     if not with_derivatives:
         return list(value.unbind(0))
-    ga, gb, gc, gd = g.unbind(1)  # (2, K, ...) each: both components at once
-    grad = ga + u * (gb - ga) + v * (gc - ga) + (u * v) * (ga - gb - gc + gd)
+    ga, gb, gc, gd = g.unbind(0)  # (2, K, ...) each: both components at once
+    grad = ga + u * (gb - ga) + v * (gc - ga) + uv * (ga - gb - gc + gd)
     dx = grad[0] + _dfade(fx) * (k1 + v * k3)
     dy = grad[1] + _dfade(fy) * (k2 + u * k3)
     return list(zip(value.unbind(0), dx.unbind(0), dy.unbind(0)))
 
 
-def _stacked_coords(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """`lattice_coords` of each octave, stacked: (K, *pos.shape) int64 and float32."""
-    return _cell_and_fraction(torch.stack([pos / o.spacing for o in octs]))
+def _stacked_cells(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`lattice_coords` of each octave, stacked: (K, *pos.shape) cell indices, as float64 (exact
+    integers), and fractions, float32."""
+    u = torch.stack([pos / o.spacing for o in octs])
+    cell = torch.floor(u)
+    return cell, (u - cell).to(torch.float32)
 
 
-def _corner_gradients(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...]) -> torch.Tensor:
-    """Gradients at the four corners of each sample's cell: (2, 4, K, *broadcast shape) float32.
+def _corner_gradients(cx: torch.Tensor, cy: torch.Tensor, octs: tuple[Octave, ...]) -> torch.Tensor:
+    """Gradients at the four corners of each sample's cell: (4, 2, K, *broadcast shape) float32,
+    corners a, b, c, d, then x and y components.
 
-    ix, iy: (K, ...) cell indices. The corners are gathered from a table of the lattice nodes the
-    cells span, each node hashed once, unless they spread over more nodes than that saves; then
-    every corner is hashed. The hash words are the same integers either way.
+    cx, cy: (K, ...) cell indices (float64, exact integers). The corners are gathered with one
+    index a sample from a table of the lattice nodes the cells span, each node hashed once,
+    unless they spread over more nodes than that saves; then every corner is hashed. The hash
+    words are the same integers either way.
     """
-    table = _grad_table(ix.device)
-    nodes = _node_table(ix, iy, octs, table)
-    if nodes is None:
-        k, pad = len(octs), (1,) * (ix.dim() - 1)
-        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=ix.device).reshape((k,) + pad)
-        dx, dy = torch.tensor([_CORNER_X, _CORNER_Y], dtype=torch.int64, device=ix.device).reshape((2, 4, 1) + pad)
-        idx = torch.bitwise_and(hash2(ix + dx, iy + dy, keys), 15)
-        return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape)
-    node_gradients, corners = nodes
-    return node_gradients.index_select(1, corners.reshape(-1)).reshape((2,) + corners.shape)
-
-
-def _node_table(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...], table: torch.Tensor):
-    """The lattice nodes the cells (ix, iy) of each octave span, one box of nodes per octave, the
-    boxes one after the other: (their gradients (2, nodes), index of each sample's corner nodes
-    (4, K, ...)), or None when they are so many that hashing every corner is cheaper."""
-    k, dev = ix.shape[0], ix.device
-    x_lo, x_hi = ix.reshape(k, -1).aminmax(dim=1)
-    y_lo, y_hi = iy.reshape(k, -1).aminmax(dim=1)
-    x0, x1, y0, y1 = torch.stack([x_lo, x_hi, y_lo, y_hi]).tolist()
-    cols = [b - a + 2 for a, b in zip(x0, x1)]
+    k, dev = len(octs), cx.device
+    table = _grad_table(dev)
+    x_lo, x_hi = cx.reshape(k, -1).aminmax(dim=1)
+    y_lo, y_hi = cy.reshape(k, -1).aminmax(dim=1)
+    x0, x1, y0, y1 = ([int(v) for v in r] for r in torch.stack([x_lo, x_hi, y_lo, y_hi]).tolist())
+    width = max(b - a for a, b in zip(x0, x1)) + 2  # every box as wide as the widest
     rows = [b - a + 2 for a, b in zip(y0, y1)]
-    sizes = [r * c for r, c in zip(rows, cols)]
-    if sum(sizes) > 4 * k * max(_broadcast_numel(ix.shape[1:], iy.shape[1:]), 64):
-        return None
-    idx = torch.from_numpy(_node_gradient_index(x0, y0, cols, rows, [o.key for o in octs])).to(dev)
-    per_octave = torch.tensor([_starts(sizes), cols, x0, y0], dtype=torch.int64, device=dev)
-    start, ncol, node_x0, node_y0 = per_octave.reshape((4, k) + (1,) * (ix.dim() - 1)).unbind(0)
-    flat = start + (iy - node_y0) * ncol + (ix - node_x0)
-    zero = torch.zeros_like(ncol)
-    corners = flat + torch.stack([zero, zero + 1, ncol, ncol + 1])  # a, b, c, d
-    return table.index_select(1, idx), corners
+    nodes = sum(rows) * width
+    pad = (1,) * (cx.dim() - 1)
+    if nodes > 4 * k * max(_broadcast_numel(cx.shape[1:], cy.shape[1:]), 64):
+        ix, iy = cx.to(torch.int64), cy.to(torch.int64)
+        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=dev).reshape((k,) + pad)
+        dx, dy = torch.tensor([_CORNER_X, _CORNER_Y], dtype=torch.int64, device=dev).reshape((2, 4, 1) + pad)
+        idx = torch.bitwise_and(hash2(ix + dx, iy + dy, keys), 15)
+        return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape).transpose(0, 1)
+    idx = torch.from_numpy(_node_gradient_index(x0, y0, [width] * k, rows, [o.key for o in octs])).to(dev)
+    grads = torch.cat([table.index_select(1, idx), torch.zeros((2, width + 1), device=dev)], dim=1)
+    corners = torch.cat([grads[:, s:s + nodes] for s in (0, 1, width, width + 1)])  # (8, nodes): a, b, c, d
+    # a sample's corner a: node (cx - x0, cy - y0) of its octave's box, the boxes one after the other
+    offset = [start * width - y * width - x for start, y, x in zip(_starts(rows), y0, x0)]
+    if max(abs(v) for v in (*x0, *x1, *y0, *y1)) * (width + 1) + nodes < 2**52:  # exact in float64
+        offset = torch.tensor(offset, dtype=torch.float64, device=dev).reshape((k,) + pad)
+        flat = (cy * float(width) + offset + cx).to(torch.int64)
+    else:
+        offset = torch.tensor(offset, dtype=torch.int64, device=dev).reshape((k,) + pad)
+        flat = cy.to(torch.int64) * width + offset + cx.to(torch.int64)
+    return corners.index_select(1, flat.reshape(-1)).reshape((4, 2) + flat.shape)
 
 
 def _node_gradient_index(x0: list[int], y0: list[int], cols: list[int], rows: list[int], keys: list[int]) -> np.ndarray:
