@@ -86,9 +86,29 @@ def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool 
         values = [_grid_octave(xs, ys, o) for o in octs]
         if all(v is not None for v in values):
             return values
+    order, group = _by_spacing(octs)
+    grouped = tuple(octs[i] for i in order)
     per_pass = max(1, STACK_MAX // max(_broadcast_numel(x.shape, y.shape), 1))
-    passes = (_noise_stack(x, y, octs[i:i + per_pass], with_derivatives) for i in range(0, len(octs), per_pass))
-    return [v for values in passes for v in values]
+    per_pass = max(group, per_pass // group * group)  # whole groups of octaves of one spacing a pass
+    passes = (_noise_stack(x, y, grouped[i:i + per_pass], group, with_derivatives)
+              for i in range(0, len(grouped), per_pass))
+    out = [None] * len(octs)
+    for i, v in zip(order, (v for values in passes for v in values)):
+        out[i] = v
+    return out
+
+
+def _by_spacing(octs: tuple[Octave, ...]) -> tuple[list[int], int]:
+    """An order of `octs` in groups of equal spacing (first appearance first) and the group size,
+    where every spacing has as many octaves (the street warp: x and y octaves of each wavelength);
+    else their own order and groups of one. Octaves of a group share their lattice coordinates."""
+    groups: dict[float, list[int]] = {}
+    for i, o in enumerate(octs):
+        groups.setdefault(o.spacing, []).append(i)
+    sizes = {len(g) for g in groups.values()}
+    if len(sizes) != 1 or len(groups) == len(octs):
+        return list(range(len(octs))), 1
+    return [i for g in groups.values() for i in g], sizes.pop()
 
 
 def _is_grid(x: torch.Tensor, y: torch.Tensor) -> bool:
@@ -145,12 +165,16 @@ def _grid_gradient_index(x0: int, y0: int, cols: int, rows: int, key: int) -> np
     return (combine_axes(hx.reshape(1, -1), hy.reshape(-1, 1)) & 15).astype(np.int64)
 
 
-def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], with_derivatives: bool) -> list:
-    """`octave_noise` in one pass: every tensor carries a leading octave dimension (K, ...)."""
-    cx, fx = _stacked_cells(x, octs)
-    cy, fy = _stacked_cells(y, octs)
+def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], group: int,
+                 with_derivatives: bool) -> list:
+    """`octave_noise` in one pass: every tensor carries two leading octave dimensions (S, R, ...):
+    `octs` are S groups of R = `group` octaves of one spacing each, whose lattice coordinates
+    and fades are computed once a group, (S, 1, ...), and broadcast."""
+    spacings = octs[::group]
+    cx, fx = (t.unsqueeze(1) for t in _stacked_cells(x, spacings))
+    cy, fy = (t.unsqueeze(1) for t in _stacked_cells(y, spacings))
     fx1, fy1 = fx - 1.0, fy - 1.0
-    g = _corner_gradients(cx, cy, octs)  # (4, 2, K, ...): corners a, b, c, d; x and y components
+    g = _corner_gradients(cx, cy, octs)  # (4, 2, S, R, ...): corners a, b, c, d; x and y components
     a = (g[0, 0] * fx).add_(g[0, 1] * fy)
     b = (g[1, 0] * fx1).add_(g[1, 1] * fy)
     c = (g[2, 0] * fx).add_(g[2, 1] * fy1)
@@ -163,13 +187,16 @@ def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], wit
     k3 = (a - b).sub_(c).add_(d)
     uv = u * v
     value = (u * k1).add_(a).add_(v * k2).add_(uv * k3)  # a + u k1 + v k2 + (u v) k3
+    flat = lambda t: t.reshape((len(octs),) + t.shape[2:]).unbind(0)  # noqa: E731
     if not with_derivatives:
-        return list(value.unbind(0))
-    ga, gb, gc, gd = g.unbind(0)  # (2, K, ...) each: both components at once
-    grad = ga + u * (gb - ga) + v * (gc - ga) + uv * (ga - gb - gc + gd)
-    dx = grad[0] + _dfade(fx) * (k1 + v * k3)
-    dy = grad[1] + _dfade(fy) * (k2 + u * k3)
-    return list(zip(value.unbind(0), dx.unbind(0), dy.unbind(0)))
+        return list(flat(value))
+    ga, gb, gc, gd = g.unbind(0)  # (2, S, R, ...) each: both components at once
+    # in place: grad = ga + u (gb - ga) + v (gc - ga) + u v (ga - gb - gc + gd), dx = grad_x + dfade(fx)
+    # (k1 + v k3), dy = grad_y + dfade(fy) (k2 + u k3): the same operations on the same operands
+    grad = (gb - ga).mul_(u).add_(ga).add_((gc - ga).mul_(v)).add_((ga - gb).sub_(gc).add_(gd).mul_(uv))
+    dx = (v * k3).add_(k1).mul_(_dfade(fx)).add_(grad[0])
+    dy = (u * k3).add_(k2).mul_(_dfade(fy)).add_(grad[1])
+    return list(zip(flat(value), flat(dx), flat(dy)))
 
 
 def _stacked_cells(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,27 +208,30 @@ def _stacked_cells(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.T
 
 
 def _corner_gradients(cx: torch.Tensor, cy: torch.Tensor, octs: tuple[Octave, ...]) -> torch.Tensor:
-    """Gradients at the four corners of each sample's cell: (4, 2, K, *broadcast shape) float32,
-    corners a, b, c, d, then x and y components.
+    """Gradients at the four corners of each sample's cell: (4, 2, S, R, *broadcast shape)
+    float32, corners a, b, c, d, then x and y components.
 
-    cx, cy: (K, ...) cell indices (float64, exact integers). The corners are gathered with one
-    index a sample from a table of the lattice nodes the cells span, each node hashed once,
-    unless they spread over more nodes than that saves; then every corner is hashed. The hash
-    words are the same integers either way.
+    cx, cy: (S, 1, ...) cell indices (float64, exact integers) of S groups of R octaves of one
+    spacing (`octs`, group by group). The corners are gathered with one index a sample from a
+    table of the lattice nodes the cells span, each node hashed once, unless they spread over
+    more nodes than that saves; then every corner is hashed. The hash words are the same
+    integers either way.
     """
-    k, dev = len(octs), cx.device
+    k, n_groups, dev = len(octs), cx.shape[0], cx.device
+    group = k // n_groups
     table = _grad_table(dev)
-    x_lo, x_hi = cx.reshape(k, -1).aminmax(dim=1)
-    y_lo, y_hi = cy.reshape(k, -1).aminmax(dim=1)
-    x0, x1, y0, y1 = ([int(v) for v in r] for r in torch.stack([x_lo, x_hi, y_lo, y_hi]).tolist())
+    x_lo, x_hi = cx.reshape(n_groups, -1).aminmax(dim=1)
+    y_lo, y_hi = cy.reshape(n_groups, -1).aminmax(dim=1)
+    bounds = torch.stack([x_lo, x_hi, y_lo, y_hi]).repeat_interleave(group, dim=1).tolist()
+    x0, x1, y0, y1 = ([int(v) for v in r] for r in bounds)  # per octave
     width = max(b - a for a, b in zip(x0, x1)) + 2  # every box as wide as the widest
     rows = [b - a + 2 for a, b in zip(y0, y1)]
     nodes = sum(rows) * width
-    pad = (1,) * (cx.dim() - 1)
-    if nodes > 4 * k * max(_broadcast_numel(cx.shape[1:], cy.shape[1:]), 64):
+    shape = (n_groups, group) + (1,) * (cx.dim() - 2)  # per octave values, broadcast over samples
+    if nodes > 4 * k * max(_broadcast_numel(cx.shape[2:], cy.shape[2:]), 64):
         ix, iy = cx.to(torch.int64), cy.to(torch.int64)
-        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=dev).reshape((k,) + pad)
-        dx, dy = torch.tensor([_CORNER_X, _CORNER_Y], dtype=torch.int64, device=dev).reshape((2, 4, 1) + pad)
+        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=dev).reshape(shape)
+        dx, dy = torch.tensor([_CORNER_X, _CORNER_Y], dtype=torch.int64, device=dev).reshape((2, 4) + (1,) * cx.dim())
         idx = torch.bitwise_and(hash2(ix + dx, iy + dy, keys), 15)
         return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape).transpose(0, 1)
     idx = torch.from_numpy(_node_gradient_index(x0, y0, [width] * k, rows, [o.key for o in octs])).to(dev)
@@ -210,10 +240,10 @@ def _corner_gradients(cx: torch.Tensor, cy: torch.Tensor, octs: tuple[Octave, ..
     # a sample's corner a: node (cx - x0, cy - y0) of its octave's box, the boxes one after the other
     offset = [start * width - y * width - x for start, y, x in zip(_starts(rows), y0, x0)]
     if max(abs(v) for v in (*x0, *x1, *y0, *y1)) * (width + 1) + nodes < 2**52:  # exact in float64
-        offset = torch.tensor(offset, dtype=torch.float64, device=dev).reshape((k,) + pad)
+        offset = torch.tensor(offset, dtype=torch.float64, device=dev).reshape(shape)
         flat = (cy * float(width) + offset + cx).to(torch.int64)
     else:
-        offset = torch.tensor(offset, dtype=torch.int64, device=dev).reshape((k,) + pad)
+        offset = torch.tensor(offset, dtype=torch.int64, device=dev).reshape(shape)
         flat = cy.to(torch.int64) * width + offset + cx.to(torch.int64)
     return corners.index_select(1, flat.reshape(-1)).reshape((4, 2) + flat.shape)
 
@@ -257,12 +287,15 @@ def _broadcast_numel(a: tuple[int, ...], b: tuple[int, ...]) -> int:
 
 
 def _fade(t: torch.Tensor) -> torch.Tensor:
-    return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
+    """t * t * t * (t * (t * 6.0 - 15.0) + 10.0), the same operations in place (float32)."""
+    inner = (t * 6.0).sub_(15.0).mul_(t).add_(10.0)
+    return (t * t).mul_(t).mul_(inner)
 
 
 def _dfade(t: torch.Tensor) -> torch.Tensor:
-    s = t * (t - 1.0)
-    return s * s * 30.0
+    """s * s * 30.0 with s = t * (t - 1.0), in place."""
+    s = (t - 1.0).mul_(t)
+    return (s * s).mul_(30.0)
 
 
 def octaves(seed: int, tag: int, largest: float, count: int, lacunarity: float = 2.0) -> list[Octave]:
