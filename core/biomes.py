@@ -92,6 +92,20 @@ def classify(f: dict[str, torch.Tensor]) -> torch.Tensor:
     return cls
 
 
+def _albedo_tables() -> tuple[torch.Tensor, torch.Tensor]:
+    """ALBEDO as lookup tables by class id (0..255): base colour (256, 3) and variation amplitude
+    (256,), float32; 0 for classes without an albedo."""
+    rgb = torch.zeros((256, 3), dtype=torch.float32)
+    amp = torch.zeros((256,), dtype=torch.float32)
+    for cid, (colour, a) in ALBEDO.items():
+        rgb[cid] = torch.tensor(colour)
+        amp[cid] = a
+    return rgb, amp
+
+
+_ALBEDO_RGB, _ALBEDO_AMP = _albedo_tables()
+
+
 def albedo(cls: torch.Tensor, texture: torch.Tensor, broad: torch.Tensor, crop: torch.Tensor,
            roof: torch.Tensor, moisture: torch.Tensor,
            crown: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -103,12 +117,9 @@ def albedo(cls: torch.Tensor, texture: torch.Tensor, broad: torch.Tensor, crop: 
     darken towards their rim and each tree has its own tint, so single trees read from above.
     """
     dev = cls.device
-    base = torch.zeros(cls.shape + (3,), dtype=torch.float32, device=dev)
-    amp = torch.zeros(cls.shape, dtype=torch.float32, device=dev)
-    for cid, (rgb, a) in ALBEDO.items():
-        m = cls == cid
-        base[m] = torch.tensor(rgb, device=dev)
-        amp[m] = a
+    flat = cls.reshape(-1).to(torch.int64)
+    base = _ALBEDO_RGB.to(dev).index_select(0, flat).reshape(cls.shape + (3,))
+    amp = _ALBEDO_AMP.to(dev).index_select(0, flat).reshape(cls.shape)
     farm = cls == CLASS_IDS["farmland"]
     base[farm] = CROPS.to(dev)[torch.remainder(crop[farm], CROPS.shape[0])]
     bld = cls == CLASS_IDS["building"]

@@ -47,14 +47,14 @@ def on_grid(field: Field, xs: torch.Tensor, ys: torch.Tensor, spacing: float) ->
     node_y = (torch.arange(ny, dtype=torch.float64, device=ys.device) + y0) * spacing
     nodes = field(node_x.reshape(1, -1), node_y.reshape(-1, 1))
     f = torch.stack(list(nodes.values()))  # (fields, rows, cols): every field in one pass
-    along_x = None
+    along_x = None  # the sums in place: the same additions in the same order
     for w, d in zip(catmull_rom_weights(tx), (-1, 0, 1, 2)):
-        term = f.index_select(2, kx - x0 + d) * w
-        along_x = term if along_x is None else along_x + term
+        term = f.index_select(2, kx - x0 + d).mul_(w)
+        along_x = term if along_x is None else along_x.add_(term)
     value = None
     for w, d in zip(catmull_rom_weights(ty), (-1, 0, 1, 2)):
-        term = along_x.index_select(1, ky - y0 + d) * w.reshape(-1, 1)
-        value = term if value is None else value + term
+        term = along_x.index_select(1, ky - y0 + d).mul_(w.reshape(-1, 1))
+        value = term if value is None else value.add_(term)
     return dict(zip(nodes, value.unbind(0)))
 
 

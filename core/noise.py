@@ -34,6 +34,7 @@ _CORNER_Y = (0, 0, 1, 1)
 # octaves x points a stacked pass holds at most (four octaves of a 257 x 257 grid): larger
 # temporaries spill the caches
 STACK_MAX = 300_000
+GRID_MIN = 4096  # samples from which a separable grid takes `_grid_octave`, one octave at a time
 
 
 @lru_cache(maxsize=None)
@@ -74,83 +75,177 @@ def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool 
     """`gradient_noise` of every octave of `octs` at the same points: a list with one entry per
     octave, each bit-identical to a `gradient_noise` call of its own.
 
-    Few points cost torch calls, not arithmetic, so the octaves go through passes over tensors
-    stacked along a leading octave dimension, as many octaves a pass as keep octaves x points
-    within STACK_MAX (large temporaries cost memory traffic).
+    A large separable grid (x (1, W), y (H, 1)) takes `_grid_octave`, one octave at a time.
+    Other points cost torch calls, not arithmetic, when they are few, so their octaves go through
+    passes over tensors stacked along a leading octave dimension, as many octaves a pass as keep
+    octaves x points within STACK_MAX (large temporaries cost memory traffic).
     """
     octs = tuple(octs)
+    if not with_derivatives and _is_grid(x, y) and x.shape[1] * y.shape[0] >= GRID_MIN:
+        xs, ys = x.reshape(-1), y.reshape(-1)
+        values = [_grid_octave(xs, ys, o) for o in octs]
+        if all(v is not None for v in values):
+            return values
+    order, group = _by_spacing(octs)
+    grouped = tuple(octs[i] for i in order)
     per_pass = max(1, STACK_MAX // max(_broadcast_numel(x.shape, y.shape), 1))
-    passes = (_noise_stack(x, y, octs[i:i + per_pass], with_derivatives) for i in range(0, len(octs), per_pass))
-    return [v for values in passes for v in values]
+    per_pass = max(group, per_pass // group * group)  # whole groups of octaves of one spacing a pass
+    passes = (_noise_stack(x, y, grouped[i:i + per_pass], group, with_derivatives)
+              for i in range(0, len(grouped), per_pass))
+    out = [None] * len(octs)
+    for i, v in zip(order, (v for values in passes for v in values)):
+        out[i] = v
+    return out
 
 
-def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], with_derivatives: bool) -> list:
-    """`octave_noise` in one pass: every tensor carries a leading octave dimension (K, ...)."""
-    ix, fx = _stacked_coords(x, octs)
-    iy, fy = _stacked_coords(y, octs)
+def _by_spacing(octs: tuple[Octave, ...]) -> tuple[list[int], int]:
+    """An order of `octs` in groups of equal spacing (first appearance first) and the group size,
+    where every spacing has as many octaves (the street warp: x and y octaves of each wavelength);
+    else their own order and groups of one. Octaves of a group share their lattice coordinates."""
+    groups: dict[float, list[int]] = {}
+    for i, o in enumerate(octs):
+        groups.setdefault(o.spacing, []).append(i)
+    sizes = {len(g) for g in groups.values()}
+    if len(sizes) != 1 or len(groups) == len(octs):
+        return list(range(len(octs))), 1
+    return [i for g in groups.values() for i in g], sizes.pop()
+
+
+def _is_grid(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether (x, y) is a separable grid: x (1, W) columns, y (H, 1) rows."""
+    return x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1
+
+
+def _grid_octave(xs: torch.Tensor, ys: torch.Tensor, octave: Octave) -> torch.Tensor | None:
+    """One octave on the separable grid of columns xs (W,) and rows ys (H,) (float64 metres):
+    (H, W) float32, bit-identical to `_noise_stack` (the same products and sums of the same
+    operands), or None where the grid spans many more lattice nodes than it has samples.
+
+    A corner's term g . (fx, fy) = gx fx + gy fy: gx fx varies only with the node row and the
+    sample column, gy fy only with the sample row and the node column, so both products are
+    taken on those small (node rows, W) and (H, node columns) arrays, and only then spread over
+    the grid by row and column copies (index_select), with no per-sample index arithmetic.
+    """
+    cx, fx = lattice_coords(xs, octave.spacing)
+    cy, fy = lattice_coords(ys, octave.spacing)
+    (x0, x1), (y0, y1) = torch.stack([torch.stack(cx.aminmax()), torch.stack(cy.aminmax())]).tolist()
+    cols, rows = x1 - x0 + 2, y1 - y0 + 2
+    if rows * cols > 4 * (xs.numel() + 1) * (ys.numel() + 1):
+        return None
+    idx = torch.from_numpy(_grid_gradient_index(x0, y0, cols, rows, octave.key)).to(xs.device)
+    gx, gy = _grad_table(xs.device).index_select(1, idx.reshape(-1)).reshape(2, rows, cols).unbind(0)
+    rx, ry = cx - x0, cy - y0
+    rx1, ry1 = rx + 1, ry + 1
     fx1, fy1 = fx - 1.0, fy - 1.0
-    g = _corner_gradients(ix, iy, octs)  # (2, 4, K, ...): x and y components at corners a, b, c, d
-    a, b, c, d = (g[0] * torch.stack([fx, fx1, fx, fx1]) + g[1] * torch.stack([fy, fy, fy1, fy1])).unbind(0)
+    px = gx.index_select(1, rx).mul_(fx)  # (rows, W): x term of the corners west of each sample
+    px1 = gx.index_select(1, rx1).mul_(fx1)  # ... east
+    qy = gy.index_select(0, ry).mul_(fy.reshape(-1, 1))  # (H, cols): y term of the corners south
+    qy1 = gy.index_select(0, ry1).mul_(fy1.reshape(-1, 1))  # ... north
+    a = px.index_select(0, ry).add_(qy.index_select(1, rx))
+    b = px1.index_select(0, ry).add_(qy.index_select(1, rx1))
+    c = px.index_select(0, ry1).add_(qy1.index_select(1, rx))
+    d = px1.index_select(0, ry1).add_(qy1.index_select(1, rx1))
+    u = _fade(fx)
+    v = _fade(fy).reshape(-1, 1)
+    # in place, the same operations as `_noise_stack`: a + u * k1 + v * k2 + (u * v) * k3
+    k3 = (a - b).sub_(c).add_(d)
+    k1 = b.sub_(a).mul_(u)
+    k2 = c.sub_(a).mul_(v)
+    return a.add_(k1).add_(k2).add_(k3.mul_(u * v))
+
+
+def _grid_gradient_index(x0: int, y0: int, cols: int, rows: int, key: int) -> np.ndarray:
+    """Gradient (0..15) of the nodes of a box of rows x cols lattice nodes from (x0, y0): (rows, cols)
+    int64, the words of `_node_gradient_index`. The box's columns and rows are hashed once each,
+    its nodes combine the two in 32-bit words (uint32: the same bits as the int64 arithmetic
+    masked to 32 bits, at half the memory)."""
+    key_x, key_y = axis_keys(key)
+    hx = hash_axis(np.arange(x0, x0 + cols, dtype=np.int64), key_x).astype(np.uint32)
+    hy = hash_axis(np.arange(y0, y0 + rows, dtype=np.int64), key_y).astype(np.uint32)
+    return (combine_axes(hx.reshape(1, -1), hy.reshape(-1, 1)) & 15).astype(np.int64)
+
+
+def _noise_stack(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], group: int,
+                 with_derivatives: bool) -> list:
+    """`octave_noise` in one pass: every tensor carries two leading octave dimensions (S, R, ...):
+    `octs` are S groups of R = `group` octaves of one spacing each, whose lattice coordinates
+    and fades are computed once a group, (S, 1, ...), and broadcast."""
+    spacings = octs[::group]
+    cx, fx = (t.unsqueeze(1) for t in _stacked_cells(x, spacings))
+    cy, fy = (t.unsqueeze(1) for t in _stacked_cells(y, spacings))
+    fx1, fy1 = fx - 1.0, fy - 1.0
+    g = _corner_gradients(cx, cy, octs)  # (4, 2, S, R, ...): corners a, b, c, d; x and y components
+    a = (g[0, 0] * fx).add_(g[0, 1] * fy)
+    b = (g[1, 0] * fx1).add_(g[1, 1] * fy)
+    c = (g[2, 0] * fx).add_(g[2, 1] * fy1)
+    d = (g[3, 0] * fx1).add_(g[3, 1] * fy1)
 
     u = _fade(fx)
     v = _fade(fy)
     k1 = b - a
     k2 = c - a
-    k3 = a - b - c + d
-    value = a + u * k1 + v * k2 + (u * v) * k3
+    k3 = (a - b).sub_(c).add_(d)
+    uv = u * v
+    value = (u * k1).add_(a).add_(v * k2).add_(uv * k3)  # a + u k1 + v k2 + (u v) k3
+    flat = lambda t: t.reshape((len(octs),) + t.shape[2:]).unbind(0)  # noqa: E731
     if not with_derivatives:
-        return list(value.unbind(0))
-    ga, gb, gc, gd = g.unbind(1)  # (2, K, ...) each: both components at once
-    grad = ga + u * (gb - ga) + v * (gc - ga) + (u * v) * (ga - gb - gc + gd)
-    dx = grad[0] + _dfade(fx) * (k1 + v * k3)
-    dy = grad[1] + _dfade(fy) * (k2 + u * k3)
-    return list(zip(value.unbind(0), dx.unbind(0), dy.unbind(0)))
+        return list(flat(value))
+    ga, gb, gc, gd = g.unbind(0)  # (2, S, R, ...) each: both components at once
+    # in place: grad = ga + u (gb - ga) + v (gc - ga) + u v (ga - gb - gc + gd), dx = grad_x + dfade(fx)
+    # (k1 + v k3), dy = grad_y + dfade(fy) (k2 + u k3): the same operations on the same operands
+    grad = (gb - ga).mul_(u).add_(ga).add_((gc - ga).mul_(v)).add_((ga - gb).sub_(gc).add_(gd).mul_(uv))
+    dx = (v * k3).add_(k1).mul_(_dfade(fx)).add_(grad[0])
+    dy = (u * k3).add_(k2).mul_(_dfade(fy)).add_(grad[1])
+    return list(zip(flat(value), flat(dx), flat(dy)))
 
 
-def _stacked_coords(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """`lattice_coords` of each octave, stacked: (K, *pos.shape) int64 and float32."""
-    return _cell_and_fraction(torch.stack([pos / o.spacing for o in octs]))
+def _stacked_cells(pos: torch.Tensor, octs: tuple[Octave, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`lattice_coords` of each octave, stacked: (K, *pos.shape) cell indices, as float64 (exact
+    integers), and fractions, float32."""
+    u = torch.stack([pos / o.spacing for o in octs])
+    cell = torch.floor(u)
+    return cell, (u - cell).to(torch.float32)
 
 
-def _corner_gradients(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...]) -> torch.Tensor:
-    """Gradients at the four corners of each sample's cell: (2, 4, K, *broadcast shape) float32.
+def _corner_gradients(cx: torch.Tensor, cy: torch.Tensor, octs: tuple[Octave, ...]) -> torch.Tensor:
+    """Gradients at the four corners of each sample's cell: (4, 2, S, R, *broadcast shape)
+    float32, corners a, b, c, d, then x and y components.
 
-    ix, iy: (K, ...) cell indices. The corners are gathered from a table of the lattice nodes the
-    cells span, each node hashed once, unless they spread over more nodes than that saves; then
-    every corner is hashed. The hash words are the same integers either way.
+    cx, cy: (S, 1, ...) cell indices (float64, exact integers) of S groups of R octaves of one
+    spacing (`octs`, group by group). The corners are gathered with one index a sample from a
+    table of the lattice nodes the cells span, each node hashed once, unless they spread over
+    more nodes than that saves; then every corner is hashed. The hash words are the same
+    integers either way.
     """
-    table = _grad_table(ix.device)
-    nodes = _node_table(ix, iy, octs, table)
-    if nodes is None:
-        k, pad = len(octs), (1,) * (ix.dim() - 1)
-        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=ix.device).reshape((k,) + pad)
-        dx, dy = torch.tensor([_CORNER_X, _CORNER_Y], dtype=torch.int64, device=ix.device).reshape((2, 4, 1) + pad)
-        idx = torch.bitwise_and(hash2(ix + dx, iy + dy, keys), 15)
-        return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape)
-    node_gradients, corners = nodes
-    return node_gradients.index_select(1, corners.reshape(-1)).reshape((2,) + corners.shape)
-
-
-def _node_table(ix: torch.Tensor, iy: torch.Tensor, octs: tuple[Octave, ...], table: torch.Tensor):
-    """The lattice nodes the cells (ix, iy) of each octave span, one box of nodes per octave, the
-    boxes one after the other: (their gradients (2, nodes), index of each sample's corner nodes
-    (4, K, ...)), or None when they are so many that hashing every corner is cheaper."""
-    k, dev = ix.shape[0], ix.device
-    x_lo, x_hi = ix.reshape(k, -1).aminmax(dim=1)
-    y_lo, y_hi = iy.reshape(k, -1).aminmax(dim=1)
-    x0, x1, y0, y1 = torch.stack([x_lo, x_hi, y_lo, y_hi]).tolist()
-    cols = [b - a + 2 for a, b in zip(x0, x1)]
+    k, n_groups, dev = len(octs), cx.shape[0], cx.device
+    group = k // n_groups
+    table = _grad_table(dev)
+    x_lo, x_hi = cx.reshape(n_groups, -1).aminmax(dim=1)
+    y_lo, y_hi = cy.reshape(n_groups, -1).aminmax(dim=1)
+    bounds = torch.stack([x_lo, x_hi, y_lo, y_hi]).repeat_interleave(group, dim=1).tolist()
+    x0, x1, y0, y1 = ([int(v) for v in r] for r in bounds)  # per octave
+    width = max(b - a for a, b in zip(x0, x1)) + 2  # every box as wide as the widest
     rows = [b - a + 2 for a, b in zip(y0, y1)]
-    sizes = [r * c for r, c in zip(rows, cols)]
-    if sum(sizes) > 4 * k * max(_broadcast_numel(ix.shape[1:], iy.shape[1:]), 64):
-        return None
-    idx = torch.from_numpy(_node_gradient_index(x0, y0, cols, rows, [o.key for o in octs])).to(dev)
-    per_octave = torch.tensor([_starts(sizes), cols, x0, y0], dtype=torch.int64, device=dev)
-    start, ncol, node_x0, node_y0 = per_octave.reshape((4, k) + (1,) * (ix.dim() - 1)).unbind(0)
-    flat = start + (iy - node_y0) * ncol + (ix - node_x0)
-    zero = torch.zeros_like(ncol)
-    corners = flat + torch.stack([zero, zero + 1, ncol, ncol + 1])  # a, b, c, d
-    return table.index_select(1, idx), corners
+    nodes = sum(rows) * width
+    shape = (n_groups, group) + (1,) * (cx.dim() - 2)  # per octave values, broadcast over samples
+    if nodes > 4 * k * max(_broadcast_numel(cx.shape[2:], cy.shape[2:]), 64):
+        ix, iy = cx.to(torch.int64), cy.to(torch.int64)
+        keys = torch.tensor([o.key for o in octs], dtype=torch.int64, device=dev).reshape(shape)
+        dx, dy = torch.tensor([_CORNER_X, _CORNER_Y], dtype=torch.int64, device=dev).reshape((2, 4) + (1,) * cx.dim())
+        idx = torch.bitwise_and(hash2(ix + dx, iy + dy, keys), 15)
+        return table.index_select(1, idx.reshape(-1)).reshape((2,) + idx.shape).transpose(0, 1)
+    idx = torch.from_numpy(_node_gradient_index(x0, y0, [width] * k, rows, [o.key for o in octs])).to(dev)
+    grads = torch.cat([table.index_select(1, idx), torch.zeros((2, width + 1), device=dev)], dim=1)
+    corners = torch.cat([grads[:, s:s + nodes] for s in (0, 1, width, width + 1)])  # (8, nodes): a, b, c, d
+    # a sample's corner a: node (cx - x0, cy - y0) of its octave's box, the boxes one after the other
+    offset = [start * width - y * width - x for start, y, x in zip(_starts(rows), y0, x0)]
+    if max(abs(v) for v in (*x0, *x1, *y0, *y1)) * (width + 1) + nodes < 2**52:  # exact in float64
+        offset = torch.tensor(offset, dtype=torch.float64, device=dev).reshape(shape)
+        flat = (cy * float(width) + offset + cx).to(torch.int64)
+    else:
+        offset = torch.tensor(offset, dtype=torch.int64, device=dev).reshape(shape)
+        flat = cy.to(torch.int64) * width + offset + cx.to(torch.int64)
+    return corners.index_select(1, flat.reshape(-1)).reshape((4, 2) + flat.shape)
 
 
 def _node_gradient_index(x0: list[int], y0: list[int], cols: list[int], rows: list[int], keys: list[int]) -> np.ndarray:
@@ -167,7 +262,8 @@ def _node_gradient_index(x0: list[int], y0: list[int], cols: list[int], rows: li
     ncol = np.array(cols, dtype=np.int64)[owner]
     first_col = np.array(_starts(cols), dtype=np.int64)[owner]
     first_row = np.array(_starts(rows), dtype=np.int64)[owner]
-    return combine_axes(hx[first_col + local % ncol], hy[first_row + local // ncol]) & 15
+    hx, hy = hx.astype(np.uint32), hy.astype(np.uint32)  # 32-bit words: the same bits, half the memory
+    return (combine_axes(hx[first_col + local % ncol], hy[first_row + local // ncol]) & 15).astype(np.int64)
 
 
 def _starts(counts: list[int]) -> list[int]:
@@ -191,12 +287,15 @@ def _broadcast_numel(a: tuple[int, ...], b: tuple[int, ...]) -> int:
 
 
 def _fade(t: torch.Tensor) -> torch.Tensor:
-    return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
+    """t * t * t * (t * (t * 6.0 - 15.0) + 10.0), the same operations in place (float32)."""
+    inner = (t * 6.0).sub_(15.0).mul_(t).add_(10.0)
+    return (t * t).mul_(t).mul_(inner)
 
 
 def _dfade(t: torch.Tensor) -> torch.Tensor:
-    s = t * (t - 1.0)
-    return s * s * 30.0
+    """s * s * 30.0 with s = t * (t - 1.0), in place."""
+    s = (t - 1.0).mul_(t)
+    return (s * s).mul_(30.0)
 
 
 def octaves(seed: int, tag: int, largest: float, count: int, lacunarity: float = 2.0) -> list[Octave]:

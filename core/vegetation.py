@@ -76,6 +76,8 @@ class VegetationNodes(NamedTuple):
         rows, cols = next(iter(self.fields.values())).shape
         c = (fi.to(torch.int64) - self.i0).clamp(0, cols - 2)
         r = (fj.to(torch.int64) - self.j0).clamp(0, rows - 2)
+        if x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1:
+            return self._at_grid(c.reshape(-1), r.reshape(-1), tu, tv)
         flat = r * cols + c
         f = torch.stack([v.reshape(-1) for v in self.fields.values()])
 
@@ -83,6 +85,18 @@ class VegetationNodes(NamedTuple):
             return f.index_select(1, (flat + offset).reshape(-1)).reshape((len(f),) + flat.shape)
         a, b, cc, d = corner(0), corner(1), corner(cols), corner(cols + 1)
         value = (a + (b - a) * tu) + ((cc + (d - cc) * tu) - (a + (b - a) * tu)) * tv
+        return dict(zip(self.fields, value.unbind(0)))
+
+    def _at_grid(self, c: torch.Tensor, r: torch.Tensor, tu: torch.Tensor, tv: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`at` on a separable grid: node column c (W,) and row r (H,) (int64) of each sample's
+        cell, fractions tu (1, W) and tv (H, 1) (float32). The same operations on the same
+        operands: the interpolation along x is taken on (fields, node rows, W), then spread over
+        the grid's rows."""
+        f = torch.stack(list(self.fields.values()))  # (F, rows, cols)
+        a, b = f.index_select(2, c), f.index_select(2, c + 1)
+        along_x = a + (b - a) * tu
+        top, bottom = along_x.index_select(1, r), along_x.index_select(1, r + 1)
+        value = top + (bottom - top) * tv
         return dict(zip(self.fields, value.unbind(0)))
 
 

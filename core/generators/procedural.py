@@ -34,6 +34,8 @@ BLOCK_ROW = settlements.BLOCK_ROW
 TABLE_MARGIN = settlements.LONG_SPAN + 1  # blocks a chunk's block table reaches beyond its image
 PLANE_STEP = 24.0  # metres between the points a block's ground plane is fitted to
 MACRO_NODES_WITH_BLOCKS = 6000  # a chunk's macro nodes up to this many are evaluated with its blocks
+SAMPLE_FIELDS = ("height", "wetness", "roughness", "temperature", "moisture", "coast", "mountain")  # the
+# macro fields a chunk reads at its samples (`_samples`, pixel classes): the others are not interpolated
 
 
 @register("procedural")
@@ -84,7 +86,8 @@ class ProceduralGenerator:
         if self.spec.resolution(level) >= MACRO_LATTICE:
             return self.macro(x, y)
         if grid:
-            return lattice.on_grid(nodes or self.macro, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
+            field = self.macro if nodes is None else lambda a, b: nodes(a, b, SAMPLE_FIELDS)
+            return lattice.on_grid(field, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
     def block_density(self, cx: torch.Tensor, cy: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor,
