@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
 
 from worldstream.exporters.gltf import read_glb
 from worldstream.unreal_bridge import protocol as p
@@ -271,7 +271,7 @@ def test_a_polite_client_keeps_its_stream_while_200_connections_misbehave():
                 return "ended"
         except ConnectionClosed as exc:
             return f"closed {exc.rcvd.code if exc.rcvd else None}"
-        except OSError as exc:
+        except (OSError, InvalidHandshake, InvalidMessage) as exc:  # a loaded server may drop a flooder's handshake
             return f"refused {exc}"
 
     hostile: list[asyncio.Task] = []
@@ -308,7 +308,10 @@ def test_a_polite_client_keeps_its_stream_while_200_connections_misbehave():
         stop_server(proc)
     # 51 clients want chunks from 2 generator processes taking turns: a fair share is a few chunks
     assert open_at_end and errors == [] and n_chunks >= 3, (open_at_end, errors[:3], n_chunks)
-    by_kind = {k: {o for i, o in enumerate(outcomes) if i % 4 == k} for k in range(4)}
+    # under heavy load the server may drop a few attackers' handshakes: they never got to attack
+    refused = [o for o in outcomes if o.startswith("refused")]
+    assert len(refused) <= len(outcomes) // 10, refused[:3]
+    by_kind = {k: {o for i, o in enumerate(outcomes) if i % 4 == k and not o.startswith("refused")} for k in range(4)}
     # floods and junk hit the error budget (1008), oversized messages the size limit (1009)
     assert by_kind[0] == {"closed 1008"} and by_kind[1] == {"closed 1008"}, by_kind
     assert by_kind[2] == {"closed 1009"} and by_kind[3] == {"open"}, by_kind
