@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -259,8 +260,9 @@ def test_follow_streams_chunks_around_the_flying_drone(sim, sim_cache, world, tm
     """`worldstream airsim follow` (its own process) between the simulator and a real `worldstream
     serve`: while the official client flies the drone 300 m north, the chunks stream around it and
     the finest level ends up resident under it (waited for, however long the machine takes), on
-    disk as complete GLBs. The server shares the simulator's disk cache (the chunks both need are
-    generated once)."""
+    disk as complete GLBs. Ctrl-C (SIGINT) stops it cleanly: exit 0, its summary on stdout, no
+    traceback. The server shares the simulator's disk cache (the chunks both need are generated
+    once)."""
     port, settings = sim
     home = home_enu(settings)
     server_port, server = start_worldstream(["serve", "--seed", str(SPEC.seed), "--workers", "2",
@@ -293,8 +295,14 @@ def test_follow_streams_chunks_around_the_flying_drone(sim, sim_cache, world, tm
             assert follower.poll() is None, follower.communicate()[1][-2000:]
             assert time.monotonic() < deadline, f"{len(resident)} chunks resident; finest under the drone: {under}"
             time.sleep(0.2)
+        follower.send_signal(signal.SIGINT)  # it streams until stopped
+        stdout, stderr = follower.communicate(timeout=60)
+        assert follower.returncode == 0 and "Traceback" not in stderr, stderr[-2000:]
+        summary = json.loads(stdout.strip().splitlines()[-1])
+        assert summary["chunks_received"] >= len(resident) > 10 and summary["views_sent"] > 0, summary
+        assert summary["finest_under_vehicle"] is not None, summary
     finally:
-        if follower is not None:  # it streams until stopped
+        if follower is not None and follower.poll() is None:
             follower.kill()
             follower.communicate(timeout=20)
         server.terminate()
