@@ -130,9 +130,11 @@ class Resident:
 
 async def follow(server_url: str, make_client, origin, vehicle: str = "", cameras: tuple[str, ...] = ("front_center",),
                  hz: float = 10.0, out: Path | str | None = None, duration: float | None = None,
-                 viewport=(1920, 1080), max_sse: float = 16.0, token: str | None = None, log=lambda msg: None) -> dict:
-    """Stream around the vehicle until `duration` seconds pass, or with `duration` None until
-    cancelled (Ctrl-C under asyncio.run): then too it writes resident.json and returns the summary."""
+                 viewport=(1920, 1080), max_sse: float = 16.0, token: str | None = None, log=lambda msg: None,
+                 stop: asyncio.Event | None = None) -> dict:
+    """Stream around the vehicle until `duration` seconds pass, `stop` is set (the CLI sets it on
+    Ctrl-C) or, with `duration` None, until cancelled; then it writes resident.json and returns the
+    summary."""
     out = Path(out) if out is not None else None
     resident = Resident(out)
     poller = CameraPoller(make_client, vehicle, list(cameras), origin, hz, viewport, max_sse)
@@ -156,7 +158,7 @@ async def follow(server_url: str, make_client, origin, vehicle: str = "", camera
             receiver = asyncio.create_task(receive())
             sent = None
             try:
-                while deadline is None or time.monotonic() < deadline:
+                while (deadline is None or time.monotonic() < deadline) and not (stop and stop.is_set()):
                     await asyncio.sleep(1.0 / hz)
                     if poller.error is not None:
                         raise poller.error
@@ -179,6 +181,8 @@ async def follow(server_url: str, make_client, origin, vehicle: str = "", camera
     finally:
         poller.stop.set()
         await asyncio.to_thread(poller.join, 5)
+    if stop is not None and stop.is_set():
+        log("stopped")
     resident.write()
     cover = resident.covering(float(last_enu[0]), float(last_enu[1])) if last_enu is not None else None
     return {"views_sent": views_sent, "polls": poller.polls, "chunks_received": resident.received,

@@ -502,6 +502,7 @@ def cmd_airsim_fly(args) -> int:
 
 def cmd_airsim_follow(args) -> int:
     import asyncio
+    import signal
 
     import airsim
 
@@ -511,11 +512,24 @@ def cmd_airsim_follow(args) -> int:
     log = lambda msg: print(f"worldstream airsim follow: {msg}", file=sys.stderr)  # noqa: E731
     make_client = lambda: airsim.MultirotorClient(ip=args.host, port=args.port, timeout_value=60)  # noqa: E731
     width, height = (int(v) for v in args.viewport.lower().split("x"))
-    # without --duration it streams until Ctrl-C, then prints the summary as a timed run does
-    summary = asyncio.run(follow(args.server, make_client, spec.origin, vehicle=args.vehicle,
-                                 cameras=tuple(c for c in args.cameras.split(",") if c), hz=args.hz, out=args.out,
-                                 duration=args.duration, viewport=(width, height), max_sse=args.max_sse,
-                                 token=args.token, log=log))
+
+    async def run() -> dict:
+        # Ctrl-C (or SIGTERM) asks the stream to stop at its next step and report, as a timed run
+        # does; a second Ctrl-C interrupts at once (exit 130)
+        stop, loop = asyncio.Event(), asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            stop.set()
+            loop.remove_signal_handler(signal.SIGINT)
+
+        loop.add_signal_handler(signal.SIGINT, on_signal)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        return await follow(args.server, make_client, spec.origin, vehicle=args.vehicle,
+                            cameras=tuple(c for c in args.cameras.split(",") if c), hz=args.hz, out=args.out,
+                            duration=args.duration, viewport=(width, height), max_sse=args.max_sse,
+                            token=args.token, log=log, stop=stop)
+
+    summary = asyncio.run(run())
     print(json.dumps(summary))
     return 0
 
