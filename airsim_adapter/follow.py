@@ -141,7 +141,7 @@ async def follow(server_url: str, make_client, origin, vehicle: str = "", camera
     poller.start()
     views_sent, last_enu = 0, None
     deadline = None if duration is None else time.monotonic() + duration
-    try:  # stopped by `duration`, by the server, or by cancellation (Ctrl-C): the summary either way
+    try:  # stopped by `duration`, `stop` (Ctrl-C), the server or cancellation: the summary either way
         async with StreamClient(server_url, client="worldstream.airsim.follow", token=token) as stream:
             async def receive():
                 async for kind, event in stream.events():
