@@ -13,6 +13,7 @@ is a verified store the servers read from and add missing chunks to.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -205,16 +206,15 @@ def remote_errors(where: str) -> Iterator[None]:
         raise WorldstreamError(f"store {where}: {_reason(exc)}") from exc
 
 
-_OPEN: dict[str, Store] = {}
-
-
 def open_store(location: str | Path) -> Store:
     """The store at `location`: a local folder, or an fsspec URL (s3://bucket/prefix, gs://...).
     Kept per process (a Ray worker or pool process opens each store once)."""
-    key = str(location)
-    if key not in _OPEN:
-        _OPEN[key] = FsspecStore(key) if is_url(key) else LocalStore(key)
-    return _OPEN[key]
+    return _open_store(str(location))
+
+
+@functools.cache
+def _open_store(location: str) -> Store:
+    return FsspecStore(location) if is_url(location) else LocalStore(location)
 
 
 # ------------------------------------------------------------------------- the chunk rule, once

@@ -47,7 +47,7 @@ def s3(tmp_path_factory):
         import s3fs
 
         s3fs.S3FileSystem.clear_instance_cache()
-        store_mod._OPEN.clear()
+        store_mod._open_store.cache_clear()
         s3fs.S3FileSystem().mkdir(BUCKET)
         yield env
     finally:
@@ -56,7 +56,7 @@ def s3(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        store_mod._OPEN.clear()
+        store_mod._open_store.cache_clear()
         signal.signal(signal.SIGTERM, sigterm)
         server.stop()
 
@@ -149,7 +149,7 @@ def test_a_bad_url_a_missing_bucket_or_no_credentials_is_one_clear_line(s3, monk
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
         s3fs.S3FileSystem.clear_instance_cache()
-    monkeypatch.setattr(store_mod, "_OPEN", {})
+    store_mod._open_store.cache_clear()
     assert main(["generate", *REGION, "--out", url]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and err.count("\n") == 0 and "Traceback" not in err, err
