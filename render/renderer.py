@@ -58,7 +58,7 @@ class Sky:
 class Frame:
     """One camera's images. scene: (H, W, 3) uint8 sRGB; depth_planar: (H, W) float32 metres along
     the optical axis (NO_HIT_DEPTH for sky); classes: (H, W) uint8 class ids (0 "none" for sky);
-    instances: (H, W) uint32 building ids (0 none); normals: (H, W, 3) uint8 world ENU normal
+    instances: (H, W) uint32 building ids, or tree ids (core.vegetation.TREE_ID_BIT set), 0 none; normals: (H, W, 3) uint8 world ENU normal
     encoded n * 127.5 + 127.5 (0 for sky). Targets not asked for are None."""
 
     intrinsics: Intrinsics
