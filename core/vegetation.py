@@ -105,13 +105,17 @@ def node_range(lo: float, hi: float) -> tuple[int, int]:
     return math.floor((lo - 2 * CELL) / VEG_LATTICE) - 1, math.floor((hi + 2 * CELL) / VEG_LATTICE) + 2
 
 
-def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
-               ) -> dict[str, torch.Tensor]:
+def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
+               maybe_urban: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The tree candidate of cells (ci, cj) (int64, same shape) and whether it is a tree.
 
     Returns tensors of that shape: present (bool), x, y (float64 world metres), height, radius
     (float32 m; crown radius), kind (int64 index into KINDS), setting (int64 index into SETTINGS),
-    id (int64, TREE_ID_BIT set)."""
+    id (int64, TREE_ID_BIT set). `maybe_urban` (bool, 1-D like ci and cj): False where the cell's
+    candidate certainly lies in no urban block; then a candidate whose draw is above its forest
+    and hedgerow chances is no tree whatever the roads, and the settlement tests (street
+    coordinates, roads, houses) are left out for it: its height, radius, kind and setting are
+    those of `_absent` (what no reader of a candidate that is no tree looks at)."""
     h, x, y = _position(seed, ci, cj)
     h2 = mix32(torch.bitwise_xor(h, 0x9E3779B9))
     u = _fields(h, (12, 10, 10)) + _fields(h2, (10, 11, 11))  # six uniform numbers from 64 hashed bits
@@ -125,6 +129,28 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     ey = (torch.minimum(py - torch.floor(py), torch.ceil(py) - py) * 160.0).to(torch.float32)
     seg = unit_float(hash2(torch.floor(px + 0.5).to(torch.int64), torch.floor(py + 0.5).to(torch.int64), salt(seed, 41)))
     hedge = torch.where((torch.minimum(ex, ey) < 2.5) & (seg < 0.55), f["hedge"] * 0.9, zero)
+    tid = torch.bitwise_or(torch.bitwise_and(h, 0x7FFFFFFF), TREE_ID_BIT)
+    if maybe_urban is not None and x.dim() == 1:
+        # off urban blocks p <= max(forest, hedge, 0) (street and garden chances are 0 there), and
+        # p * density is monotonic in p: such a draw above it is no tree
+        live = maybe_urban | (u[0] < torch.clamp(torch.maximum(f["forest"], hedge), min=0.0) * nodes.density)
+        idx = torch.nonzero(live).reshape(-1)
+        if idx.numel() < x.numel():
+            out = dict(_absent(x.numel(), x.device), x=x, y=y, id=tid)
+            if idx.numel():
+                pick = lambda v: v.index_select(0, idx)  # noqa: E731
+                some = _settled(pick(x), pick(y), [pick(v) for v in u], {k: pick(v) for k, v in f.items()},
+                                pick(hedge), nodes, blocks)
+                out.update({k: out[k].index_put((idx,), v) for k, v in some.items()})
+            return out
+    return dict(_settled(x, y, u, f, hedge, nodes, blocks), x=x, y=y, id=tid)
+
+
+def _settled(x: torch.Tensor, y: torch.Tensor, u: list[torch.Tensor], f: dict[str, torch.Tensor],
+             hedge: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup) -> dict[str, torch.Tensor]:
+    """The rest of `candidates` once the land's chances are known: present, height, radius, kind,
+    setting of candidates at (x, y) with draws u, node fields f and hedgerow chance `hedge`."""
+    zero = torch.zeros_like(u[0])
 
     # settlements: no trees on roads or in houses; street trees on sidewalks, garden trees in lots
     gu, gv = blocks.frame.to_grid(x, y)  # street coordinates: the blocks' grid
@@ -166,9 +192,7 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     radius = torch.where(kind == 0, 0.8 + 0.16 * height, 1.0 + 0.2 * height) * (0.85 + 0.3 * u[5])
     radius = torch.minimum(radius, torch.where(setting == 0, torch.full_like(radius, MAX_CROWN),
                                                torch.full_like(radius, 3.5)))
-    tid = torch.bitwise_or(torch.bitwise_and(h, 0x7FFFFFFF), TREE_ID_BIT)
-    return {"present": present, "x": x, "y": y, "height": height, "radius": radius, "kind": kind,
-            "setting": setting.to(torch.int64), "id": tid}
+    return {"present": present, "height": height, "radius": radius, "kind": kind, "setting": setting.to(torch.int64)}
 
 
 def _position(seed: int, ci: torch.Tensor, cj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -372,11 +396,14 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     near = near | (urban & (nodes.density > 0))
     idx = torch.nonzero(near.reshape(-1)).reshape(-1)
     n = ci.numel()
+    # a cell whose centre has no urban block in the 3 x 3 around holds no candidate in an urban block
+    maybe_urban = (urban & (nodes.density > 0)).reshape(-1)
     if idx.numel() == n:
-        return candidates(seed, ci, cj, nodes, blocks)
+        return candidates(seed, ci, cj, nodes, blocks, maybe_urban)
     out = _absent(n, x.device)
     if idx.numel():
-        some = candidates(seed, ci.index_select(0, idx), cj.index_select(0, idx), nodes, blocks)
+        some = candidates(seed, ci.index_select(0, idx), cj.index_select(0, idx), nodes, blocks,
+                          maybe_urban.index_select(0, idx))
         out = {k: v.index_put((idx,), some[k]) for k, v in out.items()}
     return out
 
