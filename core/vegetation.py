@@ -323,7 +323,7 @@ def _canopy_from_table(x: torch.Tensor, y: torch.Tensor, table: CellTable) -> di
     py = y.expand(shape).reshape(-1).index_select(0, need)
     da, db = _around(x.device)
     idx = ((cj_n + db) * ncol + (ci_n + da)).reshape(-1)
-    found = _top_crown(px, py, {k: table.cells[k].index_select(0, idx).reshape(9, -1) for k in _CROWN_FIELDS})
+    found = _top_crown(px, py, table.cells, idx.reshape(9, -1))
     return {k: v.reshape(-1).index_put((need,), found[k]).reshape(shape) for k, v in out.items()}
 
 
@@ -347,7 +347,7 @@ def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: Vegeta
         some = _candidates_where_possible(seed, cell_i.index_select(0, within), cell_j.index_select(0, within),
                                           x9.index_select(0, within), y9.index_select(0, within), nodes, reach, blocks)
         every = {k: v.index_put((within,), some[k]) for k, v in every.items()}
-    found = _top_crown(xb, yb, {k: v.reshape(9, -1) for k, v in every.items()})
+    found = _top_crown(xb, yb, every, torch.arange(x9.numel(), device=x.device).reshape(9, -1))
     return {k: v.reshape(shape) for k, v in found.items()}
 
 
@@ -408,31 +408,39 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     return out
 
 
-_CROWN_FIELDS = ("present", "x", "y", "height", "radius", "kind", "id")  # the fields _top_crown reads
-
-
-def _top_crown(x: torch.Tensor, y: torch.Tensor, cells: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _top_crown(x: torch.Tensor, y: torch.Tensor, cells: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
     """The highest crown over points (x, y float64, (N,)) among the candidates of the 9 cells
-    around each (`candidates` fields, at least _CROWN_FIELDS, (9, N), cells in `_around` order);
-    of equal heights the first: `canopy`'s fields."""
-    dx = (x - cells["x"]).to(torch.float32)
-    dy = (y - cells["y"]).to(torch.float32)
+    around each: `cells` (`candidates` fields, 1-D) at idx (9, N) (int64, cells in `_around`
+    order); of equal heights the first: `canopy`'s fields.
+
+    Most of the 9 candidates are no tree: only those that are have their distance taken (the
+    same operations on the same operands as for all of them), and the crown surface only where
+    one covers the point."""
+    flat = idx.reshape(-1)
+    pairs = torch.nonzero(cells["present"].index_select(0, flat)).reshape(-1)  # (cell, point) pairs with a tree
+    cell = flat.index_select(0, pairs)
+    at = lambda v: v.index_select(0, cell)  # noqa: E731
+    point = torch.remainder(pairs, x.numel())
+    dx = (x.index_select(0, point) - at(cells["x"])).to(torch.float32)
+    dy = (y.index_select(0, point) - at(cells["y"])).to(torch.float32)
     d2 = dx * dx + dy * dy
-    # most of the 9 candidates are no tree or too far: the crown surface only where one covers the point
-    hit = torch.nonzero((cells["present"] & (d2 < cells["radius"] * cells["radius"])).reshape(-1)).reshape(-1)
-    pairs = lambda v: v.reshape(-1).index_select(0, hit)  # noqa: E731
-    z = torch.zeros_like(d2).reshape(-1).index_put(
-        (hit,), crown_height(pairs(d2), pairs(cells["height"]), pairs(cells["radius"]), pairs(cells["kind"]))
-    ).reshape(d2.shape)
+    radius = at(cells["radius"])
+    hit = torch.nonzero(d2 < radius * radius).reshape(-1)
+    pick = lambda v: v.index_select(0, hit)  # noqa: E731
+    crown = crown_height(pick(d2), pick(at(cells["height"])), pick(radius), pick(at(cells["kind"])))
+    z = torch.zeros(idx.shape, dtype=torch.float32, device=x.device).reshape(-1).index_put(
+        (pick(pairs),), crown).reshape(idx.shape)
     height, top = z[0], torch.zeros(z.shape[1:], dtype=torch.int64, device=z.device)
     for k in range(1, len(z)):  # the first of the highest (argmax over dim 0 is slow on CPU)
         higher = z[k] > height
         height, top = torch.where(higher, z[k], height), torch.where(higher, k, top)
-    pick = lambda v: v.gather(0, top.unsqueeze(0))[0]  # noqa: E731
-    tid = pick(cells["id"])
-    edge = pick(d2) / (pick(cells["radius"]) * pick(cells["radius"]))
+    best = idx.gather(0, top.unsqueeze(0))[0]  # the top cell of each point
+    tid, kind, r = (cells[k].index_select(0, best) for k in ("id", "kind", "radius"))
+    ex = (x - cells["x"].index_select(0, best)).to(torch.float32)
+    ey = (y - cells["y"].index_select(0, best)).to(torch.float32)
+    edge = (ex * ex + ey * ey) / (r * r)
     return {"height": height, "id": torch.where(height > 0, tid, torch.zeros_like(tid)),
-            "edge": torch.where(height > 0, edge, torch.ones_like(edge)), "kind": pick(cells["kind"])}
+            "edge": torch.where(height > 0, edge, torch.ones_like(edge)), "kind": kind}
 
 
 class Tree(NamedTuple):
