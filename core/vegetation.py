@@ -37,7 +37,8 @@ TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; co
 class BlockLookup(Protocol):
     """The settlement blocks as trees ask them: rows (..., settlements.BLOCK_ROW) (the generator's block rows) at
     integer block indices, the street frame the blocks' grid lies in, and the lots' houses. A chunk's table also
-    answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather."""
+    answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather, and `any_urban` (whether
+    any of its blocks is urban)."""
 
     frame: StreetFrame
 
@@ -384,12 +385,15 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
         near = VegetationNodes(nodes.i0, nodes.j0, {"reach": reach}).at(x, y)["reach"] > 0
     if x.numel() == 0:
         return _absent(0, x.device)
-    gu, gv = blocks.frame.to_grid_near(x, y)  # a metre off at most: urban_near has a block of slack
-    bx = torch.floor(gu * (1.0 / BLOCK)).to(torch.int64)
-    by = torch.floor(gv * (1.0 / BLOCK)).to(torch.int64)
-    if hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
-        urban = blocks.urban_near(bx, by)
+    if hasattr(blocks, "urban_near") and not blocks.any_urban:  # a chunk's block table without towns
+        urban = torch.zeros(torch.broadcast_shapes(x.shape, y.shape), dtype=torch.bool, device=x.device)
+    elif hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
+        gu, gv = blocks.frame.to_grid_near(x, y)  # a metre off at most: urban_near has a block of slack
+        urban = blocks.urban_near(torch.floor(gu * (1.0 / BLOCK)).to(torch.int64), torch.floor(gv * (1.0 / BLOCK)).to(torch.int64))
     else:
+        gu, gv = blocks.frame.to_grid_near(x, y)
+        bx = torch.floor(gu * (1.0 / BLOCK)).to(torch.int64)
+        by = torch.floor(gv * (1.0 / BLOCK)).to(torch.int64)
         d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
         around = blocks(bx.reshape(-1, 1) + d.repeat(3).reshape(1, 9), by.reshape(-1, 1) + d.repeat_interleave(3).reshape(1, 9))
         urban = (around[..., 0] > 0).any(dim=1).reshape(bx.shape)
