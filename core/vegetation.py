@@ -66,9 +66,11 @@ class VegetationNodes(NamedTuple):
     density: float = 1.0  # multiplies every tree probability (the generator's `vegetation` parameter)
     wet: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # water at world points (bool)
 
-    def at(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def at(self, x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         """Bilinear values at world points (float64, broadcastable, inside the node grid); every
-        field in one pass over the fields stacked (F, nodes)."""
+        field (or those named) in one pass over the fields stacked (F, nodes). A field's values
+        do not depend on which others are asked with it."""
+        fields = self.fields if names is None else {k: self.fields[k] for k in names}
         u = x * (1.0 / VEG_LATTICE)
         v = y * (1.0 / VEG_LATTICE)
         fi, fj = torch.floor(u), torch.floor(v)
@@ -78,27 +80,29 @@ class VegetationNodes(NamedTuple):
         c = (fi.to(torch.int64) - self.i0).clamp(0, cols - 2)
         r = (fj.to(torch.int64) - self.j0).clamp(0, rows - 2)
         if x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1:
-            return self._at_grid(c.reshape(-1), r.reshape(-1), tu, tv)
+            return self._at_grid(fields, c.reshape(-1), r.reshape(-1), tu, tv)
         flat = r * cols + c
-        f = torch.stack([v.reshape(-1) for v in self.fields.values()])
+        f = torch.stack([v.reshape(-1) for v in fields.values()])
 
         def corner(offset: int) -> torch.Tensor:
             return f.index_select(1, (flat + offset).reshape(-1)).reshape((len(f),) + flat.shape)
         a, b, cc, d = corner(0), corner(1), corner(cols), corner(cols + 1)
         value = (a + (b - a) * tu) + ((cc + (d - cc) * tu) - (a + (b - a) * tu)) * tv
-        return dict(zip(self.fields, value.unbind(0)))
+        return dict(zip(fields, value.unbind(0)))
 
-    def _at_grid(self, c: torch.Tensor, r: torch.Tensor, tu: torch.Tensor, tv: torch.Tensor) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _at_grid(fields: dict[str, torch.Tensor], c: torch.Tensor, r: torch.Tensor, tu: torch.Tensor,
+                 tv: torch.Tensor) -> dict[str, torch.Tensor]:
         """`at` on a separable grid: node column c (W,) and row r (H,) (int64) of each sample's
         cell, fractions tu (1, W) and tv (H, 1) (float32). The same operations on the same
         operands: the interpolation along x is taken on (fields, node rows, W), then spread over
         the grid's rows."""
-        f = torch.stack(list(self.fields.values()))  # (F, rows, cols)
+        f = torch.stack(list(fields.values()))  # (F, rows, cols)
         a, b = f.index_select(2, c), f.index_select(2, c + 1)
         along_x = a + (b - a) * tu
         top, bottom = along_x.index_select(1, r), along_x.index_select(1, r + 1)
         value = top + (bottom - top) * tv
-        return dict(zip(self.fields, value.unbind(0)))
+        return dict(zip(fields, value.unbind(0)))
 
 
 def node_range(lo: float, hi: float) -> tuple[int, int]:
@@ -120,7 +124,7 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     h, x, y = _position(seed, ci, cj)
     h2 = mix32(torch.bitwise_xor(h, 0x9E3779B9))
     u = _fields(h, (12, 10, 10)) + _fields(h2, (10, 11, 11))  # six uniform numbers from 64 hashed bits
-    f = nodes.at(x, y)
+    f = nodes.at(x, y, ("forest", "hedge"))
     zero = torch.zeros_like(u[0])
 
     # hedgerows: within 2.5 m of a crop-parcel border (parcels of 90 m x 160 m, as the ortho's crops)
@@ -140,11 +144,15 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
             out = dict(_absent(x.numel(), x.device), x=x, y=y, id=tid)
             if idx.numel():
                 pick = lambda v: v.index_select(0, idx)  # noqa: E731
-                some = _settled(pick(x), pick(y), [pick(v) for v in u], {k: pick(v) for k, v in f.items()},
-                                pick(hedge), nodes, blocks)
+                xs, ys = pick(x), pick(y)
+                some = _settled(xs, ys, [pick(v) for v in u], {**{k: pick(v) for k, v in f.items()},
+                                                               **nodes.at(xs, ys, _LIVE_FIELDS)}, pick(hedge), nodes, blocks)
                 out.update({k: out[k].index_put((idx,), v) for k, v in some.items()})
             return out
-    return dict(_settled(x, y, u, f, hedge, nodes, blocks), x=x, y=y, id=tid)
+    return dict(_settled(x, y, u, {**f, **nodes.at(x, y, _LIVE_FIELDS)}, hedge, nodes, blocks), x=x, y=y, id=tid)
+
+
+_LIVE_FIELDS = ("conifer", "vigour", "water")  # the node fields `_settled` reads beyond forest and hedge
 
 
 def _settled(x: torch.Tensor, y: torch.Tensor, u: list[torch.Tensor], f: dict[str, torch.Tensor],
