@@ -461,13 +461,35 @@ def _line_ends(bx: torch.Tensor, by: torch.Tensor, line_x: torch.Tensor, line_y:
     if ask.numel() == 0:
         return none, none
     bx, by, line_x, line_y = (v.expand(near.shape).reshape(-1).index_select(0, ask) for v in (bx, by, line_x, line_y))
-    along = list(range(1 - LONG_SPAN, LONG_SPAN + 1))  # the nodes `crossing` reads, from each segment's start
-    dry = blocks.columns(torch.stack([line_x] * len(along) + [bx + o for o in along]),
-                         torch.stack([by + o for o in along] + [line_y] * len(along)), (DRY,))[..., 0] > 0
     none = none.reshape(-1)
-    n = len(along)
-    return (none.index_put((ask,), crossing(dry[:n], crossing_span(line_x))).reshape(near.shape),
-            none.index_put((ask,), crossing(dry[n:], crossing_span(line_y))).reshape(near.shape))
+    return (none.index_put((ask,), _per_segment(line_x, by, blocks, False)).reshape(near.shape),
+            none.index_put((ask,), _per_segment(line_y, bx, blocks, True)).reshape(near.shape))
+
+
+def _per_segment(line: torch.Tensor, along: torch.Tensor, blocks, across_v: bool) -> torch.Tensor:
+    """`crossing` of the segments on grid lines `line` from node `along` (int64, 1-D; lines across
+    u, or across v with `across_v`), each distinct segment asked of the blocks once: many points
+    share a segment. The segments are numbered in their bounding box (a flag table, no sort)."""
+    l0, a0 = int(line.min()), int(along.min())
+    cols, rows = int(line.max()) - l0 + 1, int(along.max()) - a0 + 1
+    if cols * rows > 4 * line.numel() + 4096:  # scattered points: each point's own segment
+        return _crossing_of(line, along, blocks, across_v)
+    key = (line - l0) * rows + (along - a0)
+    used = torch.zeros(cols * rows, dtype=torch.bool, device=line.device)
+    used[key] = True
+    seg = torch.nonzero(used).reshape(-1)
+    slot = torch.cumsum(used, 0) - 1  # key -> row of `seg`
+    ok = _crossing_of(torch.div(seg, rows, rounding_mode="floor") + l0, torch.remainder(seg, rows) + a0, blocks, across_v)
+    return ok.index_select(0, slot.index_select(0, key))
+
+
+def _crossing_of(line: torch.Tensor, along: torch.Tensor, blocks, across_v: bool) -> torch.Tensor:
+    """`crossing` of single segments on grid lines `line` from node `along` (int64, 1-D)."""
+    offsets = list(range(1 - LONG_SPAN, LONG_SPAN + 1))  # the nodes `crossing` reads, from each segment's start
+    lines, nodes = torch.stack([line] * len(offsets)), torch.stack([along + o for o in offsets])
+    bx, by = (nodes, lines) if across_v else (lines, nodes)
+    dry = blocks.columns(bx, by, (DRY,))[..., 0] > 0
+    return crossing(dry, crossing_span(line))
 
 
 def locate(x: torch.Tensor, y: torch.Tensor, density: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -37,7 +37,8 @@ TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; co
 class BlockLookup(Protocol):
     """The settlement blocks as trees ask them: rows (..., settlements.BLOCK_ROW) (the generator's block rows) at
     integer block indices, the street frame the blocks' grid lies in, and the lots' houses. A chunk's table also
-    answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather."""
+    answers `urban_near(bx, by)` (any urban block in the 3 x 3 around) in one gather, and `any_urban` (whether
+    any of its blocks is urban)."""
 
     frame: StreetFrame
 
@@ -65,9 +66,11 @@ class VegetationNodes(NamedTuple):
     density: float = 1.0  # multiplies every tree probability (the generator's `vegetation` parameter)
     wet: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # water at world points (bool)
 
-    def at(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def at(self, x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         """Bilinear values at world points (float64, broadcastable, inside the node grid); every
-        field in one pass over the fields stacked (F, nodes)."""
+        field (or those named) in one pass over the fields stacked (F, nodes). A field's values
+        do not depend on which others are asked with it."""
+        fields = self.fields if names is None else {k: self.fields[k] for k in names}
         u = x * (1.0 / VEG_LATTICE)
         v = y * (1.0 / VEG_LATTICE)
         fi, fj = torch.floor(u), torch.floor(v)
@@ -77,27 +80,29 @@ class VegetationNodes(NamedTuple):
         c = (fi.to(torch.int64) - self.i0).clamp(0, cols - 2)
         r = (fj.to(torch.int64) - self.j0).clamp(0, rows - 2)
         if x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1:
-            return self._at_grid(c.reshape(-1), r.reshape(-1), tu, tv)
+            return self._at_grid(fields, c.reshape(-1), r.reshape(-1), tu, tv)
         flat = r * cols + c
-        f = torch.stack([v.reshape(-1) for v in self.fields.values()])
+        f = torch.stack([v.reshape(-1) for v in fields.values()])
 
         def corner(offset: int) -> torch.Tensor:
             return f.index_select(1, (flat + offset).reshape(-1)).reshape((len(f),) + flat.shape)
         a, b, cc, d = corner(0), corner(1), corner(cols), corner(cols + 1)
         value = (a + (b - a) * tu) + ((cc + (d - cc) * tu) - (a + (b - a) * tu)) * tv
-        return dict(zip(self.fields, value.unbind(0)))
+        return dict(zip(fields, value.unbind(0)))
 
-    def _at_grid(self, c: torch.Tensor, r: torch.Tensor, tu: torch.Tensor, tv: torch.Tensor) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _at_grid(fields: dict[str, torch.Tensor], c: torch.Tensor, r: torch.Tensor, tu: torch.Tensor,
+                 tv: torch.Tensor) -> dict[str, torch.Tensor]:
         """`at` on a separable grid: node column c (W,) and row r (H,) (int64) of each sample's
         cell, fractions tu (1, W) and tv (H, 1) (float32). The same operations on the same
         operands: the interpolation along x is taken on (fields, node rows, W), then spread over
         the grid's rows."""
-        f = torch.stack(list(self.fields.values()))  # (F, rows, cols)
+        f = torch.stack(list(fields.values()))  # (F, rows, cols)
         a, b = f.index_select(2, c), f.index_select(2, c + 1)
         along_x = a + (b - a) * tu
         top, bottom = along_x.index_select(1, r), along_x.index_select(1, r + 1)
         value = top + (bottom - top) * tv
-        return dict(zip(self.fields, value.unbind(0)))
+        return dict(zip(fields, value.unbind(0)))
 
 
 def node_range(lo: float, hi: float) -> tuple[int, int]:
@@ -105,17 +110,21 @@ def node_range(lo: float, hi: float) -> tuple[int, int]:
     return math.floor((lo - 2 * CELL) / VEG_LATTICE) - 1, math.floor((hi + 2 * CELL) / VEG_LATTICE) + 2
 
 
-def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
-               ) -> dict[str, torch.Tensor]:
+def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
+               maybe_urban: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The tree candidate of cells (ci, cj) (int64, same shape) and whether it is a tree.
 
     Returns tensors of that shape: present (bool), x, y (float64 world metres), height, radius
     (float32 m; crown radius), kind (int64 index into KINDS), setting (int64 index into SETTINGS),
-    id (int64, TREE_ID_BIT set)."""
+    id (int64, TREE_ID_BIT set). `maybe_urban` (bool, 1-D like ci and cj): False where the cell's
+    candidate certainly lies in no urban block; then a candidate whose draw is above its forest
+    and hedgerow chances is no tree whatever the roads, and the settlement tests (street
+    coordinates, roads, houses) are left out for it: its height, radius, kind and setting are
+    those of `_absent` (what no reader of a candidate that is no tree looks at)."""
     h, x, y = _position(seed, ci, cj)
     h2 = mix32(torch.bitwise_xor(h, 0x9E3779B9))
     u = _fields(h, (12, 10, 10)) + _fields(h2, (10, 11, 11))  # six uniform numbers from 64 hashed bits
-    f = nodes.at(x, y)
+    f = nodes.at(x, y, ("forest", "hedge"))
     zero = torch.zeros_like(u[0])
 
     # hedgerows: within 2.5 m of a crop-parcel border (parcels of 90 m x 160 m, as the ortho's crops)
@@ -125,6 +134,32 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     ey = (torch.minimum(py - torch.floor(py), torch.ceil(py) - py) * 160.0).to(torch.float32)
     seg = unit_float(hash2(torch.floor(px + 0.5).to(torch.int64), torch.floor(py + 0.5).to(torch.int64), salt(seed, 41)))
     hedge = torch.where((torch.minimum(ex, ey) < 2.5) & (seg < 0.55), f["hedge"] * 0.9, zero)
+    tid = torch.bitwise_or(torch.bitwise_and(h, 0x7FFFFFFF), TREE_ID_BIT)
+    if maybe_urban is not None and x.dim() == 1:
+        # off urban blocks p <= max(forest, hedge, 0) (street and garden chances are 0 there), and
+        # p * density is monotonic in p: such a draw above it is no tree
+        live = maybe_urban | (u[0] < torch.clamp(torch.maximum(f["forest"], hedge), min=0.0) * nodes.density)
+        idx = torch.nonzero(live).reshape(-1)
+        if idx.numel() < x.numel():
+            out = dict(_absent(x.numel(), x.device), x=x, y=y, id=tid)
+            if idx.numel():
+                pick = lambda v: v.index_select(0, idx)  # noqa: E731
+                xs, ys = pick(x), pick(y)
+                some = _settled(xs, ys, [pick(v) for v in u], {**{k: pick(v) for k, v in f.items()},
+                                                               **nodes.at(xs, ys, _LIVE_FIELDS)}, pick(hedge), nodes, blocks)
+                out.update({k: out[k].index_put((idx,), v) for k, v in some.items()})
+            return out
+    return dict(_settled(x, y, u, {**f, **nodes.at(x, y, _LIVE_FIELDS)}, hedge, nodes, blocks), x=x, y=y, id=tid)
+
+
+_LIVE_FIELDS = ("conifer", "vigour", "water")  # the node fields `_settled` reads beyond forest and hedge
+
+
+def _settled(x: torch.Tensor, y: torch.Tensor, u: list[torch.Tensor], f: dict[str, torch.Tensor],
+             hedge: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup) -> dict[str, torch.Tensor]:
+    """The rest of `candidates` once the land's chances are known: present, height, radius, kind,
+    setting of candidates at (x, y) with draws u, node fields f and hedgerow chance `hedge`."""
+    zero = torch.zeros_like(u[0])
 
     # settlements: no trees on roads or in houses; street trees on sidewalks, garden trees in lots
     gu, gv = blocks.frame.to_grid(x, y)  # street coordinates: the blocks' grid
@@ -166,9 +201,7 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     radius = torch.where(kind == 0, 0.8 + 0.16 * height, 1.0 + 0.2 * height) * (0.85 + 0.3 * u[5])
     radius = torch.minimum(radius, torch.where(setting == 0, torch.full_like(radius, MAX_CROWN),
                                                torch.full_like(radius, 3.5)))
-    tid = torch.bitwise_or(torch.bitwise_and(h, 0x7FFFFFFF), TREE_ID_BIT)
-    return {"present": present, "x": x, "y": y, "height": height, "radius": radius, "kind": kind,
-            "setting": setting.to(torch.int64), "id": tid}
+    return {"present": present, "height": height, "radius": radius, "kind": kind, "setting": setting.to(torch.int64)}
 
 
 def _position(seed: int, ci: torch.Tensor, cj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -299,7 +332,7 @@ def _canopy_from_table(x: torch.Tensor, y: torch.Tensor, table: CellTable) -> di
     py = y.expand(shape).reshape(-1).index_select(0, need)
     da, db = _around(x.device)
     idx = ((cj_n + db) * ncol + (ci_n + da)).reshape(-1)
-    found = _top_crown(px, py, {k: table.cells[k].index_select(0, idx).reshape(9, -1) for k in _CROWN_FIELDS})
+    found = _top_crown(px, py, table.cells, idx.reshape(9, -1))
     return {k: v.reshape(-1).index_put((need,), found[k]).reshape(shape) for k, v in out.items()}
 
 
@@ -323,7 +356,7 @@ def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: Vegeta
         some = _candidates_where_possible(seed, cell_i.index_select(0, within), cell_j.index_select(0, within),
                                           x9.index_select(0, within), y9.index_select(0, within), nodes, reach, blocks)
         every = {k: v.index_put((within,), some[k]) for k, v in every.items()}
-    found = _top_crown(xb, yb, {k: v.reshape(9, -1) for k, v in every.items()})
+    found = _top_crown(xb, yb, every, torch.arange(x9.numel(), device=x.device).reshape(9, -1))
     return {k: v.reshape(shape) for k, v in found.items()}
 
 
@@ -360,52 +393,66 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
         near = VegetationNodes(nodes.i0, nodes.j0, {"reach": reach}).at(x, y)["reach"] > 0
     if x.numel() == 0:
         return _absent(0, x.device)
-    gu, gv = blocks.frame.to_grid_near(x, y)  # a metre off at most: urban_near has a block of slack
-    bx = torch.floor(gu * (1.0 / BLOCK)).to(torch.int64)
-    by = torch.floor(gv * (1.0 / BLOCK)).to(torch.int64)
-    if hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
-        urban = blocks.urban_near(bx, by)
+    if hasattr(blocks, "urban_near") and not blocks.any_urban:  # a chunk's block table without towns
+        urban = torch.zeros(torch.broadcast_shapes(x.shape, y.shape), dtype=torch.bool, device=x.device)
+    elif hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
+        gu, gv = blocks.frame.to_grid_near(x, y)  # a metre off at most: urban_near has a block of slack
+        urban = blocks.urban_near(torch.floor(gu * (1.0 / BLOCK)).to(torch.int64), torch.floor(gv * (1.0 / BLOCK)).to(torch.int64))
     else:
+        gu, gv = blocks.frame.to_grid_near(x, y)
+        bx = torch.floor(gu * (1.0 / BLOCK)).to(torch.int64)
+        by = torch.floor(gv * (1.0 / BLOCK)).to(torch.int64)
         d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
         around = blocks(bx.reshape(-1, 1) + d.repeat(3).reshape(1, 9), by.reshape(-1, 1) + d.repeat_interleave(3).reshape(1, 9))
         urban = (around[..., 0] > 0).any(dim=1).reshape(bx.shape)
     near = near | (urban & (nodes.density > 0))
     idx = torch.nonzero(near.reshape(-1)).reshape(-1)
     n = ci.numel()
+    # a cell whose centre has no urban block in the 3 x 3 around holds no candidate in an urban block
+    maybe_urban = (urban & (nodes.density > 0)).reshape(-1)
     if idx.numel() == n:
-        return candidates(seed, ci, cj, nodes, blocks)
+        return candidates(seed, ci, cj, nodes, blocks, maybe_urban)
     out = _absent(n, x.device)
     if idx.numel():
-        some = candidates(seed, ci.index_select(0, idx), cj.index_select(0, idx), nodes, blocks)
+        some = candidates(seed, ci.index_select(0, idx), cj.index_select(0, idx), nodes, blocks,
+                          maybe_urban.index_select(0, idx))
         out = {k: v.index_put((idx,), some[k]) for k, v in out.items()}
     return out
 
 
-_CROWN_FIELDS = ("present", "x", "y", "height", "radius", "kind", "id")  # the fields _top_crown reads
-
-
-def _top_crown(x: torch.Tensor, y: torch.Tensor, cells: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _top_crown(x: torch.Tensor, y: torch.Tensor, cells: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
     """The highest crown over points (x, y float64, (N,)) among the candidates of the 9 cells
-    around each (`candidates` fields, at least _CROWN_FIELDS, (9, N), cells in `_around` order);
-    of equal heights the first: `canopy`'s fields."""
-    dx = (x - cells["x"]).to(torch.float32)
-    dy = (y - cells["y"]).to(torch.float32)
+    around each: `cells` (`candidates` fields, 1-D) at idx (9, N) (int64, cells in `_around`
+    order); of equal heights the first: `canopy`'s fields.
+
+    Most of the 9 candidates are no tree: only those that are have their distance taken (the
+    same operations on the same operands as for all of them), and the crown surface only where
+    one covers the point."""
+    flat = idx.reshape(-1)
+    pairs = torch.nonzero(cells["present"].index_select(0, flat)).reshape(-1)  # (cell, point) pairs with a tree
+    cell = flat.index_select(0, pairs)
+    at = lambda v: v.index_select(0, cell)  # noqa: E731
+    point = torch.remainder(pairs, x.numel())
+    dx = (x.index_select(0, point) - at(cells["x"])).to(torch.float32)
+    dy = (y.index_select(0, point) - at(cells["y"])).to(torch.float32)
     d2 = dx * dx + dy * dy
-    # most of the 9 candidates are no tree or too far: the crown surface only where one covers the point
-    hit = torch.nonzero((cells["present"] & (d2 < cells["radius"] * cells["radius"])).reshape(-1)).reshape(-1)
-    pairs = lambda v: v.reshape(-1).index_select(0, hit)  # noqa: E731
-    z = torch.zeros_like(d2).reshape(-1).index_put(
-        (hit,), crown_height(pairs(d2), pairs(cells["height"]), pairs(cells["radius"]), pairs(cells["kind"]))
-    ).reshape(d2.shape)
+    radius = at(cells["radius"])
+    hit = torch.nonzero(d2 < radius * radius).reshape(-1)
+    pick = lambda v: v.index_select(0, hit)  # noqa: E731
+    crown = crown_height(pick(d2), pick(at(cells["height"])), pick(radius), pick(at(cells["kind"])))
+    z = torch.zeros(idx.shape, dtype=torch.float32, device=x.device).reshape(-1).index_put(
+        (pick(pairs),), crown).reshape(idx.shape)
     height, top = z[0], torch.zeros(z.shape[1:], dtype=torch.int64, device=z.device)
     for k in range(1, len(z)):  # the first of the highest (argmax over dim 0 is slow on CPU)
         higher = z[k] > height
         height, top = torch.where(higher, z[k], height), torch.where(higher, k, top)
-    pick = lambda v: v.gather(0, top.unsqueeze(0))[0]  # noqa: E731
-    tid = pick(cells["id"])
-    edge = pick(d2) / (pick(cells["radius"]) * pick(cells["radius"]))
+    best = idx.gather(0, top.unsqueeze(0))[0]  # the top cell of each point
+    tid, kind, r = (cells[k].index_select(0, best) for k in ("id", "kind", "radius"))
+    ex = (x - cells["x"].index_select(0, best)).to(torch.float32)
+    ey = (y - cells["y"].index_select(0, best)).to(torch.float32)
+    edge = (ex * ex + ey * ey) / (r * r)
     return {"height": height, "id": torch.where(height > 0, tid, torch.zeros_like(tid)),
-            "edge": torch.where(height > 0, edge, torch.ones_like(edge)), "kind": pick(cells["kind"])}
+            "edge": torch.where(height > 0, edge, torch.ones_like(edge)), "kind": kind}
 
 
 class Tree(NamedTuple):

@@ -602,8 +602,8 @@ class BlockTable:
     """Block rows (..., BLOCK_ROW) of a chunk's `_block_table` by block index, as `vegetation` asks them;
     `urban_near`: is a block of the 3 x 3 around this one urban? (one gather of the dilated
     table; the table has TABLE_MARGIN blocks of margin and trees look at most 1 block beyond their chunk's,
-    so the clamped border rows never answer); `houses`: the buildings of lots, from the chunk's
-    `lots` (`_chunk_lots`)."""
+    so the clamped border rows never answer); `any_urban`: is any block of the table urban?; `houses`:
+    the buildings of lots, from the chunk's `lots` (`_chunk_lots`)."""
 
     def __init__(self, table: torch.Tensor, bx0: int, by0: int, frame: StreetFrame, lots: "Lots | None" = None):
         self.frame = frame
@@ -612,6 +612,7 @@ class BlockTable:
         self.flat = table.reshape(-1, BLOCK_ROW)
         self.bx0, self.by0 = bx0, by0
         self.urban = vegetation.dilate((table[..., 0] > 0).to(torch.float32)).reshape(-1) > 0
+        self.any_urban = bool(self.urban.any())
 
     def __call__(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         return self.columns(bx, by, tuple(range(BLOCK_ROW)))
