@@ -92,7 +92,7 @@ private:
     void fail(Handle h) {
         auto con = client_.get_con_from_hdl(h);
         closed_ = con->get_ec() ? con->get_ec().message()
-                                : "closed by the server (code " + std::to_string(con->get_remote_close_code()) + ")";
+                                : "closed (remote code " + std::to_string(con->get_remote_close_code()) + ")";
     }
 };
 
