@@ -3,8 +3,9 @@
 # torch is installed first as the CPU build 2.13.0 unless some torch is already importable, and
 # any installed torch satisfies the package's loose requirement.
 # Then the official airsim client, Debian's EGL / Mesa for the renderer, the JavaScript tools the tests use (npm: Khronos glTF validator,
-# three.js, 3d-tiles-renderer) and Debian's chromium for the headless-browser checks, where npm /
-# apt-get are available; tests that need them skip with a message saying what is missing.
+# three.js, 3d-tiles-renderer), Debian's chromium for the headless-browser checks and Debian's
+# websocketpp / Asio headers for the C++ core's live test, where npm / apt-get are available; tests
+# that need them skip with a message saying what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -40,6 +41,17 @@ if ! ldconfig -p 2>/dev/null | grep -q "libEGL_mesa.so" || ! ls /usr/lib/*/dri/s
       || echo "install.sh: could not install the EGL/Mesa packages: rendering (sim images, worldstream render) will fail" >&2
   else
     echo "install.sh: EGL/Mesa missing and apt-get unavailable (or not root): install libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1" >&2
+  fi
+fi
+# The C++ core's live test (tests/unreal_bridge/test_cpp_core.py): websocketpp over standalone Asio,
+# Debian's header-only packages (without their recommends, which pull in all of Boost).
+if [ ! -f /usr/include/websocketpp/client.hpp ] || [ ! -f /usr/include/asio.hpp ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -q --no-install-recommends libwebsocketpp-dev libasio-dev >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends libwebsocketpp-dev libasio-dev >/dev/null 2>&1; }) \
+      || echo "install.sh: could not install libwebsocketpp-dev libasio-dev: the C++ live flight test will be skipped" >&2
+  else
+    echo "install.sh: websocketpp/Asio headers missing and apt-get unavailable (or not root): install libwebsocketpp-dev libasio-dev, or the C++ live flight test is skipped" >&2
   fi
 fi
 "$PY" -c "import torch, worldstream; print(f'worldstream {worldstream.__version__} installed (torch {torch.__version__}, cuda {torch.cuda.is_available()})')"

@@ -21,10 +21,10 @@ Annotations (EXT_mesh_features + EXT_structural_metadata):
   The extension is used, not required: a client without it draws one small tree per kind. With `MeshOptions(instanced_trees=False)` the trees
   are merged into plain `tree_*` primitives of the chunk mesh instead, feature ids per vertex.
 
-Storage: `PlainWriter` (the default) writes float32 attributes, JPEG base colour and float32
-feature ids, readable by any glTF 2.0 client; `compress=True` swaps in exporters.compress's
-MeshoptWriter (EXT_meshopt_compression, KHR_mesh_quantization, EXT_texture_webp, integer feature
-ids) for the same content. The feature-ID texture and the property tables are stored alike in both.
+Storage: `PlainWriter` (the default) writes float32 attributes, JPEG base colour and integer
+(UNSIGNED_SHORT) feature ids, readable by any glTF 2.0 client; `compress=True` swaps in
+exporters.compress's MeshoptWriter (EXT_meshopt_compression, KHR_mesh_quantization,
+EXT_texture_webp, the same integer feature ids) for the same content. The feature-ID texture and the property tables are stored alike in both.
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ from ..core.spec import WorldSpec
 from ..core.vegetation import KINDS as TREE_KINDS, SETTINGS as TREE_SETTINGS
 from .chunk_mesh import NULL_FEATURE, ChunkMesh
 from .tree_mesh import COLOURS as TREE_COLOURS
-from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, LINEAR, LINEAR_MIPMAP_LINEAR, NEAREST, GltfBuilder
+from .gltf import (ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, LINEAR, LINEAR_MIPMAP_LINEAR, NEAREST, GltfBuilder, feature_id_array,
+                   padded_rows)
+
+UNSIGNED_SHORT = 5123
 
 GENERATOR = "worldstream"
 JPEG_QUALITY = 88
@@ -105,9 +108,9 @@ def chunk_metadata(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh) -> dict:
 
 
 class PlainWriter:
-    """Uncompressed storage: float32 vertex and instance attributes (feature ids as float32, exact
-    below 2^24), uint16/uint32 indices, JPEG base colour. The write order is the first exporter's,
-    so default GLBs keep their bytes."""
+    """Uncompressed storage: float32 vertex and instance attributes, feature ids as UNSIGNED_SHORT
+    integers (vertex ids padded to 4-byte elements, byteStride 4; FLOAT, exact below 2^24, only if a
+    row exceeded 65535), uint16/uint32 indices, JPEG base colour."""
 
     def primitive(self, b: GltfBuilder, positions: np.ndarray, normals: np.ndarray, uv: np.ndarray | None,
                   feature: np.ndarray | None, triangles: np.ndarray, feature_last: bool = False
@@ -121,8 +124,7 @@ class PlainWriter:
 
         def ids() -> None:
             if feature is not None:
-                # float32: vertex attributes need 4-byte elements, and floats hold ids < 2^24 exactly
-                attributes["_FEATURE_ID_0"] = b.accessor(feature.astype(np.float32), ARRAY_BUFFER)
+                attributes["_FEATURE_ID_0"] = _vertex_ids(b, feature)
 
         if not feature_last:
             ids()
@@ -133,7 +135,9 @@ class PlainWriter:
         return attributes, indices
 
     def instances(self, b: GltfBuilder, attributes: dict[str, np.ndarray]) -> dict[str, int]:
-        return {name: b.accessor(a.astype(np.float32)) for name, a in attributes.items()}
+        """float32 TRANSLATION, ROTATION, SCALE (what glTFRuntime reads); `_FEATURE_ID_*` as integers."""
+        return {name: b.accessor(feature_id_array(a) if name.startswith("_FEATURE_ID_") else a.astype(np.float32))
+                for name, a in attributes.items()}
 
     def base_colour(self, b: GltfBuilder, rgb: np.ndarray, sampler: int, name: str) -> int:
         return b.texture(encode_jpeg(rgb), "image/jpeg", sampler, name)
@@ -243,6 +247,15 @@ def chunk_glb(chunk: Chunk, spec: WorldSpec, mesh: ChunkMesh, meta: dict | None 
     b.doc["scenes"] = [{"nodes": [node]}]
     b.doc["scene"] = 0
     return b.glb()
+
+
+def _vertex_ids(b: GltfBuilder, feature: np.ndarray) -> int:
+    """(V,) feature ids -> a `_FEATURE_ID_0` accessor: UNSIGNED_SHORT in 4-byte rows (vertex
+    attributes need 4-byte aligned elements), never normalised, so nothing can quantise them."""
+    ids = feature_id_array(feature)
+    if ids.dtype.kind == "f":
+        return b.accessor(ids, ARRAY_BUFFER)
+    return b.raw_accessor(b.view(padded_rows(ids, 4).tobytes(), ARRAY_BUFFER, stride=4), UNSIGNED_SHORT, len(ids), "SCALAR")
 
 
 def _to_gltf(enu: np.ndarray) -> np.ndarray:

@@ -40,6 +40,8 @@ from PIL import Image
 
 from ..core.errors import WorldstreamError
 from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder, read_glb
+from .gltf import feature_id_array as _id_array
+from .gltf import padded_rows as _rows
 
 POSITION_BITS = 16
 NORMAL_BITS = 8
@@ -47,7 +49,6 @@ WEBP_QUALITY = 82
 WEBP_METHOD = 4  # libwebp effort 0..6
 
 BYTE, UNSIGNED_SHORT, UNSIGNED_INT, FLOAT = 5120, 5123, 5125, 5126
-MAX_SHORT_ID = 0xFFFF
 
 
 def require_meshopt() -> ModuleType:
@@ -102,28 +103,6 @@ def encode_webp(rgb: np.ndarray) -> bytes:
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(
         buf, format="WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD, exact=False)
     return buf.getvalue()
-
-
-def _rows(a: np.ndarray, stride: int) -> np.ndarray:
-    """Rows of `stride` bytes holding each element of `a` (zero padded): meshopt's row layout."""
-    a = np.ascontiguousarray(a)
-    raw = a.reshape(len(a), -1).view(np.uint8)
-    if raw.shape[1] == stride:
-        return raw
-    out = np.zeros((len(a), stride), np.uint8)
-    out[:, :raw.shape[1]] = raw
-    return out
-
-
-def _id_array(ids: np.ndarray) -> np.ndarray:
-    """Feature ids as uint16 integers, or float32 (exact below 2^24) when one exceeds 65535."""
-    ids = np.asarray(ids)
-    if len(ids) == 0 or int(ids.max()) <= MAX_SHORT_ID:
-        return ids.astype("<u2")
-    if int(ids.max()) >= 1 << 24:
-        raise WorldstreamError(f"feature id {int(ids.max())} does not fit a glTF vertex attribute "
-                               "(UNSIGNED_SHORT, or FLOAT exact below 2^24)")
-    return ids.astype("<f4")
 
 
 class MeshoptWriter:

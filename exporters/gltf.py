@@ -17,6 +17,8 @@ import struct
 
 import numpy as np
 
+from ..core.errors import WorldstreamError
+
 ARRAY_BUFFER = 34962
 ELEMENT_ARRAY_BUFFER = 34963
 NEAREST, LINEAR, LINEAR_MIPMAP_LINEAR = 9728, 9729, 9987
@@ -25,6 +27,31 @@ CLAMP_TO_EDGE = 33071
 _COMPONENT = {np.dtype(np.int8): 5120, np.dtype(np.uint8): 5121, np.dtype(np.int16): 5122,
               np.dtype(np.uint16): 5123, np.dtype(np.uint32): 5125, np.dtype(np.float32): 5126}
 _TYPE = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
+MAX_SHORT_ID = 0xFFFF
+
+
+def feature_id_array(ids: np.ndarray) -> np.ndarray:
+    """(N,) feature ids as uint16 integers, or float32 (exact below 2^24) when one exceeds 65535
+    (glTF vertex attributes have no UNSIGNED_INT)."""
+    ids = np.asarray(ids)
+    if len(ids) == 0 or int(ids.max()) <= MAX_SHORT_ID:
+        return ids.astype("<u2")
+    if int(ids.max()) >= 1 << 24:
+        raise WorldstreamError(f"feature id {int(ids.max())} does not fit a glTF vertex attribute "
+                               "(UNSIGNED_SHORT, or FLOAT exact below 2^24)")
+    return ids.astype("<f4")
+
+
+def padded_rows(a: np.ndarray, stride: int) -> np.ndarray:
+    """(N, stride) uint8 rows holding each element of `a` (N, ...) zero padded: the layout of a
+    view with byteStride `stride` (vertex attributes need 4-byte elements)."""
+    a = np.ascontiguousarray(a)
+    raw = a.reshape(len(a), -1).view(np.uint8)
+    if raw.shape[1] == stride:
+        return raw
+    out = np.zeros((len(a), stride), np.uint8)
+    out[:, :raw.shape[1]] = raw
+    return out
 
 
 class GltfBuilder:
@@ -46,8 +73,10 @@ class GltfBuilder:
         self.bin.extend(data)
         return offset
 
-    def view(self, data: bytes, target: int | None = None) -> int:
+    def view(self, data: bytes, target: int | None = None, stride: int | None = None) -> int:
         v = {"buffer": 0, "byteOffset": self._append(data), "byteLength": len(data)}
+        if stride is not None:
+            v["byteStride"] = stride
         if target is not None:
             v["target"] = target
         views = self._list("bufferViews")

@@ -1,7 +1,8 @@
 """`worldstream generate --ray [ADDRESS]`: the same export, its chunks spread over a Ray cluster.
 
 Chunks go in batches (tasks), planned coarse to fine as `generate` lists them. Each task exports
-its chunks with the same function as a local run (so the bytes are the same) and writes each one,
+its chunks with the same function and MeshOptions as a local run (so the bytes are the same,
+`--compress` included) and writes each one,
 with its hashes, into the store (`exporters.store`): a folder every node mounts at the same path,
 or an object store URL every node can reach. A task whose worker dies is retried by Ray, and a
 chunk written twice is written whole both times. Each task asks for one CPU, and for one GPU when
@@ -20,6 +21,7 @@ import time
 from typing import Callable, Iterable
 
 from ..core.errors import WorldstreamError
+from .chunk_mesh import MeshOptions
 
 TASK_RETRIES = 3  # a batch whose worker dies or raises is run again this many times
 LOCAL = "local"
@@ -29,10 +31,12 @@ MAX_BATCH = 16  # chunks a task at most by default (a retried task redoes at mos
 
 def export_on_ray(address: str, spec_json: str, out: str, formats: tuple[str, ...],
                   jobs: list[tuple[str, tuple[str, ...] | None]], workers: int, batch: int | None,
-                  on_done: Callable[[int], None] = lambda n: None) -> tuple[float, float]:
+                  on_done: Callable[[int], None] = lambda n: None,
+                  options: MeshOptions = MeshOptions()) -> tuple[float, float]:
     """Export `jobs` ((chunk path, None for a whole chunk or the file names it lacks), coarse to
     fine) into the store `out` (a local path or fsspec URL) on the Ray cluster at `address` (LOCAL:
-    start one with `workers` CPUs), `batch` chunks a task (None: `auto_batch`); on_done(n) after each
+    start one with `workers` CPUs), `batch` chunks a task (None: `auto_batch`), each chunk's GLB
+    stored as `options` says (e.g. compressed); on_done(n) after each
     finished task of n chunks. Returns time.perf_counter() when every worker slot was warm and when
     the last chunk was written."""
     try:
@@ -68,7 +72,7 @@ def export_on_ray(address: str, spec_json: str, out: str, formats: tuple[str, ..
         ready = time.perf_counter()
         task = ray.remote(**need, max_retries=TASK_RETRIES, retry_exceptions=True)(export_batch)
         size = batch or auto_batch(len(jobs), slots)
-        sizes = {task.remote(spec_json, out, formats, part): len(part) for part in batches(jobs, size)}
+        sizes = {task.remote(spec_json, out, formats, part, options): len(part) for part in batches(jobs, size)}
         pending = list(sizes)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -84,14 +88,15 @@ def export_on_ray(address: str, spec_json: str, out: str, formats: tuple[str, ..
 
 
 def export_batch(spec_json: str, out: str, formats: tuple[str, ...],
-                 jobs: list[tuple[str, tuple[str, ...] | None]]) -> list[str]:
-    """Export and write each chunk of a batch (runs on a Ray worker); returns the chunk paths."""
+                 jobs: list[tuple[str, tuple[str, ...] | None]], options: MeshOptions = MeshOptions()) -> list[str]:
+    """Export and write each chunk of a batch (runs on a Ray worker) as a local run would with the
+    same `options`; returns the chunk paths."""
     from .formats import export_key
     from .store import open_store, write_chunk
 
     store = open_store(out)  # once per worker process
     for path, missing in jobs:
-        files = export_key(spec_json, path, formats)
+        files = export_key(spec_json, path, formats, options)
         write_chunk(store, path, files if missing is None else {n: files[n] for n in missing})
     return [p for p, _ in jobs]
 

@@ -22,6 +22,7 @@ from PIL import Image
 from ..core.chunk import Chunk
 from ..core.keys import ChunkKey
 from ..core.vegetation import KINDS as TREE_KINDS
+from ..exporters.gltf import accessor_array
 from ..exporters.tree_mesh import MODELS as TREE_MODELS
 from .context import RenderError
 from .ground_grid import STRIDES, GroundGrid, ground_grid, sample_surfaces
@@ -284,10 +285,6 @@ def _split_glb(glb: bytes) -> tuple[dict, bytes]:
     return doc, binary
 
 
-COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
-DTYPES = {5121: "<u1", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
-
-
 def _view(doc: dict, binary: bytes, index: int) -> np.ndarray:
     v = doc["bufferViews"][index]
     start = v.get("byteOffset", 0)
@@ -295,14 +292,7 @@ def _view(doc: dict, binary: bytes, index: int) -> np.ndarray:
 
 
 def _accessor(doc: dict, binary: bytes, index: int) -> np.ndarray:
-    a = doc["accessors"][index]
-    n, dtype = COMPONENTS[a["type"]], np.dtype(DTYPES[a["componentType"]])
-    v = doc["bufferViews"][a["bufferView"]]
-    if v.get("byteStride", n * dtype.itemsize) != n * dtype.itemsize:
-        raise RenderError("interleaved GLB buffer views are not read (worldstream writes none)")
-    start = v.get("byteOffset", 0) + a.get("byteOffset", 0)
-    out = np.frombuffer(binary, dtype, a["count"] * n, start)
-    return out.reshape(a["count"], n) if n > 1 else out
+    return accessor_array(doc, binary, index)  # tightly packed or strided (the 4-byte rows of integer feature ids)
 
 
 def _image(doc: dict, binary: bytes, texture: int, mode: str) -> np.ndarray:

@@ -190,7 +190,7 @@ def cmd_generate(args) -> int:
         from worldstream.exporters.ray_export import export_on_ray
 
         ready, done = export_on_ray(args.ray, spec_json, store.location, formats, [(k.path(), m) for k, m in todo],
-                                    args.workers, args.ray_batch, on_done=bar.update)
+                                    args.workers, args.ray_batch, on_done=bar.update, options=options)
     elif args.workers > 1 and len(todo) > 1:
         pool = worker_pool(args.workers)  # its workers exit at once when this process dies (D5)
         try:
@@ -228,14 +228,11 @@ def cmd_generate(args) -> int:
 
 def _glb_storage(args, store, formats: tuple[str, ...]):
     """MeshOptions for `generate --compress`, the store's GLB storage checked (compress.claim_store)."""
-    from worldstream.core.errors import WorldstreamError
     from worldstream.exporters.chunk_mesh import MeshOptions
     from worldstream.exporters.compress import claim_store, require_meshopt
 
     if args.compress:
-        require_meshopt()
-        if args.ray is not None:
-            raise WorldstreamError("--compress does not run on Ray yet: export without --ray (--workers N)")
+        require_meshopt()  # here; a Ray worker without it fails its task with the same message
     if "glb" in formats or "tiles" in formats:
         claim_store(store, args.compress)
     return MeshOptions(compress=args.compress)

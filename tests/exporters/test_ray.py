@@ -85,3 +85,21 @@ def test_a_bad_ray_address_or_an_unwritable_store_is_a_clear_error(tmp_path):
     assert time.monotonic() - t < 60
     _, err = unwritable.communicate(timeout=120)
     assert unwritable.returncode != 0 and "Traceback" not in err and "cannot create the output folder" in err, err
+
+
+def test_ray_compressed_export_equals_the_local_compressed_export_byte_for_byte(tmp_path):
+    """`generate --ray --compress`: the Ray tasks get the run's MeshOptions, so each compressed
+    mesh.glb (meshopt + WebP) is the local `--compress` run's, byte for byte."""
+    pytest.importorskip("meshopt", reason="--compress needs meshopt (pip install 'worldstream[compress]')")
+    region = ["--levels", "5:6", "--radius", "150", "--format", "glb", "--compress"]  # these override REGION's
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    reference = generate(local, *region, wait=False)
+    err = generate(distributed, *region, "--ray", "--workers", "2")
+    _, local_err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, local_err
+    expected = tree(local)
+    glbs = [p for p in expected if p.endswith("mesh.glb")]
+    assert len(glbs) >= 4, expected
+    assert tree(distributed) == expected, err
+    data = (local / glbs[0]).read_bytes()
+    assert b"EXT_meshopt_compression" in data[:20 + int.from_bytes(data[12:16], "little")]  # compressed indeed

@@ -1,5 +1,5 @@
 // live_flight HOST PORT [SECONDS]: a 30 s flight against a live `worldstream serve`, through
-// ClientSession (protocol, fragments, credit, GLB checks, residency) and a plain websocket. Mesh
+// ClientSession (protocol, credit, GLB checks, residency) and websocketpp (tools/ws_client.hpp). Mesh
 // builds are simulated as asynchronous (each chunk becomes Ready 30 ms after it arrived, in
 // arrival order), as glTFRuntime's LoadStaticMeshAsync would. Phases: hover until the first full
 // coverage, fly east for SECONDS, hover until full coverage again. Full coverage: the server has
@@ -14,7 +14,7 @@
 
 #include "worldstream/client.hpp"
 #include "worldstream/frames.hpp"
-#include "ws_socket.hpp"
+#include "ws_client.hpp"
 
 using namespace ws;
 using Clock = std::chrono::steady_clock;
@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
     const double flight_s = argc > 3 ? std::atof(argv[3]) : 30.0;
     const double speed = 60.0, altitude = 700.0;
     try {
-        wsnet::WebSocket sock(argv[1], std::atoi(argv[2]));
+        // the server sends every chunk as one message; websocketpp hands over whole messages
+        wsclient::WebSocket sock(argv[1], std::atoi(argv[2]), size_t(256) << 20, std::chrono::seconds(30));
         ClientSession session(Hello{"worldstream.cpp.live_flight", std::nullopt, {}});
         sock.send_text(session.hello_text());
         std::deque<Pending> building;
@@ -58,16 +59,12 @@ int main(int argc, char** argv) {
         size_t max_resident = 0;
         std::map<int, uint64_t> per_level;
         Json last_stats;
-        auto on_data = [&](const uint8_t* d, size_t n, bool text, bool last) {
-            if (text) {
-                if (!last) throw std::runtime_error("fragmented text frames are not expected from this server");
-                session.on_text(std::string_view(reinterpret_cast<const char*>(d), n));
-            } else {
-                session.on_binary_fragment(d, n, last);
-            }
+        auto on_message = [&](const uint8_t* d, size_t n, bool text) {
+            if (text) session.on_text(std::string_view(reinterpret_cast<const char*>(d), n));
+            else session.on_binary_fragment(d, n, true);
         };
         auto pump = [&](int wait_ms) {
-            if (!sock.poll(wait_ms, on_data)) throw std::runtime_error("server closed the connection");
+            if (!sock.poll(wait_ms, on_message)) throw std::runtime_error("connection ended: " + sock.close_reason());
             for (auto& a : session.take_chunks()) {
                 ++per_level[a.frame.key.level];
                 if (a.ticket) building.push_back({a.frame.key, a.ticket, Clock::now() + std::chrono::milliseconds(30)});

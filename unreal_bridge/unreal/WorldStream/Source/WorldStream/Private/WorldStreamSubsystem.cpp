@@ -3,7 +3,9 @@
 // ws::Residency, poses between the camera and ws::FrameMapper. See WorldStreamSubsystem.h.
 #include "WorldStreamSubsystem.h"
 
+#include "Camera/CameraTypes.h"
 #include "Camera/PlayerCameraManager.h"
+#include "Components/InstancedStaticMeshComponent.h"
 #include "Engine/StaticMesh.h"
 #include "Engine/StaticMeshActor.h"
 #include "Engine/World.h"
@@ -155,10 +157,14 @@ void UWorldStreamSubsystem::SpawnChunk(const ws::ChunkArrival& A)
 	Glb.Append(A.bytes->data() + Part->offset, Part->size);
 	FglTFRuntimeConfig LoaderConfig;  // default basis and SceneScale 100: docs/frames.md
 	UglTFRuntimeAsset* Asset = UglTFRuntimeFunctionLibrary::glTFLoadAssetFromData(Glb, LoaderConfig);
-	const uint64 Ticket = A.ticket;
-	if (!Asset)
+	// The scene's one root node holds the chunk mesh; its children are the instanced trees (the
+	// exporter writes the tree meshes first, so the chunk mesh is not mesh 0 in forest chunks).
+	FglTFRuntimeScene Scene;
+	FglTFRuntimeNode Root;
+	if (!Asset || !Asset->GetDefaultScene(Scene) || Scene.RootNodesIndices.Num() != 1 ||
+		!Asset->GetNode(Scene.RootNodesIndices[0], Root) || Root.MeshIndex < 0)
 	{
-		Session->residency().on_failed(A.frame.key, Ticket);
+		Session->residency().on_failed(A.frame.key, A.ticket);
 		OnError.Broadcast(TEXT("glTFRuntime could not read chunk ") + ToF(A.frame.key.path()));
 		return;
 	}
@@ -166,49 +172,88 @@ void UWorldStreamSubsystem::SpawnChunk(const ws::ChunkArrival& A)
 	Load->Asset = Asset;
 	Load->Owner = this;
 	Load->Key = ToF(A.frame.key.path());
-	Load->Ticket = Ticket;
+	Load->Ticket = A.ticket;
 	Load->Location = ToF(Mapper->to_unreal(A.meta.origin_enu));  // vertices are relative to the chunk origin
+	for (const int32 Child : Root.ChildrenIndices)
+	{
+		FWorldStreamTreeBatch Batch;
+		FglTFRuntimeNode Node;
+		// glTFRuntime reads EXT_mesh_gpu_instancing into Unreal-space transforms relative to the node
+		if (Asset->GetNode(Child, Node) && Node.MeshIndex >= 0 && Asset->GetNodeGPUInstancingTransforms(Child, Batch.Instances) && Batch.Instances.Num() > 0)
+		{
+			Batch.MeshIndex = Node.MeshIndex;
+			Batch.Name = Node.Name;
+			Batch.NodeTransform = Node.Transform;
+			Load->Trees.Add(MoveTemp(Batch));
+		}
+	}
+	Load->ChunkMeshIndex = Root.MeshIndex;
+	Load->bComplexCollision = bComplexCollision;
 	LoadsInFlight.Add(Load);
+	Load->LoadNext();
+}
 
+void UWorldStreamChunkLoad::LoadNext()
+{
 	FglTFRuntimeStaticMeshConfig MeshConfig;
 	MeshConfig.bBuildComplexCollision = bComplexCollision;
 	MeshConfig.CollisionComplexity = ECollisionTraceFlag::CTF_UseComplexAsSimple;
 	MeshConfig.bAllowCPUAccess = true;  // complex collision needs the vertices on the CPU
-	MeshConfig.Outer = this;
+	MeshConfig.Outer = GetOuter();      // the subsystem
 	FglTFRuntimeStaticMeshAsync Callback;
-	Callback.BindUFunction(Load, GET_FUNCTION_NAME_CHECKED(UWorldStreamChunkLoad, OnLoaded));
-	Asset->LoadStaticMeshAsync(0, Callback, MeshConfig);  // nodes[0].mesh is mesh 0 (the chunk exporter)
+	Callback.BindUFunction(this, GET_FUNCTION_NAME_CHECKED(UWorldStreamChunkLoad, OnLoaded));
+	Asset->LoadStaticMeshAsync(Next == 0 ? ChunkMeshIndex : Trees[Next - 1].MeshIndex, Callback, MeshConfig);
 }
 
 void UWorldStreamChunkLoad::OnLoaded(UStaticMesh* Mesh)
 {
-	if (Owner.IsValid()) Owner->OnMeshBuilt(Key, Ticket, Location, Mesh);
+	if (Next == 0) ChunkMesh = Mesh;
+	else Trees[Next - 1].Mesh = Mesh;
+	if (ChunkMesh && ++Next <= Trees.Num()) LoadNext();  // a chunk whose mesh failed loads no trees
+	else if (Owner.IsValid()) Owner->OnChunkBuilt(this);
 }
 
-void UWorldStreamSubsystem::OnMeshBuilt(const FString& Key, uint64 Ticket, FVector Location, UStaticMesh* Mesh)
+void UWorldStreamSubsystem::OnChunkBuilt(UWorldStreamChunkLoad* Load)
 {
-	LoadsInFlight.RemoveAll([&](const TObjectPtr<UObject>& L) { return CastChecked<UWorldStreamChunkLoad>(L)->Ticket == Ticket; });
+	LoadsInFlight.Remove(Load);
 	if (!Session) return;
-	const ws::ChunkKey CKey = ws::ChunkKey::parse(ToS(Key));
-	if (!Mesh)
+	const ws::ChunkKey CKey = ws::ChunkKey::parse(ToS(Load->Key));
+	if (!Load->ChunkMesh)
 	{
-		Session->residency().on_failed(CKey, Ticket);
-		OnError.Broadcast(TEXT("glTFRuntime could not build chunk ") + Key);
+		Session->residency().on_failed(CKey, Load->Ticket);
+		OnError.Broadcast(TEXT("glTFRuntime could not build chunk ") + Load->Key);
 		PumpSession();
 		return;
 	}
-	if (!Session->residency().on_ready(CKey, Ticket)) return;  // unloaded or re-sent meanwhile: drop it
+	if (!Session->residency().on_ready(CKey, Load->Ticket)) return;  // unloaded or re-sent meanwhile: drop it
 	FActorSpawnParameters Params;
 	Params.SpawnCollisionHandlingOverride = ESpawnActorCollisionHandlingMethod::AlwaysSpawn;
-	AStaticMeshActor* Actor = GetWorld()->SpawnActor<AStaticMeshActor>(Location, FRotator::ZeroRotator, Params);
+	AStaticMeshActor* Actor = GetWorld()->SpawnActor<AStaticMeshActor>(Load->Location, FRotator::ZeroRotator, Params);
 	Actor->SetMobility(EComponentMobility::Movable);
-	Actor->GetStaticMeshComponent()->SetStaticMesh(Mesh);
+	Actor->GetStaticMeshComponent()->SetStaticMesh(Load->ChunkMesh);
 	Actor->GetStaticMeshComponent()->SetCollisionProfileName(UCollisionProfile::BlockAll_ProfileName);
+	for (const FWorldStreamTreeBatch& Batch : Load->Trees)  // one instanced component per tree kind
+	{
+		if (!Batch.Mesh)
+		{
+			OnError.Broadcast(FString::Printf(TEXT("glTFRuntime could not build %s of chunk %s"), *Batch.Name, *Load->Key));
+			continue;
+		}
+		UInstancedStaticMeshComponent* Trees = NewObject<UInstancedStaticMeshComponent>(Actor);
+		Trees->SetMobility(EComponentMobility::Movable);
+		Trees->SetupAttachment(Actor->GetRootComponent());
+		Trees->SetRelativeTransform(Batch.NodeTransform);
+		Trees->SetStaticMesh(Batch.Mesh);
+		Trees->SetCollisionProfileName(UCollisionProfile::BlockAll_ProfileName);
+		Trees->RegisterComponent();
+		Trees->AddInstances(Batch.Instances, false);
+		Actor->AddInstanceComponent(Trees);
+	}
 #if WITH_EDITOR
-	Actor->SetActorLabel(TEXT("WorldStream ") + Key);
+	Actor->SetActorLabel(TEXT("WorldStream ") + Load->Key);
 #endif
-	Actors.Add(Key, Actor);
-	OnChunkLoaded.Broadcast(Key, Actor);
+	Actors.Add(Load->Key, Actor);
+	OnChunkLoaded.Broadcast(Load->Key, Actor);
 	PumpSession();  // releases what this chunk replaced
 	UpdateVisibility();
 }
@@ -243,7 +288,11 @@ void UWorldStreamSubsystem::SendView()
 	float FovDeg = 90.f;
 	if (ViewSource)
 	{
-		ViewSource->GetActorEyesViewPoint(Location, Rotation);
+		FMinimalViewInfo View;  // FOV 90 unless the actor has an active camera component
+		ViewSource->CalcCamera(0.f, View);
+		Location = View.Location;
+		Rotation = View.Rotation;
+		FovDeg = View.FOV;
 	}
 	else if (APlayerCameraManager* Cam = UGameplayStatics::GetPlayerCameraManager(GetWorld(), 0))
 	{

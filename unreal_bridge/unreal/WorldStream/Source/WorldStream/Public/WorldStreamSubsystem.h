@@ -2,7 +2,8 @@
 //
 // UWorldStreamSubsystem: connects to `worldstream serve` (protocol v1), sends the player camera's
 // (or a chosen actor's, e.g. an AirSim vehicle's) view at a set rate, and keeps the streamed chunks
-// in the level as static mesh actors built by glTFRuntime (async, complex collision). All protocol,
+// in the level as static mesh actors built by glTFRuntime (async, complex collision), each chunk's
+// instanced trees (EXT_mesh_gpu_instancing child nodes) as instanced static mesh components. All protocol,
 // fragment, credit, GLB, residency (REPLACE swaps, unloads) and frame logic lives in the plain C++
 // core (../../../WorldStreamCore, tested on CI); this class only moves bytes and actors.
 #pragma once
@@ -15,6 +16,7 @@ class IWebSocket;
 class AStaticMeshActor;
 class UStaticMesh;
 class UglTFRuntimeAsset;
+class UWorldStreamChunkLoad;
 namespace ws { class ClientSession; class FrameMapper; struct ChunkKey; }
 
 USTRUCT(BlueprintType)
@@ -49,7 +51,9 @@ public:
 	UPROPERTY(Config, EditAnywhere, BlueprintReadWrite, Category = "WorldStream") float MaxScreenSpaceError = 16.f;
 	// Viewport the screen-space error refers to (0: the game viewport's size).
 	UPROPERTY(Config, EditAnywhere, BlueprintReadWrite, Category = "WorldStream") FIntPoint Viewport = FIntPoint(0, 0);
-	// The actor whose view streams (an AirSim vehicle pawn, say); none: the player camera.
+	// The actor whose view streams, through its first active camera component (AActor::CalcCamera:
+	// position, rotation and field of view), e.g. an AirSim camera (APIPCamera); an actor without
+	// one streams its eyes' view with a 90 deg field of view. None: the player camera.
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "WorldStream") TObjectPtr<AActor> ViewSource;
 	// AirSim's convention: the PlayerStart is its NED origin, and world ENU point PlayerStartEnu (the
 	// world origin in `worldstream airsim settings`, where OriginGeopoint is). Its Unreal location is
@@ -74,8 +78,8 @@ public:
 	UFUNCTION(BlueprintPure, Category = "WorldStream") FVector EnuToUnreal(const FVector& Enu) const;
 	UFUNCTION(BlueprintPure, Category = "WorldStream") FVector UnrealToEnu(const FVector& UnrealCm) const;
 
-	// called by UWorldStreamChunkLoad when glTFRuntime finished a mesh
-	void OnMeshBuilt(const FString& Key, uint64 Ticket, FVector Location, UStaticMesh* Mesh);
+	// called by UWorldStreamChunkLoad when glTFRuntime finished every mesh of a chunk
+	void OnChunkBuilt(UWorldStreamChunkLoad* Load);
 
 	virtual void OnWorldBeginPlay(UWorld& InWorld) override;
 	virtual void Deinitialize() override;
@@ -87,7 +91,7 @@ private:
 	TSharedPtr<ws::ClientSession> Session;
 	TSharedPtr<ws::FrameMapper> Mapper;
 	UPROPERTY() TMap<FString, TObjectPtr<AStaticMeshActor>> Actors;
-	UPROPERTY() TArray<TObjectPtr<UObject>> LoadsInFlight;
+	UPROPERTY() TArray<TObjectPtr<UWorldStreamChunkLoad>> LoadsInFlight;
 	FWorldStreamStats Stats;
 	double SinceView = 0, SinceStats = 0;
 
@@ -99,16 +103,36 @@ private:
 	void SendView();
 };
 
-// One asynchronous glTFRuntime load: holds the asset and routes the dynamic delegate back.
+// One kind of tree of a chunk: a child node of the chunk node with EXT_mesh_gpu_instancing.
+USTRUCT()
+struct FWorldStreamTreeBatch
+{
+	GENERATED_BODY()
+	int32 MeshIndex = INDEX_NONE;
+	FString Name;
+	FTransform NodeTransform;    // relative to the chunk node (glTFRuntime's basis and scale)
+	TArray<FTransform> Instances;  // relative to the node
+	UPROPERTY() TObjectPtr<UStaticMesh> Mesh;
+};
+
+// One chunk's glTFRuntime loads: the chunk mesh, then one mesh per tree kind, one after another
+// (as glTFRuntime's own async actor loads an asset's meshes); the chunk is handed to the
+// subsystem once all of them finished.
 UCLASS()
 class WORLDSTREAM_API UWorldStreamChunkLoad : public UObject
 {
 	GENERATED_BODY()
 public:
 	UPROPERTY() TObjectPtr<UglTFRuntimeAsset> Asset;
+	UPROPERTY() TObjectPtr<UStaticMesh> ChunkMesh;
+	UPROPERTY() TArray<FWorldStreamTreeBatch> Trees;
 	TWeakObjectPtr<UWorldStreamSubsystem> Owner;
 	FString Key;
 	uint64 Ticket = 0;
 	FVector Location = FVector::ZeroVector;
+	int32 ChunkMeshIndex = INDEX_NONE;
+	bool bComplexCollision = true;
+	int32 Next = 0;  // 0: the chunk mesh, i > 0: Trees[i - 1]
+	void LoadNext();
 	UFUNCTION() void OnLoaded(UStaticMesh* Mesh);
 };
