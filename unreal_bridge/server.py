@@ -79,6 +79,7 @@ class ClientState:
 
     session: ss.Session
     delivery: ss.Delivery
+    reselection: ss.Reselection
     cameras: list = field(default_factory=list)
     seq: int = -1
     view_time: float = 0.0
@@ -124,7 +125,8 @@ class StreamServer:
     # ------------------------------------------------------------------ websocket
     async def handle(self, ws: ServerConnection) -> None:
         state = ClientState(session=ss.Session(self.welcome, SIDECAR_FILES, self.token, self.limits),
-                            delivery=ss.Delivery(self.spec.levels - 1))
+                            delivery=ss.Delivery(self.spec.levels - 1),
+                            reselection=ss.Reselection(self.level_error(self.spec.levels - 2)))
         self.clients[ws] = state
         wake = asyncio.Event()
         sender = asyncio.create_task(self._send_loop(ws, state, wake))
@@ -180,6 +182,8 @@ class StreamServer:
                 await state.view_ready.wait()
                 state.view_ready.clear()
                 view_time = state.view_time
+                if not state.reselection.due(state.cameras, state.ahead, view_time):
+                    continue  # no camera moved enough to change the selection
                 selection = await asyncio.to_thread(
                     lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, self.heights,
                     state.delivery.previous, ahead=list(state.ahead))
@@ -260,6 +264,7 @@ class StreamServer:
                              "rejected": state.session.rejected, "rate_limited": state.session.rate_limited,
                              "sent_chunks": state.sent_chunks, "sent_bytes": state.sent_bytes,
                              "views_selected": d.views_selected, "views_resolved": d.views_resolved,
+                             "views_unchanged": state.reselection.skipped,
                              "urgent_latency_samples": len(lat),
                              "latency_ms_p50": q(0.5), "latency_ms_p95": q(0.95)}
         return out
