@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import VIEW_HZ, Flight, altitude_profile, final_stats, fly_views, rss_mb, start_server, stop_server  # noqa: E402,E501
+from live import (VIEW_HZ, Flight, altitude_profile, cpu_s, final_stats, fly_views, load_average, rss_mb,  # noqa: E402
+                  start_server, stop_server)
 
 
 async def one_client(url: str, flight: Flight, altitude, duration: float, name: str) -> dict:
@@ -94,14 +95,18 @@ def main(argv=None) -> dict:
     try:
         warm_up(url, args.workers)
         start_rss = rss_mb(proc.pid)
+        cpu0, load0 = cpu_s(proc.pid), load_average()
         results, samples = asyncio.run(run(url, proc.pid, flights, altitudes, duration))
         end_rss = rss_mb(proc.pid)
+        cpu1, load1 = cpu_s(proc.pid), load_average()
     finally:
         stop_server(proc)
     peak = max(samples + [start_rss, end_rss])
     print(f"seed {args.seed}: {args.clients} clients at {VIEW_HZ:g} Hz, {args.speed:g} m/s, {duration:g} s, "
           f"{args.workers} workers, chunk memory budget {args.memory_mb} MB")
     print(f"server RSS (with workers): start {start_rss:.0f} MB, peak {peak:.0f} MB, end {end_rss:.0f} MB")
+    print(f"server CPU during the flights: main process {cpu1[0] - cpu0[0]:.1f} s, workers {cpu1[1] - cpu0[1]:.1f} s; "
+          f"machine load average {load0} at start, {load1} at end")
     print(f"{'client':>6} {'views':>6} {'chunks':>7} {'MB':>7} {'max gap s':>9} {'nothing new %':>13} "
           f"{'p50 ms':>7} {'p95 ms':>7}")
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
@@ -110,7 +115,8 @@ def main(argv=None) -> dict:
               f"{100 * r['nothing_new']:13.1f} {fmt(r['p50']):>7} {fmt(r['p95']):>7}")
     chunks = [r["chunks"] for r in results]
     print(f"least / most served client: {min(chunks)} / {max(chunks)} chunks = {min(chunks) / max(max(chunks), 1):.2f}")
-    return {"start_rss": start_rss, "peak_rss": peak, "end_rss": end_rss, "clients": results}
+    return {"start_rss": start_rss, "peak_rss": peak, "end_rss": end_rss, "clients": results,
+            "server_cpu_s": cpu1[0] - cpu0[0], "worker_cpu_s": cpu1[1] - cpu0[1]}
 
 
 if __name__ == "__main__":

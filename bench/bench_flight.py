@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import (VIEW_HZ, Flight, altitude_profile, final_stats, flight_view, fly_views, rss_mb,  # noqa: E402
-                  start_server, stop_server)
+from live import (VIEW_HZ, Flight, altitude_profile, cpu_s, final_stats, flight_view, fly_views,  # noqa: E402
+                  load_average, rss_mb, start_server, stop_server)
 
 
 async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse: float = 16.0) -> dict:
@@ -110,7 +110,8 @@ def main(argv=None) -> dict:
     print(f"seed {args.seed}, {duration:g} s per flight, {args.workers} generation workers, views at {VIEW_HZ:g} Hz, "
           f"120 m AGL, 90 deg FOV, 1920x1080, max SSE {max_sse:g}")
     print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'urgent p50 ms':>13} {'p95 ms':>8} "
-          f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7}")
+          f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7} "
+          f"{'server CPU s':>12} {'load':>5}")
     results = {}
     shared = start_server(args.seed, args.workers) if args.quick else None
     try:
@@ -119,8 +120,11 @@ def main(argv=None) -> dict:
             altitude = altitude_profile(world, flight, duration + 2.0)
             proc, url = shared or start_server(args.seed, args.workers)
             try:
+                cpu0 = cpu_s(proc.pid)[0]
                 r = asyncio.run(fly(url, spec, flight, altitude, duration, max_sse))
                 r["rss_mb"] = rss_mb(proc.pid)
+                r["server_cpu_s"] = cpu_s(proc.pid)[0] - cpu0  # the main process (not its workers)
+                r["load"] = load_average().split()[0]
             finally:
                 if shared is None:
                     stop_server(proc)
@@ -129,7 +133,8 @@ def main(argv=None) -> dict:
             print(f"{speed:5.0f} {r['startup_s']:10.1f} {r['views']:6d} {100 * r['resident_fraction']:10.1f} "
                   f"{fmt(r['latency_ms_p50']):>13} {fmt(r['latency_ms_p95']):>8} "
                   f"{100 * r['views_needing_nothing']:13.1f} {r['chunks_per_s']:8.1f} {r['bytes_per_s'] / 1024:8.0f} "
-                  f"{fmt(r['generated']):>9} {fmt(r['cancelled']):>9} {r['rss_mb']:7.0f}")
+                  f"{fmt(r['generated']):>9} {fmt(r['cancelled']):>9} {r['rss_mb']:7.0f} "
+                  f"{r['server_cpu_s']:12.1f} {r['load']:>5}")
     finally:
         if shared is not None:
             stop_server(shared[0])

@@ -56,6 +56,7 @@ from . import protocol as p
 from . import session as ss
 from .arrivals import LoopWatch, stamped_connection
 from .chunk_service import ChunkService
+from .products import TILE, TileMeta
 from .http_routes import NO_STORE, HttpError, Route, authorized, content_type, parse_route
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,11 @@ class StreamServer:
     def level_error(self, level: int) -> float:
         return level_geometric_error(self.root_error, level)
 
-    def _learn_heights(self, key: ChunkKey, files: dict[str, bytes]) -> dict:
-        """The chunk's tile.json, its height span remembered for selection."""
-        meta = json.loads(files["tile.json"])
-        self.heights.learn(key, meta["enu_min"][2], meta["enu_max"][2])
+    async def _tile(self, key: ChunkKey, client=None) -> TileMeta:
+        """The chunk's tile metadata (kept by the chunk service, parsed once), its height span
+        remembered for selection."""
+        meta = await self.service.product(key, TILE, client=client)
+        self.heights.learn(key, meta.z_min, meta.z_max)
         return meta
 
     # ------------------------------------------------------------------ websocket
@@ -231,12 +233,12 @@ class StreamServer:
                 fetches.pop(key, None)
                 if not delivery.wants(key):
                     continue
-                meta = self._learn_heights(key, files)
+                meta = await self._tile(key, client=ws)
                 parts = {"mesh.glb": files["mesh.glb"]}
                 if state.hello and state.hello.sidecars:
                     parts.update({n: files[n] for n in state.hello.sidecars})
-                frame = p.ChunkFrame(key=key, geometric_error=meta["geometric_error"] + 0.5 * meta["resolution_m"],
-                                     bounds=key.bounds(self.spec), z_range=(meta["enu_min"][2], meta["enu_max"][2]),
+                frame = p.ChunkFrame(key=key, geometric_error=meta.geometric_error + 0.5 * meta.resolution_m,
+                                     bounds=key.bounds(self.spec), z_range=meta.z_range,
                                      seq=max(state.seq, 0), parts=parts)
                 data = p.encode_chunk_frame(frame)
                 await ws.send(data)
@@ -312,7 +314,7 @@ class StreamServer:
                              route.cache_control, private)
         files = await self.service.get(route.key, _formats_of(route.name), client="http")
         if route.name in ("mesh.glb", "tile.json"):
-            self._learn_heights(route.key, files)
+            await self._tile(route.key, client="http")
         return _response(HTTPStatus.OK, files[route.name], content_type(route.name), route.cache_control, private)
 
 
