@@ -18,6 +18,11 @@ Every file in the disk cache is verified against the SHA-256 recorded when it wa
 file is logged, never served, and the chunk is generated again and its files replaced. The disk
 cache is `exporters.store`'s format, the one `generate` writes: a `generate` output folder serves
 as the cache (a pre-generated store), and the service adds the chunks it lacks.
+
+Typed products (`products.py`: tile metadata, decoded layers, a renderer's decoded mesh) live in
+the same byte-budgeted LRU as the files, keyed by chunk and product: `product(key, PRODUCT)` makes
+each once per process from the verified files (concurrent callers share the making), and a chunk
+generated here with sidecars comes with its layers straight from the worker, never decoded.
 """
 
 from __future__ import annotations
