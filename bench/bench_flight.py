@@ -1,8 +1,9 @@
 """Benchmark: a scripted flight streamed from `worldstream serve` (a separate process, loopback).
 
-Usage: python bench/bench_flight.py [--speeds 30,150] [--duration 60] [--workers 2] [--max-sse 16] [--quick]
-For each speed, a fresh server (cold caches; the quick form flies every speed on one server: later
-speeds start on what earlier flights generated, and its generated / cancelled counts add up); the
+Usage: python bench/bench_flight.py [--speeds 30,150] [--duration 60] [--workers 2] [--max-sse 16] [--cache DIR] [--quick]
+For each speed, a fresh server (cold caches unless --cache names a filled store; the quick form
+flies every speed on one server: later speeds start on what earlier flights generated, and its
+generated / cancelled counts add up); the
 drone flies straight, 120 m above the generated ground (climbing before ridges), camera 90 deg
 horizontal FOV, 1920x1080, max SSE 16 (the quick form: 32, half the chunks of the finest level to
 generate before the first view resolves), pitched 20 deg down, view updates at 30 Hz. Before the
@@ -100,6 +101,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--max-sse", type=float, help="the views' max screen-space error, px (default 16; 32 with --quick)")
     ap.add_argument("--quick", action="store_true", help="8 s per speed, one server for all, max SSE 32, for CI")
+    ap.add_argument("--cache", type=Path, help="the servers' chunk store (serve --cache): a store a first run or "
+                    "`worldstream generate` filled gives the warm start-up (default: none, every server cold)")
     args = ap.parse_args(argv)
     duration = 8.0 if args.quick else args.duration
     max_sse = args.max_sse or (32.0 if args.quick else 16.0)
@@ -113,12 +116,12 @@ def main(argv=None) -> dict:
           f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7} "
           f"{'server CPU s':>12} {'load':>5}")
     results = {}
-    shared = start_server(args.seed, args.workers) if args.quick else None
+    shared = start_server(args.seed, args.workers, cache=args.cache) if args.quick else None
     try:
         for speed in (float(s) for s in args.speeds.split(",")):
             flight = Flight(start=(1000.0, -3000.0), heading_deg=35.0, speed=speed)
             altitude = altitude_profile(world, flight, duration + 2.0)
-            proc, url = shared or start_server(args.seed, args.workers)
+            proc, url = shared or start_server(args.seed, args.workers, cache=args.cache)
             try:
                 cpu0 = cpu_s(proc.pid)[0]
                 r = asyncio.run(fly(url, spec, flight, altitude, duration, max_sse))
