@@ -96,6 +96,26 @@ def rss_mb(pid: int) -> float:
     return total / 1024.0
 
 
+def pss_mb(pid: int) -> float | None:
+    """Proportional memory of a process and all its descendants (MB): each shared page (the torch
+    libraries a forked worker shares with its server) is split among the processes sharing it,
+    where the RSS sum counts it once per process. None where /proc/PID/smaps_rollup is missing."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except FileNotFoundError:
+            if p == pid:
+                return None
+            continue
+        except (OSError, StopIteration, ValueError):
+            continue
+        todo.extend(children(p))
+    return total / 1024.0
+
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
