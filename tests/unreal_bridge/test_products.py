@@ -53,3 +53,22 @@ def test_products_are_made_once_handed_over_by_workers_and_never_from_a_damaged_
     assert stats["corrupt"] == 1 and stats["generated"] == 1  # logged, regenerated, replaced; not decoded
     assert np.array_equal(repaired["dsm"], fresh["dsm"])
     assert tif.read_bytes() != bytes(data)
+
+
+def test_a_world_view_decodes_each_glb_once_through_the_service(tmp_path):
+    from worldstream.render.view import WorldView
+
+    async def go():
+        service = ChunkService(SPEC, cache_dir=tmp_path / "cache", workers=1)
+        view = WorldView(service)
+        try:
+            first = await view.chunk(KEY)
+            second, third = await asyncio.gather(view.chunk(KEY), WorldView(service).chunk(KEY))
+            assert second is first and third is first  # one decoded mesh, shared by every view of the service
+            assert view.heights.knows(KEY) and first.key == KEY
+            return service.stats.as_dict()
+        finally:
+            service.close()
+
+    stats = asyncio.run(go())
+    assert stats["generated"] == 1 and stats["products_made"] == 1 and stats["product_hits"] == 2
