@@ -15,7 +15,10 @@ per speed:
   30 m/s on this machine);
 - p50 / p95 latency from a view update to the delivery of its most urgent missing chunk (server's
   measure) and the share of views that needed nothing new;
-- chunks and bytes per second received, and the server's generated / cancelled counts.
+- chunks and bytes per second received, and the server's generated / cancelled counts;
+- the server's RSS with its workers, the CPU seconds of its main process (start-up and flight;
+  its workers excluded: what selection and sending cost), and the 1-minute load average (the
+  machine may be shared: wall-clock latencies grow with the load, CPU seconds much less).
 """
 
 from __future__ import annotations
