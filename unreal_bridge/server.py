@@ -185,7 +185,11 @@ class StreamServer:
                 state.view_ready.clear()
                 view_time = state.view_time
                 if not state.reselection.due(state.cameras, state.ahead, view_time):
-                    continue  # no camera moved enough to change the selection
+                    try:  # no camera moved enough to change the selection: wait for the next view, or
+                        await asyncio.wait_for(state.view_ready.wait(), state.reselection.max_age_s)
+                        continue
+                    except asyncio.TimeoutError:  # none came: select for this one after all
+                        state.reselection.due(state.cameras, state.ahead, view_time, force=True)
                 selection = await asyncio.to_thread(
                     lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, self.heights,
                     state.delivery.previous, ahead=list(state.ahead))

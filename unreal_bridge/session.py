@@ -239,11 +239,14 @@ class Reselection:
         self._last: tuple | None = None  # (cameras, ahead, time) of the last selection
         self.skipped = 0
 
-    def due(self, cameras: list, ahead: list, at: float) -> bool:
-        """Whether to select for this view (if so, it is recorded as the last selection)."""
+    def due(self, cameras: list, ahead: list, at: float, force: bool = False) -> bool:
+        """Whether to select for this view (if so, it is recorded as the last selection); `force`:
+        select anyway (the I/O layer selects for the newest view when no view followed a skipped
+        one within max_age_s, so a camera that stops sending views is never left with a stale
+        selection)."""
         from .lod import moved, refine_distance
 
-        if self._last is not None:
+        if self._last is not None and not force:
             last_cams, last_ahead, last_at = self._last
             if (at - last_at < self.max_age_s and len(cameras) == len(last_cams) and len(ahead) == len(last_ahead)
                     and not any(moved(a, b, self.tolerance * refine_distance(b, self.parent_error), self.turn_rad)

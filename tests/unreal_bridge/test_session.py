@@ -330,3 +330,15 @@ def test_reselection_skips_views_that_change_no_decision():
     assert r.due([cam(6.5, yaw_deg=1.5, max_sse=8.0)], [cam(200.0)], 0.82)  # half a second since the last: heights learned
     assert r.due([cam(6.5, yaw_deg=1.5, max_sse=8.0), cam()], [cam(200.0), cam()], 0.83)  # a second camera
     assert r.skipped == 4
+
+
+def test_reselection_can_be_forced_for_the_last_view():
+    import math
+
+    from worldstream.unreal_bridge import lod
+
+    cam = lambda x: lod.Camera((x, 0.0, 120.0), (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), math.radians(90.0), 1920, 1080)  # noqa: E731
+    r = ss.Reselection(parent_error=2.0)
+    assert r.due([cam(0.0)], [], 0.0) and not r.due([cam(3.0)], [], 0.1)
+    assert r.due([cam(3.0)], [], 0.1, force=True)  # the server's timer: no view followed the skipped one
+    assert not r.due([cam(8.0)], [], 0.2)  # judged from the forced selection at 3 m
