@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.keys import ChunkKey
 from ..core.world import World
-from ..exporters.sidecars import decode_layers
+from ..unreal_bridge.products import LAYERS
 
 
 @dataclass
@@ -102,16 +102,14 @@ def build_mosaic(world: World, level: int, cx: float, cy: float, radius: float) 
 
 
 async def fetch_mosaic(service, level: int, cx: float, cy: float, radius: float) -> Mosaic:
-    """The same mosaic as build_mosaic, its chunks' sidecars fetched through a ChunkService (the
-    server's memory LRU, disk cache and worker pool), decoded and stitched off the event loop."""
+    """The same mosaic as build_mosaic, its chunks' layers fetched through a ChunkService (the
+    server's memory LRU, disk cache and worker pool: arrays a worker generated, or sidecars decoded
+    once), stitched off the event loop."""
     window = mosaic_window(service.spec, level, cx, cy, radius)
     keys = window_keys(level, window)
-    files = await asyncio.gather(*(service.get(k, ("sidecars",)) for k in keys))
-
-    def assemble() -> Mosaic:
-        return stitch(service.spec, level, window, {(k.x, k.y): decode_layers(f) for k, f in zip(keys, files)})
-
-    return await asyncio.to_thread(assemble)
+    layers = await asyncio.gather(*(service.product(k, LAYERS) for k in keys))
+    return await asyncio.to_thread(stitch, service.spec, level, window,
+                                   {(k.x, k.y): a for k, a in zip(keys, layers)})
 
 
 PREFETCH = 0.25

@@ -19,6 +19,7 @@ from ..core import frames
 from ..core.spec import WorldSpec
 from ..core.world import World
 from ..unreal_bridge.chunk_service import ChunkService
+from ..render.view import VIEW_MEMORY_BYTES
 from . import rpc
 from .ground import Ground
 from .settings import build_settings, parse_settings
@@ -106,7 +107,8 @@ def make_simulator(seed: int | None = None, settings_path: str | Path | None = N
     world = World(spec, cache_chunks=64)
     if doc is None:
         doc = build_settings(world)
-    service = ChunkService(spec, cache_dir=cache_dir, workers=workers) if workers > 0 else None
+    service = (ChunkService(spec, cache_dir=cache_dir, workers=workers, memory_bytes=VIEW_MEMORY_BYTES)
+               if workers > 0 else None)
     settings = parse_settings(doc)
     ground = None
     if service is not None and settings.vehicles:

@@ -3,7 +3,8 @@
 Usage: python bench/bench_clients.py [--clients 8] [--duration 180] [--speed 30] [--workers 2] [--quick]
 Every client flies its own straight line (headings 45 deg apart, from one start) at 120 m above the
 ground with view updates at 30 Hz. Prints the server's resident memory (with its worker processes, started by a warm-up)
-at start, peak (sampled every 0.5 s) and end, and per client: chunks and bytes received, the longest
+at start, peak (sampled every 0.5 s) and end, also as PSS (shared pages split among the processes), the server's CPU
+seconds (main process, workers) and the load average, and per client: chunks and bytes received, the longest
 wait between two chunks, the server's share of its views that needed nothing new, and p50/p95 latency
 to each view's most urgent chunk; then the ratio of the least to the most served client (no client
 starves when every client keeps receiving and the spread stays small).
@@ -18,7 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import VIEW_HZ, Flight, altitude_profile, final_stats, fly_views, rss_mb, start_server, stop_server  # noqa: E402,E501
+from live import (VIEW_HZ, Flight, altitude_profile, cpu_s, final_stats, fly_views, load_average, pss_mb,  # noqa: E402
+                  rss_mb, start_server, stop_server)
 
 
 async def one_client(url: str, flight: Flight, altitude, duration: float, name: str) -> dict:
@@ -53,7 +55,7 @@ async def run(url: str, pid: int, flights, altitudes, duration: float) -> tuple[
 
     async def sample():
         while True:
-            samples.append(rss_mb(pid))
+            samples.append((rss_mb(pid), pss_mb(pid) or 0.0))
             await asyncio.sleep(0.5)
 
     sampler = asyncio.create_task(sample())
@@ -93,15 +95,23 @@ def main(argv=None) -> dict:
     proc, url = start_server(args.seed, args.workers, memory_mb=args.memory_mb)
     try:
         warm_up(url, args.workers)
-        start_rss = rss_mb(proc.pid)
+        start_rss, start_pss = rss_mb(proc.pid), pss_mb(proc.pid)
+        cpu0, load0 = cpu_s(proc.pid), load_average()
         results, samples = asyncio.run(run(url, proc.pid, flights, altitudes, duration))
-        end_rss = rss_mb(proc.pid)
+        end_rss, end_pss = rss_mb(proc.pid), pss_mb(proc.pid)
+        cpu1, load1 = cpu_s(proc.pid), load_average()
     finally:
         stop_server(proc)
-    peak = max(samples + [start_rss, end_rss])
+    peak = max([s[0] for s in samples] + [start_rss, end_rss])
     print(f"seed {args.seed}: {args.clients} clients at {VIEW_HZ:g} Hz, {args.speed:g} m/s, {duration:g} s, "
           f"{args.workers} workers, chunk memory budget {args.memory_mb} MB")
     print(f"server RSS (with workers): start {start_rss:.0f} MB, peak {peak:.0f} MB, end {end_rss:.0f} MB")
+    if start_pss is not None:
+        peak_pss = max([s[1] for s in samples] + [start_pss, end_pss or 0.0])
+        print(f"server PSS (with workers; shared pages split, not counted per process): start {start_pss:.0f} MB, "
+              f"peak {peak_pss:.0f} MB, end {end_pss:.0f} MB")
+    print(f"server CPU during the flights: main process {cpu1[0] - cpu0[0]:.1f} s, workers {cpu1[1] - cpu0[1]:.1f} s; "
+          f"machine load average {load0} at start, {load1} at end")
     print(f"{'client':>6} {'views':>6} {'chunks':>7} {'MB':>7} {'max gap s':>9} {'nothing new %':>13} "
           f"{'p50 ms':>7} {'p95 ms':>7}")
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
@@ -110,7 +120,8 @@ def main(argv=None) -> dict:
               f"{100 * r['nothing_new']:13.1f} {fmt(r['p50']):>7} {fmt(r['p95']):>7}")
     chunks = [r["chunks"] for r in results]
     print(f"least / most served client: {min(chunks)} / {max(chunks)} chunks = {min(chunks) / max(max(chunks), 1):.2f}")
-    return {"start_rss": start_rss, "peak_rss": peak, "end_rss": end_rss, "clients": results}
+    return {"start_rss": start_rss, "peak_rss": peak, "end_rss": end_rss, "clients": results,
+            "server_cpu_s": cpu1[0] - cpu0[0], "worker_cpu_s": cpu1[1] - cpu0[1]}
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Benchmark: a scripted flight streamed from `worldstream serve` (a separate process, loopback).
 
-Usage: python bench/bench_flight.py [--speeds 30,150] [--duration 60] [--workers 2] [--max-sse 16] [--quick]
-For each speed, a fresh server (cold caches; the quick form flies every speed on one server: later
-speeds start on what earlier flights generated, and its generated / cancelled counts add up); the
+Usage: python bench/bench_flight.py [--speeds 30,150] [--duration 60] [--workers 2] [--max-sse 16] [--cache DIR] [--quick]
+For each speed, a fresh server (cold caches unless --cache names a filled store; the quick form
+flies every speed on one server: later speeds start on what earlier flights generated, and its
+generated / cancelled counts add up); the
 drone flies straight, 120 m above the generated ground (climbing before ridges), camera 90 deg
 horizontal FOV, 1920x1080, max SSE 16 (the quick form: 32, half the chunks of the finest level to
 generate before the first view resolves), pitched 20 deg down, view updates at 30 Hz. Before the
@@ -14,7 +15,10 @@ per speed:
   30 m/s on this machine);
 - p50 / p95 latency from a view update to the delivery of its most urgent missing chunk (server's
   measure) and the share of views that needed nothing new;
-- chunks and bytes per second received, and the server's generated / cancelled counts.
+- chunks and bytes per second received, and the server's generated / cancelled counts;
+- the server's RSS with its workers, the CPU seconds of its main process (start-up and flight;
+  its workers excluded: what selection and sending cost), and the 1-minute load average (the
+  machine may be shared: wall-clock latencies grow with the load, CPU seconds much less).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import (VIEW_HZ, Flight, altitude_profile, final_stats, flight_view, fly_views, rss_mb,  # noqa: E402
-                  start_server, stop_server)
+from live import (VIEW_HZ, Flight, altitude_profile, cpu_s, final_stats, flight_view, fly_views,  # noqa: E402
+                  load_average, rss_mb, start_server, stop_server)
 
 
 async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse: float = 16.0) -> dict:
@@ -100,6 +104,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--max-sse", type=float, help="the views' max screen-space error, px (default 16; 32 with --quick)")
     ap.add_argument("--quick", action="store_true", help="8 s per speed, one server for all, max SSE 32, for CI")
+    ap.add_argument("--cache", type=Path, help="the servers' chunk store (serve --cache): a store a first run or "
+                    "`worldstream generate` filled gives the warm start-up (default: none, every server cold)")
     args = ap.parse_args(argv)
     duration = 8.0 if args.quick else args.duration
     max_sse = args.max_sse or (32.0 if args.quick else 16.0)
@@ -110,17 +116,21 @@ def main(argv=None) -> dict:
     print(f"seed {args.seed}, {duration:g} s per flight, {args.workers} generation workers, views at {VIEW_HZ:g} Hz, "
           f"120 m AGL, 90 deg FOV, 1920x1080, max SSE {max_sse:g}")
     print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'urgent p50 ms':>13} {'p95 ms':>8} "
-          f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7}")
+          f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7} "
+          f"{'server CPU s':>12} {'load':>5}")
     results = {}
-    shared = start_server(args.seed, args.workers) if args.quick else None
+    shared = start_server(args.seed, args.workers, cache=args.cache) if args.quick else None
     try:
         for speed in (float(s) for s in args.speeds.split(",")):
             flight = Flight(start=(1000.0, -3000.0), heading_deg=35.0, speed=speed)
             altitude = altitude_profile(world, flight, duration + 2.0)
-            proc, url = shared or start_server(args.seed, args.workers)
+            proc, url = shared or start_server(args.seed, args.workers, cache=args.cache)
             try:
+                cpu0 = cpu_s(proc.pid)[0]
                 r = asyncio.run(fly(url, spec, flight, altitude, duration, max_sse))
                 r["rss_mb"] = rss_mb(proc.pid)
+                r["server_cpu_s"] = cpu_s(proc.pid)[0] - cpu0  # the main process (not its workers)
+                r["load"] = load_average().split()[0]
             finally:
                 if shared is None:
                     stop_server(proc)
@@ -129,7 +139,8 @@ def main(argv=None) -> dict:
             print(f"{speed:5.0f} {r['startup_s']:10.1f} {r['views']:6d} {100 * r['resident_fraction']:10.1f} "
                   f"{fmt(r['latency_ms_p50']):>13} {fmt(r['latency_ms_p95']):>8} "
                   f"{100 * r['views_needing_nothing']:13.1f} {r['chunks_per_s']:8.1f} {r['bytes_per_s'] / 1024:8.0f} "
-                  f"{fmt(r['generated']):>9} {fmt(r['cancelled']):>9} {r['rss_mb']:7.0f}")
+                  f"{fmt(r['generated']):>9} {fmt(r['cancelled']):>9} {r['rss_mb']:7.0f} "
+                  f"{r['server_cpu_s']:12.1f} {r['load']:>5}")
     finally:
         if shared is not None:
             stop_server(shared[0])

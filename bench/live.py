@@ -96,6 +96,54 @@ def rss_mb(pid: int) -> float:
     return total / 1024.0
 
 
+def pss_mb(pid: int) -> float | None:
+    """Proportional memory of a process and all its descendants (MB): each shared page (the torch
+    libraries a forked worker shares with its server) is split among the processes sharing it,
+    where the RSS sum counts it once per process. None where /proc/PID/smaps_rollup is missing."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except FileNotFoundError:
+            if p == pid:
+                return None
+            continue
+        except (OSError, StopIteration, ValueError):
+            continue
+        todo.extend(children(p))
+    return total / 1024.0
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by a process itself and by its live descendants
+    (its worker processes), from /proc: a measure of the server's own work that the machine's
+    load does not inflate the way it inflates wall-clock latencies."""
+    def own(p: int) -> float:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    rest, todo = 0.0, children(pid)
+    while todo:
+        p = todo.pop()
+        rest += own(p)
+        todo.extend(children(p))
+    return own(pid), rest
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 @dataclass(frozen=True)
 class Flight:
     """A straight flight from `start` (ENU x, y) along `heading_deg` (from east towards north) at

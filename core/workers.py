@@ -47,6 +47,28 @@ def _exit_now(signum, frame) -> None:
     os._exit(128 + signum)
 
 
+def trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim). A worker's job
+    frees hundreds of MB of arrays; glibc keeps them mapped (its trim threshold rises after large
+    frees), so a pool worker would otherwise sit at its largest job's size (measured: about 480
+    MB after a level-0 chunk, 320 MB with a trim after each job). No-op elsewhere."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool of `workers` processes that exit as soon as this process dies."""
     return ProcessPoolExecutor(max_workers=workers, initializer=_exit_with_parent, initargs=(os.getpid(),))

@@ -76,10 +76,23 @@ def export_key(spec_json: str, key_path: str, formats: tuple[str, ...],
                options: MeshOptions = MeshOptions()) -> dict[str, bytes]:
     """Worker entry point (process pools): the files of one chunk, from picklable arguments; each
     process keeps one World for its spec and generates on one torch thread."""
+    return export_key_with(spec_json, key_path, formats, options)[0]
+
+
+def export_key_with(spec_json: str, key_path: str, formats: tuple[str, ...], options: MeshOptions = MeshOptions(),
+                    extract: Callable[[Chunk], object] | None = None) -> tuple[dict[str, bytes], object]:
+    """export_key's files, and extract(chunk) (None without `extract`): a worker hands over what a
+    caller would otherwise decode back from the files (a picklable top-level function)."""
     from ..core.keys import ChunkKey
+    from ..core.workers import trim_heap
 
     world = _worker_world(spec_json)
-    return export_chunk(world.chunk(ChunkKey.parse(key_path)), world.spec, formats, options)
+    try:
+        chunk = world.chunk(ChunkKey.parse(key_path))
+        return export_chunk(chunk, world.spec, formats, options), (extract(chunk) if extract else None)
+    finally:
+        chunk = None
+        trim_heap()  # a pool worker keeps only what it needs between jobs
 
 
 def _worker_world(spec_json: str):

@@ -19,6 +19,7 @@ from ..core.world import World
 from ..exporters.chunk_mesh import MeshOptions, chunk_mesh
 from ..exporters.tiles import implicit_root_error, level_geometric_error
 from ..unreal_bridge import lod
+from ..unreal_bridge.products import Product
 from .camera import Intrinsics, Pose
 from .renderer import Frame, Renderer
 from .scene import RenderChunk
@@ -29,10 +30,16 @@ def selection_camera(pose: Pose, intr: Intrinsics, max_sse: float) -> lod.Camera
                       height=intr.height, max_sse=max_sse)
 
 
+VIEW_MEMORY_BYTES = 640 << 20  # a service feeding a WorldView: files, layers and decoded meshes in one budget
+RENDER_CHUNK = Product("render_chunk", ("glb",), lambda key, files: RenderChunk.from_glb(files["mesh.glb"], key),
+                       lambda rc: rc.nbytes, heavy=True)  # a chunk's GLB decoded for drawing
+
+
 class WorldView:
     """Frames of one world. source: a `ChunkService` (its memory LRU, disk cache and worker
-    processes; GLBs decoded here) or a `World` (meshes built in a worker thread of this process).
-    memory_bytes bounds the decoded chunks kept; max_sse and horizon_m as the server's."""
+    processes; each GLB decoded once, kept in the service's LRU as the RENDER_CHUNK product) or a
+    `World` (meshes built in a worker thread of this process, kept here within memory_bytes);
+    max_sse and horizon_m as the server's."""
 
     def __init__(self, source, renderer: Renderer | None = None, options: MeshOptions = MeshOptions(),
                  max_sse: float = 16.0, horizon_m: float = 20000.0, memory_bytes: int = 384 << 20):
@@ -60,7 +67,13 @@ class WorldView:
             self.renderer.close()
 
     async def chunk(self, key: ChunkKey) -> RenderChunk:
-        """The chunk's RenderChunk, decoded once and kept while memory_bytes allows."""
+        """The chunk's RenderChunk, decoded once and kept while the memory budget allows."""
+        if not isinstance(self.source, World):
+            rc = await self.source.product(key, RENDER_CHUNK)
+            if not self.heights.knows(key):
+                self.chunks_fetched += 1
+                self.heights.learn(key, *rc.z_range())
+            return rc
         hit = self._chunks.get(key)  # marks it recently used
         if hit is not None:
             return hit
@@ -71,17 +84,13 @@ class WorldView:
         return await asyncio.shield(loading)
 
     async def _load(self, key: ChunkKey) -> RenderChunk:
-        if isinstance(self.source, World):
-            world, options = self.source, self.options
+        world, options = self.source, self.options
 
-            def build() -> RenderChunk:
-                c = world.chunk(key)
-                return RenderChunk.from_mesh(c, chunk_mesh(c, world.spec, options))
+        def build() -> RenderChunk:
+            c = world.chunk(key)
+            return RenderChunk.from_mesh(c, chunk_mesh(c, world.spec, options))
 
-            rc = await asyncio.to_thread(build)
-        else:
-            files = await self.source.get(key, ("glb",))
-            rc = await asyncio.to_thread(RenderChunk.from_glb, files["mesh.glb"], key)
+        rc = await asyncio.to_thread(build)
         self.chunks_fetched += 1
         z = rc.z_range()
         self.heights.learn(key, z[0], z[1])

@@ -18,6 +18,11 @@ Every file in the disk cache is verified against the SHA-256 recorded when it wa
 file is logged, never served, and the chunk is generated again and its files replaced. The disk
 cache is `exporters.store`'s format, the one `generate` writes: a `generate` output folder serves
 as the cache (a pre-generated store), and the service adds the chunks it lacks.
+
+Typed products (`products.py`: tile metadata, decoded layers, a renderer's decoded mesh) live in
+the same byte-budgeted LRU as the files, keyed by chunk and product: `product(key, PRODUCT)` makes
+each once per process from the verified files (concurrent callers share the making), and a chunk
+generated here with sidecars comes with its layers straight from the worker, never decoded.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from ..core.workers import worker_pool
 from ..exporters.chunk_mesh import MeshOptions
 from ..exporters.compress import claim_store
 from ..exporters.store import Store, check_chunk, claim_world, open_store, write_chunk
-from ..exporters.formats import FORMATS, expected_files, export_key
+from ..exporters.formats import FORMATS, expected_files, export_key_with
+from .products import LAYERS, Product, chunk_layers
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,8 @@ class ServiceStats:
     cancelled: int = 0
     widened: int = 0  # queued jobs given more formats instead of generating the chunk twice
     failed: int = 0
+    product_hits: int = 0  # typed products (tile metadata, layers, meshes) answered from memory
+    products_made: int = 0  # typed products made from files (a disk hit, or files kept without them)
     corrupt: int = 0  # disk-cache reads that failed verification (then regenerated)
     memory_bytes: int = 0
     entries: int = 0
@@ -81,7 +89,9 @@ class ChunkService:
         self.store: Store | None = open_store(cache_dir) if cache_dir else None
         self.cache_dir = cache_dir  # as given: a folder or an fsspec URL (s3://bucket/prefix)
         self.memory_bytes = memory_bytes
-        self._memory: LRUCache = LRUCache(maxsize=memory_bytes, getsizeof=len)  # (key, file name) -> bytes
+        # (key, file name) -> bytes and (key, PRODUCT, product name) -> _Made: one budget for both
+        self._memory: LRUCache = LRUCache(maxsize=memory_bytes, getsizeof=_sizeof)
+        self._making: dict[tuple[ChunkKey, str], asyncio.Future] = {}  # products being made, one per (key, name)
         self._jobs: dict[tuple[ChunkKey, tuple[str, ...]], _Job] = {}
         self._executor = executor or worker_pool(workers)
         self._own_executor = executor is None
@@ -121,6 +131,38 @@ class ChunkService:
         if all((key, n) in self._memory for n in names):
             return {n: self._memory[(key, n)] for n in names}  # each lookup marks the file recently used
         return None
+
+    def _keep(self, key: ChunkKey, product: Product, value) -> None:
+        try:
+            self._memory[(key, PRODUCT, product.name)] = _Made(value, int(product.nbytes(value)))
+        except ValueError:  # larger than the whole budget: not kept
+            pass
+        self.stats.memory_bytes, self.stats.entries = int(self._memory.currsize), len(self._memory)
+
+    async def product(self, key: ChunkKey, product: Product, client: Hashable = None):
+        """The typed product of `key` (products.TILE, LAYERS, a renderer's mesh): from the memory
+        LRU, else made once from the chunk's files (`get`; concurrent callers share one making)
+        and kept. A chunk this service generates with `sidecars` comes with its LAYERS straight
+        from the worker (nothing decoded)."""
+        made = self._memory.get((key, PRODUCT, product.name))  # marks it recently used
+        if made is not None:
+            self.stats.product_hits += 1
+            return made.value
+        making = self._making.get((key, product.name))
+        if making is None:
+            making = self._making[(key, product.name)] = asyncio.ensure_future(self._make(key, product, client))
+            making.add_done_callback(lambda _: self._making.pop((key, product.name), None))
+        return await asyncio.shield(making)
+
+    async def _make(self, key: ChunkKey, product: Product, client: Hashable):
+        files = await self.get(key, product.formats, client=client)
+        made = self._memory.get((key, PRODUCT, product.name))  # the generating job may have handed it over
+        if made is not None:
+            return made.value
+        value = (await asyncio.to_thread(product.make, key, files)) if product.heavy else product.make(key, files)
+        self.stats.products_made += 1
+        self._keep(key, product, value)
+        return value
 
     def in_memory(self, key: ChunkKey, formats: tuple[str, ...]) -> bool:
         """Whether every file of `formats` for `key` is in the memory LRU (a request would not wait)."""
@@ -247,7 +289,9 @@ class ChunkService:
         loop = asyncio.get_running_loop()
         self._running += 1
         job.formats = formats
-        cf = job.exec_future = self._executor.submit(export_key, self.spec_json, key.path(), formats, self.options)
+        extract = chunk_layers if "sidecars" in formats else None  # the worker hands the arrays over too
+        cf = job.exec_future = self._executor.submit(export_key_with, self.spec_json, key.path(), formats,
+                                                     self.options, extract)
         cf.add_done_callback(lambda _: _call_soon(loop, self._finish, key, job, cf))
 
     def _forget(self, job: _Job) -> None:
@@ -271,15 +315,32 @@ class ChunkService:
             if not job.future.done():
                 job.future.set_exception(exc)
             return
-        files = cf.result()
+        files, layers = cf.result()
         self.stats.generated += 1
         self._remember(key, files)
+        if layers is not None:
+            self._keep(key, LAYERS, layers)
         if self.store is not None and self.store.remote:  # network round trips: off the event loop
             asyncio.get_running_loop().run_in_executor(None, self._to_disk, key, files)
         else:
             self._to_disk(key, files)
         if not job.future.done():
             job.future.set_result({n: files[n] for n in expected_files(job.formats)})
+
+
+PRODUCT = "product"  # marks a product's entry in the memory LRU
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A product in the memory LRU, with the bytes it holds."""
+
+    value: object
+    nbytes: int
+
+
+def _sizeof(entry) -> int:
+    return entry.nbytes if isinstance(entry, _Made) else len(entry)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback, *args) -> None:

@@ -218,6 +218,24 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
     return out
 
 
+def refine_distance(camera: Camera, geometric_error: float) -> float:
+    """The distance (m) within which a chunk of `geometric_error` refines for `camera` (its sse
+    reaches max_sse)."""
+    return geometric_error * camera.height / (2.0 * _frustum(camera).tan_half_fov_y * camera.max_sse)
+
+
+def moved(a: Camera, b: Camera, tolerance_m: float, turn_rad: float) -> bool:
+    """Whether camera b differs from a by more than tolerance_m of position or turn_rad of
+    orientation, or in anything else selection uses (field of view, viewport, max SSE)."""
+    if (a.fov_x, a.width, a.height, a.max_sse) != (b.fov_x, b.width, b.height, b.max_sse):
+        return True
+    if math.dist(a.position, b.position) > tolerance_m:
+        return True
+    cos_turn = math.cos(turn_rad)
+    return (sum(p * q for p, q in zip(a.forward, b.forward)) < cos_turn
+            or sum(p * q for p, q in zip(a.up, b.up)) < cos_turn)
+
+
 class HeightSpans:
     """Chunk height spans (world ENU z, metres) learned from exported chunks, as `z_range` for
     select(): exact for a known chunk; for an unknown one, its nearest known ancestor's span padded
@@ -305,6 +323,15 @@ class _Cover:
         self.ready = {_t(k) for k in ready}
         self.inner = _ancestor_tuples(self.ready)
         self.max_level = max_level
+
+    def add(self, key: ChunkKey) -> None:
+        """One more ready key (coverage only grows: the ancestor walk stops at a known ancestor)."""
+        k = _t(key)
+        self.ready.add(k)
+        for a in _up(k):
+            if a in self.inner:
+                break
+            self.inner.add(a)
 
     def _down(self, k: Key) -> bool:
         if k in self.ready:

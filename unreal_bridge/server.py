@@ -56,6 +56,7 @@ from . import protocol as p
 from . import session as ss
 from .arrivals import LoopWatch, stamped_connection
 from .chunk_service import ChunkService
+from .products import TILE, TileMeta
 from .http_routes import NO_STORE, HttpError, Route, authorized, content_type, parse_route
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class ClientState:
 
     session: ss.Session
     delivery: ss.Delivery
+    reselection: ss.Reselection
     cameras: list = field(default_factory=list)
     seq: int = -1
     view_time: float = 0.0
@@ -115,16 +117,18 @@ class StreamServer:
     def level_error(self, level: int) -> float:
         return level_geometric_error(self.root_error, level)
 
-    def _learn_heights(self, key: ChunkKey, files: dict[str, bytes]) -> dict:
-        """The chunk's tile.json, its height span remembered for selection."""
-        meta = json.loads(files["tile.json"])
-        self.heights.learn(key, meta["enu_min"][2], meta["enu_max"][2])
+    async def _tile(self, key: ChunkKey, client=None) -> TileMeta:
+        """The chunk's tile metadata (kept by the chunk service, parsed once), its height span
+        remembered for selection."""
+        meta = await self.service.product(key, TILE, client=client)
+        self.heights.learn(key, meta.z_min, meta.z_max)
         return meta
 
     # ------------------------------------------------------------------ websocket
     async def handle(self, ws: ServerConnection) -> None:
         state = ClientState(session=ss.Session(self.welcome, SIDECAR_FILES, self.token, self.limits),
-                            delivery=ss.Delivery(self.spec.levels - 1))
+                            delivery=ss.Delivery(self.spec.levels - 1),
+                            reselection=ss.Reselection(self.level_error(self.spec.levels - 2)))
         self.clients[ws] = state
         wake = asyncio.Event()
         sender = asyncio.create_task(self._send_loop(ws, state, wake))
@@ -180,6 +184,12 @@ class StreamServer:
                 await state.view_ready.wait()
                 state.view_ready.clear()
                 view_time = state.view_time
+                if not state.reselection.due(state.cameras, state.ahead, view_time):
+                    try:  # no camera moved enough to change the selection: wait for the next view, or
+                        await asyncio.wait_for(state.view_ready.wait(), state.reselection.max_age_s)
+                        continue
+                    except asyncio.TimeoutError:  # none came: select for this one after all
+                        state.reselection.due(state.cameras, state.ahead, view_time, force=True)
                 selection = await asyncio.to_thread(
                     lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, self.heights,
                     state.delivery.previous, ahead=list(state.ahead))
@@ -227,12 +237,12 @@ class StreamServer:
                 fetches.pop(key, None)
                 if not delivery.wants(key):
                     continue
-                meta = self._learn_heights(key, files)
+                meta = await self._tile(key, client=ws)
                 parts = {"mesh.glb": files["mesh.glb"]}
                 if state.hello and state.hello.sidecars:
                     parts.update({n: files[n] for n in state.hello.sidecars})
-                frame = p.ChunkFrame(key=key, geometric_error=meta["geometric_error"] + 0.5 * meta["resolution_m"],
-                                     bounds=key.bounds(self.spec), z_range=(meta["enu_min"][2], meta["enu_max"][2]),
+                frame = p.ChunkFrame(key=key, geometric_error=meta.geometric_error + 0.5 * meta.resolution_m,
+                                     bounds=key.bounds(self.spec), z_range=meta.z_range,
                                      seq=max(state.seq, 0), parts=parts)
                 data = p.encode_chunk_frame(frame)
                 await ws.send(data)
@@ -260,6 +270,7 @@ class StreamServer:
                              "rejected": state.session.rejected, "rate_limited": state.session.rate_limited,
                              "sent_chunks": state.sent_chunks, "sent_bytes": state.sent_bytes,
                              "views_selected": d.views_selected, "views_resolved": d.views_resolved,
+                             "views_unchanged": state.reselection.skipped,
                              "urgent_latency_samples": len(lat),
                              "latency_ms_p50": q(0.5), "latency_ms_p95": q(0.95)}
         return out
@@ -307,7 +318,7 @@ class StreamServer:
                              route.cache_control, private)
         files = await self.service.get(route.key, _formats_of(route.name), client="http")
         if route.name in ("mesh.glb", "tile.json"):
-            self._learn_heights(route.key, files)
+            await self._tile(route.key, client="http")
         return _response(HTTPStatus.OK, files[route.name], content_type(route.name), route.cache_control, private)
 
 

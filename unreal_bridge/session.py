@@ -21,6 +21,7 @@ Rules (docs/protocol.md, "Limits"):
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass
 
 from . import protocol as p
@@ -219,6 +220,45 @@ def spread_arrivals(start: float, now: float, count: int) -> list[float]:
     return [now - span * (count - 1 - i) / count for i in range(count)]
 
 
+class Reselection:
+    """When a client's newest view needs a new selection, sans-I/O. A view at 30 Hz moves a camera
+    a metre or two, which changes no refinement decision (they carry a 20 % hysteresis band), so
+    selecting for every view spends the server's CPU, shared with the chunk generators, for
+    nothing. A view is selected for when it is the first, when any camera moved by more than
+    `tolerance` of the distance at which the finest level's parents refine (5 %: their sse moves
+    by about as much, well inside the band) or turned more than `turn_deg`, when a look-ahead
+    camera moved ten times that much, when the cameras changed otherwise (count, field of view,
+    viewport, max SSE), or when the last selection is older than `max_age_s` (chunk heights
+    learned since then tighten the distances)."""
+
+    def __init__(self, parent_error: float, tolerance: float = 0.05, turn_deg: float = 1.0, max_age_s: float = 0.5):
+        self.parent_error = parent_error  # geometric error of the finest level's parents (m)
+        self.tolerance = tolerance
+        self.turn_rad = math.radians(turn_deg)
+        self.max_age_s = max_age_s
+        self._last: tuple | None = None  # (cameras, ahead, time) of the last selection
+        self.skipped = 0
+
+    def due(self, cameras: list, ahead: list, at: float, force: bool = False) -> bool:
+        """Whether to select for this view (if so, it is recorded as the last selection); `force`:
+        select anyway (the I/O layer selects for the newest view when no view followed a skipped
+        one within max_age_s, so a camera that stops sending views is never left with a stale
+        selection)."""
+        from .lod import moved, refine_distance
+
+        if self._last is not None and not force:
+            last_cams, last_ahead, last_at = self._last
+            if (at - last_at < self.max_age_s and len(cameras) == len(last_cams) and len(ahead) == len(last_ahead)
+                    and not any(moved(a, b, self.tolerance * refine_distance(b, self.parent_error), self.turn_rad)
+                                for a, b in zip(last_cams, cameras))
+                    and not any(moved(a, b, 10 * self.tolerance * refine_distance(b, self.parent_error), math.pi)
+                                for a, b in zip(last_ahead, ahead))):
+                self.skipped += 1
+                return False
+        self._last = (list(cameras), list(ahead), at)
+        return True
+
+
 class Delivery:
     """What one client holds and still needs, sans-I/O: fed each new selection (with the arrival
     time of the view it answers) and each chunk sent or failed (with the time), it keeps the
@@ -229,7 +269,13 @@ class Delivery:
 
     A parent unloadable because its selected children have all arrived is held for hold_s seconds
     first: a camera moving on soon wants the parent again, and would otherwise get it twice.
-    (Children covered by their parent go at once: a camera seldom comes back for them.)"""
+    (Children covered by their parent go at once: a camera seldom comes back for them.)
+
+    Incremental: a new selection is planned from scratch (`lod.plan`); a chunk sent changes only
+    what overlaps it, so `on_sent` updates the queue (the sent key out, its level-0 area's hole
+    filler re-judged) and the unloads (judged for the delivered keys outside the selection that
+    overlap the sent one), with the coverage index grown by one key: no rescan of the delivered x
+    required sets per chunk. The queue and unloads are what `lod.plan` would give."""
 
     def __init__(self, max_level: int, max_latencies: int = 5000, hold_s: float = HOLD_COVERED_S):
         self.max_level = max_level
@@ -244,25 +290,25 @@ class Delivery:
         self.latencies: list[float] = []
         self.views_selected = 0
         self.views_resolved = 0
+        # indexes of the current selection, kept up to date as chunks are sent
+        self._pending_set: set = set()
+        self._done_t: set = set()  # delivered, as (level, x, y)
+        self._extra: set = set()  # delivered keys outside the selection (fillers, held parents, leftovers)
+        self._by_root: dict = {}  # level-0 key -> [(selection index, Selected)] of the selected keys under it
+        self._fillers: dict = {}  # level-0 key -> (selection index of its first uncovered key, visible)
+        self._wanted: tuple[list, list] = ([], [])  # undelivered selected keys: visible, others (selection order)
+        self._cover = None  # lod._Cover of the delivered selected keys
+        self._overlaps = None  # lod._overlap_test of the selection
+        self._above: set = set()  # (level, x, y) of every ancestor of a selected key
 
-    def _plan(self, now: float) -> list:
-        from .lod import above_selection, plan
-
-        self.pending, unloadable = plan(self.selection, self.delivered, self.max_level)
-        covered = above_selection(unloadable, self.previous)
-        held = {k: self.covered_since.get(k, now) for k in covered}
-        gone = [k for k in unloadable if k not in held or now - held[k] >= self.hold_s]
-        self.covered_since = {k: t for k, t in held.items() if now - t < self.hold_s}
-        self.delivered.difference_update(gone)
-        return gone
-
+    # ------------------------------------------------------------------ events
     def on_selection(self, selection: list, view_time: float) -> list:
         """A new selection for the view that arrived at `view_time` -> keys to unload."""
         self.selection = selection
         self.previous = frozenset(s.key for s in selection)
         gone = self._plan(view_time)
         self.views_selected += 1
-        pending = set(self.pending)
+        pending = self._pending_set
         self.urgent = {k: t for k, t in self.urgent.items() if k in pending}  # the rest: superseded
         if self.pending:
             self.urgent.setdefault(self.pending[0], view_time)
@@ -271,17 +317,126 @@ class Delivery:
         return gone
 
     def wants(self, key) -> bool:
-        return key in self.pending
+        return key in self._pending_set
 
     def on_sent(self, key, now: float) -> list:
         """`key` was sent at `now` -> keys to unload."""
         if key in self.urgent:
             self.latencies.append(now - self.urgent.pop(key))
             del self.latencies[:-self.max_latencies]
+        if key in self.delivered:
+            return self._release([], now)
         self.delivered.add(key)
-        return self._plan(now)
+        return self._after_sent(key, now)
 
     def on_failed(self, key) -> None:
         """`key` could not be made: drop it until a new selection asks again."""
         self.pending = [k for k in self.pending if k != key]
+        self._pending_set.discard(key)
+        for wanted in self._wanted:
+            if key in wanted:
+                wanted.remove(key)
+        self._fillers.pop(key, None)
         self.urgent.pop(key, None)
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self, now: float) -> list:
+        """From scratch, for a new selection (and the indexes on_sent keeps up to date)."""
+        from .lod import _Cover, _ancestor_tuples, _overlap_test, _root, _t, above_selection, plan
+
+        self.pending, unloadable = plan(self.selection, self.delivered, self.max_level)
+        self._pending_set = set(self.pending)
+        sel = self.selection
+        self._done_t = {_t(k) for k in self.delivered}
+        self._extra = {k for k in self.delivered if k not in self.previous}
+        self._by_root = {}
+        for i, s in enumerate(sel):
+            self._by_root.setdefault(_root(s.key), []).append((i, s))
+        self._fillers = {r: f for r in self._by_root if (f := self._filler(r)) is not None}
+        self._wanted = ([s.key for s in sel if s.visible and s.key not in self.delivered],
+                        [s.key for s in sel if not s.visible and s.key not in self.delivered])
+        self._cover = _Cover(self.delivered & self.previous, self.max_level)
+        self._overlaps = _overlap_test(self.previous)
+        self._above = _ancestor_tuples({_t(k) for k in self.previous})
+        # a new selection re-judges which parents are held: one no longer covered is not held any more
+        covered = set(above_selection(unloadable, self.previous))
+        self.covered_since = {k: t for k, t in self.covered_since.items() if k in covered}
+        return self._release(unloadable, now)
+
+    def _filler(self, root) -> tuple[int, bool] | None:
+        """lod.plan's hole-filler rule for one level-0 area: (selection index, visible) of the first
+        selected key under `root` that nothing delivered covers (itself, an ancestor or its four
+        children), or None when there is none."""
+        from .lod import _children, _t, _up
+
+        done = self._done_t
+        for i, s in self._by_root.get(root, ()):
+            k = _t(s.key)
+            if (k[0] == 0 or k in done or any(a in done for a in _up(k))
+                    or all(c in done for c in _children(k))):
+                continue
+            return i, s.visible
+        return None
+
+    def _queue(self) -> list:
+        """lod.plan's to_send: visible fillers, visible wanted keys, other fillers, the rest."""
+        fillers = sorted(self._fillers.items(), key=lambda kv: kv[1][0])
+        return ([r for r, (_, v) in fillers if v] + self._wanted[0] + [r for r, (_, v) in fillers if not v]
+                + self._wanted[1])
+
+    def _release(self, unloadable, now: float) -> list:
+        """The hold rule over the keys found unloadable (and those already held): parents of
+        selected keys wait hold_s from when first found unloadable; the others go at once."""
+        from .lod import _t
+
+        gone = []
+        for k in unloadable:
+            if _t(k) in self._above:
+                self.covered_since.setdefault(k, now)
+            else:
+                gone.append(k)
+        for k, t in list(self.covered_since.items()):
+            if now - t >= self.hold_s:
+                gone.append(k)
+                del self.covered_since[k]
+        gone = sorted(set(gone), key=lambda k: (k.level, k.x, k.y))
+        self.delivered.difference_update(gone)
+        self._extra.difference_update(gone)
+        self._done_t.difference_update(_t(k) for k in gone)
+        return gone
+
+    def _after_sent(self, key, now: float) -> list:
+        """The queue and unloads after `key` was delivered: only what overlaps it changes."""
+        from .lod import _root, _t
+
+        kt = _t(key)
+        self._done_t.add(kt)
+        if key in self._pending_set:
+            self._pending_set.discard(key)
+            for wanted in self._wanted:
+                if key in wanted:
+                    wanted.remove(key)
+        if key in self.previous:
+            self._cover.add(key)
+        else:
+            self._extra.add(key)
+        root = _root(key)
+        if root in self._by_root:
+            f = self._filler(root)
+            if f is None:
+                self._fillers.pop(root, None)
+            else:
+                self._fillers[root] = f
+        self.pending = self._queue()
+        self._pending_set = set(self.pending)
+        # coverage changed only for delivered keys outside the selection that overlap `key`
+        level = key.level
+        unloadable = []
+        for k in self._extra:
+            d = k.level - level
+            if not (d >= 0 and (k.x >> d, k.y >> d) == (key.x, key.y)
+                    or d < 0 and (key.x >> -d, key.y >> -d) == (k.x, k.y)):
+                continue
+            if not self._overlaps(k) or self._cover(k):
+                unloadable.append(k)
+        return self._release(unloadable, now)

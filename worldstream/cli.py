@@ -349,7 +349,7 @@ def cmd_render(args) -> int:
     from worldstream.exporters.atomic import write_file_atomic
     from worldstream.render import Intrinsics, image_of
     from worldstream.render.images import depth_vis, outputs_for, png_bytes
-    from worldstream.render.view import WorldView
+    from worldstream.render.view import VIEW_MEMORY_BYTES, WorldView
 
     spec = _spec_from_args(args)
     world = World(spec, cache_chunks=64)
@@ -369,7 +369,8 @@ def cmd_render(args) -> int:
         if args.workers > 0:
             from worldstream.unreal_bridge.chunk_service import ChunkService
 
-            service = ChunkService(spec, cache_dir=args.cache, workers=args.workers)
+            service = ChunkService(spec, cache_dir=args.cache, workers=args.workers,
+                                   memory_bytes=VIEW_MEMORY_BYTES)
         view = WorldView(service or world, max_sse=args.max_sse)
         try:
             for i, pose in enumerate(poses):

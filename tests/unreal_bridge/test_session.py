@@ -305,3 +305,40 @@ def test_delivery_times_urgency_from_the_first_view_wanting_the_key():
     assert d.pending == [] and not d.wants(b)
     d.on_selection(_sel(a, b), 4.0)
     assert d.pending == [b] and d.views_selected == 3
+
+
+def test_reselection_skips_views_that_change_no_decision():
+    import math
+
+    from worldstream.unreal_bridge import lod
+
+    def cam(x=0.0, yaw_deg=0.0, max_sse=16.0):
+        yaw = math.radians(yaw_deg)
+        return lod.Camera((x, 0.0, 120.0), (math.cos(yaw), math.sin(yaw), 0.0), (0.0, 0.0, 1.0), math.radians(90.0),
+                          1920, 1080, max_sse)
+
+    r = ss.Reselection(parent_error=2.0)  # the finest level's parents refine within 120 m: tolerance 6 m
+    assert r.due([cam()], [cam(60.0)], 0.0)  # the first view
+    assert not r.due([cam(1.0)], [cam(61.0)], 1 / 30)  # a metre: nothing changes
+    assert not r.due([cam(5.0)], [cam(70.0)], 0.1)
+    assert r.due([cam(6.5)], [cam(66.0)], 0.15)  # 6.5 m from the last selection
+    assert not r.due([cam(7.0, yaw_deg=0.5)], [cam(66.0)], 0.2)
+    assert r.due([cam(6.5, yaw_deg=1.5)], [cam(66.0)], 0.25)  # turned 1.5 deg
+    assert r.due([cam(6.5, yaw_deg=1.5)], [cam(200.0)], 0.3)  # the look-ahead camera jumped (speed changed)
+    assert r.due([cam(6.5, yaw_deg=1.5, max_sse=8.0)], [cam(200.0)], 0.31)  # another max SSE
+    assert not r.due([cam(6.5, yaw_deg=1.5, max_sse=8.0)], [cam(200.0)], 0.7)
+    assert r.due([cam(6.5, yaw_deg=1.5, max_sse=8.0)], [cam(200.0)], 0.82)  # half a second since the last: heights learned
+    assert r.due([cam(6.5, yaw_deg=1.5, max_sse=8.0), cam()], [cam(200.0), cam()], 0.83)  # a second camera
+    assert r.skipped == 4
+
+
+def test_reselection_can_be_forced_for_the_last_view():
+    import math
+
+    from worldstream.unreal_bridge import lod
+
+    cam = lambda x: lod.Camera((x, 0.0, 120.0), (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), math.radians(90.0), 1920, 1080)  # noqa: E731
+    r = ss.Reselection(parent_error=2.0)
+    assert r.due([cam(0.0)], [], 0.0) and not r.due([cam(3.0)], [], 0.1)
+    assert r.due([cam(3.0)], [], 0.1, force=True)  # the server's timer: no view followed the skipped one
+    assert not r.due([cam(8.0)], [], 0.2)  # judged from the forced selection at 3 m
