@@ -64,7 +64,7 @@ class ProceduralGenerator:
         seed = spec.seed
         self.macro_octaves = terrain.MacroOctaves.for_seed(seed)
         self.settlement_octaves = settlements.settlement_octaves(seed)
-        self.streets = StreetFrame.for_seed(seed)
+        self.streets = StreetFrame.for_seed(seed, height=lambda x, y: self.macro(x, y)["height"])  # streets turn to the contours
         self.forest_octaves = octaves(seed, 30, 900.0, 3)
         self.farm_octaves = octaves(seed, 31, 2500.0, 2)
         self.snow_octaves = octaves(seed, 32, 400.0, 2)
