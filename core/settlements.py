@@ -265,7 +265,7 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
             "along_v": torch.where(row, ~faces_y, faces_v)}
 
 
-RECT_MARGIN = 0.5  # metres a footprint keeps inside the image of its street-grid rectangle, for the
+RECT_MARGIN = 0.25  # metres a footprint keeps inside the image of its street-grid rectangle, for the
                     # map's curvature (under 0.15 m over 40 m): a point of a footprint is in its lot
 
 

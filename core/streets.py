@@ -38,6 +38,7 @@ NOISE_STD = 0.2  # measured standard deviation of one octave of gradient noise
 APPROX_SPACING = 64.0  # metres between the exact values to_grid_near interpolates
 NEWTON_STEPS = 4  # steps of to_world: 3 mm from the exact inverse (the warp is float32), none gained by more
 TURN_CACHE = 200_000  # vortices whose turn a frame keeps (a float each); more are dropped and computed again
+TURN_RING = 2  # nodes computed around a box of missing ones: a chunk's later calls reach a little further
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,30 @@ class StreetFrame:
             return torch.zeros(i.shape, dtype=torch.float64, device=i.device)
         (i0, i1), (j0, j1) = torch.stack([torch.stack(i.aminmax()), torch.stack(j.aminmax())]).tolist()
         cols, rows = i1 - i0 + 1, j1 - j0 + 1
-        if cols * rows <= 4 * i.numel() + 4096:
+        if cols * rows <= 4 * i.numel() + 4096:  # the box, row by row
             ii = torch.arange(i0, i1 + 1, dtype=torch.int64).repeat(rows)
             jj = torch.arange(j0, j1 + 1, dtype=torch.int64).repeat_interleave(cols)
             where = ((j - j0) * cols + (i - i0)).reshape(-1)
         else:
             keys, where = torch.unique(torch.stack([i.reshape(-1), j.reshape(-1)]), dim=1, return_inverse=True)
             ii, jj = keys[0].cpu(), keys[1].cpu()
+        box = cols * rows <= 4 * i.numel() + 4096
+        if box and len(self.turns) + (cols + 2 * TURN_RING) * (rows + 2 * TURN_RING) > TURN_CACHE:
+            self.turns.clear()
         nodes = list(zip(ii.tolist(), jj.tolist()))
         known = [self.turns.get(n) for n in nodes]
         todo = [k for k, v in enumerate(known) if v is None]
-        if todo:
+        if todo and box:  # the box and TURN_RING nodes around it at once, on one grid of relief samples
+            # (same values as node by node): the other calls for a chunk find theirs computed
+            r = TURN_RING
+            bi = torch.arange(i0 - r, i1 + r + 1, dtype=torch.int64).repeat(rows + 2 * r)
+            bj = torch.arange(j0 - r, j1 + r + 1, dtype=torch.int64).repeat_interleave(cols + 2 * r)
+            new = contour_twist.node_turn(bi.to(i.device), bj.to(i.device), self.height, self._base_axes, box=True)
+            if len(self.turns) > TURN_CACHE:
+                self.turns.clear()
+            self.turns.update(zip(zip(bi.tolist(), bj.tolist()), new.tolist()))
+            known = [self.turns[n] for n in nodes]
+        elif todo:
             pick = torch.tensor(todo, dtype=torch.int64)
             new = contour_twist.node_turn(ii.index_select(0, pick).to(i.device), jj.index_select(0, pick).to(i.device),
                                           self.height, self._base_axes).tolist()

@@ -117,7 +117,7 @@ def _fourth_power(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def node_turn(i: torch.Tensor, j: torch.Tensor, height: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-              axes: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]) -> torch.Tensor:
+              axes: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]], box: bool = False) -> torch.Tensor:
     """tau (float64, the half-angle tangent of phi) of nodes (i, j) (1-D int64).
 
     The contour direction around a node, modulo 90 deg (a grid whose streets run along the contours
@@ -130,15 +130,28 @@ def node_turn(i: torch.Tensor, j: torch.Tensor, height: Callable[[torch.Tensor, 
     phi turns the street axis nearer the contour or the fall line onto it; turns beyond 30 deg fade
     to 0 at 45 deg."""
     L = TWIST_SPACING
+    L = TWIST_SPACING
     n = i.numel()
     cx, cy = i.to(torch.float64) * L, j.to(torch.float64) * L
     h = L / (STENCIL - 1)
-    offs = (torch.arange(STENCIL, dtype=torch.float64, device=i.device) - (STENCIL - 1) // 2) * h
-    px = (cx.reshape(-1, 1, 1) + offs.reshape(1, 1, -1)).expand(n, STENCIL, STENCIL)
-    py = (cy.reshape(-1, 1, 1) + offs.reshape(1, -1, 1)).expand(n, STENCIL, STENCIL)
-    z = height(px.reshape(-1), py.reshape(-1)).to(torch.float64).reshape(n, STENCIL, STENCIL)
-    gx = (z[:, 1:-1, 2:] - z[:, 1:-1, :-2]) * (0.5 / h)
-    gy = (z[:, 2:, 1:-1] - z[:, :-2, 1:-1]) * (0.5 / h)
+    half = (STENCIL - 1) // 2
+    if box:  # the nodes are a whole box, row by row: one separable grid of relief samples serves all stencils
+        i0, i1, j0, j1 = int(i.min()), int(i.max()), int(j.min()), int(j.max())
+        xs = torch.arange((STENCIL - 1) * i0 - half, (STENCIL - 1) * i1 + half + 1, device=i.device).to(torch.float64) * h
+        ys = torch.arange((STENCIL - 1) * j0 - half, (STENCIL - 1) * j1 + half + 1, device=i.device).to(torch.float64) * h
+        z = height(xs.reshape(1, -1), ys.reshape(-1, 1)).to(torch.float64)
+        gxs = (z[1:-1, 2:] - z[1:-1, :-2]) * (0.5 / h)  # at the grid's inner samples
+        gys = (z[2:, 1:-1] - z[:-2, 1:-1]) * (0.5 / h)
+        k = STENCIL - 2
+        gx = gxs.unfold(0, k, STENCIL - 1).unfold(1, k, STENCIL - 1).reshape(n, k, k)
+        gy = gys.unfold(0, k, STENCIL - 1).unfold(1, k, STENCIL - 1).reshape(n, k, k)
+    else:
+        offs = (torch.arange(STENCIL, dtype=torch.float64, device=i.device) - half) * h
+        px = (cx.reshape(-1, 1, 1) + offs.reshape(1, 1, -1)).expand(n, STENCIL, STENCIL)
+        py = (cy.reshape(-1, 1, 1) + offs.reshape(1, -1, 1)).expand(n, STENCIL, STENCIL)
+        z = height(px.reshape(-1), py.reshape(-1)).to(torch.float64).reshape(n, STENCIL, STENCIL)
+        gx = (z[:, 1:-1, 2:] - z[:, 1:-1, :-2]) * (0.5 / h)
+        gy = (z[:, 2:, 1:-1] - z[:, :-2, 1:-1]) * (0.5 / h)
     g2 = gx * gx + gy * gy
     g4r, g4i = _fourth_power(gx, gy)
     safe = torch.where(g2 > 0, g2, torch.ones_like(g2))
