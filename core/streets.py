@@ -19,6 +19,11 @@ analytic Jacobian: used for block centres, grid nodes and lot centres, which are
 `inverse_jacobian` gives the local world vectors of the grid's axes: buildings are rectangles
 aligned with the street they face (settlements.world_rects). Only +, -, *, / and sqrt on top of
 the noise, so the bits follow the noise's determinism guarantee.
+
+With a `height` (the macro relief; generator parameter contour_streets = 1) the map is
+(u, v) = R W(T(x)): the contour twist T (core/twist.py) first turns the world, vortex by vortex,
+so that the grid's axes follow the contours around each vortex's node; `to_world` undoes it
+exactly after the Newton steps, `inverse_jacobian` multiplies in its analytic Jacobian.
 """
 
 from __future__ import annotations
