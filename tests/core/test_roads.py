@@ -157,6 +157,12 @@ def test_streets_follow_the_contours_on_hillsides(contour_world, world):
     assert np.percentile(jn, 95) - np.percentile(jn, 5) > np.percentile(jo, 95) - np.percentile(jo, 5) + 10.0
 
 
+def test_glbs_of_contour_streets_validate(contour_world, tmp_path):
+    """A hillside town chunk with the contour twist: its GLB validates (Khronos validator)."""
+    c = contour_world.chunk(HILLSIDE_TOWNS[0])
+    assert_valid_glbs({"contour_town": chunk_glb(c, contour_world.spec, chunk_mesh(c, contour_world.spec))}, tmp_path)
+
+
 def road_network(g, bounds: tuple[float, float, float, float]):
     """The road network the rasters are drawn from (`settlements.road_at` at the middle of every
     grid segment of a region's block table): (table, bx0, by0, component label of each grid
