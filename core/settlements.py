@@ -273,7 +273,8 @@ def world_rects(frame: StreetFrame, b: dict[str, torch.Tensor]) -> dict[str, tor
     """World footprints of `lot_building` rectangles (street coordinates): rectangles aligned with
     the street the building faces (the v axis where `along_v`, else u), centred where the street
     rectangle's centre lies, as large as fits in the street rectangle's local image (a
-    parallelogram where the streets do not meet at right angles) less RECT_MARGIN.
+    parallelogram where the streets do not meet at right angles) less RECT_MARGIN; where shear
+    would leave less than 0.3 of the street side, the rectangle keeps 0.3 and is less deep.
 
     Returns float64 (N,) tensors: cx, cy (centre), ex, ey (unit vector of the rectangle's s side),
     w (length along s), h (along t, s turned +90 deg)."""
@@ -289,8 +290,12 @@ def world_rects(frame: StreetFrame, b: dict[str, torch.Tensor]) -> dict[str, tor
     ex, ey = px / length, py / length
     depth = torch.abs(qx * -ey + qy * ex)  # the other side across the street side
     slant = torch.abs(qx * ex + qy * ey)  # ... and along it: what shear takes off the street side
-    w = torch.clamp(length - slant, length * 0.3, None) - 2.0 * RECT_MARGIN
-    h = depth - 2.0 * RECT_MARGIN
+    full = length - slant
+    narrow = full < length * 0.3  # strong shear: keep 0.3 of the street side and give up depth instead,
+    # so that the rectangle stays inside the parallelogram (depth * (length - w) / slant fits)
+    w = torch.where(narrow, length * 0.3, full) - 2.0 * RECT_MARGIN
+    h = torch.where(narrow, depth * (length * 0.7) / torch.where(narrow, slant, torch.ones_like(slant)), depth) \
+        - 2.0 * RECT_MARGIN
     return {"cx": cx, "cy": cy, "ex": ex, "ey": ey, "w": w, "h": h}
 
 

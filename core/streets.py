@@ -19,14 +19,21 @@ analytic Jacobian: used for block centres, grid nodes and lot centres, which are
 `inverse_jacobian` gives the local world vectors of the grid's axes: buildings are rectangles
 aligned with the street they face (settlements.world_rects). Only +, -, *, / and sqrt on top of
 the noise, so the bits follow the noise's determinism guarantee.
+
+With a `height` (the macro relief; generator parameter contour_streets = 1) the map is
+(u, v) = R W(T(x)): the contour twist T (core/twist.py) first turns the world, vortex by vortex,
+so that the grid's axes follow the contours around each vortex's node; `to_world` undoes it
+exactly after the Newton steps, `inverse_jacobian` multiplies in its analytic Jacobian.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
+from . import twist as contour_twist
 from .hashing import hash2, salt, unit_float
 from .noise import Octave, octave_noise, octaves
 
@@ -35,25 +42,76 @@ WARP_BENDS = (1400.0, 26.0)  # the same for the bends of streets within a town
 NOISE_STD = 0.2  # measured standard deviation of one octave of gradient noise
 APPROX_SPACING = 64.0  # metres between the exact values to_grid_near interpolates
 NEWTON_STEPS = 4  # steps of to_world: 3 mm from the exact inverse (the warp is float32), none gained by more
+TURN_CACHE = 200_000  # vortices whose turn a frame keeps (a float each); more are dropped and computed again
+TURN_RING = 2  # nodes computed around a box of missing ones: a chunk's later calls reach a little further
 
 
 @dataclass(frozen=True)
 class StreetFrame:
     """The street frame of one seed. cos, sin: the grid's rotation (exact rationals of a hashed
-    tangent); warp_x, warp_y: the warp's octaves."""
+    tangent); warp_x, warp_y: the warp's octaves; height: the macro relief (float32 m at float64
+    world points), whose contours the grid turns to (core/twist.py; None: no twist); the frame
+    keeps the vortices' turns it has computed (pure functions of the node: the cache changes no bit)."""
 
     cos: float
     sin: float
     warp_x: tuple[Octave, ...]
     warp_y: tuple[Octave, ...]
+    height: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = field(default=None, compare=False, repr=False)
+    turns: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def for_seed(cls, seed: int) -> "StreetFrame":
+    def for_seed(cls, seed: int, height: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                 ) -> "StreetFrame":
         one = torch.zeros(1, dtype=torch.int64)
         t = float(unit_float(hash2(one, one, salt(seed, 60)))[0]) * 2.0 - 1.0  # tan(angle / 2), angle in +-90 deg
         return cls(cos=(1.0 - t * t) / (1.0 + t * t), sin=2.0 * t / (1.0 + t * t),
                    warp_x=tuple(octaves(seed, 61, WARP_BROAD[0], 1) + octaves(seed, 63, WARP_BENDS[0], 1)),
-                   warp_y=tuple(octaves(seed, 62, WARP_BROAD[0], 1) + octaves(seed, 64, WARP_BENDS[0], 1)))
+                   warp_y=tuple(octaves(seed, 62, WARP_BROAD[0], 1) + octaves(seed, 64, WARP_BENDS[0], 1)),
+                   height=height)
+
+    def turn(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """The vortices' tau (float64, twist.node_turn) at node indices (i, j) (int64, one shape):
+        each distinct node looked up once (the nodes' bounding box where it is small, else the
+        distinct nodes) and computed once per frame."""
+        if self.height is None or i.numel() == 0:
+            return torch.zeros(i.shape, dtype=torch.float64, device=i.device)
+        (i0, i1), (j0, j1) = torch.stack([torch.stack(i.aminmax()), torch.stack(j.aminmax())]).tolist()
+        cols, rows = i1 - i0 + 1, j1 - j0 + 1
+        if cols * rows <= 4 * i.numel() + 4096:  # the box, row by row
+            ii = torch.arange(i0, i1 + 1, dtype=torch.int64).repeat(rows)
+            jj = torch.arange(j0, j1 + 1, dtype=torch.int64).repeat_interleave(cols)
+            where = ((j - j0) * cols + (i - i0)).reshape(-1)
+        else:
+            keys, where = torch.unique(torch.stack([i.reshape(-1), j.reshape(-1)]), dim=1, return_inverse=True)
+            ii, jj = keys[0].cpu(), keys[1].cpu()
+        box = cols * rows <= 4 * i.numel() + 4096
+        if box and len(self.turns) + (cols + 2 * TURN_RING) * (rows + 2 * TURN_RING) > TURN_CACHE:
+            self.turns.clear()
+        nodes = list(zip(ii.tolist(), jj.tolist()))
+        known = [self.turns.get(n) for n in nodes]
+        todo = [k for k, v in enumerate(known) if v is None]
+        if todo and box:  # the box and TURN_RING nodes around it at once, on one grid of relief samples
+            # (same values as node by node): the other calls for a chunk find theirs computed
+            r = TURN_RING
+            bi = torch.arange(i0 - r, i1 + r + 1, dtype=torch.int64).repeat(rows + 2 * r)
+            bj = torch.arange(j0 - r, j1 + r + 1, dtype=torch.int64).repeat_interleave(cols + 2 * r)
+            new = contour_twist.node_turn(bi.to(i.device), bj.to(i.device), self.height, self._base_axes, box=True)
+            if len(self.turns) > TURN_CACHE:
+                self.turns.clear()
+            self.turns.update(zip(zip(bi.tolist(), bj.tolist()), new.tolist()))
+            known = [self.turns[n] for n in nodes]
+        elif todo:
+            pick = torch.tensor(todo, dtype=torch.int64)
+            new = contour_twist.node_turn(ii.index_select(0, pick).to(i.device), jj.index_select(0, pick).to(i.device),
+                                          self.height, self._base_axes).tolist()
+            if len(self.turns) > TURN_CACHE:
+                self.turns.clear()
+            for k, v in zip(todo, new):
+                known[k] = v
+                self.turns[nodes[k]] = v
+        values = torch.tensor(known, dtype=torch.float64, device=i.device)
+        return values.index_select(0, where.to(i.device)).reshape(i.shape)
 
     def _warp(self, x: torch.Tensor, y: torch.Tensor, derivatives: bool = False):
         """Warped world position (wx, wy) (float64) before the rotation, and with `derivatives`
@@ -80,6 +138,8 @@ class StreetFrame:
 
     def to_grid(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Street coordinates (u, v) of world points; float64 in, float64 out, broadcast shape."""
+        if self.height is not None and x.numel() and y.numel():
+            x, y = contour_twist.twist(x, y, self.turn)
         wx, wy = self._warp(x, y)
         return wx * self.cos + wy * self.sin, wy * self.cos - wx * self.sin
 
@@ -118,6 +178,8 @@ class StreetFrame:
             rx, ry = wx - qx, wy - qy
             det = a * d - b * c
             x, y = x - (d * rx - b * ry) / det, y - (a * ry - c * rx) / det
+        if self.height is not None and x.numel():
+            x, y = contour_twist.untwist(x, y, self.turn)
         return x, y
 
     def inverse_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -125,6 +187,17 @@ class StreetFrame:
         at world points: the columns of the inverse of the map's (analytic) Jacobian. Their
         lengths are the local stretch (0.8 to 1.35 world metres per street metre at the 1st and
         99th percentiles) and their angle the junction angle of the streets there."""
+        if self.height is None or x.numel() == 0 or y.numel() == 0:
+            return self._base_axes(x, y)
+        tx, ty, (ta, tb, tc, td) = contour_twist.twist(x, y, self.turn, jacobian=True)
+        ax, ay, bx, by = self._base_axes(tx, ty)
+        det = ta * td - tb * tc  # 1 up to rounding: the twist keeps areas
+        # the twist's inverse Jacobian takes the base grid's axes at T(x) back to x
+        return ((td * ax - tb * ay) / det, (ta * ay - tc * ax) / det,
+                (td * bx - tb * by) / det, (ta * by - tc * bx) / det)
+
+    def _base_axes(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`inverse_jacobian` of the warp and rotation alone (no twist)."""
         _, _, a, b, c, d = self._warp(x, y, derivatives=True)
         det = a * d - b * c
         # (I + grad D)^-1 R^T: the rotation turns street axes back into warped-world axes

@@ -41,17 +41,18 @@ SAMPLE_FIELDS = ("height", "wetness", "roughness", "temperature", "moisture", "c
 @register("procedural")
 class ProceduralGenerator:
     """Parameters (WorldSpec.generator_params): relief, sea_level_bias, rivers, lakes (see
-    terrain.TerrainParams), urbanization (settlement density multiplier, default 1) and
-    vegetation (tree probability multiplier, default 1; 0: no trees)."""
+    terrain.TerrainParams), urbanization (settlement density multiplier, default 1),
+    vegetation (tree probability multiplier, default 1; 0: no trees) and contour_streets (1: the
+    street grid turns to the contours, core/twist.py; default 0, experimental: docs/towns.md)."""
 
     def __init__(self, spec: WorldSpec):
         self.spec = spec
         params = spec.params
         terrain_names = {f.name for f in fields(terrain.TerrainParams)}
-        unknown = set(params) - terrain_names - {"urbanization", "vegetation"}
+        unknown = set(params) - terrain_names - {"urbanization", "vegetation", "contour_streets"}
         if unknown:
             raise GeneratorError(f"unknown procedural parameters {sorted(unknown)}; "
-                                 f"expected some of {sorted(terrain_names | {'urbanization', 'vegetation'})}")
+                                 f"expected some of {sorted(terrain_names | {'urbanization', 'vegetation', 'contour_streets'})}")
         for k, v in params.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise GeneratorError(f"procedural parameter {k!r} must be a number, got {v!r}")
@@ -64,7 +65,11 @@ class ProceduralGenerator:
         seed = spec.seed
         self.macro_octaves = terrain.MacroOctaves.for_seed(seed)
         self.settlement_octaves = settlements.settlement_octaves(seed)
-        self.streets = StreetFrame.for_seed(seed)
+        contour = float(params.get("contour_streets", 0))
+        if contour not in (0.0, 1.0):
+            raise GeneratorError(f"procedural parameter 'contour_streets' must be 0 or 1, got {contour!r}")
+        # with contour_streets 1 the street grid turns to the contours of the macro relief (core/twist.py)
+        self.streets = StreetFrame.for_seed(seed, height=(lambda x, y: self.macro(x, y)["height"]) if contour else None)
         self.forest_octaves = octaves(seed, 30, 900.0, 3)
         self.farm_octaves = octaves(seed, 31, 2500.0, 2)
         self.snow_octaves = octaves(seed, 32, 400.0, 2)
