@@ -164,3 +164,15 @@ def test_a_models_folder_with_facades_bakes_learned_facades_into_a_valid_determi
     assert_valid_glbs({"learned_facades": glb}, tmp_path)
     with pytest.raises(GeneratorError, match=r"learned stages are \['height'\] but .* holds \['facades'\]"):
         World(dataclasses.replace(spec, generator_params={**params, "stages": ["height"]}))
+
+
+def test_cli_trains_facades_and_refuses_bad_flags(blocks, tmp_path, capsys):
+    from worldstream.cli import main
+
+    tiny = ["--view-size", "16", "--channels", "8,16", "--vae-channels", "8,8", "--norm-groups", "4", "--batch-size", "1"]
+    assert main(["train", "facades", "--data", str(blocks), "--out", str(tmp_path / "f"), "--steps", "2", *tiny]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 2 and (tmp_path / "f" / "model_index.json").is_file()
+    assert main(["train", "facades", "--data", str(blocks), "--out", str(tmp_path / "g"), "--steps", "2",
+                 "--channels", "8,x"]) == 2
+    assert "--channels expects comma-separated integers" in capsys.readouterr().err
