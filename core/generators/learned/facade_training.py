@@ -118,8 +118,8 @@ def build_net(config: FacadeTrainConfig) -> tuple[FacadeNet, bool]:
     return net, trained_vae
 
 
-def export_building_keys(data: Path) -> list:
-    """The chunk keys of a worldstream export (chunks/L/X/Y/) at levels fine enough for buildings."""
+def export_building_keys(data: Path) -> tuple:
+    """(the WorldSpec, the chunk keys) of a worldstream export (chunks/L/X/Y/) at levels fine enough for buildings."""
     from ....exporters.chunk_mesh import MeshOptions
     from ...keys import ChunkKey
     from ...spec import WorldSpec
@@ -155,7 +155,7 @@ def facade_blocks(data: str | Path, out: Path, config: FacadeTrainConfig):
     return blocks
 
 
-def latent_scaling(net: FacadeNet, sampler_blocks, views: int) -> float:
+def latent_scaling(net: FacadeNet, sampler_blocks) -> float:
     """1 / std of the VAE latents (posterior means) of a fixed batch of blocks (a sampler of its own)."""
     x, _ = BlockSampler(sampler_blocks, seed=12345).batch(min(8, len(sampler_blocks)))
     with torch.no_grad():
@@ -195,7 +195,7 @@ def train_facades(data: str | Path, out: str | Path, config: FacadeTrainConfig =
     def diffusion_step(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not counter["scaled"]:  # entering the second phase (straight or resumed): freeze and scale the VAE
             net.vae.eval().requires_grad_(False)
-            net.vae.register_to_config(scaling_factor=latent_scaling(net, blocks, n))
+            net.vae.register_to_config(scaling_factor=latent_scaling(net, blocks))
             counter["scaled"] = True
         net.unet.train()
         with torch.no_grad():
@@ -220,7 +220,7 @@ def train_facades(data: str | Path, out: str | Path, config: FacadeTrainConfig =
 
     run.run(config.steps, step, config.log_every, config.checkpoint_every, progress)
     if not counter["scaled"]:
-        net.vae.register_to_config(scaling_factor=latent_scaling(net, blocks, n))
+        net.vae.register_to_config(scaling_factor=latent_scaling(net, blocks))
     stats = run.summary_stats()
     diffusion_log = [r["loss"] for r in run.log if r["step"] > vae_steps]
     for part in (net.unet, net.vae, net.text_encoder, net.view_embedding):
