@@ -41,6 +41,7 @@ from ...spec import WorldSpec
 from .. import register
 from ..procedural import ProceduralGenerator
 from .cascade import Cascade, RootSource, WindowModel
+from ....exporters.chunk_mesh import MeshOptions
 from .facade_sampling import chunk_facade_views
 from .sampling import DDIMWindowModel
 from .storage import (CASCADE_CLASS, FACADE_PART, HEIGHT_PART, ModelFolderError, load_cascade, model_stages,
@@ -281,7 +282,8 @@ class LearnedGenerator:
             heights = self.heights.region(key.level, row0, col0, n + 1, n + 1)  # the shared-border grid
             learned["dem"], learned["dsm"] = heights[0], heights[1]
         chunk = dataclasses.replace(base, **learned) if learned else base
-        if self.painter is not None and key.level >= self.facade_first_level and chunk.buildings:
+        if (self.painter is not None and key.level >= self.facade_first_level and chunk.buildings
+                and MeshOptions().has_buildings(chunk.resolution)):  # levels whose meshes draw building models
             views = chunk_facade_views(self.painter, self.renderer(), chunk, self.spec)
             if views:
                 chunk = dataclasses.replace(chunk, facade_views=views)
