@@ -246,7 +246,8 @@ def bench_facades(args, height_model) -> None:
                 if np.mean(masks) < 0.02:
                     continue
                 try:
-                    truth_scores.append(view_consistency([walls_only(f, m) for f, m in zip(frames, masks)]))
+                    truth_scores.append(view_consistency([walls_only(f, m) for f, m in zip(frames, masks)],
+                                                         ssim_coverage=0.5))
                 except ValueError:  # no two neighbouring views see 64 common wall pixels: nothing to compare
                     continue
                 count += 1
@@ -256,7 +257,8 @@ def bench_facades(args, height_model) -> None:
                     painted = painter.paint(views, mask, block_noise_seed(held.seed, int(b.id)))
                     times[f"paint {name}"] += time.perf_counter() - t1
                     out = [dataclasses.replace(f, scene=p) for f, p in zip(frames, painted)]
-                    scores[name].append(view_consistency([walls_only(f, m) for f, m in zip(out, masks)]))  # same pairs
+                    scores[name].append(view_consistency([walls_only(f, m) for f, m in zip(out, masks)],
+                                                         ssim_coverage=0.5))
                     err = (painted[mask].astype(np.float64) - views[mask]) ** 2
                     fidelity[name].append(10 * np.log10(255.0 ** 2 / max(err.mean(), 1e-10)))
                     if name == "with":
