@@ -226,7 +226,7 @@ def bench_facades(args, height_model) -> None:
     world = World(held, cache_chunks=0)
     held_keys = [ChunkKey(6, 41, -50)] if quick else [ChunkKey(6, x, y) for x in (41, 42) for y in (-51, -50)]
     renderer = Renderer(lit=False)
-    rows, times = {}, {"render": 0.0, "paint with": 0.0, "paint without": 0.0, "bake": 0.0}
+    times = {"render": 0.0, "paint with": 0.0, "paint without": 0.0, "bake": 0.0}
     truth_scores = []
     try:
         painters = {name: FacadePainter(load_facades(folder)[0], steps=ddim) for name, folder in models.items()}

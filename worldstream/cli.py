@@ -552,18 +552,21 @@ def cmd_train_cascade(args) -> int:
     return 0
 
 
-def cmd_train_height(args) -> int:
-    from worldstream.core.generators.learned.height_training import HeightTrainConfig, train_height
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    """A comma-separated list of integers from a flag, or a TrainingError naming the flag."""
     from worldstream.core.generators.learned.training import TrainingError
 
-    def ints(text: str, flag: str) -> tuple[int, ...]:
-        try:
-            return tuple(int(c) for c in text.split(","))
-        except ValueError:
-            raise TrainingError(f"{flag} expects comma-separated integers, e.g. 32,64; got {text!r}") from None
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise TrainingError(f"{flag} expects comma-separated integers, e.g. 32,64; got {text!r}") from None
 
-    config = HeightTrainConfig(window=args.window, vae_channels=ints(args.vae_channels, "--vae-channels"),
-                               unet_channels=ints(args.channels, "--channels"), norm_num_groups=args.norm_groups,
+
+def cmd_train_height(args) -> int:
+    from worldstream.core.generators.learned.height_training import HeightTrainConfig, train_height
+
+    config = HeightTrainConfig(window=args.window, vae_channels=_ints(args.vae_channels, "--vae-channels"),
+                               unet_channels=_ints(args.channels, "--channels"), norm_num_groups=args.norm_groups,
                                min_scale=args.min_scale, relief_gain=args.relief_gain, pretrained=args.pretrained,
                                steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                default_mpp=args.mpp, checkpoint_every=args.checkpoint_every, seed=args.seed)
@@ -575,18 +578,11 @@ def cmd_train_height(args) -> int:
 
 def cmd_train_facades(args) -> int:
     from worldstream.core.generators.learned.facade_training import FacadeTrainConfig, train_facades
-    from worldstream.core.generators.learned.training import TrainingError
-
-    def ints(text: str, flag: str) -> tuple[int, ...]:
-        try:
-            return tuple(int(c) for c in text.split(","))
-        except ValueError:
-            raise TrainingError(f"{flag} expects comma-separated integers, e.g. 32,64; got {text!r}") from None
 
     vae_steps = args.vae_steps if args.vae_steps is not None else args.steps // 4
     config = FacadeTrainConfig(views=args.views, view_size=args.view_size, cross_view=not args.no_cross_view,
-                               tau=args.tau, vae_channels=ints(args.vae_channels, "--vae-channels"),
-                               unet_channels=ints(args.channels, "--channels"), norm_num_groups=args.norm_groups,
+                               tau=args.tau, vae_channels=_ints(args.vae_channels, "--vae-channels"),
+                               unet_channels=_ints(args.channels, "--channels"), norm_num_groups=args.norm_groups,
                                pretrained=args.pretrained, steps=args.steps, vae_steps=0 if args.pretrained else vae_steps,
                                batch_size=args.batch_size, learning_rate=args.lr,
                                checkpoint_every=args.checkpoint_every, seed=args.seed)

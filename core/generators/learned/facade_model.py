@@ -29,7 +29,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from ...errors import GeneratorError
-from .height_model import vae_factor
+from .height_model import encode_prompt, vae_factor, vae_latent
 
 PROMPT = "paint the facades of the buildings"
 
@@ -166,16 +166,11 @@ class FacadeNet:
 
     def encode_prompt(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """(1, tokens, cross_attention_dim) text embedding of the task prompt."""
-        ids = self.tokenizer(self.prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        with torch.no_grad():
-            emb = self.text_encoder(ids.to(self.text_encoder.device))[0]
-        return emb.to(device=device, dtype=dtype)
+        return encode_prompt(self.tokenizer, self.text_encoder, self.prompt, device, dtype)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, n, n) in [-1, 1] -> (B, L, n/f, n/f): the VAE posterior's mean, scaled."""
-        x = image.to(device=self.vae.device, dtype=self.vae.dtype)
-        return self.vae.encode(x).latent_dist.mode() * float(self.vae.config.scaling_factor)
+        return vae_latent(self.vae, image)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """(B, L, n/f, n/f) -> (B, 3, n, n) in [-1, 1] (clamped)."""

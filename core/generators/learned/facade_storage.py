@@ -10,14 +10,12 @@ In a models folder for `--backend learned` it sits at MODELS/facades/, beside th
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from ...errors import GeneratorError
 from .facade_model import FacadeNet, ViewEmbedding
-from .height_storage import quiet_loading
+from .height_storage import quiet_loading, save_parts
 from .storage import INDEX, ModelFolderError, read_index
 
 FACADE_CLASS = "WorldstreamFacades"
@@ -35,24 +33,8 @@ def scheme(net: FacadeNet) -> dict[str, Any]:
 
 def save_facades(folder: str | Path, net: FacadeNet, card: dict[str, Any]) -> Path:
     """Write the model to `folder` (replacing its parts, keeping anything else); the index last."""
-    quiet_loading()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    index = folder / INDEX
-    index.unlink(missing_ok=True)  # incomplete until the new index lands
-    for name in PARTS:
-        tmp = folder / f".{name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        getattr(net, name).save_pretrained(tmp)
-        shutil.rmtree(folder / name, ignore_errors=True)
-        tmp.rename(folder / name)
-    (folder / "README.md").write_text(model_card(net, card))
-    body = {"_class_name": FACADE_CLASS, "_worldstream_version": 1, **{k: list(v) for k, v in PARTS.items()},
-            "facades": scheme(net), "training": card}
-    tmp = folder / f".{INDEX}.partial"
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
-    tmp.rename(index)
-    return folder
+    return save_parts(folder, net, PARTS, {"_class_name": FACADE_CLASS, "facades": scheme(net), "training": card},
+                      model_card(net, card))
 
 
 def load_facades(folder: str | Path) -> tuple[FacadeNet, dict[str, Any]]:

@@ -26,8 +26,8 @@ from .facade_data import BlockSampler, load_blocks, prepare_blocks
 from .facade_model import FacadeNet, ViewEmbedding, facade_unet
 from .facade_storage import save_facades
 from .height_model import fresh_vae, tiny_text_encoder, vae_factor
+from .height_training import pretrained_parts
 from .sampling import training_scheduler
-from .storage import ModelFolderError
 from .training import RUN_LENGTH_FIELDS, config_dict
 from .training_loop import TrainingError, TrainingRun, refuse_unless_resuming
 
@@ -88,17 +88,7 @@ class FacadeTrainConfig:
 def build_net(config: FacadeTrainConfig) -> tuple[FacadeNet, bool]:
     """(a fresh FacadeNet, whether its VAE is trained) for `config`."""
     if config.pretrained:
-        from diffusers import AutoencoderKL
-        from transformers import CLIPTextModel, CLIPTokenizer
-
-        src = Path(config.pretrained)
-        try:
-            vae = AutoencoderKL.from_pretrained(src / "vae", local_files_only=True, low_cpu_mem_usage=False)
-            text_encoder = CLIPTextModel.from_pretrained(src / "text_encoder", local_files_only=True)
-            tokenizer = CLIPTokenizer.from_pretrained(src / "tokenizer", local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelFolderError(f"--pretrained {src}: expected a local diffusers folder with vae/, text_encoder/ "
-                                   f"and tokenizer/: {exc}") from None
+        vae, text_encoder, tokenizer = pretrained_parts(config.pretrained)
         config.check_size(vae_factor(vae))
         trained_vae = False
     else:
