@@ -70,10 +70,17 @@ def main() -> int:
     ap.add_argument("--facade-steps", type=int, help="facade optimizer steps (default 600, 30 with --quick)")
     ap.add_argument("--picture", help="write the three-way picture of one block here (needs --stage all)")
     args = ap.parse_args()
-    if args.stage in ("all", "height"):
-        height_model = bench_heights(args)
-    if args.stage in ("all", "facades"):
-        bench_facades(args, height_model if args.stage == "all" else None)
+    import shutil
+
+    height_model = None
+    try:
+        if args.stage in ("all", "height"):
+            height_model = bench_heights(args)
+        if args.stage in ("all", "facades"):
+            bench_facades(args, height_model)
+    finally:
+        if height_model is not None:
+            shutil.rmtree(height_model.parent, ignore_errors=True)
     return 0
 
 
@@ -283,6 +290,8 @@ def bench_facades(args, height_model) -> None:
     print("facade stage time per chunk (s): " + ", ".join(f"{k} {v / n:.2f}" for k, v in times.items())
           + " (bake: the whole chunk_mesh with the bake)")
     if args.picture:
+        if height_model is None:
+            raise SystemExit("--picture needs the height stage too (--stage all)")
         picture(args.picture, models["with"], height_model, ddim)
     shutil.rmtree(tmp, ignore_errors=True)
 
