@@ -331,6 +331,7 @@ def picture(path: str, facades: Path, height_model, ddim: int) -> None:
             panels.append(frame.scene)
     finally:
         renderer.close()
+        shutil.rmtree(models, ignore_errors=True)
     Image.fromarray(np.concatenate(panels, axis=1)).save(path, quality=90)
     print(f"picture: {path} (procedural facades | learned facades | learned heights' mesh with learned facades)")
 
