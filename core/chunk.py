@@ -32,6 +32,9 @@ class Chunk:
     buildings: tuple[Building, ...] = field(default=())
     canopy: np.ndarray | None = None  # (H+1, W+1) float32 tree crown height above the DEM (m), 0 = none
     trees: tuple[Tree, ...] = field(default=())  # trees rooted in the chunk (fine levels only)
+    # learned facade views (render.multiview.BlockViews, one per building) that the exporters bake onto
+    # the facade atlas; empty where the facades are procedural
+    facade_views: tuple = field(default=())
 
     def __post_init__(self) -> None:
         for name in ("ortho", "dem", "dsm", "semantic", "instances", "water", "canopy"):

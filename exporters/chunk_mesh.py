@@ -251,11 +251,30 @@ def chunk_mesh(chunk: Chunk, spec: WorldSpec, options: MeshOptions = MeshOptions
         top = t.translation.astype(np.float64) + t.scale.astype(np.float64) * [0.0, 0.0, 1.0]
         lo = np.minimum(lo, np.concatenate([t.translation - t.scale * [1, 1, 0.02], top]).min(axis=0))
         hi = np.maximum(hi, np.concatenate([t.translation + t.scale * [1, 1, 0], top]).max(axis=0))
-    return ChunkMesh(primitives=tuple(primitives), origin=(west, south), geometric_error=tm.max_error,
+    mesh = ChunkMesh(primitives=tuple(primitives), origin=(west, south), geometric_error=tm.max_error,
                      max_error=options.max_error(res), source=source,
                      skirt_depth=depth, box_min=lo, box_max=hi, facade=facade_image, buildings=buildings,
                      grid_triangles=2 * n * n, trees=trees, tree_instances=instances,
                      instanced_trees=options.instanced_trees)
+    return baked_facades(chunk, mesh) if chunk.facade_views and buildings else mesh
+
+
+def baked_facades(chunk: Chunk, mesh: ChunkMesh) -> ChunkMesh:
+    """The mesh with each building's wall texels painted from its learned views (`chunk.facade_views`,
+    through `render.bake`: z-buffer visibility, best view by n . d, bilinear); texels no view sees,
+    cliffs and horizontal faces keep what they had."""
+    import dataclasses
+
+    from ..render import RenderChunk
+    from ..render.bake import atlas_texels, bake as bake_views
+
+    rc = RenderChunk.from_mesh(chunk, mesh)
+    drawn = {b.id for b in mesh.buildings}
+    atlas = mesh.facade
+    for block in chunk.facade_views:
+        if block.building in drawn:
+            atlas, _ = bake_views(atlas, atlas_texels(rc, instance=block.building), list(block.frames))
+    return dataclasses.replace(mesh, facade=atlas)
 
 
 DECK_THICKNESS = 1.0  # metres from a bridge deck's top to its underside

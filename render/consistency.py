@@ -48,9 +48,9 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return 10.0 * math.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
-def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray, coverage: float = 0.9) -> float:
     """Mean SSIM of the luma of a and b (H, W, 3) over the mask's pixels whose Gaussian window lies
-    mostly (90 %) inside the mask; windows weigh masked pixels only."""
+    mostly (`coverage`, 90 %) inside the mask; windows weigh masked pixels only."""
     luma = np.array([0.299, 0.587, 0.114])
     x, y, m = a.astype(np.float64) @ luma, b.astype(np.float64) @ luma, mask.astype(np.float64)
     weight = gaussian_filter(m, SSIM_SIGMA)
@@ -61,13 +61,14 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     mx, my = mean(x), mean(y)
     vx, vy, cov = mean(x * x) - mx * mx, mean(y * y) - my * my, mean(x * y) - mx * my
     s = ((2 * mx * my + SSIM_C1) * (2 * cov + SSIM_C2)) / ((mx * mx + my * my + SSIM_C1) * (vx + vy + SSIM_C2))
-    where = mask & (weight >= 0.9)
+    where = mask & (weight >= coverage)
     return float(s[where].mean()) if where.any() else float("nan")
 
 
-def view_consistency(views: list[Frame], circular: bool = True) -> dict:
+def view_consistency(views: list[Frame], circular: bool = True, ssim_coverage: float = 0.9) -> dict:
     """PSNR and SSIM of each view's neighbour carried into it (i -> i + 1, and the last into the
-    first when circular), averaged over the pairs, with the share of pixels compared."""
+    first when circular), averaged over the pairs (SSIM over the pairs where it is defined), with
+    the share of pixels compared; ssim_coverage: see `ssim`."""
     pairs = [(i, i + 1) for i in range(len(views) - 1)] + ([(len(views) - 1, 0)] if circular and len(views) > 2 else [])
     scores = []
     for i, j in pairs:
@@ -75,8 +76,8 @@ def view_consistency(views: list[Frame], circular: bool = True) -> dict:
         if seen.sum() < 64:
             continue
         target = views[j].scene.astype(np.float64)
-        scores.append((psnr(carried, target, seen), ssim(carried, target, seen), float(seen.mean())))
+        scores.append((psnr(carried, target, seen), ssim(carried, target, seen, ssim_coverage), float(seen.mean())))
     if not scores:
         raise ValueError("no pair of neighbouring views sees a common surface")
-    p, s, share = (float(np.mean(c)) for c in zip(*scores))
+    p, s, share = (float(np.nanmean(c)) if not np.isnan(c).all() else float("nan") for c in zip(*scores))
     return {"psnr_db": p, "ssim": s, "pairs": len(scores), "overlap": share}

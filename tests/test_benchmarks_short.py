@@ -142,7 +142,7 @@ def test_dataset_benchmark_prints_qa_rate_and_frame_rate():
 
 
 def test_lifting_benchmark_prints_height_rmse_seams_and_times():
-    out = run_bench("bench_lifting.py")
+    out = run_bench("bench_lifting.py", "--stage", "height")
     trained = re.search(r"^model: [\d,]+ parameters, window \d+ px; 40 steps in ([0-9.]+) s \(training time\); loss "
                         r"([0-9.]+) -> ([0-9.]+); range scheme clips ([0-9.]+)% of training samples$", out, re.M)
     assert trained, out
@@ -159,3 +159,21 @@ def test_lifting_benchmark_prints_height_rmse_seams_and_times():
     base = re.search(rf"^coarser level alone\s+{num}\s+{num}\s+{num}\s+{num}\s+{num}$", out, re.M)
     assert base and all(float(v) >= 0 for v in base.groups()), out
     # the quick model trains for seconds: its figures are printed, judged from the print, not asserted
+
+
+
+def test_lifting_benchmark_prints_facade_consistency_with_and_without_cross_view_attention():
+    out = run_bench("bench_lifting.py", "--stage", "facades")
+    num = r"(-?[0-9.]+|inf|nan)"
+    trained = re.findall(r"^facade model (with|without) cross-view attention: [\d,]+ parameters; 30 steps \(10 VAE\) in "
+                         r"([0-9.]+) s; diffusion loss ([0-9.]+) -> ([0-9.]+)$", out, re.M)
+    assert [t[0] for t in trained] == ["with", "without"], out
+    rows = {m.group(1): [float(v) for v in m.groups()[1:]] for m in re.finditer(
+        rf"^(with|without) cross-view attention\s+{num}\s+{num}\s+{num}$", out, re.M)}
+    assert sorted(rows) == ["with", "without"], out
+    for psnr, ssim, walls in rows.values():
+        assert 5 < psnr < 80 and 5 < walls < 80, out  # dB over compared pixels: finite, not a constant
+    assert re.search(r"^paper \(MetaEarth3D\) with\s+28\.64\s+0\.9076$", out, re.M), out
+    times = re.search(r"^facade stage time per chunk \(s\): render ([0-9.]+), paint with ([0-9.]+), paint without "
+                      r"([0-9.]+), bake ([0-9.]+)", out, re.M)
+    assert times and all(float(v) > 0 for v in times.groups()), out

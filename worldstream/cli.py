@@ -550,23 +550,41 @@ def cmd_train_cascade(args) -> int:
     return 0
 
 
-def cmd_train_height(args) -> int:
-    from worldstream.core.generators.learned.height_training import HeightTrainConfig, train_height
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    """A comma-separated list of integers from a flag, or a TrainingError naming the flag."""
     from worldstream.core.generators.learned.training import TrainingError
 
-    def ints(text: str, flag: str) -> tuple[int, ...]:
-        try:
-            return tuple(int(c) for c in text.split(","))
-        except ValueError:
-            raise TrainingError(f"{flag} expects comma-separated integers, e.g. 32,64; got {text!r}") from None
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise TrainingError(f"{flag} expects comma-separated integers, e.g. 32,64; got {text!r}") from None
 
-    config = HeightTrainConfig(window=args.window, vae_channels=ints(args.vae_channels, "--vae-channels"),
-                               unet_channels=ints(args.channels, "--channels"), norm_num_groups=args.norm_groups,
+
+def cmd_train_height(args) -> int:
+    from worldstream.core.generators.learned.height_training import HeightTrainConfig, train_height
+
+    config = HeightTrainConfig(window=args.window, vae_channels=_ints(args.vae_channels, "--vae-channels"),
+                               unet_channels=_ints(args.channels, "--channels"), norm_num_groups=args.norm_groups,
                                min_scale=args.min_scale, relief_gain=args.relief_gain, pretrained=args.pretrained,
                                steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                default_mpp=args.mpp, checkpoint_every=args.checkpoint_every, seed=args.seed)
 
     summary = train_height(args.data, args.out, config, resume=args.resume, progress=_print_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_train_facades(args) -> int:
+    from worldstream.core.generators.learned.facade_training import FacadeTrainConfig, train_facades
+
+    vae_steps = args.vae_steps if args.vae_steps is not None else args.steps // 4
+    config = FacadeTrainConfig(views=args.views, view_size=args.view_size, cross_view=not args.no_cross_view,
+                               tau=args.tau, vae_channels=_ints(args.vae_channels, "--vae-channels"),
+                               unet_channels=_ints(args.channels, "--channels"), norm_num_groups=args.norm_groups,
+                               pretrained=args.pretrained, steps=args.steps, vae_steps=0 if args.pretrained else vae_steps,
+                               batch_size=args.batch_size, learning_rate=args.lr,
+                               checkpoint_every=args.checkpoint_every, seed=args.seed)
+    summary = train_facades(args.data, args.out, config, resume=args.resume, progress=_print_progress)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -861,6 +879,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the window scale's growth with the coarser window's relief (max - min)")
     th.add_argument("--pretrained", help="local diffusers folder whose vae/, text_encoder/, tokenizer/ to use, frozen")
     th.set_defaults(func=cmd_train_height)
+
+    tf = trsub.add_parser("facades", help="train the multi-view facade model on renders of blocks with known facades",
+                          description="Train the facade model (AnimateDiff-like multi-view latent diffusion: per view "
+                                      "[noisy latent, VAE(masked render), mask], a view-index embedding, cross-view "
+                                      "local attention) on the blocks under --data: block folders (block.json, "
+                                      "views.png, mask.png), or a worldstream export (`generate`: world.json and "
+                                      "chunks/), whose building levels are rendered into OUT/training/blocks first. "
+                                      "Writes a diffusers-format facade model folder (put it at MODELS/facades for "
+                                      "--backend learned --models MODELS), a model card, OUT/training/log.jsonl, "
+                                      "loss.png and checkpoints.")
+    _add_training_args(tf, "folder of facade blocks, or a worldstream export", "facade model folder to write "
+                       "(e.g. MODELS/facades)")
+    tf.set_defaults(batch_size=2)
+    tf.add_argument("--views", type=int, default=8, help="views per block, 360/views degrees apart")
+    tf.add_argument("--view-size", type=int, default=64, help="view side in pixels")
+    tf.add_argument("--no-cross-view", action="store_true", help="without cross-view local attention (the ablation)")
+    tf.add_argument("--tau", type=float, default=0.25, help="|n . z_up| below which a face is vertical (painted)")
+    tf.add_argument("--channels", default="32,64", help="UNet block channels, comma-separated")
+    tf.add_argument("--vae-channels", default="32,32", help="a fresh VAE's block channels (2^(blocks-1) x smaller)")
+    tf.add_argument("--vae-steps", type=int, help="first steps that train a fresh VAE alone (default steps / 4)")
+    tf.add_argument("--norm-groups", type=int, default=8, help="group-norm groups (must divide every channel count)")
+    tf.add_argument("--pretrained", help="local diffusers folder whose vae/, text_encoder/, tokenizer/ to use, frozen")
+    tf.set_defaults(func=cmd_train_facades)
 
     me = sub.add_parser("metrics", help="measure outputs")
     mesub = me.add_subparsers(dest="metrics_command", required=True)

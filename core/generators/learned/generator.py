@@ -2,7 +2,8 @@
 
 Stages (`storage.model_stages`): "ortho" when MODELS/model_index.json is a cascade (`worldstream
 train cascade`) or a diffusers StableDiffusionUpscalePipeline; "height" when MODELS/height/ holds
-a height model (`worldstream train height`). A missing stage stays procedural.
+a height model (`worldstream train height`); "facades" when MODELS/facades/ holds a facade model
+(`worldstream train facades`). A missing stage stays procedural.
 - Ortho: levels below `first_level` (by default the first level with a level `scale_factor` times
   coarser) are the procedural world's ortho, the cascade's root; every later level is sampled
   from the level above.
@@ -10,7 +11,11 @@ a height model (`worldstream train height`). A missing stage stays procedural.
   level, or 1 when the ortho is procedural) are the procedural world's; every later level is
   sampled from the level above and that level's ortho (learned or procedural), on its own window
   grid and noise field.
-Classes, instances, water, canopy, buildings and `heights_at` stay procedural.
+- Facades: at levels from `facade_first_level` (default 0) that have building models, every
+  building the chunk's mesh draws (from the learned ortho and heights where they are learned) is
+  rendered unlit from 8 views around it, the model paints the views' vertical faces, and the
+  painted views ride in `Chunk.facade_views`: the exporters bake them onto the facade atlas.
+Classes, instances, water, canopy, the building records and `heights_at` stay procedural.
 Parameters (WorldSpec.generator_params): `models` (required), `stages` (the CLI records the
 folder's stages; if given they must match), `steps` (DDIM steps of both stages, default 20),
 `window` / `height_window` (window side in output pixels, default each model's native size),
@@ -36,13 +41,16 @@ from ...spec import WorldSpec
 from .. import register
 from ..procedural import ProceduralGenerator
 from .cascade import Cascade, RootSource, WindowModel
+from ....exporters.chunk_mesh import MeshOptions
+from .facade_sampling import chunk_facade_views
 from .sampling import DDIMWindowModel
-from .storage import CASCADE_CLASS, HEIGHT_PART, ModelFolderError, load_cascade, model_stages, models_digest, read_index
+from .storage import (CASCADE_CLASS, FACADE_PART, HEIGHT_PART, ModelFolderError, load_cascade, model_stages,
+                      models_digest, read_index)
 from .tiling import Tiling
 
 UPSCALER_PARAMS = ("noise_level", "prompt", "guidance_scale")
 LEARNED_PARAMS = ("models", "models_sha256", "stages", "steps", "window", "first_level", "height_window",
-                  "height_first_level") + UPSCALER_PARAMS
+                  "height_first_level", "facade_first_level") + UPSCALER_PARAMS
 HEIGHT_NOISE_TAG = 0x68676874  # "hght": the height cascade's noise field is not the ortho's
 
 
@@ -187,7 +195,7 @@ def window_param(params: dict, name: str, native: int, multiple: int) -> Tiling:
 class LearnedGenerator:
     """Learned stages from the models folder, procedural for the rest (see the module doc).
 
-    stages: the learned stages, ("ortho", "height") or one of them; cascade / heights: their
+    stages: the learned stages, some of ("ortho", "height", "facades"); cascade / heights: their
     cascades (None for a procedural stage); first_level / height_first_level: the first level
     each learned stage generates."""
 
@@ -201,7 +209,8 @@ class LearnedGenerator:
         if not isinstance(models, str) or not models:
             raise GeneratorError("the learned generator needs generator_params.models: the folder of a model "
                                  "trained by `worldstream train cascade` or of a diffusers upscaler pipeline, "
-                                 "and/or a height model in its height/ (CLI: --backend learned --models DIR)")
+                                 "and/or a height model in its height/, a facade model in its facades/ (CLI: "
+                                 "--backend learned --models DIR)")
         procedural_spec = dataclasses.replace(
             spec, generator="procedural",
             generator_params={k: v for k, v in params.items() if k not in LEARNED_PARAMS})
@@ -249,6 +258,18 @@ class LearnedGenerator:
             if stray:
                 raise GeneratorError(f"learned parameters {stray} apply to a height model; {models} has no "
                                      f"{HEIGHT_PART}/")
+        self.painter = self._renderer = None
+        self.facade_first_level = spec.levels
+        if "facades" in self.stages:
+            from .facade_sampling import FacadePainter
+            from .facade_storage import load_facades
+
+            net, _ = load_facades(Path(models) / FACADE_PART)
+            self.painter = FacadePainter(net, steps=_int_param(params, "steps", 20, 1))
+            self.facade_first_level = _int_param(params, "facade_first_level", 0, 0)
+        elif "facade_first_level" in params:
+            raise GeneratorError(f"learned parameter 'facade_first_level' applies to a facade model; {models} has no "
+                                 f"{FACADE_PART}/")
 
     def chunk(self, key: ChunkKey) -> Chunk:
         base = self.procedural.chunk(key)
@@ -260,7 +281,21 @@ class LearnedGenerator:
         if self.heights is not None and key.level >= self.height_first_level:
             heights = self.heights.region(key.level, row0, col0, n + 1, n + 1)  # the shared-border grid
             learned["dem"], learned["dsm"] = heights[0], heights[1]
-        return dataclasses.replace(base, **learned) if learned else base
+        chunk = dataclasses.replace(base, **learned) if learned else base
+        if (self.painter is not None and key.level >= self.facade_first_level and chunk.buildings
+                and MeshOptions().has_buildings(chunk.resolution)):  # levels whose meshes draw building models
+            views = chunk_facade_views(self.painter, self.renderer(), chunk, self.spec)
+            if views:
+                chunk = dataclasses.replace(chunk, facade_views=views)
+        return chunk
+
+    def renderer(self):
+        """The unlit renderer of the facade stage's views (its own GL thread), made on first use."""
+        if self._renderer is None:
+            from ....render import Renderer
+
+            self._renderer = Renderer(lit=False)
+        return self._renderer
 
     def heights_at(self, x, y, level: int) -> tuple[np.ndarray, np.ndarray]:
         """Ground (DEM) and surface (DSM) at world points, bilinear between the level's samples as

@@ -62,6 +62,22 @@ def fresh_vae(block_out_channels: tuple[int, ...] = (32, 32, 32), latent_channel
                          norm_num_groups=norm_num_groups)
 
 
+def encode_prompt(tokenizer: Any, text_encoder: Any, prompt: str, device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """(1, tokens, hidden) CLIP text embedding of `prompt`, padded to the tokenizer's length."""
+    ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        emb = text_encoder(ids.to(text_encoder.device))[0]
+    return emb.to(device=device, dtype=dtype)
+
+
+def vae_latent(vae: AutoencoderKL, image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, n, n) in [-1, 1] -> (B, L, n/f, n/f): the VAE posterior's mean, times its scaling."""
+    x = image.to(device=vae.device, dtype=vae.dtype)
+    return vae.encode(x).latent_dist.mode() * float(vae.config.scaling_factor)
+
+
 def vae_factor(vae: AutoencoderKL) -> int:
     """Output pixels per latent pixel of the VAE."""
     return 2 ** (len(vae.config.block_out_channels) - 1)
@@ -131,16 +147,11 @@ class HeightNet:
 
     def encode_prompt(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """(1, tokens, cross_attention_dim) text embedding of the task prompt."""
-        ids = self.tokenizer(self.prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        with torch.no_grad():
-            emb = self.text_encoder(ids.to(self.text_encoder.device))[0]
-        return emb.to(device=device, dtype=dtype)
+        return encode_prompt(self.tokenizer, self.text_encoder, self.prompt, device, dtype)
 
     def encode_ortho(self, ortho: torch.Tensor) -> torch.Tensor:
         """(B, 3, n, n) in [-1, 1] -> (B, L, n/f, n/f): the VAE posterior's mean, scaled."""
-        x = ortho.to(device=self.vae.device, dtype=self.vae.dtype)
-        return self.vae.encode(x).latent_dist.mode() * float(self.vae.config.scaling_factor)
+        return vae_latent(self.vae, ortho)
 
     def class_input(self, metres_per_pixel: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """(B,) m/px and (B,) window scales in metres -> (B, 2 embedding_dim) float32."""

@@ -46,23 +46,31 @@ def quiet_loading() -> None:
 
 def save_height(folder: str | Path, net: HeightNet, card: dict[str, Any]) -> Path:
     """Write the model to `folder` (replacing its parts, keeping anything else); the index last."""
+    return save_parts(folder, net, PARTS, {"_class_name": HEIGHT_CLASS, "height": scheme(net), "training": card},
+                      model_card(net, card))
+
+
+def save_parts(folder: str | Path, net: Any, parts: dict[str, tuple[str, str]], index: dict[str, Any],
+               card: str) -> Path:
+    """Write the `parts` of `net` (attribute name -> (library, class)) to `folder` in diffusers format,
+    each beside its final name and renamed into place, then README.md (`card`) and model_index.json
+    (`index` plus the parts) last; anything else in the folder is kept."""
     quiet_loading()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    index = folder / INDEX
-    index.unlink(missing_ok=True)  # incomplete until the new index lands
-    for name in PARTS:
+    path = folder / INDEX
+    path.unlink(missing_ok=True)  # incomplete until the new index lands
+    for name in parts:
         tmp = folder / f".{name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         getattr(net, name).save_pretrained(tmp)
         shutil.rmtree(folder / name, ignore_errors=True)
         tmp.rename(folder / name)
-    (folder / "README.md").write_text(model_card(net, card))
-    body = {"_class_name": HEIGHT_CLASS, "_worldstream_version": 1, **{k: list(v) for k, v in PARTS.items()},
-            "height": scheme(net), "training": card}
+    (folder / "README.md").write_text(card)
+    body = {"_worldstream_version": 1, **{k: list(v) for k, v in parts.items()}, **index}
     tmp = folder / f".{INDEX}.partial"
     tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
-    tmp.rename(index)
+    tmp.rename(path)
     return folder
 
 

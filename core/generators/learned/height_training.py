@@ -78,20 +78,27 @@ class HeightTrainConfig:
                                 f"{len(self.unet_channels)} UNet blocks, half-window stride on whole latents)")
 
 
+def pretrained_parts(folder: str | Path) -> tuple:
+    """(AutoencoderKL, CLIPTextModel, CLIPTokenizer) from a local diffusers folder's vae/,
+    text_encoder/ and tokenizer/ (such as a Stable Diffusion copy); nothing is downloaded."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    src = Path(folder)
+    try:
+        vae = AutoencoderKL.from_pretrained(src / "vae", local_files_only=True, low_cpu_mem_usage=False)
+        text_encoder = CLIPTextModel.from_pretrained(src / "text_encoder", local_files_only=True)
+        tokenizer = CLIPTokenizer.from_pretrained(src / "tokenizer", local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelFolderError(f"--pretrained {src}: expected a local diffusers folder with vae/, text_encoder/ "
+                               f"and tokenizer/: {exc}") from None
+    return vae, text_encoder, tokenizer
+
+
 def build_net(config: HeightTrainConfig) -> tuple[HeightNet, bool]:
     """(a fresh HeightNet, whether its VAE is trained) for `config`."""
     if config.pretrained:
-        from diffusers import AutoencoderKL
-        from transformers import CLIPTextModel, CLIPTokenizer
-
-        src = Path(config.pretrained)
-        try:
-            vae = AutoencoderKL.from_pretrained(src / "vae", local_files_only=True, low_cpu_mem_usage=False)
-            text_encoder = CLIPTextModel.from_pretrained(src / "text_encoder", local_files_only=True)
-            tokenizer = CLIPTokenizer.from_pretrained(src / "tokenizer", local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelFolderError(f"--pretrained {src}: expected a local diffusers folder with vae/, text_encoder/ "
-                                   f"and tokenizer/: {exc}") from None
+        vae, text_encoder, tokenizer = pretrained_parts(config.pretrained)
         config.check_window(vae_factor(vae))
         trained_vae = False
     else:

@@ -87,22 +87,24 @@ def model_parts(index: dict[str, Any]) -> list[str]:
 
 
 HEIGHT_PART = "height"  # MODELS/height/: the height model's own folder (height_storage.py)
-STAGES = ("ortho", "height")
+FACADE_PART = "facades"  # MODELS/facades/: the facade model's own folder (facade_storage.py)
+STAGES = ("ortho", "height", "facades")
 
 
 def model_stages(folder: str | Path) -> tuple[str, ...]:
     """The learned stages a models folder holds, in STAGES order: "ortho" when MODELS/model_index.json
-    exists (a cascade or an upscaler), "height" when MODELS/height/model_index.json does. A folder
-    with neither is refused."""
+    exists (a cascade or an upscaler), "height" when MODELS/height/model_index.json does, "facades"
+    when MODELS/facades/model_index.json does. A folder with none is refused."""
     folder = Path(folder)
     if not folder.is_dir():
         read_index(folder)  # raises: the folder does not exist
-    found = tuple(s for s, index in (("ortho", folder / INDEX), ("height", folder / HEIGHT_PART / INDEX))
-                  if index.is_file())
+    found = tuple(s for s, index in (("ortho", folder / INDEX), ("height", folder / HEIGHT_PART / INDEX),
+                                     ("facades", folder / FACADE_PART / INDEX)) if index.is_file())
     if not found:
         raise ModelFolderError(f"{folder} holds no model: expected {INDEX} (an ortho cascade written by `worldstream "
-                               f"train cascade`, or a diffusers upscaler) and/or {HEIGHT_PART}/{INDEX} (a height "
-                               "model written by `worldstream train height`)")
+                               f"train cascade`, or a diffusers upscaler), {HEIGHT_PART}/{INDEX} (a height model "
+                               f"written by `worldstream train height`) and/or {FACADE_PART}/{INDEX} (a facade model "
+                               "written by `worldstream train facades`)")
     return found
 
 
@@ -116,7 +118,7 @@ def _digest_parts(h: "hashlib._Hash", root: Path, folder: Path) -> None:
 
 def models_digest(folder: str | Path) -> str:
     """SHA-256 (hex) over the model parts' files (names and bytes) of every stage the folder holds,
-    and the height model's scheme: what a world spec pins, so a world never silently changes when
+    and the height and facade models' schemes: what a world spec pins, so a world never silently changes when
     the weights at a path do. A folder with only an ortho model digests as it always has."""
     folder = Path(folder)
     h = hashlib.sha256()
@@ -127,6 +129,10 @@ def models_digest(folder: str | Path) -> str:
         height = folder / HEIGHT_PART
         h.update(b"height scheme\0" + json.dumps(read_index(height).get("height"), sort_keys=True).encode())
         _digest_parts(h, folder, height)
+    if "facades" in stages:
+        facades = folder / FACADE_PART
+        h.update(b"facade scheme\0" + json.dumps(read_index(facades).get("facades"), sort_keys=True).encode())
+        _digest_parts(h, folder, facades)
     return h.hexdigest()
 
 
