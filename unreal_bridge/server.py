@@ -5,8 +5,8 @@ chunk service (chunk_service.py). Per client, one task reads messages, one selec
 - a third task re-selects the required chunks (SSE with hysteresis) for the newest view, in a
   worker thread, and re-orders the pending queue, most urgent first; views that arrive while it
   works coalesce; fetches for chunks no view needs any more are cancelled; each camera is also
-  predicted LOOKAHEAD_S ahead from its measured velocity, so a moving camera's next chunks are
-  fetched before it needs them; chunk heights learned from exported chunks make the SSE distances
+  predicted at each of LOOKAHEAD_S ahead from its measured velocity, so a moving camera's next
+  chunks are fetched before it needs them; chunk heights learned from exported chunks make the SSE distances
   true to the terrain;
 - fetches go to the chunk service under the client's name: the generator pool serves clients in
   turn (round robin), so one client's backlog does not starve another's most urgent chunk;
@@ -67,7 +67,11 @@ PREFETCH = 4  # concurrent fetches per client (the pool is shared; this bounds o
 RATE = LIMITS.rate  # messages per second per client (on arrival), with a burst of LIMITS.burst
 MAX_STRIKES = LIMITS.max_strikes  # protocol errors (net of forgiven ones) before a client is disconnected
 RETRY_AFTER_S = 1  # told to HTTP clients refused for load (503)
-LOOKAHEAD_S = 2.0  # how far ahead (seconds of motion) a camera is predicted
+# how far ahead (seconds of motion) a camera is predicted. Measured with bench_flight at 150 m/s from
+# a warm store: with 2 s alone, 4 of 1800 views lacked a chunk, all where the drone's climb rate turned
+# over a ridge (a velocity measured a moment ago puts the 2 s prediction tens of metres off there);
+# with 0.5 s as well, none (cold: 98.5 -> 99.7 %)
+LOOKAHEAD_S = (0.5, 2.0)
 MAX_SPEED = 1000.0  # m/s; faster apparent motion is a teleport, not a velocity
 VELOCITY_SMOOTHING = 0.3  # weight of the newest measurement
 
@@ -168,8 +172,8 @@ class StreamServer:
     def _apply_view(self, state: ClientState, view: p.View, at: float) -> None:
         """The newest view, arrived at `at` (velocities are measured between arrival times)."""
         state.cameras = [lod.camera_from_view(c) for c in view.cameras]
-        state.ahead = [lod.predict(cam, track_velocity(state.motion, cv.id, cam.position, at), LOOKAHEAD_S)
-                       for cv, cam in zip(view.cameras, state.cameras)]
+        velocities = [track_velocity(state.motion, cv.id, cam.position, at) for cv, cam in zip(view.cameras, state.cameras)]
+        state.ahead = [lod.predict(cam, v, s) for cam, v in zip(state.cameras, velocities) for s in LOOKAHEAD_S]
         ids = {cv.id for cv in view.cameras}
         for gone in [i for i in state.motion if i not in ids]:  # bounded by the cameras of one view
             del state.motion[gone]
