@@ -208,14 +208,18 @@ def test_stopping_the_server_leaves_no_worker_processes(signal_name):
     import signal
     import time
 
-    from bench.live import children, start_server
+    from bench.live import children, start_server, stop_server
 
     proc, url = start_server(seed=7, workers=2)
     base = url.replace("ws://", "http://")
-    for i in range(2):  # start both workers
-        urllib.request.urlopen(f"{base}chunks/0/{i}/0/tile.json", timeout=120).read()
-    workers = children(proc.pid)
-    assert len(workers) >= 2
+    try:
+        for i in range(2):  # start both workers
+            urllib.request.urlopen(f"{base}chunks/0/{i}/0/tile.json", timeout=120).read()
+        workers = children(proc.pid)
+        assert len(workers) >= 2
+    except BaseException:
+        stop_server(proc)  # a failed warm-up must not leave the server (and its workers) running
+        raise
     os.kill(proc.pid, getattr(signal, signal_name))
     proc.wait(30)
     deadline = time.monotonic() + 20
