@@ -12,12 +12,12 @@ import dataclasses
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler
 
-from ...device import default_device, fixed_cpu_threads, inference_dtype, place_module
+from ...device import fixed_cpu_threads
 from ...errors import GeneratorError
 from ...hashing import salt
 from .facade_model import FacadeNet
+from .height_sampling import prepare_sampling
 
 FACADE_NOISE_TAG = 0x66616364  # "facd"
 
@@ -36,16 +36,8 @@ class FacadePainter:
         if steps < 1:
             raise GeneratorError(f"facade sampling steps must be >= 1, got {steps}")
         self.net, self.steps = net, steps
-        self.device = device or default_device()
-        self.dtype = dtype or inference_dtype(self.device)
-        with torch.no_grad(), fixed_cpu_threads(torch.device("cpu")):
-            place_module(net.text_encoder, torch.device("cpu"), torch.float32)
-            self.text = net.encode_prompt(self.device, self.dtype)
-        place_module(net.unet, self.device, self.dtype).eval()
-        place_module(net.view_embedding, self.device, self.dtype).eval()
-        place_module(net.vae, self.device, torch.float32).eval()
-        self.scheduler = DDIMScheduler.from_config(net.scheduler.config)
-        self.scheduler.set_timesteps(steps, device=self.device)
+        self.device, self.dtype, self.text, self.scheduler = prepare_sampling(net, steps, device, dtype,
+                                                                              net.view_embedding)
 
     @torch.no_grad()
     def paint(self, views: np.ndarray, mask: np.ndarray, noise_seed: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 from ...errors import GeneratorError
 from .facade_model import FacadeNet, ViewEmbedding
 from .height_storage import quiet_loading, save_parts
-from .storage import INDEX, ModelFolderError, read_index
+from .storage import INDEX, ModelFolderError, read_part_index
 
 FACADE_CLASS = "WorldstreamFacades"
 PARTS = {"unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffusers", "AutoencoderKL"),
@@ -44,13 +44,7 @@ def load_facades(folder: str | Path) -> tuple[FacadeNet, dict[str, Any]]:
 
     quiet_loading()
     folder = Path(folder)
-    index = read_index(folder)
-    if index.get("_class_name") != FACADE_CLASS:
-        raise ModelFolderError(f"{folder} holds a {index.get('_class_name')!r}, not a {FACADE_CLASS} (written by "
-                               "`worldstream train facades`)")
-    missing = [name for name in PARTS if not (folder / name).is_dir()]
-    if missing:
-        raise ModelFolderError(f"facade model {folder} lacks its part(s) {missing}")
+    index = read_part_index(folder, FACADE_CLASS, PARTS, "facade", "worldstream train facades")
     s = index.get("facades")
     try:
         cross_view, tau, prompt = bool(s["cross_view_attention"]), float(s["tau"]), str(s["prompt"])

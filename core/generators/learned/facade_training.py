@@ -25,8 +25,8 @@ from ...device import default_device
 from .facade_data import BlockSampler, load_blocks, prepare_blocks
 from .facade_model import FacadeNet, ViewEmbedding, facade_unet
 from .facade_storage import save_facades
-from .height_model import fresh_vae, tiny_text_encoder, vae_factor
-from .height_training import pretrained_parts
+from .height_model import vae_factor
+from .height_training import encoder_parts
 from .sampling import training_scheduler
 from .training import RUN_LENGTH_FIELDS, config_dict
 from .training_loop import TrainingError, TrainingRun, refuse_unless_resuming
@@ -87,15 +87,7 @@ class FacadeTrainConfig:
 
 def build_net(config: FacadeTrainConfig) -> tuple[FacadeNet, bool]:
     """(a fresh FacadeNet, whether its VAE is trained) for `config`."""
-    if config.pretrained:
-        vae, text_encoder, tokenizer = pretrained_parts(config.pretrained)
-        config.check_size(vae_factor(vae))
-        trained_vae = False
-    else:
-        text_encoder, tokenizer = tiny_text_encoder(config.text_hidden, config.seed)
-        torch.manual_seed(config.seed)
-        vae = fresh_vae(tuple(config.vae_channels), config.latent_channels, config.norm_num_groups)
-        trained_vae = True
+    vae, text_encoder, tokenizer, trained_vae = encoder_parts(config, config.check_size)
     torch.manual_seed(config.seed + 2)
     unet = facade_unet(config.view_size, vae_factor(vae), int(vae.config.latent_channels),
                        int(text_encoder.config.hidden_size), tuple(config.unet_channels), config.layers_per_block,

@@ -17,6 +17,24 @@ from ...errors import GeneratorError
 from .height_model import HEIGHT_CHANNELS, HeightNet
 
 
+def prepare_sampling(net, steps: int, device: torch.device | None, dtype: torch.dtype | None,
+                     *more_unet_modules: torch.nn.Module) -> tuple:
+    """(device, dtype, prompt encoding, DDIM scheduler set to `steps`) for sampling a height or
+    facade net: the text encoder runs once on the CPU in float32, the UNet (and more_unet_modules)
+    go to `device` in `dtype` (default: float16 on CUDA), the VAE in float32."""
+    device = device or default_device()
+    dtype = dtype or inference_dtype(device)
+    with torch.no_grad(), fixed_cpu_threads(torch.device("cpu")):
+        place_module(net.text_encoder, torch.device("cpu"), torch.float32)
+        text = net.encode_prompt(device, dtype)
+    for module in (net.unet, *more_unet_modules):
+        place_module(module, device, dtype).eval()
+    place_module(net.vae, device, torch.float32).eval()
+    scheduler = DDIMScheduler.from_config(net.scheduler.config)
+    scheduler.set_timesteps(steps, device=device)
+    return device, dtype, text, scheduler
+
+
 class HeightWindowModel:
     """A `cascade.WindowModel` for heights: `steps` DDIM steps with eta = 0, so a window is a pure
     function of its initial noise, its coarser heights, its ortho and the resolution.
@@ -33,15 +51,7 @@ class HeightWindowModel:
         if steps < 1:
             raise GeneratorError(f"height sampling steps must be >= 1, got {steps}")
         self.net = net
-        self.device = device or default_device()
-        self.dtype = dtype or inference_dtype(self.device)
-        with torch.no_grad(), fixed_cpu_threads(torch.device("cpu")):
-            place_module(net.text_encoder, torch.device("cpu"), torch.float32)
-            self.text = net.encode_prompt(self.device, self.dtype)
-        place_module(net.unet, self.device, self.dtype).eval()
-        place_module(net.vae, self.device, torch.float32).eval()
-        self.scheduler = DDIMScheduler.from_config(net.scheduler.config)
-        self.scheduler.set_timesteps(steps, device=self.device)
+        self.device, self.dtype, self.text, self.scheduler = prepare_sampling(net, steps, device, dtype)
         self.steps = steps
         self.noise_cell = net.factor
         self.noise_channels = net.latent_channels

@@ -20,7 +20,7 @@ from typing import Any
 from ...errors import GeneratorError
 from .height_model import HEIGHT_CHANNELS, HeightNet
 from .height_range import HeightRange
-from .storage import INDEX, ModelFolderError, read_index
+from .storage import INDEX, ModelFolderError, read_part_index
 
 HEIGHT_CLASS = "WorldstreamHeight"
 PARTS = {"unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffusers", "AutoencoderKL"),
@@ -81,13 +81,7 @@ def load_height(folder: str | Path) -> tuple[HeightNet, dict[str, Any]]:
 
     quiet_loading()
     folder = Path(folder)
-    index = read_index(folder)
-    if index.get("_class_name") != HEIGHT_CLASS:
-        raise ModelFolderError(f"{folder} holds a {index.get('_class_name')!r}, not a {HEIGHT_CLASS} (written by "
-                               "`worldstream train height`)")
-    missing = [name for name in PARTS if not (folder / name).is_dir()]
-    if missing:
-        raise ModelFolderError(f"height model {folder} lacks its part(s) {missing}")
+    index = read_part_index(folder, HEIGHT_CLASS, PARTS, "height", "worldstream train height")
     s = index.get("height")
     try:
         rng = HeightRange(**s["range"])

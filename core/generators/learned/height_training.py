@@ -95,17 +95,24 @@ def pretrained_parts(folder: str | Path) -> tuple:
     return vae, text_encoder, tokenizer
 
 
-def build_net(config: HeightTrainConfig) -> tuple[HeightNet, bool]:
-    """(a fresh HeightNet, whether its VAE is trained) for `config`."""
+def encoder_parts(config, check_factor: Callable[[int], None]) -> tuple:
+    """(vae, text_encoder, tokenizer, whether the VAE is trained) for a height or facade training
+    config (fields pretrained, seed, text_hidden, vae_channels, latent_channels, norm_num_groups):
+    a local diffusers folder's frozen parts, checked by check_factor(the VAE's factor), or tiny
+    fresh ones seeded from config.seed."""
     if config.pretrained:
         vae, text_encoder, tokenizer = pretrained_parts(config.pretrained)
-        config.check_window(vae_factor(vae))
-        trained_vae = False
-    else:
-        text_encoder, tokenizer = tiny_text_encoder(config.text_hidden, config.seed)
-        torch.manual_seed(config.seed)
-        vae = fresh_vae(tuple(config.vae_channels), config.latent_channels, config.norm_num_groups)
-        trained_vae = True
+        check_factor(vae_factor(vae))
+        return vae, text_encoder, tokenizer, False
+    text_encoder, tokenizer = tiny_text_encoder(config.text_hidden, config.seed)
+    torch.manual_seed(config.seed)
+    vae = fresh_vae(tuple(config.vae_channels), config.latent_channels, config.norm_num_groups)
+    return vae, text_encoder, tokenizer, True
+
+
+def build_net(config: HeightTrainConfig) -> tuple[HeightNet, bool]:
+    """(a fresh HeightNet, whether its VAE is trained) for `config`."""
+    vae, text_encoder, tokenizer, trained_vae = encoder_parts(config, config.check_window)
     torch.manual_seed(config.seed + 2)
     unet = height_unet(config.window, vae_factor(vae), int(vae.config.latent_channels),
                        int(text_encoder.config.hidden_size), tuple(config.unet_channels), config.layers_per_block,

@@ -65,6 +65,19 @@ def read_index(folder: str | Path) -> dict[str, Any]:
         raise ModelFolderError(f"{index} is not valid JSON: {exc}") from None
 
 
+def read_part_index(folder: Path, class_name: str, parts, what: str, command: str) -> dict[str, Any]:
+    """The index of a `what` model folder (e.g. "height"), refused unless `command` wrote it for
+    class_name with every one of its `parts` folders."""
+    index = read_index(folder)
+    if index.get("_class_name") != class_name:
+        raise ModelFolderError(f"{folder} holds a {index.get('_class_name')!r}, not a {class_name} (written by "
+                               f"`{command}`)")
+    missing = [name for name in parts if not (folder / name).is_dir()]
+    if missing:
+        raise ModelFolderError(f"{what} model {folder} lacks its part(s) {missing}")
+    return index
+
+
 def load_cascade(folder: str | Path) -> tuple[ResolutionGuidedDenoiser, DDIMScheduler, dict[str, Any]]:
     """(denoiser on the CPU in float32, scheduler, training card) from a folder `save_cascade` wrote."""
     folder = Path(folder)
