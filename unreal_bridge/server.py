@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
+from typing import Callable
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -393,10 +394,12 @@ def _error(status: HTTPStatus, message: str, extra: tuple[tuple[str, str], ...] 
 
 async def run_server(spec: WorldSpec, host: str = "127.0.0.1", port: int = 8765, cache_dir=None, workers: int = 2,
                      memory_mb: int = 256, token: str | None = None, ready: asyncio.Future | None = None,
-                     http_generation_limit: int | None = None, options: MeshOptions = MeshOptions()) -> None:
-    """Serve until cancelled; `ready` gets the bound port. `http_generation_limit`: HTTP chunk
-    requests that may generate at once (default 4 per worker, at least 8); more get 503.
-    `options`: the chunks' export options (`compress`: compressed GLBs)."""
+                     http_generation_limit: int | None = None, options: MeshOptions = MeshOptions(),
+                     announce: Callable[[int], None] | None = None) -> None:
+    """Serve until cancelled; `ready` gets the bound port, and `announce(port)` is called once the
+    server listens (after the chunk store opened, so a bad store is reported before any banner).
+    `http_generation_limit`: HTTP chunk requests that may generate at once (default 4 per worker,
+    at least 8); more get 503. `options`: the chunks' export options (`compress`: compressed GLBs)."""
     service = ChunkService(spec, cache_dir=cache_dir, memory_bytes=memory_mb << 20, workers=workers, options=options)
     limit = http_generation_limit if http_generation_limit is not None else max(8, 4 * workers)
     server = StreamServer(spec, service, token=token, options=options, http_generation_limit=limit)
@@ -409,6 +412,8 @@ async def run_server(spec: WorldSpec, host: str = "127.0.0.1", port: int = 8765,
             bound = ws_server.sockets[0].getsockname()[1]
             if ready is not None and not ready.done():
                 ready.set_result(bound)
+            if announce is not None:
+                announce(bound)
             await asyncio.Future()  # until cancelled
     finally:
         watch.stop()

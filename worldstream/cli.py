@@ -430,13 +430,16 @@ def cmd_serve(args) -> int:
     from worldstream.unreal_bridge.server import run_server
 
     spec = _spec_from_args(args)
-    print(f"worldstream serve: world seed {spec.seed} on http://{args.host}:{args.port}/tileset.json and "
-          f"ws://{args.host}:{args.port}/", file=sys.stderr)
     options = MeshOptions(compress=args.compress)
     if args.compress:
         require_meshopt()
+
+    def announce(port: int) -> None:  # once listening: a bad --cache or port fails before this line
+        print(f"worldstream serve: world seed {spec.seed} on http://{args.host}:{port}/tileset.json and "
+              f"ws://{args.host}:{port}/", file=sys.stderr)
+
     run_until_terminated(run_server(spec, host=args.host, port=args.port, cache_dir=args.cache, workers=args.workers,
-                                    memory_mb=args.memory_mb, token=args.token, options=options))
+                                    memory_mb=args.memory_mb, token=args.token, options=options, announce=announce))
     return 0
 
 

@@ -153,3 +153,11 @@ def test_a_bad_url_a_missing_bucket_or_no_credentials_is_one_clear_line(s3, monk
     assert main(["generate", *REGION, "--out", url]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and err.count("\n") == 0 and "Traceback" not in err, err
+
+
+def test_serve_with_a_bad_cache_url_says_so_in_one_line_before_any_listening_banner(capsys):
+    store_mod._open_store.cache_clear()
+    assert main(["serve", "--seed", "7", "--port", "0", "--cache", "nosuchproto://bucket/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a store URL fsspec knows" in err and err.count("\n") == 0 and "Traceback" not in err, err
+    assert "ws://" not in err  # the banner says the server listens: it never did
