@@ -212,16 +212,18 @@ setInterval(() => send({ type: 'stats' }), 1000);
 // ------------------------------------------------------------------ ground under the camera
 const raycaster = new THREE.Raycaster();
 const down = new THREE.Vector3(0, -1, 0);
+// The ground under (east, north): {y, meshed} from a ray on the drawn meshes, else (not meshed yet)
+// the top of the finest chunk frame over the point, an upper bound; null before any chunk.
 function groundAt(east, north) {
   raycaster.set(new THREE.Vector3(east, 20000, -north), down);
   const hit = raycaster.intersectObject(world, true)[0];
-  if (hit) return hit.point.y;
-  let best = null;  // not meshed yet: the top of the finest chunk frame over the point
+  if (hit) return { y: hit.point.y, meshed: true };
+  let best = null;
   for (const c of chunks.values()) {
     const [w, s, e, n] = c.frame.bounds;
     if (east >= w && east < e && north >= s && north < n && (!best || c.frame.level > best.level)) best = c.frame;
   }
-  return best ? best.zRange[1] : null;
+  return best ? { y: best.zRange[1], meshed: false } : null;
 }
 
 // ------------------------------------------------------------------ camera control
@@ -236,7 +238,7 @@ renderer.domElement.addEventListener('pointermove', (e) => {
   pitch = Math.max(-89, Math.min(89, pitch - e.movementY * 0.2));
 });
 
-let altitude = null, groundClock = 0;
+let altitude = null, groundClock = 0, meshedGround = false;
 function move(t, dt) {
   if (config.mode === 'free') {
     const fast = keys.has('shift') ? 10 : 1;
@@ -256,10 +258,15 @@ function move(t, dt) {
     position.z = -(config.start[1] + config.speed * t * Math.sin(h));
     if (--groundClock <= 0) {  // raycasts are not free: every few frames
       groundClock = 5;
-      const ground = groundAt(position.x, -position.z);
-      if (ground !== null) {
-        altitude = altitude === null ? ground + config.agl : Math.max(altitude + (ground + config.agl - altitude) * 0.2, ground + 20);
-        status.agl = position.y - ground;
+      const found = groundAt(position.x, -position.z);
+      if (found !== null) {
+        const ground = found.y;
+        // the first meshed ground replaces a chunk frame's upper bound at once (it can be hundreds of
+        // metres high); after that the path eases towards the ground
+        const snap = altitude === null || (found.meshed && !meshedGround);
+        meshedGround = meshedGround || found.meshed;
+        altitude = snap ? ground + config.agl : Math.max(altitude + (ground + config.agl - altitude) * 0.2, ground + 20);
+        status.agl = altitude - ground;  // this frame's (position.y still holds the last frame's)
       }
     }
     position.y = altitude === null ? 400 : altitude;
