@@ -26,7 +26,7 @@ from .facade_data import BlockSampler, load_blocks, prepare_blocks
 from .facade_model import FacadeNet, ViewEmbedding, facade_unet
 from .facade_storage import save_facades
 from .height_model import vae_factor
-from .height_training import encoder_parts
+from .height_training import check_sizes, encoder_parts
 from .sampling import training_scheduler
 from .training import RUN_LENGTH_FIELDS, config_dict
 from .training_loop import TrainingError, TrainingRun, refuse_unless_resuming
@@ -59,15 +59,7 @@ class FacadeTrainConfig:
             raise TrainingError(f"views must be 1..64, got {self.views}")
         if not 0.0 < self.tau < 1.0:
             raise TrainingError(f"tau must be in (0, 1), got {self.tau}")
-        for name in ("vae_channels", "unet_channels"):
-            chans = getattr(self, name)
-            if not chans or any(c < 1 or c % self.norm_num_groups for c in chans):
-                raise TrainingError(f"every {name.replace('_', ' ')} count {list(chans)} must be a positive multiple "
-                                    f"of the norm groups ({self.norm_num_groups})")
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints", "latent_channels",
-                     "text_hidden", "layers_per_block"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sizes(self)
         if not 0 <= self.vae_steps < self.steps:
             raise TrainingError(f"vae_steps must be in [0, steps), got {self.vae_steps} of {self.steps}")
         if self.text_hidden % 2:

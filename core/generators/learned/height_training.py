@@ -27,6 +27,20 @@ from .training import RUN_LENGTH_FIELDS, config_dict
 from .training_loop import TrainingError, TrainingRun, refuse_unless_resuming
 
 
+def check_sizes(config) -> None:
+    """Refuse channel counts that are not positive multiples of the norm groups, and run-length or
+    size fields below 1, of a height or facade training config."""
+    for name in ("vae_channels", "unet_channels"):
+        chans = getattr(config, name)
+        if not chans or any(c < 1 or c % config.norm_num_groups for c in chans):
+            raise TrainingError(f"every {name.replace('_', ' ')} count {list(chans)} must be a positive multiple "
+                                f"of the norm groups ({config.norm_num_groups})")
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints", "latent_channels",
+                 "text_hidden", "layers_per_block"):
+        if getattr(config, name) < 1:
+            raise TrainingError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
 @dataclass(frozen=True)
 class HeightTrainConfig:
     window: int = 64
@@ -53,15 +67,7 @@ class HeightTrainConfig:
         n = self.window
         if n < 8 or n & (n - 1):
             raise TrainingError(f"window must be a power of two >= 8, got {n}")
-        for name in ("vae_channels", "unet_channels"):
-            chans = getattr(self, name)
-            if not chans or any(c < 1 or c % self.norm_num_groups for c in chans):
-                raise TrainingError(f"every {name.replace('_', ' ')} count {list(chans)} must be a positive multiple "
-                                    f"of the norm groups ({self.norm_num_groups})")
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints", "latent_channels",
-                     "text_hidden", "layers_per_block"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sizes(self)
         if self.embedding_dim < 2 or self.embedding_dim % 2 or self.text_hidden % 2:
             raise TrainingError("embedding_dim and text_hidden must be even and >= 2")
         if not self.learning_rate > 0 or not self.default_mpp > 0:
