@@ -42,10 +42,8 @@ from ..core.spec import WorldSpec
 from ..core.vegetation import KINDS as TREE_KINDS, SETTINGS as TREE_SETTINGS
 from .chunk_mesh import NULL_FEATURE, ChunkMesh
 from .tree_mesh import COLOURS as TREE_COLOURS
-from .gltf import (ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, LINEAR, LINEAR_MIPMAP_LINEAR, NEAREST, GltfBuilder, feature_id_array,
-                   padded_rows)
-
-UNSIGNED_SHORT = 5123
+from .gltf import (ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, LINEAR, LINEAR_MIPMAP_LINEAR, NEAREST, UNSIGNED_SHORT, GltfBuilder,
+                   feature_id_array, padded_rows)
 
 GENERATOR = "worldstream"
 JPEG_QUALITY = 88

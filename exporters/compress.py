@@ -39,16 +39,14 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import WorldstreamError
-from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder, read_glb
-from .gltf import feature_id_array as _id_array
-from .gltf import padded_rows as _rows
+from .gltf import (ARRAY_BUFFER, BYTE, ELEMENT_ARRAY_BUFFER, FLOAT, UNSIGNED_INT, UNSIGNED_SHORT, GltfBuilder,
+                   feature_id_array, padded_rows, read_glb)
 
 POSITION_BITS = 16
 NORMAL_BITS = 8
 WEBP_QUALITY = 82
 WEBP_METHOD = 4  # libwebp effort 0..6
 
-BYTE, UNSIGNED_SHORT, UNSIGNED_INT, FLOAT = 5120, 5123, 5125, 5126
 
 
 def require_meshopt() -> ModuleType:
@@ -147,15 +145,15 @@ class MeshoptWriter:
         attributes["NORMAL"] = b.raw_accessor(self._view(b, oct_rows, filter_="OCTAHEDRAL"), BYTE, n, "VEC3",
                                               normalized=True)
         if uv is not None and (uv.min() < 0.0 or uv.max() > 1.0):  # roofs past the chunk edge: exact floats
-            attributes["TEXCOORD_0"] = b.raw_accessor(self._view(b, _rows(uv[order].astype("<f4"), 8)), FLOAT, n, "VEC2")
+            attributes["TEXCOORD_0"] = b.raw_accessor(self._view(b, padded_rows(uv[order].astype("<f4"), 8)), FLOAT, n, "VEC2")
         elif uv is not None:
             q = np.round(uv[order] * 65535.0).astype("<u2")
-            attributes["TEXCOORD_0"] = b.raw_accessor(self._view(b, _rows(q, 4)), UNSIGNED_SHORT, n, "VEC2",
+            attributes["TEXCOORD_0"] = b.raw_accessor(self._view(b, padded_rows(q, 4)), UNSIGNED_SHORT, n, "VEC2",
                                                       normalized=True)
         if feature is not None:
-            ids = _id_array(feature[order])
+            ids = feature_id_array(feature[order])
             attributes["_FEATURE_ID_0"] = b.raw_accessor(
-                self._view(b, _rows(ids, 4)), UNSIGNED_SHORT if ids.dtype.kind == "u" else FLOAT, n, "SCALAR")
+                self._view(b, padded_rows(ids, 4)), UNSIGNED_SHORT if ids.dtype.kind == "u" else FLOAT, n, "SCALAR")
         index_type = np.uint16 if n < 65536 else np.uint32
         indices = self._view(b, tris.astype(index_type), "TRIANGLES", target=ELEMENT_ARRAY_BUFFER)
         return attributes, b.raw_accessor(indices, UNSIGNED_SHORT if index_type is np.uint16 else UNSIGNED_INT,
@@ -173,7 +171,7 @@ class MeshoptWriter:
             order = np.lexsort(rot.view("<u4").T[::-1])  # by the bits, first component first; ties keep their order
             attributes = {name: np.asarray(a)[order] for name, a in attributes.items()}
         for name, a in attributes.items():
-            a = _id_array(a) if name.startswith("_FEATURE_ID_") else np.ascontiguousarray(a, "<f4")
+            a = feature_id_array(a) if name.startswith("_FEATURE_ID_") else np.ascontiguousarray(a, "<f4")
             comps = 1 if a.ndim == 1 else a.shape[1]
             raw = a.tobytes()
             raw += b"\0" * (-len(raw) % 4)

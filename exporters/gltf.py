@@ -22,6 +22,7 @@ from ..core.errors import WorldstreamError
 ARRAY_BUFFER = 34962
 ELEMENT_ARRAY_BUFFER = 34963
 NEAREST, LINEAR, LINEAR_MIPMAP_LINEAR = 9728, 9729, 9987
+BYTE, UNSIGNED_SHORT, UNSIGNED_INT, FLOAT = 5120, 5123, 5125, 5126  # accessor componentType
 CLAMP_TO_EDGE = 33071
 
 _COMPONENT = {np.dtype(np.int8): 5120, np.dtype(np.uint8): 5121, np.dtype(np.int16): 5122,

@@ -191,13 +191,13 @@ class RenderChunk:
                     if "texture" in f and classes is None:
                         classes = _image(doc, binary, f["texture"]["index"], "L")
                 a = prim["attributes"]
-                pos = _gltf_to_enu(_accessor(doc, binary, a["POSITION"]))
-                nrm = _gltf_to_enu(_accessor(doc, binary, a["NORMAL"]))
-                uv = _accessor(doc, binary, a["TEXCOORD_0"]).astype(np.float32)
-                tris = _accessor(doc, binary, prim["indices"]).astype(np.uint32).reshape(-1, 3)
+                pos = _gltf_to_enu(accessor_array(doc, binary, a["POSITION"]))
+                nrm = _gltf_to_enu(accessor_array(doc, binary, a["NORMAL"]))
+                uv = accessor_array(doc, binary, a["TEXCOORD_0"]).astype(np.float32)
+                tris = accessor_array(doc, binary, prim["indices"]).astype(np.uint32).reshape(-1, 3)
                 rows = np.full(len(pos), len(ids) - 1, np.int64)
                 if "_FEATURE_ID_0" in a:
-                    f = _accessor(doc, binary, a["_FEATURE_ID_0"]).astype(np.int64)
+                    f = accessor_array(doc, binary, a["_FEATURE_ID_0"]).astype(np.int64)
                     rows = np.where(f == NULL_FEATURE, len(ids) - 1, f)
                 surfaces.append(Surface(kind, pos, nrm, uv, tris, ids[rows], texture))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -246,7 +246,7 @@ def _instanced_trees(doc: dict, binary: bytes, node: dict, tree_ids: np.ndarray,
     if inst is None:
         raise RenderError(f"GLB child node {node.get('name')!r} without EXT_mesh_gpu_instancing: not a worldstream chunk")
     at = inst["attributes"]
-    rows = _accessor(doc, binary, at["_FEATURE_ID_0"]).astype(np.int64)
+    rows = accessor_array(doc, binary, at["_FEATURE_ID_0"]).astype(np.int64)
     kinds = np.unique(tree_kinds[rows])
     if len(kinds) != 1:
         raise RenderError(f"GLB tree node {node.get('name')!r} mixes tree kinds {kinds.tolist()}: expected one")
@@ -255,13 +255,13 @@ def _instanced_trees(doc: dict, binary: bytes, node: dict, tree_ids: np.ndarray,
     if [doc["accessors"][p["attributes"]["POSITION"]]["count"] for p in model] != \
             [len(p.positions) for p in TREE_MODELS[kind]]:
         raise RenderError(f"GLB tree node {node.get('name')!r}: its mesh is not the {kind} model of exporters.tree_mesh")
-    t = _accessor(doc, binary, at["TRANSLATION"]).astype(np.float64) + node.get("translation", (0.0, 0.0, 0.0))
-    q = _accessor(doc, binary, at["ROTATION"]).astype(np.float64)
+    t = accessor_array(doc, binary, at["TRANSLATION"]).astype(np.float64) + node.get("translation", (0.0, 0.0, 0.0))
+    q = accessor_array(doc, binary, at["ROTATION"]).astype(np.float64)
     if np.abs(q[:, [0, 2]]).max(initial=0.0) > 1e-6:
         raise RenderError(f"GLB tree node {node.get('name')!r}: instance rotations other than turns about up")
     y, w = q[:, 1], q[:, 3]
     turn = np.stack([w * w - y * y, 2.0 * w * y], axis=1)  # the quaternion's angle about glTF +Y = ENU up
-    scale = _accessor(doc, binary, at["SCALE"])[:, [0, 2, 1]]  # glTF (r, h, r) -> ENU (r, r, h)
+    scale = accessor_array(doc, binary, at["SCALE"])[:, [0, 2, 1]]  # glTF (r, h, r) -> ENU (r, r, h)
     return _trees(kind, _gltf_to_enu(t), turn, scale, tree_ids[rows])
 
 
@@ -289,10 +289,6 @@ def _view(doc: dict, binary: bytes, index: int) -> np.ndarray:
     v = doc["bufferViews"][index]
     start = v.get("byteOffset", 0)
     return np.frombuffer(binary, np.uint8, v["byteLength"], start)
-
-
-def _accessor(doc: dict, binary: bytes, index: int) -> np.ndarray:
-    return accessor_array(doc, binary, index)  # tightly packed or strided (the 4-byte rows of integer feature ids)
 
 
 def _image(doc: dict, binary: bytes, texture: int, mode: str) -> np.ndarray:
