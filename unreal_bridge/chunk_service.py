@@ -21,8 +21,9 @@ as the cache (a pre-generated store), and the service adds the chunks it lacks.
 
 Typed products (`products.py`: tile metadata, decoded layers, a renderer's decoded mesh) live in
 the same byte-budgeted LRU as the files, keyed by chunk and product: `product(key, PRODUCT)` makes
-each once per process from the verified files (concurrent callers share the making), and a chunk
-generated here with sidecars comes with its layers straight from the worker, never decoded.
+each once per process from the verified files (concurrent callers share the making), and the
+layers asked of a chunk generated here come straight from the worker, never decoded (the worker
+hands them over only to such a request: sidecar files for a client carry no arrays back).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class _Job:
     key: ChunkKey | None = None
     client: Hashable = None  # whose turn it waits for
     queued: bool = False  # waiting in its client's queue, not yet handed to the pool
+    hand_over: bool = False  # the worker also returns the chunk's LAYERS (someone asked for that product)
 
 
 class ChunkService:
@@ -139,15 +141,19 @@ class ChunkService:
             pass
         self.stats.memory_bytes, self.stats.entries = int(self._memory.currsize), len(self._memory)
 
-    async def product(self, key: ChunkKey, product: Product, client: Hashable = None):
+    async def product(self, key: ChunkKey, product: Product, client: Hashable = None,
+                      files: dict[str, bytes] | None = None):
         """The typed product of `key` (products.TILE, LAYERS, a renderer's mesh): from the memory
         LRU, else made once from the chunk's files (`get`; concurrent callers share one making)
-        and kept. A chunk this service generates with `sidecars` comes with its LAYERS straight
-        from the worker (nothing decoded)."""
+        and kept. LAYERS asked of a chunk this service generates come straight from the worker
+        (nothing decoded). `files`: the chunk's files where the caller already holds
+        them (made from those, not fetched again)."""
         made = self._memory.get((key, PRODUCT, product.name))  # marks it recently used
         if made is not None:
             self.stats.product_hits += 1
             return made.value
+        if files is not None:
+            return await self._made_from(key, product, files)
         making = self._making.get((key, product.name))
         if making is None:
             making = self._making[(key, product.name)] = asyncio.ensure_future(self._make(key, product, client))
@@ -155,10 +161,13 @@ class ChunkService:
         return await asyncio.shield(making)
 
     async def _make(self, key: ChunkKey, product: Product, client: Hashable):
-        files = await self.get(key, product.formats, client=client)
+        files = await self.get(key, product.formats, client=client, hand_over=product is LAYERS)
         made = self._memory.get((key, PRODUCT, product.name))  # the generating job may have handed it over
         if made is not None:
             return made.value
+        return await self._made_from(key, product, files)
+
+    async def _made_from(self, key: ChunkKey, product: Product, files: dict[str, bytes]):
         value = (await asyncio.to_thread(product.make, key, files)) if product.heavy else product.make(key, files)
         self.stats.products_made += 1
         self._keep(key, product, value)
@@ -194,10 +203,11 @@ class ChunkService:
                 log.warning("chunk cache %s: not written: %s", key.path(), exc)  # unreachable store must not fail
 
     # ------------------------------------------------------------------ public
-    async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",), client: Hashable = None
-                  ) -> dict[str, bytes]:
+    async def get(self, key: ChunkKey, formats: tuple[str, ...] = ("glb",), client: Hashable = None,
+                  hand_over: bool = False) -> dict[str, bytes]:
         """All files of `formats` for `key`; raises what generation raised (e.g. a bad key).
-        `client`: who asks, for fair turns at the pool (None: one shared turn)."""
+        `client`: who asks, for fair turns at the pool (None: one shared turn). `hand_over`: a
+        generating worker also returns the LAYERS product (only `product(key, LAYERS)` wants it)."""
         for f in formats:
             if f not in FORMATS:
                 raise ValueError(f"unknown format {f!r}")
@@ -212,7 +222,9 @@ class ChunkService:
             self.stats.disk_hits += 1
             self._remember(key, files)
             return files
-        job = self._jobs.get((key, formats)) or self._join(key, formats) or self._start(key, formats, client)
+        job = self._jobs.get((key, formats)) or self._join(key, formats) or self._start(key, formats, client, hand_over)
+        if hand_over and job.queued:  # joined while waiting for the pool: it can still bring the layers
+            job.hand_over = True
         job.waiters += 1
         try:
             files = await asyncio.shield(job.future)
@@ -257,9 +269,9 @@ class ChunkService:
             return job
         return None
 
-    def _start(self, key: ChunkKey, formats: tuple[str, ...], client: Hashable) -> _Job:
+    def _start(self, key: ChunkKey, formats: tuple[str, ...], client: Hashable, hand_over: bool = False) -> _Job:
         job = _Job(future=asyncio.get_running_loop().create_future(), aliases={(key, formats)}, key=key,
-                   formats=formats, client=client, queued=True)
+                   formats=formats, client=client, queued=True, hand_over=hand_over)
         self._jobs[(key, formats)] = job
         self._queues.setdefault(client, deque()).append(job)
         self._pump()
@@ -289,7 +301,7 @@ class ChunkService:
         loop = asyncio.get_running_loop()
         self._running += 1
         job.formats = formats
-        extract = chunk_layers if "sidecars" in formats else None  # the worker hands the arrays over too
+        extract = chunk_layers if job.hand_over and "sidecars" in formats else None  # the arrays, not decoded again
         cf = job.exec_future = self._executor.submit(export_key_with, self.spec_json, key.path(), formats,
                                                      self.options, extract)
         cf.add_done_callback(lambda _: _call_soon(loop, self._finish, key, job, cf))

@@ -122,10 +122,10 @@ class StreamServer:
     def level_error(self, level: int) -> float:
         return level_geometric_error(self.root_error, level)
 
-    async def _tile(self, key: ChunkKey, client=None) -> TileMeta:
-        """The chunk's tile metadata (kept by the chunk service, parsed once), its height span
-        remembered for selection."""
-        meta = await self.service.product(key, TILE, client=client)
+    async def _tile(self, key: ChunkKey, files: dict[str, bytes]) -> TileMeta:
+        """The tile metadata of a chunk whose files the caller holds (kept by the chunk service,
+        parsed once), its height span remembered for selection."""
+        meta = await self.service.product(key, TILE, files=files)
         self.heights.learn(key, meta.z_min, meta.z_max)
         return meta
 
@@ -242,7 +242,7 @@ class StreamServer:
                 fetches.pop(key, None)
                 if not delivery.wants(key):
                     continue
-                meta = await self._tile(key, client=ws)
+                meta = await self._tile(key, files)
                 parts = {"mesh.glb": files["mesh.glb"]}
                 if state.hello and state.hello.sidecars:
                     parts.update({n: files[n] for n in state.hello.sidecars})
@@ -323,7 +323,7 @@ class StreamServer:
                              route.cache_control, private)
         files = await self.service.get(route.key, _formats_of(route.name), client="http")
         if route.name in ("mesh.glb", "tile.json"):
-            await self._tile(route.key, client="http")
+            await self._tile(route.key, files)
         return _response(HTTPStatus.OK, files[route.name], content_type(route.name), route.cache_control, private)
 
 

@@ -9,7 +9,7 @@ import asyncio
 import numpy as np
 
 from worldstream.core import ChunkKey, WorldSpec
-from worldstream.unreal_bridge.chunk_service import ChunkService
+from worldstream.unreal_bridge.chunk_service import PRODUCT, ChunkService
 from worldstream.unreal_bridge.products import LAYERS, TILE
 
 SPEC = WorldSpec(seed=11, chunk_size=64, levels=5)
@@ -72,3 +72,23 @@ def test_a_world_view_decodes_each_glb_once_through_the_service(tmp_path):
 
     stats = asyncio.run(go())
     assert stats["generated"] == 1 and stats["products_made"] == 1 and stats["product_hits"] == 2
+
+
+def test_sidecar_files_for_a_client_carry_no_layers_back_from_the_worker(tmp_path):
+    """Only a request for the LAYERS product makes the worker return the arrays: sidecars fetched
+    as files (a streaming client's) fill the LRU with files only, and layers asked later are
+    decoded from them once."""
+    async def go():
+        service = ChunkService(SPEC, cache_dir=tmp_path / "cache", workers=1)
+        try:
+            files = await service.get(KEY, ("glb", "sidecars"))
+            held_layers = service._memory.get((KEY, PRODUCT, LAYERS.name)) is not None
+            layers = await service.product(KEY, LAYERS)
+            return files, held_layers, layers, service.stats.as_dict()
+        finally:
+            service.close()
+
+    files, held_layers, layers, stats = asyncio.run(go())
+    assert not held_layers and "height.tif" in files
+    assert stats["generated"] == 1 and stats["products_made"] == 1  # decoded from the files it already had
+    assert layers["dsm"].dtype == np.float32 and layers["ortho"].shape[-1] == 3
