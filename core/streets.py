@@ -70,6 +70,12 @@ class StreetFrame:
                    warp_y=tuple(octaves(seed, 62, WARP_BROAD[0], 1) + octaves(seed, 64, WARP_BENDS[0], 1)),
                    height=height)
 
+    def _remember(self, items, count: int) -> None:
+        """Keep `count` computed node turns; the cache starts over when they would overflow it."""
+        if len(self.turns) + count > TURN_CACHE:
+            self.turns.clear()
+        self.turns.update(items)
+
     def turn(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """The vortices' tau (float64, twist.node_turn) at node indices (i, j) (int64, one shape):
         each distinct node looked up once (the nodes' bounding box where it is small, else the
@@ -78,16 +84,14 @@ class StreetFrame:
             return torch.zeros(i.shape, dtype=torch.float64, device=i.device)
         (i0, i1), (j0, j1) = torch.stack([torch.stack(i.aminmax()), torch.stack(j.aminmax())]).tolist()
         cols, rows = i1 - i0 + 1, j1 - j0 + 1
-        if cols * rows <= 4 * i.numel() + 4096:  # the box, row by row
+        box = cols * rows <= 4 * i.numel() + 4096
+        if box:  # the box, row by row
             ii = torch.arange(i0, i1 + 1, dtype=torch.int64).repeat(rows)
             jj = torch.arange(j0, j1 + 1, dtype=torch.int64).repeat_interleave(cols)
             where = ((j - j0) * cols + (i - i0)).reshape(-1)
         else:
             keys, where = torch.unique(torch.stack([i.reshape(-1), j.reshape(-1)]), dim=1, return_inverse=True)
             ii, jj = keys[0].cpu(), keys[1].cpu()
-        box = cols * rows <= 4 * i.numel() + 4096
-        if box and len(self.turns) + (cols + 2 * TURN_RING) * (rows + 2 * TURN_RING) > TURN_CACHE:
-            self.turns.clear()
         nodes = list(zip(ii.tolist(), jj.tolist()))
         known = [self.turns.get(n) for n in nodes]
         todo = [k for k, v in enumerate(known) if v is None]
@@ -97,19 +101,15 @@ class StreetFrame:
             bi = torch.arange(i0 - r, i1 + r + 1, dtype=torch.int64).repeat(rows + 2 * r)
             bj = torch.arange(j0 - r, j1 + r + 1, dtype=torch.int64).repeat_interleave(cols + 2 * r)
             new = contour_twist.node_turn(bi.to(i.device), bj.to(i.device), self.height, self._base_axes, box=True)
-            if len(self.turns) > TURN_CACHE:
-                self.turns.clear()
-            self.turns.update(zip(zip(bi.tolist(), bj.tolist()), new.tolist()))
+            self._remember(zip(zip(bi.tolist(), bj.tolist()), new.tolist()), len(bi))
             known = [self.turns[n] for n in nodes]
         elif todo:
             pick = torch.tensor(todo, dtype=torch.int64)
             new = contour_twist.node_turn(ii.index_select(0, pick).to(i.device), jj.index_select(0, pick).to(i.device),
                                           self.height, self._base_axes).tolist()
-            if len(self.turns) > TURN_CACHE:
-                self.turns.clear()
             for k, v in zip(todo, new):
                 known[k] = v
-                self.turns[nodes[k]] = v
+            self._remember(((nodes[k], v) for k, v in zip(todo, new)), len(todo))
         values = torch.tensor(known, dtype=torch.float64, device=i.device)
         return values.index_select(0, where.to(i.device)).reshape(i.shape)
 

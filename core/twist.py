@@ -130,7 +130,6 @@ def node_turn(i: torch.Tensor, j: torch.Tensor, height: Callable[[torch.Tensor, 
     phi turns the street axis nearer the contour or the fall line onto it; turns beyond 30 deg fade
     to 0 at 45 deg."""
     L = TWIST_SPACING
-    L = TWIST_SPACING
     n = i.numel()
     cx, cy = i.to(torch.float64) * L, j.to(torch.float64) * L
     h = L / (STENCIL - 1)

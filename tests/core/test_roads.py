@@ -259,3 +259,37 @@ def test_every_road_crossing_water_is_a_bridge_above_the_water_surface(bridges):
 def test_glbs_with_bridges_validate(world, bridges, tmp_path):
     c, m = bridges
     assert_valid_glbs({"bridges": chunk_glb(c, world.spec, m)}, tmp_path)
+
+
+def test_the_contour_twist_inverts_exactly_and_its_node_turns_do_not_depend_on_how_they_are_asked(contour_world):
+    """core/twist.py's guarantees, on hill-town land of the contour world: untwist(twist(p)) = p
+    (to rounding), the analytic Jacobian matches finite differences, a box of node turns computed on
+    one relief grid equals node by node, and a frame's turn cache changes no value."""
+    from worldstream.core import twist as contour_twist
+
+    frame = contour_world.generator.streets
+    g = torch.Generator().manual_seed(5)
+    x0, y0 = [float(v) for v in HILLSIDE_TOWNS[0].bounds(contour_world.spec)[:2]]
+    x = x0 + torch.rand(4000, generator=g, dtype=torch.float64) * 3000.0
+    y = y0 + torch.rand(4000, generator=g, dtype=torch.float64) * 3000.0
+    tx, ty = contour_twist.twist(x, y, frame.turn)
+    assert float(torch.hypot(tx - x, ty - y).max()) > 1.0  # the twist does move these points
+    bx, by = contour_twist.untwist(tx, ty, frame.turn)
+    assert float(torch.hypot(bx - x, by - y).max()) < 1e-8
+
+    _, _, (a, b, c, d) = contour_twist.twist(x, y, frame.turn, jacobian=True)
+    h = 1e-3
+    xp, yp = contour_twist.twist(x + h, y, frame.turn)
+    xm, ym = contour_twist.twist(x - h, y, frame.turn)
+    assert float(torch.maximum((a - (xp - xm) / (2 * h)).abs(), (c - (yp - ym) / (2 * h)).abs()).max()) < 1e-5
+    xp, yp = contour_twist.twist(x, y + h, frame.turn)
+    xm, ym = contour_twist.twist(x, y - h, frame.turn)
+    assert float(torch.maximum((b - (xp - xm) / (2 * h)).abs(), (d - (yp - ym) / (2 * h)).abs()).max()) < 1e-5
+
+    i0, j0 = int(x0 // contour_twist.TWIST_SPACING), int(y0 // contour_twist.TWIST_SPACING)
+    bi = torch.arange(i0 - 2, i0 + 6, dtype=torch.int64).repeat(8)
+    bj = torch.arange(j0 - 2, j0 + 6, dtype=torch.int64).repeat_interleave(8)
+    boxed = contour_twist.node_turn(bi, bj, frame.height, frame._base_axes, box=True)
+    one_by_one = contour_twist.node_turn(bi, bj, frame.height, frame._base_axes)
+    assert torch.equal(boxed, one_by_one) and bool((boxed != 0).any())
+    assert torch.equal(frame.turn(bi, bj), boxed)  # through the frame's cache: the same values
