@@ -23,9 +23,8 @@ def _die_with_parent(parent: int) -> None:
     # a forked worker inherits the parent's SIGTERM handling (an event loop's handler does nothing
     # here): SIGTERM, the parent-death signal included, must end it, running its `finally` blocks
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
@@ -52,21 +51,20 @@ def trim_heap() -> None:
     frees hundreds of MB of arrays; glibc keeps them mapped (its trim threshold rises after large
     frees), so a pool worker would otherwise sit at its largest job's size (measured: about 480
     MB after a level-0 chunk, 320 MB with a trim after each job). No-op elsewhere."""
-    if _LIBC is not None:
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):  # glibc's; musl has none
         _LIBC.malloc_trim(0)
 
 
-def _glibc():
+def _linux_libc():
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
 
 
-_LIBC = _glibc()
+_LIBC = _linux_libc()
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:

@@ -38,6 +38,9 @@ SAMPLE_FIELDS = ("height", "wetness", "roughness", "temperature", "moisture", "c
 # macro fields a chunk reads at its samples (`_samples`, pixel classes): the others are not interpolated
 
 
+OWN_PARAMETERS = frozenset({"urbanization", "vegetation", "contour_streets"})  # besides terrain.TerrainParams
+
+
 @register("procedural")
 class ProceduralGenerator:
     """Parameters (WorldSpec.generator_params): relief, sea_level_bias, rivers, lakes (see
@@ -48,15 +51,14 @@ class ProceduralGenerator:
     def __init__(self, spec: WorldSpec):
         self.spec = spec
         params = spec.params
-        terrain_names = {f.name for f in fields(terrain.TerrainParams)}
-        unknown = set(params) - terrain_names - {"urbanization", "vegetation", "contour_streets"}
+        known = {f.name for f in fields(terrain.TerrainParams)} | OWN_PARAMETERS
+        unknown = set(params) - known
         if unknown:
-            raise GeneratorError(f"unknown procedural parameters {sorted(unknown)}; "
-                                 f"expected some of {sorted(terrain_names | {'urbanization', 'vegetation', 'contour_streets'})}")
+            raise GeneratorError(f"unknown procedural parameters {sorted(unknown)}; expected some of {sorted(known)}")
         for k, v in params.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise GeneratorError(f"procedural parameter {k!r} must be a number, got {v!r}")
-        self.terrain_params = terrain.TerrainParams(**{k: float(v) for k, v in params.items() if k in terrain_names})
+        self.terrain_params = terrain.TerrainParams(**{k: float(v) for k, v in params.items() if k not in OWN_PARAMETERS})
         self.urbanization = float(params.get("urbanization", 1.0))
         self.vegetation = float(params.get("vegetation", 1.0))
         if not self.vegetation >= 0:
