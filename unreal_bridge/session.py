@@ -300,6 +300,7 @@ class Delivery:
         self._cover = None  # lod._Cover of the delivered selected keys
         self._overlaps = None  # lod._overlap_test of the selection
         self._above: set = set()  # (level, x, y) of every ancestor of a selected key
+        self._failed: set = set()  # keys that could not be made, not asked again until a new selection
 
     # ------------------------------------------------------------------ events
     def on_selection(self, selection: list, view_time: float) -> list:
@@ -330,13 +331,11 @@ class Delivery:
         return self._after_sent(key, now)
 
     def on_failed(self, key) -> None:
-        """`key` could not be made: drop it until a new selection asks again."""
+        """`key` could not be made: not asked again until a new selection (a chunk sent meanwhile
+        re-judges its area's hole filler, which must not bring it back)."""
+        self._failed.add(key)
         self.pending = [k for k in self.pending if k != key]
         self._pending_set.discard(key)
-        for wanted in self._wanted:
-            if key in wanted:
-                wanted.remove(key)
-        self._fillers.pop(key, None)
         self.urgent.pop(key, None)
 
     # ------------------------------------------------------------------ planning
@@ -344,6 +343,7 @@ class Delivery:
         """From scratch, for a new selection (and the indexes on_sent keeps up to date)."""
         from .lod import _Cover, _ancestor_tuples, _overlap_test, _root, _t, above_selection, plan
 
+        self._failed = set()
         self.pending, unloadable = plan(self.selection, self.delivered, self.max_level)
         self._pending_set = set(self.pending)
         sel = self.selection
@@ -379,10 +379,12 @@ class Delivery:
         return None
 
     def _queue(self) -> list:
-        """lod.plan's to_send: visible fillers, visible wanted keys, other fillers, the rest."""
+        """lod.plan's to_send (visible fillers, visible wanted keys, other fillers, the rest) less
+        the keys that failed since the selection."""
         fillers = sorted(self._fillers.items(), key=lambda kv: kv[1][0])
-        return ([r for r, (_, v) in fillers if v] + self._wanted[0] + [r for r, (_, v) in fillers if not v]
-                + self._wanted[1])
+        queue = ([r for r, (_, v) in fillers if v] + self._wanted[0] + [r for r, (_, v) in fillers if not v]
+                 + self._wanted[1])
+        return [k for k in queue if k not in self._failed] if self._failed else queue
 
     def _release(self, unloadable, now: float) -> list:
         """The hold rule over the keys found unloadable (and those already held): parents of

@@ -18,15 +18,17 @@ ROOT = implicit_root_error(SPEC)
 
 
 class ReferenceDelivery:
-    """The plain rule: lod.plan from scratch at every event, the hold rule over all unloadable keys."""
+    """The plain rule: lod.plan from scratch at every event (less the keys that failed since the
+    selection), the hold rule over all unloadable keys."""
 
     def __init__(self, max_level: int, hold_s: float):
         self.max_level, self.hold_s = max_level, hold_s
         self.covered_since, self.selection, self.previous = {}, [], frozenset()
-        self.delivered, self.pending = set(), []
+        self.delivered, self.pending, self.failed = set(), [], set()
 
     def _plan(self, now: float) -> list:
-        self.pending, unloadable = lod.plan(self.selection, self.delivered, self.max_level)
+        pending, unloadable = lod.plan(self.selection, self.delivered, self.max_level)
+        self.pending = [k for k in pending if k not in self.failed]
         covered = lod.above_selection(unloadable, self.previous)
         held = {k: self.covered_since.get(k, now) for k in covered}
         gone = [k for k in unloadable if k not in held or now - held[k] >= self.hold_s]
@@ -35,8 +37,12 @@ class ReferenceDelivery:
         return gone
 
     def on_selection(self, selection, now):
-        self.selection, self.previous = selection, frozenset(s.key for s in selection)
+        self.selection, self.previous, self.failed = selection, frozenset(s.key for s in selection), set()
         return self._plan(now)
+
+    def on_failed(self, key):
+        self.failed.add(key)
+        self.pending = [k for k in self.pending if k != key]
 
     def on_sent(self, key, now):
         self.delivered.add(key)
@@ -56,7 +62,7 @@ def test_incremental_delivery_equals_replanning_from_scratch(seed, hold_s):
     fast = Delivery(SPEC.levels - 1, hold_s=hold_s)
     ref = ReferenceDelivery(SPEC.levels - 1, hold_s)
     x, y, z, yaw, speed = 0.0, 0.0, 300.0, 0.0, 60.0
-    unloads = 0
+    unloads = failures = 0
     for i in range(240):
         t = i / 10.0
         if rng.random() < 0.02:  # a teleport
@@ -75,9 +81,15 @@ def test_incremental_delivery_equals_replanning_from_scratch(seed, hold_s):
                 break
             key = fast.pending[min(len(fast.pending) - 1, rng.choice([0, 0, 0, 1, 4]))]  # out of order too
             now = t + rng.uniform(0.0, 0.09)
+            if rng.random() < 0.1:  # generation failed: not asked again until the next selection
+                fast.on_failed(key)
+                ref.on_failed(key)
+                failures += 1
+                assert fast.pending == ref.pending and key not in fast.pending
+                continue
             gone = fast.on_sent(key, now)
             assert gone == ref.on_sent(key, now)
             unloads += len(gone)
             assert fast.pending == ref.pending and fast.delivered == ref.delivered
             assert fast.covered_since == ref.covered_since
-    assert unloads > 0 and fast.delivered
+    assert unloads > 0 and failures > 0 and fast.delivered
