@@ -55,7 +55,8 @@ async def run(url: str, pid: int, flights, altitudes, duration: float) -> tuple[
 
     async def sample():
         while True:
-            samples.append((rss_mb(pid), pss_mb(pid) or 0.0))
+            # off the event loop: the clients measured here share it
+            samples.append(await asyncio.to_thread(lambda: (rss_mb(pid), pss_mb(pid) or 0.0)))
             await asyncio.sleep(0.5)
 
     sampler = asyncio.create_task(sample())

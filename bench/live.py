@@ -82,17 +82,34 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (MB), from /proc."""
-    total, todo = 0, [pid]
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (its workers and theirs), from one scan of /proc."""
+    by_parent: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            by_parent.setdefault(ppid, []).append(int(entry))
+    out, todo = [], list(by_parent.get(pid, ()))
     while todo:
         p = todo.pop()
+        out.append(p)
+        todo.extend(by_parent.get(p, ()))
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (MB), from /proc."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/statm") as f:
                 total += int(f.read().split()[1]) * PAGE_KB
         except OSError:
             continue
-        todo.extend(children(p))
     return total / 1024.0
 
 
@@ -100,19 +117,16 @@ def pss_mb(pid: int) -> float | None:
     """Proportional memory of a process and all its descendants (MB): each shared page (the torch
     libraries a forked worker shares with its server) is split among the processes sharing it,
     where the RSS sum counts it once per process. None where /proc/PID/smaps_rollup is missing."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
+    total = 0
+    for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
                 total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
         except FileNotFoundError:
             if p == pid:
                 return None
-            continue
         except (OSError, StopIteration, ValueError):
             continue
-        todo.extend(children(p))
     return total / 1024.0
 
 
@@ -131,12 +145,7 @@ def cpu_s(pid: int) -> tuple[float, float]:
         except (OSError, IndexError, ValueError):
             return 0.0
 
-    rest, todo = 0.0, children(pid)
-    while todo:
-        p = todo.pop()
-        rest += own(p)
-        todo.extend(children(p))
-    return own(pid), rest
+    return own(pid), sum(own(p) for p in descendants(pid))
 
 
 def load_average() -> str:
