@@ -13,9 +13,12 @@ per speed:
   or finer, judged by the client itself (the SSE rule with the server's hysteresis tolerance, on
   the height spans of the chunks it received) at the moment it sends the update (target 100% at
   30 m/s on this machine);
-- p50 / p95 latency from a view update to the delivery of its most urgent missing chunk (server's
-  measure, start-up included) with the number of such latencies (a few dozen at 30 m/s: the p95 is
-  about the second-largest), and the share of views that needed nothing new;
+- p50 / p95 wait from a view update to the arrival of its most urgent missing chunk during the
+  flight, judged by the client like the resident fraction (live.UrgentWaits: chunks the server
+  prefetches ahead of the camera are not missing), with the number of such waits (few or none
+  where the view is whole nearly always); the share of views that needed nothing new; and at the
+  end of the line the server's own p95 of the same latency (start-up view included: the first
+  view's wait for a level-0 chunk is one of its few samples);
 - chunks and bytes per second received, and the server's generated / cancelled counts;
 - the server's RSS with its workers, the CPU seconds of its main process (start-up and flight;
   its workers excluded: what selection and sending cost), and the 1-minute load average (the
@@ -31,8 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import (VIEW_HZ, Flight, altitude_profile, cpu_s, final_stats, flight_view, fly_views,  # noqa: E402
-                  load_average, rss_mb, start_server, stop_server)
+from live import (VIEW_HZ, Flight, UrgentWaits, altitude_profile, cpu_s, final_stats, flight_view,  # noqa: E402
+                  fly_views, load_average, rss_mb, start_server, stop_server)
 
 
 async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse: float = 16.0) -> dict:
@@ -46,6 +49,7 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
     resident: set = set()
     received = {"chunks": 0, "bytes": 0}
     finest = spec.levels - 1
+    waits = UrgentWaits(finest)
 
     def required(view) -> list:
         # the server refines at max_sse * (1 + hysteresis) at the latest: that is what a view requires
@@ -58,6 +62,7 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
             async for kind, obj in client.events():
                 if kind == "chunk":
                     resident.add(obj.key)
+                    waits.on_chunk(resident, time.monotonic())
                     spans.learn(obj.key, *obj.z_range)
                     received["chunks"] += 1
                     received["bytes"] += sum(len(v) for v in obj.parts.values()) + 84
@@ -82,7 +87,7 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
 
         def judge(view) -> None:  # is what this view requires resident as it is sent?
             nonlocal resolved_views
-            resolved_views += all(lod.resolved(k, resident, finest) for k in required(view))
+            resolved_views += waits.on_view(required(view), resident, time.monotonic())
 
         views, elapsed = await fly_views(client, flight, altitude, duration, reader, before=judge, max_sse=max_sse)
         stats = await final_stats(client, received, reader)
@@ -90,8 +95,9 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
     return {"startup_s": startup, "views": views, "resident_fraction": resolved_views / max(views, 1),
             "chunks_per_s": (received["chunks"] - base_chunks) / elapsed,
             "bytes_per_s": (received["bytes"] - base_bytes) / elapsed,
-            "latency_ms_p50": c.get("latency_ms_p50"), "latency_ms_p95": c.get("latency_ms_p95"),
-            "latency_samples": c.get("urgent_latency_samples"),
+            "latency_ms_p50": waits.quantile_ms(0.5), "latency_ms_p95": waits.quantile_ms(0.95),
+            "latency_samples": len(waits.waits), "server_latency_ms_p95": c.get("latency_ms_p95"),
+            "server_latency_samples": c.get("urgent_latency_samples"),
             "views_needing_nothing": c.get("views_resolved", 0) / max(c.get("views_selected", 1), 1),
             "generated": stats.get("service", {}).get("generated"),
             "cancelled": stats.get("service", {}).get("cancelled")}
@@ -118,7 +124,7 @@ def main(argv=None) -> dict:
           f"120 m AGL, 90 deg FOV, 1920x1080, max SSE {max_sse:g}")
     print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'urgent p50 ms':>13} {'p95 ms':>8} {'samples':>7} "
           f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7} "
-          f"{'server CPU s':>12} {'load':>5}")
+          f"{'server CPU s':>12} {'load':>5} {'server p95 ms (samples)':>23}")
     results = {}
     shared = start_server(args.seed, args.workers, cache=args.cache) if args.quick else None
     try:
@@ -141,7 +147,8 @@ def main(argv=None) -> dict:
                   f"{fmt(r['latency_ms_p50']):>13} {fmt(r['latency_ms_p95']):>8} {fmt(r['latency_samples']):>7} "
                   f"{100 * r['views_needing_nothing']:13.1f} {r['chunks_per_s']:8.1f} {r['bytes_per_s'] / 1024:8.0f} "
                   f"{fmt(r['generated']):>9} {fmt(r['cancelled']):>9} {r['rss_mb']:7.0f} "
-                  f"{r['server_cpu_s']:12.1f} {r['load']:>5}")
+                  f"{r['server_cpu_s']:12.1f} {r['load']:>5} "
+                  f"{fmt(r['server_latency_ms_p95']) + ' (' + fmt(r['server_latency_samples']) + ')':>23}")
     finally:
         if shared is not None:
             stop_server(shared[0])

@@ -181,6 +181,40 @@ def altitude_profile(world, flight: Flight, duration: float, step_m: float = 25.
     return lambda t: float(np.interp(t, ts, clearance))
 
 
+class UrgentWaits:
+    """A client's own measure of waiting: from a view update to the arrival of its most urgent
+    missing chunk (the first of the keys the view requires, most urgent first, that is not
+    resident at its level or finer), timed from the first view that missed it; a key a later view
+    no longer requires is dropped (superseded). Chunks the server prefetches for where a camera is
+    going are not missing, so they are not timed: what is timed is what the view lacked."""
+
+    def __init__(self, finest: int):
+        self.finest = finest
+        self.open: dict = {}  # missing key -> when the first view missed it
+        self.waits: list[float] = []
+
+    def on_view(self, required: list, resident: set, now: float) -> bool:
+        """A view requiring `required` (most urgent first) is sent at `now`; whether it is whole."""
+        from worldstream.unreal_bridge import lod
+
+        wanted = set(required)
+        self.open = {k: t for k, t in self.open.items() if k in wanted}
+        missing = next((k for k in required if not lod.resolved(k, resident, self.finest)), None)
+        if missing is not None:
+            self.open.setdefault(missing, now)
+        return missing is None
+
+    def on_chunk(self, resident: set, now: float) -> None:
+        from worldstream.unreal_bridge import lod
+
+        for k in [k for k in self.open if lod.resolved(k, resident, self.finest)]:
+            self.waits.append(now - self.open.pop(k))
+
+    def quantile_ms(self, f: float) -> float | None:
+        w = sorted(self.waits)
+        return w[min(len(w) - 1, int(f * len(w)))] * 1000.0 if w else None
+
+
 VIEW_HZ = 30.0
 
 

@@ -11,8 +11,10 @@ Hysteresis: a chunk already refined in the previous selection stays refined unti
 below max_sse * (1 - h); an unrefined one refines only above max_sse * (1 + h).
 
 Look-ahead: cameras predicted a moment ahead (from each camera's velocity) refine too, so the
-chunks a moving camera is about to need are fetched before it needs them; they sort after what
-the current cameras see.
+chunks a moving camera is about to need are fetched before it needs them. A chunk selected only
+because a predicted camera refined past what the current cameras need is a prefetch (`needed`
+false): it sorts after every chunk the current cameras need in view, and it is not a chunk the
+current view misses.
 
 Height: a chunk's z range comes from `z_range(key)` (the server learns the true ranges from the
 chunks it exports and bounds unknown descendants by a known ancestor's); without it, -200..3000 m.
@@ -153,19 +155,23 @@ def in_frustum(camera: Camera, bounds, z_range) -> bool:
 @dataclass(frozen=True)
 class Selected:
     """A chunk of the selection: key, its largest sse over the current cameras, nearest distance,
-    whether a current camera sees it, and whether a look-ahead camera does. `priority` sorts most
-    urgent first: seen now, then seen soon, then the rest; larger sse first within each."""
+    whether a current camera sees it, whether a look-ahead camera does, and whether the current
+    cameras need it (false: a look-ahead camera refined an ancestor the current cameras would
+    not have refined, so this chunk is a prefetch; the current view is whole without it).
+    `priority` sorts most urgent first: seen now (needed before prefetched), then seen soon, then
+    the rest; larger sse first within each."""
 
     key: ChunkKey
     sse: float
     distance: float
     visible: bool
     soon: bool = False
+    needed: bool = True
 
     @property
     def priority(self) -> tuple:
-        return (not self.visible, not self.soon, -min(self.sse, 1e12), self.distance, self.key.level, self.key.x,
-                self.key.y)
+        return (not self.visible, not self.needed, not self.soon, -min(self.sse, 1e12), self.distance, self.key.level,
+                self.key.x, self.key.y)
 
 
 def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[int], float],
@@ -183,22 +189,23 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
     cameras = current + list(ahead)
     zr = z_range or (lambda key: DEFAULT_Z_RANGE)
     refined_before = {a for k in previous for a in ancestors(k)}
-    roots = set()
-    for cam in cameras:
+    roots: dict[ChunkKey, bool] = {}  # level-0 key -> within a current camera's horizon square
+    for n, cam in enumerate(cameras):
         x, y, _ = cam.position
         e0 = spec.chunk_extent(0)
         for i in range(math.floor((x - horizon_m) / e0), math.floor((x + horizon_m) / e0) + 1):
             for j in range(math.floor((y - horizon_m) / e0), math.floor((y + horizon_m) / e0) + 1):
-                roots.add(ChunkKey(0, i, j))
+                key = ChunkKey(0, i, j)
+                roots[key] = roots.get(key, False) or n < len(current)
     out: list[Selected] = []
-    stack = sorted(roots, key=lambda k: (k.x, k.y))
+    stack = sorted(roots.items(), key=lambda kv: (kv[0].x, kv[0].y))  # (key, needed by the current cameras)
     finest = spec.levels - 1
     while stack:
-        key = stack.pop()
+        key, needed = stack.pop()
         bounds = key.bounds(spec)
         z = zr(key)
         err = level_error(key.level)
-        worst, nearest, visible, soon, refine = 0.0, math.inf, False, False, False
+        worst, nearest, visible, soon, refine, refine_now = 0.0, math.inf, False, False, False, False
         for i, cam in enumerate(cameras):
             d = box_distance(cam, bounds, z)
             sse = screen_space_error(err, d, cam)
@@ -208,12 +215,13 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
             refine |= sse > limit
             if i < len(current):
                 worst, nearest, visible = max(worst, sse), min(nearest, d), visible or seen
+                refine_now |= sse > limit
             else:
                 soon |= seen
         if refine and key.level < finest:
-            stack.extend(key.children())
+            stack.extend((child, needed and refine_now) for child in key.children())
         else:
-            out.append(Selected(key=key, sse=worst, distance=nearest, visible=visible, soon=soon))
+            out.append(Selected(key=key, sse=worst, distance=nearest, visible=visible, soon=soon, needed=needed))
     out.sort(key=lambda s: s.priority)
     return out
 

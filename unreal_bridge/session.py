@@ -264,7 +264,8 @@ class Delivery:
     time of the view it answers) and each chunk sent or failed (with the time), it keeps the
     pending queue (`lod.plan`: most urgent first, hole fillers first), the delivered set, the
     unloads, and the latency from a view's arrival to the delivery of its most urgent missing chunk
-    (timed from the first view that wanted it). Methods return the keys to unload, already
+    (timed from the first view that wanted it; a chunk its current cameras need, with its hole
+    filler: a look-ahead prefetch is not missing from the view). Methods return the keys to unload, already
     forgotten here: the server sends them and may send them again if a later view wants them.
 
     A parent unloadable because its selected children have all arrived is held for hold_s seconds
@@ -301,6 +302,7 @@ class Delivery:
         self._overlaps = None  # lod._overlap_test of the selection
         self._above: set = set()  # (level, x, y) of every ancestor of a selected key
         self._failed: set = set()  # keys that could not be made, not asked again until a new selection
+        self._needed: set = set()  # keys the current cameras need (not prefetches), with their hole fillers
 
     # ------------------------------------------------------------------ events
     def on_selection(self, selection: list, view_time: float) -> list:
@@ -311,8 +313,9 @@ class Delivery:
         self.views_selected += 1
         pending = self._pending_set
         self.urgent = {k: t for k, t in self.urgent.items() if k in pending}  # the rest: superseded
-        if self.pending:
-            self.urgent.setdefault(self.pending[0], view_time)
+        missing = next((k for k in self.pending if k in self._needed), None)
+        if missing is not None:
+            self.urgent.setdefault(missing, view_time)
         else:
             self.views_resolved += 1
         return gone
@@ -349,6 +352,8 @@ class Delivery:
         sel = self.selection
         self._done_t = {_t(k) for k in self.delivered}
         self._extra = {k for k in self.delivered if k not in self.previous}
+        self._needed = {s.key for s in sel if s.needed}
+        self._needed.update({_root(k) for k in self._needed})
         self._by_root = {}
         for i, s in enumerate(sel):
             self._by_root.setdefault(_root(s.key), []).append((i, s))

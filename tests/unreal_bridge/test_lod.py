@@ -140,6 +140,12 @@ def test_look_ahead_refines_where_the_camera_is_going_and_ranks_it_after_what_it
     ranks = [(s.visible, s.soon) for s in with_ahead]
     first_soon_only = next(i for i, (v, s) in enumerate(ranks) if s and not v)
     assert all(v for v, _ in ranks[:first_soon_only]) and not any(v for v, _ in ranks[first_soon_only:])
+    # what the current camera needs is exactly what it selects alone; the rest is prefetched,
+    # and in view it ranks after every needed chunk in view
+    assert {s.key for s in with_ahead if s.needed} == {s.key for s in plain} & {s.key for s in with_ahead}
+    assert any(not s.needed for s in with_ahead) and all(s.needed for s in plain)
+    in_view = [s.needed for s in with_ahead if s.visible]
+    assert in_view == sorted(in_view, reverse=True)
 
 
 def test_resolved_means_resident_at_the_key_or_finer_everywhere():

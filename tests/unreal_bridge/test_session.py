@@ -307,6 +307,21 @@ def test_delivery_times_urgency_from_the_first_view_wanting_the_key():
     assert d.pending == [b] and d.views_selected == 3
 
 
+def test_delivery_times_only_what_the_current_cameras_need_not_prefetches():
+    from worldstream.unreal_bridge.lod import Selected
+    d = ss.Delivery(max_level=6)
+    here, ahead = ChunkKey(0, 0, 0), ChunkKey(0, 1, 0)
+    needed = Selected(key=here, sse=5.0, distance=0.0, visible=True)
+    prefetch = Selected(key=ahead, sse=9.0, distance=0.0, visible=True, soon=True, needed=False)
+    d.on_selection([prefetch], 1.0)  # only a prefetch to send: the view misses nothing
+    assert d.pending == [ahead] and d.urgent == {} and d.views_resolved == 1
+    d.on_selection([prefetch, needed], 2.0)  # the needed key is the view's most urgent missing chunk
+    assert d.pending == [ahead, here] and d.urgent == {here: 2.0}
+    d.on_sent(ahead, 2.5)
+    d.on_sent(here, 3.0)
+    assert d.latencies == [1.0] and d.views_resolved == 1
+
+
 def test_reselection_skips_views_that_change_no_decision():
     import math
 
