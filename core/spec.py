@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from .errors import SpecError
 
 MAX_SEED = 2**63 - 1
+TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; coarser carry crowns as relief
 
 
 @dataclass(frozen=True)

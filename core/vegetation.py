@@ -22,6 +22,7 @@ import torch
 
 from .hashing import hash2, mix32, salt, unit_float
 from .settlements import BLOCK, SIDEWALK, locate, rect_local, road_at
+from .spec import TREE_OBJECTS_MAX_RESOLUTION  # noqa: F401 (the generator reads it here)
 from .streets import StreetFrame
 
 CELL = 6.0  # metres between tree candidates; a crown never reaches past the neighbouring cell
@@ -32,7 +33,6 @@ SETTINGS = ("forest", "hedgerow", "street", "garden")
 CONIFER_CROWN_BASE = 0.25  # crown base of a conifer, fraction of its height
 BROADLEAF_CROWN_DEPTH = 0.3  # vertical semi-axis of a broadleaf crown's top half, fraction of its height
 TREE_ID_BIT = 0x80000000  # tree ids have the top bit set; the class tells them from buildings
-TREE_OBJECTS_MAX_RESOLUTION = 2.0  # m/px: levels this fine list their trees; coarser carry crowns as relief
 
 class BlockLookup(Protocol):
     """The settlement blocks as trees ask them: rows (..., settlements.BLOCK_ROW) (the generator's block rows) at

@@ -6,20 +6,23 @@
   tile.json (placement, bounds, measured geometric error)
 - tiles: the glb files per chunk; `tileset.json` over all chunks is written once at the end
   (exporters.tiles.explicit_tileset)
+
+Importing this module imports no exporter (nor torch): the streaming server names the files and
+hands the jobs to its workers, and only the workers import what makes the bytes.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from ..core.chunk import Chunk
 from ..core.errors import WorldstreamError
 from ..core.spec import WorldSpec
-from .chunk_glb import export_glb
-from .chunk_mesh import MeshOptions, chunk_mesh
-from .sidecars import chunk_sidecars
+from .mesh_options import MeshOptions
 
-Exporter = Callable[[Chunk, WorldSpec, MeshOptions], dict[str, bytes]]
+if TYPE_CHECKING:
+    from ..core.chunk import Chunk
+
+Exporter = Callable[["Chunk", WorldSpec, MeshOptions], dict[str, bytes]]
 
 SIDECAR_FILES = ("height.tif", "dem.tif", "normal.png", "semantic.png", "instances.png", "ortho.png",
                  "annotations.json", "normal.png.aux.xml", "semantic.png.aux.xml", "instances.png.aux.xml",
@@ -28,10 +31,15 @@ GLB_FILES = ("mesh.glb", "tile.json")
 
 
 def _glb(chunk: Chunk, spec: WorldSpec, options: MeshOptions) -> dict[str, bytes]:
+    from .chunk_glb import export_glb
+    from .chunk_mesh import chunk_mesh
+
     return export_glb(chunk, spec, chunk_mesh(chunk, spec, options), compress=options.compress)
 
 
 def _sidecars(chunk: Chunk, spec: WorldSpec, options: MeshOptions) -> dict[str, bytes]:
+    from .sidecars import chunk_sidecars
+
     return chunk_sidecars(chunk, spec)
 
 

@@ -21,7 +21,7 @@ import time
 from typing import Callable, Iterable
 
 from ..core.errors import WorldstreamError
-from .chunk_mesh import MeshOptions
+from .mesh_options import MeshOptions
 
 TASK_RETRIES = 3  # a batch whose worker dies or raises is run again this many times
 LOCAL = "local"

@@ -24,7 +24,7 @@ from ..core import frames
 from ..core.errors import WorldstreamError
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
-from .chunk_mesh import MeshOptions
+from .mesh_options import MeshOptions
 
 ROOT_LEVELS = 10  # implicit levels above world level 0: a root of 1024 level-0 chunks per side
 SUBTREE_LEVELS = 5  # ROOT_LEVELS must be a multiple, so that content starts at a subtree root

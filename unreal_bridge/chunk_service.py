@@ -42,10 +42,10 @@ from ..core.errors import WorldstreamError
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..core.workers import worker_pool
-from ..exporters.chunk_mesh import MeshOptions
+from ..exporters.mesh_options import MeshOptions
 from ..exporters.compress import claim_store
 from ..exporters.store import Store, check_chunk, claim_world, open_store, write_chunk
-from ..exporters.formats import FORMATS, expected_files, export_key_with
+from ..exporters.formats import FORMATS, expected_files, export_key_with, warm_worker
 from .products import LAYERS, Product, chunk_layers
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,15 @@ class ChunkService:
                 raise ValueError(f"cache {self.cache_dir} belongs to another world; use another cache folder")
             claim_store(self.store, options.compress)  # plain and compressed GLBs never mix in one cache
             self.store.clean_temporaries()
+
+    def warm(self) -> None:
+        """Start the pool's workers now and make each ready (torch imported, its World built) in
+        the background: the first chunks do not wait for that, and (the pool forks them all at its
+        first job) no worker is forked later from a process whose threads may hold locks."""
+        if not self._own_executor:
+            return
+        for _ in range(self._slots):
+            self._executor.submit(warm_worker, self.spec_json).add_done_callback(_log_failed_warm_up)
 
     def close(self) -> None:
         for queue in self._queues.values():
@@ -353,6 +362,11 @@ class _Made:
 
 def _sizeof(entry) -> int:
     return entry.nbytes if isinstance(entry, _Made) else len(entry)
+
+
+def _log_failed_warm_up(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a worker could not be warmed up: %s", future.exception())
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback, *args) -> None:

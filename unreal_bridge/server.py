@@ -49,7 +49,7 @@ from websockets.http11 import Request, Response
 
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
-from ..exporters.chunk_mesh import MeshOptions
+from ..exporters.mesh_options import MeshOptions
 from ..exporters.formats import SIDECAR_FILES
 from ..exporters.tiles import implicit_root_error, implicit_subtree, implicit_tileset, level_geometric_error
 from . import lod
@@ -401,6 +401,7 @@ async def run_server(spec: WorldSpec, host: str = "127.0.0.1", port: int = 8765,
     `http_generation_limit`: HTTP chunk requests that may generate at once (default 4 per worker,
     at least 8); more get 503. `options`: the chunks' export options (`compress`: compressed GLBs)."""
     service = ChunkService(spec, cache_dir=cache_dir, memory_bytes=memory_mb << 20, workers=workers, options=options)
+    service.warm()  # before this process starts any thread
     limit = http_generation_limit if http_generation_limit is not None else max(8, 4 * workers)
     server = StreamServer(spec, service, token=token, options=options, http_generation_limit=limit)
     watch = LoopWatch()

@@ -105,7 +105,7 @@ def _add_airsim_client_args(p: argparse.ArgumentParser) -> None:
 
 def _export_chunk(spec_json: str, key_path: str, formats: tuple[str, ...], missing: tuple[str, ...] | None = None,
                   options=None) -> tuple[str, dict[str, bytes]]:
-    from worldstream.exporters.chunk_mesh import MeshOptions
+    from worldstream.exporters.mesh_options import MeshOptions
     from worldstream.exporters.formats import export_key
 
     files = export_key(spec_json, key_path, formats, options or MeshOptions())
@@ -228,7 +228,7 @@ def cmd_generate(args) -> int:
 
 def _glb_storage(args, store, formats: tuple[str, ...]):
     """MeshOptions for `generate --compress`, the store's GLB storage checked (compress.claim_store)."""
-    from worldstream.exporters.chunk_mesh import MeshOptions
+    from worldstream.exporters.mesh_options import MeshOptions
     from worldstream.exporters.compress import claim_store, require_meshopt
 
     if args.compress:
@@ -425,7 +425,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def cmd_serve(args) -> int:
     from worldstream.core.workers import run_until_terminated
-    from worldstream.exporters.chunk_mesh import MeshOptions
+    from worldstream.exporters.mesh_options import MeshOptions
     from worldstream.exporters.compress import require_meshopt
     from worldstream.unreal_bridge.server import run_server
 
