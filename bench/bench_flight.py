@@ -6,13 +6,13 @@ flies every speed on one server: later speeds start on what earlier flights gene
 generated / cancelled counts add up); the
 drone flies straight, 120 m above the generated ground (climbing before ridges), camera 90 deg
 horizontal FOV, 1920x1080, max SSE 16 (the quick form: 32, half the chunks of the finest level to
-generate before the first view resolves), pitched 20 deg down, view updates at 30 Hz. Before the
-flight the client waits until its first view is resolved (printed as the start-up time). Prints
-per speed:
-- resident fraction: view updates at which every chunk the view requires is resident at its level
-  or finer, judged by the client itself (the SSE rule with the server's hysteresis tolerance, on
-  the height spans of the chunks it received) at the moment it sends the update (target 100% at
-  30 m/s on this machine);
+generate before the first view resolves), pitched 20 deg down, view updates at 30 Hz. What a view
+requires is judged by the client itself: the chunks in its camera's frustum, at the level the SSE
+rule with the server's hysteresis tolerance asks (on the height spans of the chunks it received),
+resident at that level or finer. Before the flight the client waits until its first view is
+resolved (printed as the start-up time). Prints per speed:
+- resident fraction: view updates at which every chunk the view requires is resident, at the
+  moment the client sends the update (target 100%);
 - p50 / p95 wait from a view update to the arrival of its most urgent missing chunk during the
   flight, judged by the client like the resident fraction (live.UrgentWaits: chunks the server
   prefetches ahead of the camera are not missing), with the number of such waits (few or none
@@ -22,7 +22,10 @@ per speed:
 - chunks and bytes per second received, and the server's generated / cancelled counts;
 - the server's RSS with its workers, the CPU seconds of its main process (start-up and flight;
   its workers excluded: what selection and sending cost), and the 1-minute load average (the
-  machine may be shared: wall-clock latencies grow with the load, CPU seconds much less).
+  machine may be shared: wall-clock latencies grow with the load, CPU seconds much less);
+- last, the same start-up and resident fraction "all around": with the chunks outside the frustum
+  too, which the server keeps (coarse) so that a turning camera never shows a hole, and sends
+  after those in view ("-": the first view's all-around set was not complete by the flight's end).
 """
 
 from __future__ import annotations
@@ -51,11 +54,16 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
     finest = spec.levels - 1
     waits = UrgentWaits(finest)
 
-    def required(view) -> list:
-        # the server refines at max_sse * (1 + hysteresis) at the latest: that is what a view requires
+    def required(view) -> tuple[list, list]:
+        """(the chunks in view, every chunk) the view requires, most urgent first: the server
+        refines at max_sse * (1 + hysteresis) at the latest."""
         c = lod.camera_from_view(view)
         strict = lod.Camera(c.position, c.forward, c.up, c.fov_x, c.width, c.height, max_sse * 1.2)
-        return [s.key for s in lod.select(spec, [strict], level_error, z_range=spans, hysteresis=0.0)]
+        selection = lod.select(spec, [strict], level_error, z_range=spans, hysteresis=0.0)
+        return [s.key for s in selection if s.visible], [s.key for s in selection]
+
+    def whole(keys: list) -> bool:
+        return all(lod.resolved(k, resident, finest) for k in keys)
 
     async with StreamClient(url, client="bench_flight") as client:
         async def receive():
@@ -77,22 +85,29 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
         t0 = time.monotonic()
         first = flight_view(flight, altitude, 0.0, max_sse)
         await client.view([first])
-        while not all(lod.resolved(k, resident, finest) for k in required(first)):
+        while not whole(required(first)[0]):
             await asyncio.sleep(0.05)
             if reader.done():
                 reader.result()
         startup = time.monotonic() - t0
+        first_all = required(first)[1]
+        startup_all = startup if whole(first_all) else None
         base_chunks, base_bytes = received["chunks"], received["bytes"]
-        resolved_views = 0
+        resolved_views = resolved_all = 0
 
         def judge(view) -> None:  # is what this view requires resident as it is sent?
-            nonlocal resolved_views
-            resolved_views += waits.on_view(required(view), resident, time.monotonic())
+            nonlocal resolved_views, resolved_all, startup_all
+            in_view, everything = required(view)
+            resolved_views += waits.on_view(in_view, resident, time.monotonic())
+            resolved_all += whole(everything)
+            if startup_all is None and whole(first_all):
+                startup_all = time.monotonic() - t0
 
         views, elapsed = await fly_views(client, flight, altitude, duration, reader, before=judge, max_sse=max_sse)
         stats = await final_stats(client, received, reader)
     c = stats.get("client", {})
     return {"startup_s": startup, "views": views, "resident_fraction": resolved_views / max(views, 1),
+            "startup_all_s": startup_all, "resident_all_fraction": resolved_all / max(views, 1),
             "chunks_per_s": (received["chunks"] - base_chunks) / elapsed,
             "bytes_per_s": (received["bytes"] - base_bytes) / elapsed,
             "latency_ms_p50": waits.quantile_ms(0.5), "latency_ms_p95": waits.quantile_ms(0.95),
@@ -124,7 +139,7 @@ def main(argv=None) -> dict:
           f"120 m AGL, 90 deg FOV, 1920x1080, max SSE {max_sse:g}")
     print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'urgent p50 ms':>13} {'p95 ms':>8} {'samples':>7} "
           f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7} "
-          f"{'server CPU s':>12} {'load':>5} {'server p95 ms (samples)':>23}")
+          f"{'server CPU s':>12} {'load':>5} {'server p95 ms (samples)':>23} {'start-up all s':>14} {'resident all %':>14}")
     results = {}
     shared = start_server(args.seed, args.workers, cache=args.cache) if args.quick else None
     try:
@@ -148,7 +163,9 @@ def main(argv=None) -> dict:
                   f"{100 * r['views_needing_nothing']:13.1f} {r['chunks_per_s']:8.1f} {r['bytes_per_s'] / 1024:8.0f} "
                   f"{fmt(r['generated']):>9} {fmt(r['cancelled']):>9} {r['rss_mb']:7.0f} "
                   f"{r['server_cpu_s']:12.1f} {r['load']:>5} "
-                  f"{fmt(r['server_latency_ms_p95']) + ' (' + fmt(r['server_latency_samples']) + ')':>23}")
+                  f"{fmt(r['server_latency_ms_p95']) + ' (' + fmt(r['server_latency_samples']) + ')':>23} "
+                  f"{'-' if r['startup_all_s'] is None else format(r['startup_all_s'], '.1f'):>14} "
+                  f"{100 * r['resident_all_fraction']:14.1f}")
     finally:
         if shared is not None:
             stop_server(shared[0])
