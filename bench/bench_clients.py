@@ -2,7 +2,8 @@
 
 Usage: python bench/bench_clients.py [--clients 8] [--duration 180] [--speed 30] [--workers 2] [--quick]
 Every client flies its own straight line (headings 45 deg apart, from one start) at 120 m above the
-ground with view updates at 30 Hz. Prints the server's resident memory (with its worker processes, started by a warm-up)
+ground with view updates at 30 Hz. Prints the server's resident memory (with its worker processes, warm: torch
+imported and the World built, which the server starts as it starts listening; no chunk generated before the flights)
 at start, peak (sampled every 0.5 s) and end, also as PSS (shared pages split among the processes), the server's CPU
 seconds (main process, workers) and the load average, and per client: chunks and bytes received, the longest
 wait between two chunks, the server's share of its views that needed nothing new, and p50/p95 latency
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live import (VIEW_HZ, Flight, altitude_profile, cpu_s, final_stats, fly_views, load_average, pss_mb,  # noqa: E402
-                  rss_mb, start_server, stop_server)
+                  rss_mb, start_server, stop_server, wait_warm)
 
 
 async def one_client(url: str, flight: Flight, altitude, duration: float, name: str) -> dict:
@@ -66,16 +67,6 @@ async def run(url: str, pid: int, flights, altitudes, duration: float) -> tuple[
     return list(results), samples
 
 
-def warm_up(url: str, workers: int) -> None:
-    """Start the server's worker processes (one chunk each over HTTP), so "start" RSS includes them."""
-    from concurrent.futures import ThreadPoolExecutor
-    from urllib.request import urlopen
-
-    base = url.replace("ws://", "http://").rstrip("/")
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: urlopen(f"{base}/chunks/0/{i}/{i}/tile.json", timeout=120).read(), range(workers)))
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=8)
@@ -95,7 +86,7 @@ def main(argv=None) -> dict:
     altitudes = [altitude_profile(world, f, duration + 2.0) for f in flights]
     proc, url = start_server(args.seed, args.workers, memory_mb=args.memory_mb)
     try:
-        warm_up(url, args.workers)
+        wait_warm(url, args.workers)
         start_rss, start_pss = rss_mb(proc.pid), pss_mb(proc.pid)
         cpu0, load0 = cpu_s(proc.pid), load_average()
         results, samples = asyncio.run(run(url, proc.pid, flights, altitudes, duration))

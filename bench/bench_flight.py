@@ -10,15 +10,17 @@ generate before the first view resolves), pitched 20 deg down, view updates at 3
 requires is judged by the client itself: the chunks in its camera's frustum, at the level the SSE
 rule with the server's hysteresis tolerance asks (on the height spans of the chunks it received),
 resident at that level or finer. Before the flight the client waits until its first view is
-resolved (printed as the start-up time). Prints per speed:
+resolved (printed as the start-up time; before that, the server's worker processes were warm:
+torch imported and the World built, which the server starts as it starts listening, timed apart
+as "workers warm s"). Prints per speed:
 - resident fraction: view updates at which every chunk the view requires is resident, at the
   moment the client sends the update (target 100%);
-- p50 / p95 wait from a view update to the arrival of its most urgent missing chunk during the
-  flight, judged by the client like the resident fraction (live.UrgentWaits: chunks the server
-  prefetches ahead of the camera are not missing), with the number of such waits (few or none
-  where the view is whole nearly always); the share of views that needed nothing new; and at the
-  end of the line the server's own p95 of the same latency (start-up view included: the first
-  view's wait for a level-0 chunk is one of its few samples);
+- p50 / p95 duration of the gaps of the flight (live.Gaps: from a view update that lacks a chunk
+  in view to the next complete one; an upper bound of the wait for the most urgent missing chunk)
+  with their number (none where every view is complete); the server's share of views that needed
+  nothing new; and at the end of the line the server's own p95 latency from a view to the delivery
+  of its most urgent missing chunk (chunks outside the frustum included, prefetches not; the
+  start-up view included: its wait for a level-0 chunk is one of few samples);
 - chunks and bytes per second received, and the server's generated / cancelled counts;
 - the server's RSS with its workers, the CPU seconds of its main process (start-up and flight;
   its workers excluded: what selection and sending cost), and the 1-minute load average (the
@@ -37,8 +39,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live import (VIEW_HZ, Flight, UrgentWaits, altitude_profile, cpu_s, final_stats, flight_view,  # noqa: E402
-                  fly_views, load_average, rss_mb, start_server, stop_server)
+from live import (VIEW_HZ, Flight, Gaps, altitude_profile, cpu_s, final_stats, flight_view,  # noqa: E402
+                  fly_views, load_average, rss_mb, start_server, stop_server, wait_warm)
 
 
 async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse: float = 16.0) -> dict:
@@ -52,7 +54,7 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
     resident: set = set()
     received = {"chunks": 0, "bytes": 0}
     finest = spec.levels - 1
-    waits = UrgentWaits(finest)
+    gaps = Gaps()
 
     def required(view) -> tuple[list, list]:
         """(the chunks in view, every chunk) the view requires, most urgent first: the server
@@ -70,7 +72,6 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
             async for kind, obj in client.events():
                 if kind == "chunk":
                     resident.add(obj.key)
-                    waits.on_chunk(resident, time.monotonic())
                     spans.learn(obj.key, *obj.z_range)
                     received["chunks"] += 1
                     received["bytes"] += sum(len(v) for v in obj.parts.values()) + 84
@@ -98,20 +99,21 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
         def judge(view) -> None:  # is what this view requires resident as it is sent?
             nonlocal resolved_views, resolved_all, startup_all
             in_view, everything = required(view)
-            resolved_views += waits.on_view(in_view, resident, time.monotonic())
+            resolved_views += gaps.on_view(whole(in_view), time.monotonic())
             resolved_all += whole(everything)
             if startup_all is None and whole(first_all):
                 startup_all = time.monotonic() - t0
 
         views, elapsed = await fly_views(client, flight, altitude, duration, reader, before=judge, max_sse=max_sse)
+        gaps.close(time.monotonic())
         stats = await final_stats(client, received, reader)
     c = stats.get("client", {})
     return {"startup_s": startup, "views": views, "resident_fraction": resolved_views / max(views, 1),
             "startup_all_s": startup_all, "resident_all_fraction": resolved_all / max(views, 1),
             "chunks_per_s": (received["chunks"] - base_chunks) / elapsed,
             "bytes_per_s": (received["bytes"] - base_bytes) / elapsed,
-            "latency_ms_p50": waits.quantile_ms(0.5), "latency_ms_p95": waits.quantile_ms(0.95),
-            "latency_samples": len(waits.waits), "server_latency_ms_p95": c.get("latency_ms_p95"),
+            "latency_ms_p50": gaps.quantile_ms(0.5), "latency_ms_p95": gaps.quantile_ms(0.95),
+            "latency_samples": len(gaps.gaps), "server_latency_ms_p95": c.get("latency_ms_p95"),
             "server_latency_samples": c.get("urgent_latency_samples"),
             "views_needing_nothing": c.get("views_resolved", 0) / max(c.get("views_selected", 1), 1),
             "generated": stats.get("service", {}).get("generated"),
@@ -137,16 +139,21 @@ def main(argv=None) -> dict:
     world = World(spec, cache_chunks=4)
     print(f"seed {args.seed}, {duration:g} s per flight, {args.workers} generation workers, views at {VIEW_HZ:g} Hz, "
           f"120 m AGL, 90 deg FOV, 1920x1080, max SSE {max_sse:g}")
-    print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'urgent p50 ms':>13} {'p95 ms':>8} {'samples':>7} "
+    print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'gap p50 ms':>13} {'p95 ms':>8} {'gaps':>7} "
           f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7} "
-          f"{'server CPU s':>12} {'load':>5} {'server p95 ms (samples)':>23} {'start-up all s':>14} {'resident all %':>14}")
+          f"{'server CPU s':>12} {'load':>5} {'server p95 ms (samples)':>23} {'start-up all s':>14} {'resident all %':>14} "
+          f"{'workers warm s':>14}")
     results = {}
-    shared = start_server(args.seed, args.workers, cache=args.cache) if args.quick else None
+    def started() -> tuple:
+        proc, url = start_server(args.seed, args.workers, cache=args.cache)
+        return proc, url, wait_warm(url, args.workers)
+
+    shared = started() if args.quick else None
     try:
         for speed in (float(s) for s in args.speeds.split(",")):
             flight = Flight(start=(1000.0, -3000.0), heading_deg=35.0, speed=speed)
             altitude = altitude_profile(world, flight, duration + 2.0)
-            proc, url = shared or start_server(args.seed, args.workers, cache=args.cache)
+            proc, url, warm_s = shared or started()
             try:
                 cpu0 = cpu_s(proc.pid)[0]
                 r = asyncio.run(fly(url, spec, flight, altitude, duration, max_sse))
@@ -165,7 +172,7 @@ def main(argv=None) -> dict:
                   f"{r['server_cpu_s']:12.1f} {r['load']:>5} "
                   f"{fmt(r['server_latency_ms_p95']) + ' (' + fmt(r['server_latency_samples']) + ')':>23} "
                   f"{'-' if r['startup_all_s'] is None else format(r['startup_all_s'], '.1f'):>14} "
-                  f"{100 * r['resident_all_fraction']:14.1f}")
+                  f"{100 * r['resident_all_fraction']:14.1f} {warm_s:14.1f}")
     finally:
         if shared is not None:
             stop_server(shared[0])

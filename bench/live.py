@@ -33,6 +33,21 @@ def start_server(seed: int, workers: int, memory_mb: int = 256, cache: Path | No
     return start_worldstream(args, port), f"ws://127.0.0.1:{port}/"
 
 
+def wait_warm(url: str, workers: int, timeout_s: float = 60.0) -> float:
+    """Wait until the server at `url` (ws://...) reports `workers` warm worker processes (its
+    /stats: torch imported, the World built); returns the seconds waited."""
+    import json
+    from urllib.request import urlopen
+
+    base = url.replace("ws://", "http://").rstrip("/")
+    t0 = time.monotonic()
+    while json.loads(urlopen(f"{base}/stats", timeout=10).read())["service"].get("workers_warm", 0) < workers:
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"the server's {workers} workers were not warm within {timeout_s:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
 def start_worldstream(args: list[str], port: int, timeout_s: float = 60.0) -> subprocess.Popen:
     """`worldstream ARGS` in its own process; returns once it accepts connections on the loopback port."""
     return wait_accepting(spawn_worldstream(args), args, port, timeout_s)
@@ -181,38 +196,31 @@ def altitude_profile(world, flight: Flight, duration: float, step_m: float = 25.
     return lambda t: float(np.interp(t, ts, clearance))
 
 
-class UrgentWaits:
-    """A client's own measure of waiting: from a view update to the arrival of its most urgent
-    missing chunk (the first of the keys the view requires, most urgent first, that is not
-    resident at its level or finer), timed from the first view that missed it; a key a later view
-    no longer requires is dropped (superseded). Chunks the server prefetches for where a camera is
-    going are not missing, so they are not timed: what is timed is what the view lacked."""
+class Gaps:
+    """How long a flight's view stays incomplete, judged by the client at each view update it
+    sends: a gap runs from the first update whose view lacks a chunk it requires to the next
+    update whose view is complete (one still open at the end runs to the end). It bounds the wait
+    for the most urgent missing chunk from above, and a key the camera no longer needs by the time
+    it arrives still counts for the time the view lacked it."""
 
-    def __init__(self, finest: int):
-        self.finest = finest
-        self.open: dict = {}  # missing key -> when the first view missed it
-        self.waits: list[float] = []
+    def __init__(self):
+        self.since: float | None = None
+        self.gaps: list[float] = []
 
-    def on_view(self, required: list, resident: set, now: float) -> bool:
-        """A view requiring `required` (most urgent first) is sent at `now`; whether it is whole."""
-        from worldstream.unreal_bridge import lod
+    def on_view(self, whole: bool, now: float) -> bool:
+        if not whole and self.since is None:
+            self.since = now
+        elif whole and self.since is not None:
+            self.gaps.append(now - self.since)
+            self.since = None
+        return whole
 
-        wanted = set(required)
-        self.open = {k: t for k, t in self.open.items() if k in wanted}
-        missing = next((k for k in required if not lod.resolved(k, resident, self.finest)), None)
-        if missing is not None:
-            self.open.setdefault(missing, now)
-        return missing is None
-
-    def on_chunk(self, resident: set, now: float) -> None:
-        from worldstream.unreal_bridge import lod
-
-        for k in [k for k in self.open if lod.resolved(k, resident, self.finest)]:
-            self.waits.append(now - self.open.pop(k))
+    def close(self, now: float) -> None:
+        self.on_view(True, now)
 
     def quantile_ms(self, f: float) -> float | None:
-        w = sorted(self.waits)
-        return w[min(len(w) - 1, int(f * len(w)))] * 1000.0 if w else None
+        g = sorted(self.gaps)
+        return g[min(len(g) - 1, int(f * len(g)))] * 1000.0 if g else None
 
 
 VIEW_HZ = 30.0

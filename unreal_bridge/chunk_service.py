@@ -62,6 +62,7 @@ class ServiceStats:
     product_hits: int = 0  # typed products (tile metadata, layers, meshes) answered from memory
     products_made: int = 0  # typed products made from files (a disk hit, or files kept without them)
     corrupt: int = 0  # disk-cache reads that failed verification (then regenerated)
+    workers_warm: int = 0  # worker processes that finished their warm-up (ChunkService.warm)
     memory_bytes: int = 0
     entries: int = 0
 
@@ -114,8 +115,17 @@ class ChunkService:
         first job) no worker is forked later from a process whose threads may hold locks."""
         if not self._own_executor:
             return
+        warm: set[int] = set()
+
+        def done(future) -> None:  # in the pool's thread: one assignment, no read-modify-write here
+            if future.cancelled() or future.exception() is not None:
+                log.warning("a worker could not be warmed up: %s", "cancelled" if future.cancelled() else future.exception())
+                return
+            warm.add(future.result())
+            self.stats.workers_warm = len(warm)
+
         for _ in range(self._slots):
-            self._executor.submit(warm_worker, self.spec_json).add_done_callback(_log_failed_warm_up)
+            self._executor.submit(warm_worker, self.spec_json).add_done_callback(done)
 
     def close(self) -> None:
         for queue in self._queues.values():
@@ -362,11 +372,6 @@ class _Made:
 
 def _sizeof(entry) -> int:
     return entry.nbytes if isinstance(entry, _Made) else len(entry)
-
-
-def _log_failed_warm_up(future) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("a worker could not be warmed up: %s", future.exception())
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
