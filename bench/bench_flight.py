@@ -19,8 +19,8 @@ as "workers warm s"). Prints per speed:
   in view to the next complete one; an upper bound of the wait for the most urgent missing chunk)
   with their number (none where every view is complete); the server's share of views that needed
   nothing new; and at the end of the line the server's own p95 latency from a view to the delivery
-  of its most urgent missing chunk (chunks outside the frustum included, prefetches not; the
-  start-up view included: its wait for a level-0 chunk is one of few samples);
+  of its most urgent missing chunk in view (prefetches not; the start-up view included: its wait
+  for a level-0 chunk is one of few samples);
 - chunks and bytes per second received, and the server's generated / cancelled counts;
 - the server's RSS with its workers, the CPU seconds of its main process (start-up and flight;
   its workers excluded: what selection and sending cost), and the 1-minute load average (the

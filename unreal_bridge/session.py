@@ -264,8 +264,9 @@ class Delivery:
     time of the view it answers) and each chunk sent or failed (with the time), it keeps the
     pending queue (`lod.plan`: most urgent first, hole fillers first), the delivered set, the
     unloads, and the latency from a view's arrival to the delivery of its most urgent missing chunk
-    (timed from the first view that wanted it; a chunk its current cameras need, with its hole
-    filler: a look-ahead prefetch is not missing from the view). Methods return the keys to unload, already
+    (timed from the first view that wanted it; a chunk in view that its current cameras need, or
+    its hole filler: a look-ahead prefetch, or a chunk kept outside every frustum for a camera
+    that turns, is not missing from the view). Methods return the keys to unload, already
     forgotten here: the server sends them and may send them again if a later view wants them.
 
     A parent unloadable because its selected children have all arrived is held for hold_s seconds
@@ -302,7 +303,7 @@ class Delivery:
         self._overlaps = None  # lod._overlap_test of the selection
         self._above: set = set()  # (level, x, y) of every ancestor of a selected key
         self._failed: set = set()  # keys that could not be made, not asked again until a new selection
-        self._needed: set = set()  # keys the current cameras need (not prefetches), with their hole fillers
+        self._needed: set = set()  # keys in view the current cameras need (not prefetches), with their hole fillers
 
     # ------------------------------------------------------------------ events
     def on_selection(self, selection: list, view_time: float) -> list:
@@ -352,7 +353,7 @@ class Delivery:
         sel = self.selection
         self._done_t = {_t(k) for k in self.delivered}
         self._extra = {k for k in self.delivered if k not in self.previous}
-        self._needed = {s.key for s in sel if s.needed}
+        self._needed = {s.key for s in sel if s.needed and s.visible}
         self._needed.update({_root(k) for k in self._needed})
         self._by_root = {}
         for i, s in enumerate(sel):

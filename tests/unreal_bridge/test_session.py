@@ -320,6 +320,9 @@ def test_delivery_times_only_what_the_current_cameras_need_not_prefetches():
     d.on_sent(ahead, 2.5)
     d.on_sent(here, 3.0)
     assert d.latencies == [1.0] and d.views_resolved == 1
+    behind = Selected(key=ChunkKey(0, 2, 0), sse=1.0, distance=0.0, visible=False)  # kept for a turning camera
+    d.on_selection([needed, behind], 4.0)
+    assert d.pending == [behind.key] and d.urgent == {} and d.views_resolved == 2
 
 
 def test_reselection_skips_views_that_change_no_decision():
