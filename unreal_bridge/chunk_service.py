@@ -42,10 +42,10 @@ from ..core.errors import WorldstreamError
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
 from ..core.workers import worker_pool
-from ..exporters.mesh_options import MeshOptions
 from ..exporters.compress import claim_store
-from ..exporters.store import Store, check_chunk, claim_world, open_store, write_chunk
 from ..exporters.formats import FORMATS, expected_files, export_key_with, warm_worker
+from ..exporters.mesh_options import MeshOptions
+from ..exporters.store import Store, check_chunk, claim_world, open_store, write_chunk
 from .products import LAYERS, Product, chunk_layers
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,11 @@ class ChunkService:
             self.store.clean_temporaries()
 
     def warm(self) -> None:
-        """Start the pool's workers now and make each ready (torch imported, its World built) in
-        the background: the first chunks do not wait for that, and (the pool forks them all at its
-        first job) no worker is forked later from a process whose threads may hold locks."""
+        """Start the pool's workers now and make each ready (torch imported, its World built), in
+        the background while the server starts listening (`stats.workers_warm` counts the ready
+        ones; a client's first jobs queue behind a warm-up still running). The pool forks all its
+        workers at its first job, so none is forked later from a process whose threads (the
+        selection's, the disk cache's) may hold a lock."""
         if not self._own_executor:
             return
         warm: set[int] = set()
