@@ -144,10 +144,12 @@ class StreetFrame:
         return wx * self.cos + wy * self.sin, wy * self.cos - wx * self.sin
 
     def to_grid_near(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`to_grid` to within about a metre (float64, broadcastable in, broadcast shape out):
-        bilinear between exact values on a world-anchored lattice of APPROX_SPACING metres (the
-        map's curvature is under 5e-4 per metre). For conservative tests over many points that
-        allow a block of slack, such as which tree candidates might be near a town."""
+        """`to_grid` to within about a metre without the contour twist, 11 m with it (float64,
+        broadcastable in, broadcast shape out): bilinear between exact values on a world-anchored
+        lattice of APPROX_SPACING metres (the warp's curvature is under 5e-4 per metre; the largest
+        differences measured with the twist, over 640 000 points and four seeds, are 8-10.7 m).
+        For conservative tests over many points that allow some slack, such as which tree
+        candidates might be near a town (a block) or which samples need exact street coordinates."""
         if x.numel() == 0 or y.numel() == 0:
             return torch.broadcast_tensors(x, y)
         s = APPROX_SPACING

@@ -396,7 +396,7 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     if hasattr(blocks, "urban_near") and not blocks.any_urban:  # a chunk's block table without towns
         urban = torch.zeros(torch.broadcast_shapes(x.shape, y.shape), dtype=torch.bool, device=x.device)
     elif hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
-        gu, gv = blocks.frame.to_grid_near(x, y)  # a metre off at most: urban_near has a block of slack
+        gu, gv = blocks.frame.to_grid_near(x, y)  # 11 m off at most: urban_near has a block of slack
         urban = blocks.urban_near(torch.floor(gu * (1.0 / BLOCK)).to(torch.int64), torch.floor(gv * (1.0 / BLOCK)).to(torch.int64))
     else:
         gu, gv = blocks.frame.to_grid_near(x, y)

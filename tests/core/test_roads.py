@@ -98,31 +98,31 @@ HILLSIDE_TOWNS = [ChunkKey(5, 5, -7), ChunkKey(5, 6, -7), ChunkKey(5, 5, -6)]  #
 
 
 @pytest.fixture(scope="module")
-def contour_world(spec):
-    """The session's world with the street grid turned to the contours (generator_params
-    contour_streets = 1)."""
+def grid_world(spec):
+    """The session's world without the contour twist (generator_params contour_streets = 0): the
+    street grid of the warp alone."""
     import dataclasses
 
     from worldstream.core import World
 
-    return World(dataclasses.replace(spec, generator_params={"contour_streets": 1}), cache_chunks=8)
+    return World(dataclasses.replace(spec, generator_params={"contour_streets": 0}), cache_chunks=8)
 
 
-def test_streets_follow_the_contours_on_hillsides(contour_world, world):
+def test_streets_follow_the_contours_on_hillsides(world, grid_world):
     """On hillside town sites the street grid turns to the contours: at the road pixels of three
     hill-town chunks, the street direction nearer the contour of the natural relief (or its fall
     line: modulo 90 deg) is closer to it than the old grid's (the same warp without the contour
     twist, core/twist.py) at the same places, and the streets meet at varying angles. The road
     mask follows the frame's directions, so this is what the rasters draw."""
-    g = contour_world.generator
-    old = world.generator.streets  # the default: no contour twist
+    g = world.generator
+    old = grid_world.generator.streets  # contour_streets 0: no contour twist
     height = lambda a, b: g.macro(a, b)["height"].to(torch.float64)  # noqa: E731
     e = 48.0
     gaps = {"new": [], "old": []}
     junctions = {"new": [], "old": []}
     drawn = []
     for key in HILLSIDE_TOWNS:
-        c = contour_world.chunk(key)
+        c = world.chunk(key)
         road = c.semantic == CLASS_IDS["road"]
         i, j = np.nonzero(road)
         west, _, _, north = c.bounds
@@ -157,10 +157,10 @@ def test_streets_follow_the_contours_on_hillsides(contour_world, world):
     assert np.percentile(jn, 95) - np.percentile(jn, 5) > np.percentile(jo, 95) - np.percentile(jo, 5) + 10.0
 
 
-def test_glbs_of_contour_streets_validate(contour_world, tmp_path):
+def test_glbs_of_contour_streets_validate(world, tmp_path):
     """A hillside town chunk with the contour twist: its GLB validates (Khronos validator)."""
-    c = contour_world.chunk(HILLSIDE_TOWNS[0])
-    assert_valid_glbs({"contour_town": chunk_glb(c, contour_world.spec, chunk_mesh(c, contour_world.spec))}, tmp_path)
+    c = world.chunk(HILLSIDE_TOWNS[0])
+    assert_valid_glbs({"contour_town": chunk_glb(c, world.spec, chunk_mesh(c, world.spec))}, tmp_path)
 
 
 def road_network(g, bounds: tuple[float, float, float, float]):
@@ -261,15 +261,15 @@ def test_glbs_with_bridges_validate(world, bridges, tmp_path):
     assert_valid_glbs({"bridges": chunk_glb(c, world.spec, m)}, tmp_path)
 
 
-def test_the_contour_twist_inverts_exactly_and_its_node_turns_do_not_depend_on_how_they_are_asked(contour_world):
-    """core/twist.py's guarantees, on hill-town land of the contour world: untwist(twist(p)) = p
+def test_the_contour_twist_inverts_exactly_and_its_node_turns_do_not_depend_on_how_they_are_asked(world):
+    """core/twist.py's guarantees, on hill-town land of the default world: untwist(twist(p)) = p
     (to rounding), the analytic Jacobian matches finite differences, a box of node turns computed on
     one relief grid equals node by node, and a frame's turn cache changes no value."""
     from worldstream.core import twist as contour_twist
 
-    frame = contour_world.generator.streets
+    frame = world.generator.streets
     g = torch.Generator().manual_seed(5)
-    x0, y0 = [float(v) for v in HILLSIDE_TOWNS[0].bounds(contour_world.spec)[:2]]
+    x0, y0 = [float(v) for v in HILLSIDE_TOWNS[0].bounds(world.spec)[:2]]
     x = x0 + torch.rand(4000, generator=g, dtype=torch.float64) * 3000.0
     y = y0 + torch.rand(4000, generator=g, dtype=torch.float64) * 3000.0
     tx, ty = contour_twist.twist(x, y, frame.turn)
