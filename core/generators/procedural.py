@@ -756,41 +756,56 @@ class PointBlocks(NamedTuple):
         return (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])), settlements.world_rects(self.frame, b)
 
 
-STREET_SLACK = 32.0  # street metres a point's `to_grid_near` may lie from its `to_grid`: three times the
-# largest difference measured under the contour twist (10.7 m over 640 000 points in 40 km, four seeds)
+STREET_CELL = 32.0  # metres: the world lattice whose cells `street_coordinates` tests
+STREET_SLACK = 9.0  # street metres a point's street coordinates may lie outside the box of its cell's
+# corners': three times the largest difference between `to_grid` and its bilinear interpolation from
+# that lattice measured under the contour twist (2.9 m over 640 000 points in 40 km, four seeds)
 
 
 def street_coordinates(frame: StreetFrame, x: torch.Tensor, y: torch.Tensor, table: torch.Tensor, bx0: int, by0: int):
-    """Street coordinates (u, v) (float64, broadcast shape of x, y) and `needed` (bool, that shape):
-    exact (`frame.to_grid`) where a street or a country road may be near, `frame.to_grid_near`
-    elsewhere: `road_at` reads a point's block and those across its borders, so a point needs its
-    own only where an urban block lies in the 3 x 3 blocks around (the blocks within STREET_SLACK of
-    its approximate place), or a block with country roads does and the point is within HALF_COUNTRY
-    of a country line (every NEAR_TOWN_EVERY-th; with the slack); `table`: the chunk's block rows
-    from bx0, by0. Each point's answer is a pure function of its position (the flags are functions
-    of block indices), and so are u and v."""
+    """Street coordinates (u, v) (float64, (H, W)) at a separable grid of points (x (1, W), y (H, 1)
+    float64) and `needed` (bool, (H, W)): exact (`frame.to_grid`) in the cells of a STREET_CELL world
+    lattice where a street or a country road may be near; elsewhere the cell's south-west node's
+    (exact too), where no road, building or grading can be either. `road_at` reads a point's block and
+    those across its borders, so a cell needs its own where an urban block lies in the 3 x 3 blocks
+    around one that its points may fall in (the box of its corners' coordinates and STREET_SLACK), or
+    a block with country roads does and that box comes within HALF_COUNTRY of a country line (every
+    NEAR_TOWN_EVERY-th). `table`: the chunk's block rows from bx0, by0. Each point's answer is a
+    pure function of its position (cells are world-anchored; the flags are functions of block indices)."""
     shape = torch.broadcast_shapes(x.shape, y.shape)
-    gu, gv = frame.to_grid_near(x, y)
-    flags = torch.stack([table[..., settlements.URBAN] > 0, table[..., settlements.COUNTRY] > 0]).to(torch.float32)
-    flags = (vegetation.dilate(flags[0]) + 2.0 * vegetation.dilate(flags[1])).to(torch.uint8).reshape(-1)
+    s = STREET_CELL
+    i, j = torch.floor(x * (1.0 / s)).to(torch.int64), torch.floor(y * (1.0 / s)).to(torch.int64)
+    i0, j0 = int(i.min()), int(j.min())
+    ni, nj = int(i.max()) - i0 + 2, int(j.max()) - j0 + 2  # nodes: the cells' corners
+    nu, nv = frame.to_grid(((torch.arange(ni, dtype=torch.float64, device=x.device) + i0) * s).reshape(1, -1),
+                           ((torch.arange(nj, dtype=torch.float64, device=x.device) + j0) * s).reshape(-1, 1))
+    corners = lambda a: torch.stack([a[:-1, :-1], a[:-1, 1:], a[1:, :-1], a[1:, 1:]])  # noqa: E731  (4, nj-1, ni-1)
+    cu, cv = corners(nu), corners(nv)
+    lo_u, hi_u = cu.amin(0) - STREET_SLACK, cu.amax(0) + STREET_SLACK
+    lo_v, hi_v = cv.amin(0) - STREET_SLACK, cv.amax(0) + STREET_SLACK
     rows, cols = table.shape[:2]
-    near = torch.zeros(shape, dtype=torch.uint8, device=gu.device)
-    for du in (-STREET_SLACK, STREET_SLACK):  # the slack box spans at most two blocks each way
-        c = (torch.floor((gu + du) * (1.0 / BLOCK)).to(torch.int64) - bx0).clamp(0, cols - 1)
-        for dv in (-STREET_SLACK, STREET_SLACK):
-            r = (torch.floor((gv + dv) * (1.0 / BLOCK)).to(torch.int64) - by0).clamp(0, rows - 1)
-            near |= flags.index_select(0, (r * cols + c).reshape(-1)).reshape(shape)
-    span = BLOCK * settlements.NEAR_TOWN_EVERY
-    reach = settlements.HALF_COUNTRY + STREET_SLACK
-    on_line = lambda g: torch.abs(g - torch.floor(g * (1.0 / span) + 0.5) * span) < reach  # noqa: E731
-    needed = ((near & 1) > 0) | (((near & 2) > 0) & (on_line(gu) | on_line(gv)))
-    idx = torch.nonzero(needed.reshape(-1)).reshape(-1)
+    block = lambda a, o, n: (torch.floor(a * (1.0 / BLOCK)).to(torch.int64) - o).clamp(0, n - 1)  # noqa: E731
+    c0, c1, r0, r1 = block(lo_u, bx0, cols), block(hi_u, bx0, cols) + 1, block(lo_v, by0, rows), block(hi_v, by0, rows) + 1
+
+    def any_in_box(flag: torch.Tensor) -> torch.Tensor:  # a flag of the dilated table in the blocks c0..c1, r0..r1
+        sums = torch.nn.functional.pad(vegetation.dilate(flag.to(torch.float64)).cumsum(0).cumsum(1), (1, 0, 1, 0))
+        at = lambda r, c: sums.reshape(-1).index_select(0, (r * (cols + 1) + c).reshape(-1)).reshape(r.shape)  # noqa: E731
+        return at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0) > 0
+
+    span, reach = BLOCK * settlements.NEAR_TOWN_EVERY, settlements.HALF_COUNTRY
+    by_line = lambda lo, hi: torch.floor((hi + reach) * (1.0 / span)) * span >= lo - reach  # noqa: E731
+    cell_needed = any_in_box(table[..., settlements.URBAN] > 0) | (
+        any_in_box(table[..., settlements.COUNTRY] > 0) & (by_line(lo_u, hi_u) | by_line(lo_v, hi_v)))
+    cell = ((i - i0) + (j - j0) * (ni - 1)).expand(shape).reshape(-1)
+    needed = cell_needed.reshape(-1).index_select(0, cell)
+    node = cell + torch.div(cell, ni - 1, rounding_mode="floor")  # the cell's south-west node
+    u, v = nu.reshape(-1).index_select(0, node), nv.reshape(-1).index_select(0, node)
+    idx = torch.nonzero(needed).reshape(-1)
     if idx.numel():
         eu, ev = frame.to_grid(x.expand(shape).reshape(-1).index_select(0, idx),
                                y.expand(shape).reshape(-1).index_select(0, idx))
-        gu = gu.reshape(-1).index_put((idx,), eu).reshape(shape)
-        gv = gv.reshape(-1).index_put((idx,), ev).reshape(shape)
-    return gu, gv, needed
+        u, v = u.index_put((idx,), eu), v.index_put((idx,), ev)
+    return u.reshape(shape), v.reshape(shape), needed.reshape(shape)
 
 
 def _tiles(x: torch.Tensor, y: torch.Tensor, tile: float = 4096.0):
