@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import biomes, lattice, settlements, terrain, vegetation
+from .. import twist as contour_twist
 from ..chunk import Chunk
 from ..device import default_device
 from ..errors import GeneratorError
@@ -364,20 +365,29 @@ class ProceduralGenerator:
         rows = self.block_at(bxs.expand(len(bys), -1), bys.expand(-1, bxs.shape[1]), extra)
         return (bx0, by0, rows) if extra is None else (bx0, by0, *rows)
 
-    def _street_grid(self, table, bx0, by0, x, y):
+    def _learn_turns(self, box: tuple[int, int, int, int], extra: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The street frame learns the turns of the vortices in `box` (StreetFrame.turn_box) from one
+        macro call, which also gives the macro fields at the `extra` points (x, y float64, 1-D)."""
+        xs, ys = contour_twist.stencil_axes(*box, device=self.device)
+        gx, gy = xs.reshape(1, -1).expand(len(ys), -1).reshape(-1), ys.reshape(-1, 1).expand(-1, len(xs)).reshape(-1)
+        m = self.macro(torch.cat([gx, extra[0]]), torch.cat([gy, extra[1]]))
+        k = gx.numel()
+        self.streets.learn_turns(box, m["height"][:k].reshape(len(ys), len(xs)))
+        return {name: v[k:] for name, v in m.items()}
+
+    def _street_grid(self, table, bx0, by0, x, y, cells: "StreetCells | None" = None):
         """Street coordinates and block rows at points (x, y float64, broadcast to (H, W)):
         (None, zeros) where no block of the table is urban or has country roads (nothing there
         needs them: no grading, building, road or bridge). With the contour twist, whose exact map
-        costs several times the warp's, points whose blocks and the blocks around them have none
-        (`street_coordinates`) take `to_grid_near` and zero rows: the same rasters, bit for bit."""
+        costs several times the warp's, `cells` (`street_cells`, over the chunk) tell where they are
+        needed; points elsewhere take inexact ones and zero rows: the same rasters, bit for bit."""
         shape = torch.broadcast_shapes(x.shape, y.shape)
-        active = (table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)
-        if not bool(active.any()):
+        if not bool(((table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)).any()):
             return None, torch.zeros(shape + (BLOCK_ROW,), dtype=torch.float32, device=x.device)
-        if self.streets.height is None:
+        if cells is None:
             (u, v), needed = self.streets.to_grid(x, y), None
         else:
-            u, v, needed = street_coordinates(self.streets, x, y, table, bx0, by0)
+            u, v, needed = street_coordinates(self.streets, cells, x, y)
         cols = torch.floor(u * (1.0 / BLOCK)).to(torch.int64) - bx0
         rows = torch.floor(v * (1.0 / BLOCK)).to(torch.int64) - by0
         flat = table.reshape(-1, BLOCK_ROW)
@@ -411,10 +421,18 @@ class ProceduralGenerator:
             grids.append(macro_grid)
         shapes = [(gy.shape[0], gx.shape[1]) for _, _, gx, gy in grids]
         points = [torch.cat([g[axis].expand(shape).reshape(-1) for g, shape in zip(grids, shapes)]) for axis in (2, 3)]
-        bx0, by0, table, fields = self._block_table(west, south, east, north, points)
+        box = self.streets.turn_box(west, south, east, north, (TABLE_MARGIN + 1) * BLOCK)
+        if box is None or self.streets.recall_turns(box):
+            bx0, by0, table, fields = self._block_table(west, south, east, north, points)
+        else:  # the relief the contour twist's new vortices read, in the same macro call as those points
+            fields = self._learn_turns(box, points)
+            bx0, by0, table = self._block_table(west, south, east, north)
         split = {k: torch.split(v, [rows * cols for rows, cols in shapes]) for k, v in fields.items()}
         on_grids = [{k: v[i].reshape(shape) for k, v in split.items()} for i, shape in enumerate(shapes)]
-        uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1))
+        roads = (table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)
+        lattice_cells = street_cells(self.streets, west, south, east, north, table, bx0, by0) \
+            if self.streets.height is not None and bool(roads.any()) else None
+        uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1), lattice_cells)
         veg = self.vegetation_nodes(west, south, east, north, on_grids[0])
         nodes = None
         if macro_grid is not None:
@@ -457,7 +475,7 @@ class ProceduralGenerator:
         }
         semantic = biomes.classify(pix)
 
-        uv_p, block_p = self._street_grid(table, bx0, by0, px, py)
+        uv_p, block_p = self._street_grid(table, bx0, by0, px, py, lattice_cells)
         if uv_p is None:
             b = {"id": torch.zeros((n, n), dtype=torch.int64, device=dev)}
             road = torch.zeros((n, n), dtype=torch.bool, device=dev)
@@ -762,44 +780,68 @@ STREET_SLACK = 9.0  # street metres a point's street coordinates may lie outside
 # that lattice measured under the contour twist (2.9 m over 640 000 points in 40 km, four seeds)
 
 
-def street_coordinates(frame: StreetFrame, x: torch.Tensor, y: torch.Tensor, table: torch.Tensor, bx0: int, by0: int):
-    """Street coordinates (u, v) (float64, (H, W)) at a separable grid of points (x (1, W), y (H, 1)
-    float64) and `needed` (bool, (H, W)): exact (`frame.to_grid`) in the cells of a STREET_CELL world
-    lattice where a street or a country road may be near; elsewhere the cell's south-west node's
-    (exact too), where no road, building or grading can be either. `road_at` reads a point's block and
-    those across its borders, so a cell needs its own where an urban block lies in the 3 x 3 blocks
-    around one that its points may fall in (the box of its corners' coordinates and STREET_SLACK), or
-    a block with country roads does and that box comes within HALF_COUNTRY of a country line (every
-    NEAR_TOWN_EVERY-th). `table`: the chunk's block rows from bx0, by0. Each point's answer is a
-    pure function of its position (cells are world-anchored; the flags are functions of block indices)."""
-    shape = torch.broadcast_shapes(x.shape, y.shape)
+class StreetCells(NamedTuple):
+    """The STREET_CELL world lattice over a chunk (`street_cells`): its first node (i0, j0), node
+    columns, the nodes' exact street coordinates nu, nv (float64, (rows, cols)) and whether each
+    cell may hold a street or a country road (needed, bool (rows - 1, cols - 1))."""
+
+    i0: int
+    j0: int
+    cols: int
+    nu: torch.Tensor
+    nv: torch.Tensor
+    needed: torch.Tensor
+
+
+def street_cells(frame: StreetFrame, west: float, south: float, east: float, north: float, table: torch.Tensor,
+                 bx0: int, by0: int) -> StreetCells:
+    """The cells of the STREET_CELL lattice over a region that need exact street coordinates: those
+    where a street or a country road may be near. `road_at` reads a point's block and those across
+    its borders, so a cell needs them where an urban block lies in the 3 x 3 blocks around one that
+    its points may fall in (the box of its corners' street coordinates and STREET_SLACK), or a block
+    with country roads does and that box comes within HALF_COUNTRY of a country line (every
+    NEAR_TOWN_EVERY-th). `table`: the chunk's block rows from bx0, by0 (its flags are functions of
+    block indices, and the cells are world-anchored: each cell's answer is a pure function of it)."""
     s = STREET_CELL
-    i, j = torch.floor(x * (1.0 / s)).to(torch.int64), torch.floor(y * (1.0 / s)).to(torch.int64)
-    i0, j0 = int(i.min()), int(j.min())
-    ni, nj = int(i.max()) - i0 + 2, int(j.max()) - j0 + 2  # nodes: the cells' corners
-    nu, nv = frame.to_grid(((torch.arange(ni, dtype=torch.float64, device=x.device) + i0) * s).reshape(1, -1),
-                           ((torch.arange(nj, dtype=torch.float64, device=x.device) + j0) * s).reshape(-1, 1))
-    corners = lambda a: torch.stack([a[:-1, :-1], a[:-1, 1:], a[1:, :-1], a[1:, 1:]])  # noqa: E731  (4, nj-1, ni-1)
+    i0, j0 = int(np.floor(west / s)), int(np.floor(south / s))
+    cols, rows = int(np.floor(east / s)) - i0 + 2, int(np.floor(north / s)) - j0 + 2  # nodes: the cells' corners
+    dev = table.device
+    nu, nv = frame.to_grid(((torch.arange(cols, dtype=torch.float64, device=dev) + i0) * s).reshape(1, -1),
+                           ((torch.arange(rows, dtype=torch.float64, device=dev) + j0) * s).reshape(-1, 1))
+    corners = lambda a: torch.stack([a[:-1, :-1], a[:-1, 1:], a[1:, :-1], a[1:, 1:]])  # noqa: E731
     cu, cv = corners(nu), corners(nv)
     lo_u, hi_u = cu.amin(0) - STREET_SLACK, cu.amax(0) + STREET_SLACK
     lo_v, hi_v = cv.amin(0) - STREET_SLACK, cv.amax(0) + STREET_SLACK
-    rows, cols = table.shape[:2]
+    t_rows, t_cols = table.shape[:2]
     block = lambda a, o, n: (torch.floor(a * (1.0 / BLOCK)).to(torch.int64) - o).clamp(0, n - 1)  # noqa: E731
-    c0, c1, r0, r1 = block(lo_u, bx0, cols), block(hi_u, bx0, cols) + 1, block(lo_v, by0, rows), block(hi_v, by0, rows) + 1
+    c0, c1 = block(lo_u, bx0, t_cols), block(hi_u, bx0, t_cols) + 1
+    r0, r1 = block(lo_v, by0, t_rows), block(hi_v, by0, t_rows) + 1
 
-    def any_in_box(flag: torch.Tensor) -> torch.Tensor:  # a flag of the dilated table in the blocks c0..c1, r0..r1
+    def any_in_box(flag: torch.Tensor) -> torch.Tensor:  # a flag of the dilated table in blocks c0..c1, r0..r1
         sums = torch.nn.functional.pad(vegetation.dilate(flag.to(torch.float64)).cumsum(0).cumsum(1), (1, 0, 1, 0))
-        at = lambda r, c: sums.reshape(-1).index_select(0, (r * (cols + 1) + c).reshape(-1)).reshape(r.shape)  # noqa: E731
+        at = lambda r, c: sums.reshape(-1).index_select(0, (r * (t_cols + 1) + c).reshape(-1)).reshape(r.shape)  # noqa: E731
         return at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0) > 0
 
     span, reach = BLOCK * settlements.NEAR_TOWN_EVERY, settlements.HALF_COUNTRY
     by_line = lambda lo, hi: torch.floor((hi + reach) * (1.0 / span)) * span >= lo - reach  # noqa: E731
-    cell_needed = any_in_box(table[..., settlements.URBAN] > 0) | (
+    needed = any_in_box(table[..., settlements.URBAN] > 0) | (
         any_in_box(table[..., settlements.COUNTRY] > 0) & (by_line(lo_u, hi_u) | by_line(lo_v, hi_v)))
-    cell = ((i - i0) + (j - j0) * (ni - 1)).expand(shape).reshape(-1)
-    needed = cell_needed.reshape(-1).index_select(0, cell)
-    node = cell + torch.div(cell, ni - 1, rounding_mode="floor")  # the cell's south-west node
-    u, v = nu.reshape(-1).index_select(0, node), nv.reshape(-1).index_select(0, node)
+    return StreetCells(i0, j0, cols, nu, nv, needed)
+
+
+def street_coordinates(frame: StreetFrame, cells: StreetCells, x: torch.Tensor, y: torch.Tensor):
+    """Street coordinates (u, v) (float64, (H, W)) at a separable grid of points (x (1, W), y (H, 1)
+    float64) inside the region of `cells`, and `needed` (bool, (H, W)): exact (`frame.to_grid`) in
+    the cells that need them; elsewhere the cell's south-west node's (exact too), where no road,
+    building or grading can be either. A pure function of position, like the cells."""
+    shape = torch.broadcast_shapes(x.shape, y.shape)
+    s = STREET_CELL
+    i = torch.floor(x * (1.0 / s)).to(torch.int64) - cells.i0
+    j = torch.floor(y * (1.0 / s)).to(torch.int64) - cells.j0
+    cell = (i + j * (cells.cols - 1)).expand(shape).reshape(-1)
+    needed = cells.needed.reshape(-1).index_select(0, cell)
+    node = (i + j * cells.cols).expand(shape).reshape(-1)  # the cell's south-west node
+    u, v = cells.nu.reshape(-1).index_select(0, node), cells.nv.reshape(-1).index_select(0, node)
     idx = torch.nonzero(needed).reshape(-1)
     if idx.numel():
         eu, ev = frame.to_grid(x.expand(shape).reshape(-1).index_select(0, idx),
