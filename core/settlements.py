@@ -180,10 +180,12 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
                  density: torch.Tensor) -> dict[str, torch.Tensor]:
     """The building of lot (li, lj) in block (bx, by); all inputs broadcast, any shape.
 
-    Returns float64 rectangles (x0, y0, x1, y1, world metres), `present` (bool), `floors` (int64),
-    `height` (float32 m, eaves above the ground pad), `rise` (float32 m, ridge above the eaves),
-    `roof` (int64 ROOFS code), `type` (int64 TYPES code), `n` (lots per side) and `id` (int64
-    holding a non-zero 32-bit id).
+    Returns float64 rectangles (x0, y0, x1, y1, street metres), `present` (bool), `floors` (int64),
+    `height` (float32 m, eaves above the ground pad), `rise` (float32 m, ridge above the eaves on
+    the street rectangle; `world_rise` on the world footprint), `pitch` (float32, rise per half short
+    side), `roof` (int64 ROOFS code), `type` (int64 TYPES code), `n` (lots per side), `id` (int64
+    holding a non-zero 32-bit id), `along_v` (bool, the street it faces runs along v) and `either`
+    (bool, it could face either street: `world_rects` picks the nearer).
     """
     key = salt(seed, 21)
     h = hash2(bx * 16 + li, by * 16 + lj, key)
@@ -258,10 +260,10 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
                          floors)
     pitch = torch.where(kind == HOUSE, 0.6 + 0.4 * u[8], torch.where(row, 0.7 + 0.3 * u[8], 0.12 + 0.1 * u[8]))
     short = torch.minimum(x1 - x0, y1 - y0).to(torch.float32)
-    rise = torch.where(roof == FLAT, torch.zeros_like(pitch), pitch * short * 0.5)
+    rise = torch.where(roof == FLAT, torch.zeros_like(pitch), pitch * short * 0.5)  # world_rise: on the footprint
     bid = torch.where(h == 0, torch.ones_like(h), h)
     return {"x0": x0, "y0": y0, "x1": x1, "y1": y1, "present": present, "floors": floors,
-            "height": height, "rise": rise, "roof": roof, "type": kind, "n": n_int, "id": bid,
+            "height": height, "rise": rise, "pitch": pitch, "roof": roof, "type": kind, "n": n_int, "id": bid,
             "along_v": torch.where(row, ~faces_y, faces_v), "either": ~row & (to_x_edge == to_y_edge)}
 
 
@@ -324,6 +326,24 @@ def world_rects(frame: StreetFrame, b: dict[str, torch.Tensor]) -> dict[str, tor
     h = torch.clamp(torch.minimum(torch.minimum(fit(w, *rows[0]), fit(w, *rows[1])), h), min=0.5 * h)
     w = torch.minimum(torch.minimum(fit(h, rows[0][1], rows[0][0]), fit(h, rows[1][1], rows[1][0])), w)
     return {"cx": cx, "cy": cy, "ex": ex, "ey": ey, "w": w - 2.0 * RECT_MARGIN, "h": h - 2.0 * RECT_MARGIN}
+
+
+MIN_SIDE = 4.0  # metres: a footprint narrower than this is not built (strong shear leaves slivers of lots)
+
+
+def buildable(rect: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Whether `world_rects` footprints are wide enough to build (bool): both sides MIN_SIDE or more.
+    Where the contour twist shears the grid most, a lot's parallelogram leaves 1.5-3 m of street side."""
+    return torch.minimum(rect["w"], rect["h"]) >= MIN_SIDE
+
+
+def world_rise(b: dict[str, torch.Tensor], rect: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The ridge's rise above the eaves (float32 m) of `lot_building` roofs on their world footprints
+    (`world_rects`): the roof's pitch times half the footprint's short side, which shear and the
+    street frame's stretch make differ from the street rectangle's (a pitch of 1 on a lot sheared to
+    a 2 m wide footprint would otherwise stand 5 times as steep)."""
+    short = torch.minimum(rect["w"], rect["h"]).to(torch.float32)
+    return torch.where(b["roof"] == FLAT, torch.zeros_like(b["pitch"]), b["pitch"] * short * 0.5)
 
 
 def rect_local(r: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

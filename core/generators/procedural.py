@@ -252,6 +252,10 @@ class ProceduralGenerator:
         b = {k: v.index_select(0, real) for k, v in b.items()}
         bx, by, li, lj, block = (v.index_select(0, real) for v in (bx, by, li, lj, block))
         rect = settlements.world_rects(self.streets, b)
+        built = torch.nonzero(settlements.buildable(rect)).reshape(-1)
+        b, rect = ({k: v.index_select(0, built) for k, v in d.items()} for d in (b, rect))
+        bx, by, li, lj, block = (v.index_select(0, built) for v in (bx, by, li, lj, block))
+        b["rise"] = settlements.world_rise(b, rect)
         base, eaves, ridge = building_levels(b, rect, block, bx, by, self.macro, self.streets, li, lj,
                                              self.__dict__.setdefault("_building_levels", {}))
         keys = lot_key(bx, by, li, lj)
@@ -430,8 +434,9 @@ class ProceduralGenerator:
         split = {k: torch.split(v, [rows * cols for rows, cols in shapes]) for k, v in fields.items()}
         on_grids = [{k: v[i].reshape(shape) for k, v in split.items()} for i, shape in enumerate(shapes)]
         roads = (table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)
+        # the cells pay where they are coarser than the samples (their nodes are exact too)
         lattice_cells = street_cells(self.streets, west, south, east, north, table, bx0, by0) \
-            if self.streets.height is not None and bool(roads.any()) else None
+            if self.streets.height is not None and res * 2.0 <= STREET_CELL and bool(roads.any()) else None
         uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1), lattice_cells)
         veg = self.vegetation_nodes(west, south, east, north, on_grids[0])
         nodes = None
@@ -771,7 +776,8 @@ class PointBlocks(NamedTuple):
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """As `BlockTable.houses`, computed for the points' lots."""
         b = settlements.lot_building(self.seed, loc["bx"], loc["by"], loc["li"], loc["lj"], density)
-        return (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])), settlements.world_rects(self.frame, b)
+        rect = settlements.world_rects(self.frame, b)
+        return b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"]) & settlements.buildable(rect), rect
 
 
 STREET_CELL = 32.0  # metres: the world lattice whose cells `street_coordinates` tests
