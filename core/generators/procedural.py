@@ -444,7 +444,7 @@ class ProceduralGenerator:
             nodes = self.macro_nodes(west, south, east, north, on_grids[1] if len(on_grids) > 1 else None)
             veg = veg._replace(wet=nodes.water)
         lots = self._chunk_lots(table, bx0, by0)
-        blocks = BlockTable(table, bx0, by0, self.streets, lots)
+        blocks = BlockTable(table, bx0, by0, self.streets, lots, lattice_cells)
         # the tree candidates of the chunk's cells, evaluated once for samples, pixels and the tree list
         cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks)
         dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), uv_s, key.level, True,
@@ -644,9 +644,11 @@ class BlockTable:
     so the clamped border rows never answer); `any_urban`: is any block of the table urban?; `houses`:
     the buildings of lots, from the chunk's `lots` (`_chunk_lots`)."""
 
-    def __init__(self, table: torch.Tensor, bx0: int, by0: int, frame: StreetFrame, lots: "Lots | None" = None):
+    def __init__(self, table: torch.Tensor, bx0: int, by0: int, frame: StreetFrame, lots: "Lots | None" = None,
+                 cells: "StreetCells | None" = None):
         self.frame = frame
         self.lots = lots
+        self.cells = cells
         self.rows, self.cols = table.shape[0], table.shape[1]
         self.flat = table.reshape(-1, BLOCK_ROW)
         self.bx0, self.by0 = bx0, by0
@@ -674,6 +676,12 @@ class BlockTable:
         r = self.lots.find(loc["bx"], loc["by"], loc["li"], loc["lj"])
         return r >= 0, {k: v.index_select(0, r.clamp(0, None)) if v.numel() else torch.zeros_like(r, dtype=v.dtype)
                         for k, v in self.lots.rect.items()}
+
+    def street_coordinates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`StreetFrame.to_grid`, or where the chunk has `street_cells`, exact only where it needs them."""
+        if self.cells is None:
+            return self.frame.to_grid(x, y)
+        return street_coordinates(self.frame, self.cells, x, y)[:2]
 
     def urban_near(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         c = (bx - self.bx0).clamp(0, self.cols - 1)
@@ -773,6 +781,9 @@ class PointBlocks(NamedTuple):
     def columns(self, bx: torch.Tensor, by: torch.Tensor, names: tuple[int, ...]) -> torch.Tensor:
         return self(bx, by)[..., list(names)]
 
+    def street_coordinates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.frame.to_grid(x, y)
+
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """As `BlockTable.houses`, computed for the points' lots."""
         b = settlements.lot_building(self.seed, loc["bx"], loc["by"], loc["li"], loc["lj"], density)
@@ -781,6 +792,7 @@ class PointBlocks(NamedTuple):
 
 
 STREET_CELL = 32.0  # metres: the world lattice whose cells `street_coordinates` tests
+STREET_WIDEN = 0.5  # metres the roads may be widened by a reader of street coordinates (trees keep that off them)
 STREET_SLACK = 9.0  # street metres a point's street coordinates may lie outside the box of its cell's
 # corners': three times the largest difference between `to_grid` and its bilinear interpolation from
 # that lattice measured under the contour twist (2.9 m over 640 000 points in 40 km, four seeds)
@@ -805,7 +817,7 @@ def street_cells(frame: StreetFrame, west: float, south: float, east: float, nor
     where a street or a country road may be near. `road_at` reads a point's block and those across
     its borders, so a cell needs them where an urban block lies in the 3 x 3 blocks around one that
     its points may fall in (the box of its corners' street coordinates and STREET_SLACK), or a block
-    with country roads does and that box comes within HALF_COUNTRY of a country line (every
+    with country roads does and that box comes within HALF_COUNTRY + STREET_WIDEN of a country line (every
     NEAR_TOWN_EVERY-th). `table`: the chunk's block rows from bx0, by0 (its flags are functions of
     block indices, and the cells are world-anchored: each cell's answer is a pure function of it)."""
     s = STREET_CELL
@@ -828,7 +840,7 @@ def street_cells(frame: StreetFrame, west: float, south: float, east: float, nor
         at = lambda r, c: sums.reshape(-1).index_select(0, (r * (t_cols + 1) + c).reshape(-1)).reshape(r.shape)  # noqa: E731
         return at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0) > 0
 
-    span, reach = BLOCK * settlements.NEAR_TOWN_EVERY, settlements.HALF_COUNTRY
+    span, reach = BLOCK * settlements.NEAR_TOWN_EVERY, settlements.HALF_COUNTRY + STREET_WIDEN
     by_line = lambda lo, hi: torch.floor((hi + reach) * (1.0 / span)) * span >= lo - reach  # noqa: E731
     needed = any_in_box(table[..., settlements.URBAN] > 0) | (
         any_in_box(table[..., settlements.COUNTRY] > 0) & (by_line(lo_u, hi_u) | by_line(lo_v, hi_v)))
@@ -836,16 +848,20 @@ def street_cells(frame: StreetFrame, west: float, south: float, east: float, nor
 
 
 def street_coordinates(frame: StreetFrame, cells: StreetCells, x: torch.Tensor, y: torch.Tensor):
-    """Street coordinates (u, v) (float64, (H, W)) at a separable grid of points (x (1, W), y (H, 1)
-    float64) inside the region of `cells`, and `needed` (bool, (H, W)): exact (`frame.to_grid`) in
-    the cells that need them; elsewhere the cell's south-west node's (exact too), where no road,
-    building or grading can be either. A pure function of position, like the cells."""
+    """Street coordinates (u, v) (float64, broadcast shape of x, y: a separable grid (1, W), (H, 1)
+    or points) and `needed` (bool, that shape): exact (`frame.to_grid`) in the cells that need them
+    and outside the region of `cells`; elsewhere the cell's south-west node's (exact too), where no
+    road (widened by up to STREET_WIDEN), building or grading can be either. A pure function of
+    position, like the cells."""
     shape = torch.broadcast_shapes(x.shape, y.shape)
     s = STREET_CELL
+    rows, cols = cells.needed.shape
     i = torch.floor(x * (1.0 / s)).to(torch.int64) - cells.i0
     j = torch.floor(y * (1.0 / s)).to(torch.int64) - cells.j0
-    cell = (i + j * (cells.cols - 1)).expand(shape).reshape(-1)
-    needed = cells.needed.reshape(-1).index_select(0, cell)
+    outside = ((i < 0) | (i >= cols) | (j < 0) | (j >= rows)).expand(shape).reshape(-1)
+    i, j = i.clamp(0, cols - 1), j.clamp(0, rows - 1)
+    cell = (i + j * cols).expand(shape).reshape(-1)
+    needed = cells.needed.reshape(-1).index_select(0, cell) | outside
     node = (i + j * cells.cols).expand(shape).reshape(-1)  # the cell's south-west node
     u, v = cells.nu.reshape(-1).index_select(0, node), cells.nv.reshape(-1).index_select(0, node)
     idx = torch.nonzero(needed).reshape(-1)
