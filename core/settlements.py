@@ -319,9 +319,9 @@ def world_rects(frame: StreetFrame, b: dict[str, torch.Tensor]) -> dict[str, tor
     pq = torch.abs(px * qy - py * qx)
     rows = ((torch.abs(qy * ex - qx * ey) / pq, torch.abs(qy * ey + qx * ex) / pq),
             (torch.abs(py * ex - px * ey) / pq, torch.abs(py * ey + px * ex) / pq))
+
     def fit(size, along, across):  # the most of one side that fits beside `size` of the other
         return torch.where(across > 0, (1.0 - along * size) / torch.where(across > 0, across, 1.0), float("inf"))
-
 
     h = torch.clamp(torch.minimum(torch.minimum(fit(w, *rows[0]), fit(w, *rows[1])), h), min=0.5 * h)
     w = torch.minimum(torch.minimum(fit(h, rows[0][1], rows[0][0]), fit(h, rows[1][1], rows[1][0])), w)
