@@ -180,10 +180,12 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
                  density: torch.Tensor) -> dict[str, torch.Tensor]:
     """The building of lot (li, lj) in block (bx, by); all inputs broadcast, any shape.
 
-    Returns float64 rectangles (x0, y0, x1, y1, world metres), `present` (bool), `floors` (int64),
-    `height` (float32 m, eaves above the ground pad), `rise` (float32 m, ridge above the eaves),
-    `roof` (int64 ROOFS code), `type` (int64 TYPES code), `n` (lots per side) and `id` (int64
-    holding a non-zero 32-bit id).
+    Returns float64 rectangles (x0, y0, x1, y1, street metres), `present` (bool), `floors` (int64),
+    `height` (float32 m, eaves above the ground pad), `rise` (float32 m, ridge above the eaves on
+    the street rectangle; `world_rise` on the world footprint), `pitch` (float32, rise per half short
+    side), `roof` (int64 ROOFS code), `type` (int64 TYPES code), `n` (lots per side), `id` (int64
+    holding a non-zero 32-bit id), `along_v` (bool, the street it faces runs along v) and `either`
+    (bool, it could face either street: `world_rects` picks the nearer).
     """
     key = salt(seed, 21)
     h = hash2(bx * 16 + li, by * 16 + lj, key)
@@ -258,11 +260,11 @@ def lot_building(seed: int, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor
                          floors)
     pitch = torch.where(kind == HOUSE, 0.6 + 0.4 * u[8], torch.where(row, 0.7 + 0.3 * u[8], 0.12 + 0.1 * u[8]))
     short = torch.minimum(x1 - x0, y1 - y0).to(torch.float32)
-    rise = torch.where(roof == FLAT, torch.zeros_like(pitch), pitch * short * 0.5)
+    rise = torch.where(roof == FLAT, torch.zeros_like(pitch), pitch * short * 0.5)  # world_rise: on the footprint
     bid = torch.where(h == 0, torch.ones_like(h), h)
     return {"x0": x0, "y0": y0, "x1": x1, "y1": y1, "present": present, "floors": floors,
-            "height": height, "rise": rise, "roof": roof, "type": kind, "n": n_int, "id": bid,
-            "along_v": torch.where(row, ~faces_y, faces_v)}
+            "height": height, "rise": rise, "pitch": pitch, "roof": roof, "type": kind, "n": n_int, "id": bid,
+            "along_v": torch.where(row, ~faces_y, faces_v), "either": ~row & (to_x_edge == to_y_edge)}
 
 
 RECT_MARGIN = 0.25  # metres a footprint keeps inside the image of its street-grid rectangle, for the
@@ -271,18 +273,32 @@ RECT_MARGIN = 0.25  # metres a footprint keeps inside the image of its street-gr
 
 def world_rects(frame: StreetFrame, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """World footprints of `lot_building` rectangles (street coordinates): rectangles aligned with
-    the street the building faces (the v axis where `along_v`, else u), centred where the street
-    rectangle's centre lies, as large as fits in the street rectangle's local image (a
-    parallelogram where the streets do not meet at right angles) less RECT_MARGIN; where shear
-    would leave less than 0.3 of the street side, the rectangle keeps 0.3 and is less deep.
+    the street the building faces (the v axis where `along_v`, else u; where it could face `either`,
+    the street nearer in the world: where streets meet at other than right angles the two differ),
+    as that street runs past the building (on a curved street the direction at the building's
+    centre differs by degrees), centred where the street rectangle's centre lies, as large as fits
+    in the street rectangle's local image there (a parallelogram where the streets do not meet at
+    right angles) less RECT_MARGIN; where shear would leave less than 0.3 of the street side, the
+    rectangle keeps 0.3 and is less deep.
 
     Returns float64 (N,) tensors: cx, cy (centre), ex, ey (unit vector of the rectangle's s side),
     w (length along s), h (along t, s turned +90 deg)."""
-    cx, cy = frame.to_world((b["x0"] + b["x1"]) * 0.5, (b["y0"] + b["y1"]) * 0.5)
+    uc, vc = (b["x0"] + b["x1"]) * 0.5, (b["y0"] + b["y1"]) * 0.5
+    cx, cy = frame.to_world(uc, vc)
     ax, ay, bx, by = frame.inverse_jacobian(cx, cy)
+    det = torch.abs(ax * by - ay * bx)
+    # street metres from the centre to the nearer grid line across u and across v, and in the world
+    du = torch.floor(uc * (1.0 / BLOCK) + 0.5) * BLOCK - uc
+    dv = torch.floor(vc * (1.0 / BLOCK) + 0.5) * BLOCK - vc
+    nearer_u = torch.abs(du) * det * torch.rsqrt(bx * bx + by * by) <= torch.abs(dv) * det * torch.rsqrt(ax * ax + ay * ay)
+    along_v = torch.where(b["either"], nearer_u, b["along_v"])
+    # the street's direction where it passes the building: at the centre moved onto the street's
+    # centre line (to first order; the direction turns 0.3 deg per metre at most)
+    fx = cx + torch.where(along_v, ax * du, bx * dv)
+    fy = cy + torch.where(along_v, ay * du, by * dv)
+    fax, fay, fbx, fby = frame.inverse_jacobian(fx, fy)
     su, sv = b["x1"] - b["x0"], b["y1"] - b["y0"]
     ax, ay, bx, by = ax * su, ay * su, bx * sv, by * sv  # the parallelogram's sides
-    along_v = b["along_v"]
     # the street side: (px, py); the other side: (qx, qy); a rectangle along p inside the parallelogram
     px, py = torch.where(along_v, bx, ax), torch.where(along_v, by, ay)
     qx, qy = torch.where(along_v, ax, bx), torch.where(along_v, ay, by)
@@ -293,10 +309,41 @@ def world_rects(frame: StreetFrame, b: dict[str, torch.Tensor]) -> dict[str, tor
     full = length - slant
     narrow = full < length * 0.3  # strong shear: keep 0.3 of the street side and give up depth instead,
     # so that the rectangle stays inside the parallelogram (depth * (length - w) / slant fits)
-    w = torch.where(narrow, length * 0.3, full) - 2.0 * RECT_MARGIN
-    h = torch.where(narrow, depth * (length * 0.7) / torch.where(narrow, slant, torch.ones_like(slant)), depth) \
-        - 2.0 * RECT_MARGIN
-    return {"cx": cx, "cy": cy, "ex": ex, "ey": ey, "w": w, "h": h}
+    w = torch.where(narrow, length * 0.3, full)
+    h = torch.where(narrow, depth * (length * 0.7) / torch.where(narrow, slant, torch.ones_like(slant)), depth)
+    # turned to the street's direction, the rectangle must keep its corners inside the parallelogram:
+    # |r . e| w + |r . n| h <= 1 for both rows r of [p q]^-1; it gives up depth first (to half), then width
+    sx, sy = torch.where(along_v, fbx, fax), torch.where(along_v, fby, fay)
+    slen = torch.sqrt(sx * sx + sy * sy)
+    ex, ey = sx / slen, sy / slen
+    pq = torch.abs(px * qy - py * qx)
+    rows = ((torch.abs(qy * ex - qx * ey) / pq, torch.abs(qy * ey + qx * ex) / pq),
+            (torch.abs(py * ex - px * ey) / pq, torch.abs(py * ey + px * ex) / pq))
+
+    def fit(size, along, across):  # the most of one side that fits beside `size` of the other
+        return torch.where(across > 0, (1.0 - along * size) / torch.where(across > 0, across, 1.0), float("inf"))
+
+    h = torch.clamp(torch.minimum(torch.minimum(fit(w, *rows[0]), fit(w, *rows[1])), h), min=0.5 * h)
+    w = torch.minimum(torch.minimum(fit(h, rows[0][1], rows[0][0]), fit(h, rows[1][1], rows[1][0])), w)
+    return {"cx": cx, "cy": cy, "ex": ex, "ey": ey, "w": w - 2.0 * RECT_MARGIN, "h": h - 2.0 * RECT_MARGIN}
+
+
+MIN_SIDE = 4.0  # metres: a footprint narrower than this is not built (strong shear leaves slivers of lots)
+
+
+def buildable(rect: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Whether `world_rects` footprints are wide enough to build (bool): both sides MIN_SIDE or more.
+    Where the contour twist shears the grid most, a lot's parallelogram leaves 1.5-3 m of street side."""
+    return torch.minimum(rect["w"], rect["h"]) >= MIN_SIDE
+
+
+def world_rise(b: dict[str, torch.Tensor], rect: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The ridge's rise above the eaves (float32 m) of `lot_building` roofs on their world footprints
+    (`world_rects`): the roof's pitch times half the footprint's short side, which shear and the
+    street frame's stretch make differ from the street rectangle's (a pitch of 1 on a lot sheared to
+    a 2 m wide footprint would otherwise stand 5 times as steep)."""
+    short = torch.minimum(rect["w"], rect["h"]).to(torch.float32)
+    return torch.where(b["roof"] == FLAT, torch.zeros_like(b["pitch"]), b["pitch"] * short * 0.5)
 
 
 def rect_local(r: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -116,6 +116,25 @@ def _fourth_power(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
     return re * re - im * im, 2.0 * re * im
 
 
+def stencil_axes(i0: int, i1: int, j0: int, j1: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The separable grid of relief samples (xs (W,), ys (H,) float64 m) that the stencils of the
+    nodes i0..i1 x j0..j1 share: L / (STENCIL - 1) apart, +-L / 2 around the outer nodes."""
+    h = TWIST_SPACING / (STENCIL - 1)
+    half = (STENCIL - 1) // 2
+    xs = torch.arange((STENCIL - 1) * i0 - half, (STENCIL - 1) * i1 + half + 1, device=device).to(torch.float64) * h
+    ys = torch.arange((STENCIL - 1) * j0 - half, (STENCIL - 1) * j1 + half + 1, device=device).to(torch.float64) * h
+    return xs, ys
+
+
+def box_turns(z: torch.Tensor, i0: int, i1: int, j0: int, j1: int,
+              axes: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]) -> torch.Tensor:
+    """tau (float64, (rows * cols,), row by row) of the nodes i0..i1 x j0..j1 from the relief z
+    (float32 m, (H, W)) on their `stencil_axes`: the same values as `node_turn` node by node."""
+    i = torch.arange(i0, i1 + 1, dtype=torch.int64, device=z.device).repeat(j1 - j0 + 1)
+    j = torch.arange(j0, j1 + 1, dtype=torch.int64, device=z.device).repeat_interleave(i1 - i0 + 1)
+    return node_turn(i, j, lambda x, y: z, axes, box=True)
+
+
 def node_turn(i: torch.Tensor, j: torch.Tensor, height: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
               axes: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]], box: bool = False) -> torch.Tensor:
     """tau (float64, the half-angle tangent of phi) of nodes (i, j) (1-D int64).
@@ -135,9 +154,7 @@ def node_turn(i: torch.Tensor, j: torch.Tensor, height: Callable[[torch.Tensor, 
     h = L / (STENCIL - 1)
     half = (STENCIL - 1) // 2
     if box:  # the nodes are a whole box, row by row: one separable grid of relief samples serves all stencils
-        i0, i1, j0, j1 = int(i.min()), int(i.max()), int(j.min()), int(j.max())
-        xs = torch.arange((STENCIL - 1) * i0 - half, (STENCIL - 1) * i1 + half + 1, device=i.device).to(torch.float64) * h
-        ys = torch.arange((STENCIL - 1) * j0 - half, (STENCIL - 1) * j1 + half + 1, device=i.device).to(torch.float64) * h
+        xs, ys = stencil_axes(int(i.min()), int(i.max()), int(j.min()), int(j.max()), i.device)
         z = height(xs.reshape(1, -1), ys.reshape(-1, 1)).to(torch.float64)
         gxs = (z[1:-1, 2:] - z[1:-1, :-2]) * (0.5 / h)  # at the grid's inner samples
         gys = (z[2:, 1:-1] - z[:-2, 1:-1]) * (0.5 / h)

@@ -50,6 +50,10 @@ class BlockLookup(Protocol):
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Whether each located lot (settlements.locate) holds a building, and its world rectangle."""
 
+    def street_coordinates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Street coordinates of world points (float64, one shape) wherever a road, widened by up to
+        0.5 m, or an urban block may be near; elsewhere any whose roads and blocks say so too."""
+
 
 class VegetationNodes(NamedTuple):
     """Vegetation fields on lattice nodes (i, j) -> world (i * VEG_LATTICE, j * VEG_LATTICE).
@@ -162,7 +166,7 @@ def _settled(x: torch.Tensor, y: torch.Tensor, u: list[torch.Tensor], f: dict[st
     zero = torch.zeros_like(u[0])
 
     # settlements: no trees on roads or in houses; street trees on sidewalks, garden trees in lots
-    gu, gv = blocks.frame.to_grid(x, y)  # street coordinates: the blocks' grid
+    gu, gv = blocks.street_coordinates(x, y)  # street coordinates: the blocks' grid
     r = road_at(gu, gv, blocks, widen=0.5)
     road, own, edge_x, edge_y, hw_x, hw_y = (r[k] for k in ("road", "own", "edge_x", "edge_y", "hw_x", "hw_y"))
     urban = own > 0
@@ -396,7 +400,7 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     if hasattr(blocks, "urban_near") and not blocks.any_urban:  # a chunk's block table without towns
         urban = torch.zeros(torch.broadcast_shapes(x.shape, y.shape), dtype=torch.bool, device=x.device)
     elif hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
-        gu, gv = blocks.frame.to_grid_near(x, y)  # a metre off at most: urban_near has a block of slack
+        gu, gv = blocks.frame.to_grid_near(x, y)  # 11 m off at most: urban_near has a block of slack
         urban = blocks.urban_near(torch.floor(gu * (1.0 / BLOCK)).to(torch.int64), torch.floor(gv * (1.0 / BLOCK)).to(torch.int64))
     else:
         gu, gv = blocks.frame.to_grid_near(x, y)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import biomes, lattice, settlements, terrain, vegetation
+from .. import twist as contour_twist
 from ..chunk import Chunk
 from ..device import default_device
 from ..errors import GeneratorError
@@ -45,8 +46,8 @@ OWN_PARAMETERS = frozenset({"urbanization", "vegetation", "contour_streets"})  #
 class ProceduralGenerator:
     """Parameters (WorldSpec.generator_params): relief, sea_level_bias, rivers, lakes (see
     terrain.TerrainParams), urbanization (settlement density multiplier, default 1),
-    vegetation (tree probability multiplier, default 1; 0: no trees) and contour_streets (1: the
-    street grid turns to the contours, core/twist.py; default 0, experimental: docs/towns.md)."""
+    vegetation (tree probability multiplier, default 1; 0: no trees) and contour_streets (default 1:
+    the street grid turns to the contours, core/twist.py, docs/towns.md; 0: the grid without the twist)."""
 
     def __init__(self, spec: WorldSpec):
         self.spec = spec
@@ -67,10 +68,10 @@ class ProceduralGenerator:
         seed = spec.seed
         self.macro_octaves = terrain.MacroOctaves.for_seed(seed)
         self.settlement_octaves = settlements.settlement_octaves(seed)
-        contour = float(params.get("contour_streets", 0))
+        contour = float(params.get("contour_streets", 1))
         if contour not in (0.0, 1.0):
             raise GeneratorError(f"procedural parameter 'contour_streets' must be 0 or 1, got {contour!r}")
-        # with contour_streets 1 the street grid turns to the contours of the macro relief (core/twist.py)
+        # by default (contour_streets 1) the street grid turns to the contours of the macro relief (core/twist.py)
         self.streets = StreetFrame.for_seed(seed, height=(lambda x, y: self.macro(x, y)["height"]) if contour else None)
         self.forest_octaves = octaves(seed, 30, 900.0, 3)
         self.farm_octaves = octaves(seed, 31, 2500.0, 2)
@@ -251,6 +252,10 @@ class ProceduralGenerator:
         b = {k: v.index_select(0, real) for k, v in b.items()}
         bx, by, li, lj, block = (v.index_select(0, real) for v in (bx, by, li, lj, block))
         rect = settlements.world_rects(self.streets, b)
+        built = torch.nonzero(settlements.buildable(rect)).reshape(-1)
+        b, rect = ({k: v.index_select(0, built) for k, v in d.items()} for d in (b, rect))
+        bx, by, li, lj, block = (v.index_select(0, built) for v in (bx, by, li, lj, block))
+        b["rise"] = settlements.world_rise(b, rect)
         base, eaves, ridge = building_levels(b, rect, block, bx, by, self.macro, self.streets, li, lj,
                                              self.__dict__.setdefault("_building_levels", {}))
         keys = lot_key(bx, by, li, lj)
@@ -364,18 +369,36 @@ class ProceduralGenerator:
         rows = self.block_at(bxs.expand(len(bys), -1), bys.expand(-1, bxs.shape[1]), extra)
         return (bx0, by0, rows) if extra is None else (bx0, by0, *rows)
 
-    def _street_grid(self, table, bx0, by0, x, y):
+    def _learn_turns(self, box: tuple[int, int, int, int], extra: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The street frame learns the turns of the vortices in `box` (StreetFrame.turn_box) from one
+        macro call, which also gives the macro fields at the `extra` points (x, y float64, 1-D)."""
+        xs, ys = contour_twist.stencil_axes(*box, device=self.device)
+        gx, gy = xs.reshape(1, -1).expand(len(ys), -1).reshape(-1), ys.reshape(-1, 1).expand(-1, len(xs)).reshape(-1)
+        m = self.macro(torch.cat([gx, extra[0]]), torch.cat([gy, extra[1]]))
+        k = gx.numel()
+        self.streets.learn_turns(box, m["height"][:k].reshape(len(ys), len(xs)))
+        return {name: v[k:] for name, v in m.items()}
+
+    def _street_grid(self, table, bx0, by0, x, y, cells: "StreetCells | None" = None):
         """Street coordinates and block rows at points (x, y float64, broadcast to (H, W)):
         (None, zeros) where no block of the table is urban or has country roads (nothing there
-        needs them: no grading, building, road or bridge)."""
+        needs them: no grading, building, road or bridge). With the contour twist, whose exact map
+        costs several times the warp's, `cells` (`street_cells`, over the chunk) tell where they are
+        needed; points elsewhere take inexact ones and zero rows: the same rasters, bit for bit."""
         shape = torch.broadcast_shapes(x.shape, y.shape)
         if not bool(((table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)).any()):
             return None, torch.zeros(shape + (BLOCK_ROW,), dtype=torch.float32, device=x.device)
-        u, v = self.streets.to_grid(x, y)
+        if cells is None:
+            (u, v), needed = self.streets.to_grid(x, y), None
+        else:
+            u, v, needed = street_coordinates(self.streets, cells, x, y)
         cols = torch.floor(u * (1.0 / BLOCK)).to(torch.int64) - bx0
         rows = torch.floor(v * (1.0 / BLOCK)).to(torch.int64) - by0
         flat = table.reshape(-1, BLOCK_ROW)
-        return (u, v), flat.index_select(0, (rows * table.shape[1] + cols).reshape(-1)).reshape(shape + (BLOCK_ROW,))
+        block = flat.index_select(0, (rows * table.shape[1] + cols).reshape(-1)).reshape(shape + (BLOCK_ROW,))
+        if needed is not None:
+            block = torch.where(needed.unsqueeze(-1), block, torch.zeros_like(block))
+        return (u, v), block
 
     def chunk(self, key: ChunkKey) -> Chunk:
         spec = self.spec
@@ -402,17 +425,26 @@ class ProceduralGenerator:
             grids.append(macro_grid)
         shapes = [(gy.shape[0], gx.shape[1]) for _, _, gx, gy in grids]
         points = [torch.cat([g[axis].expand(shape).reshape(-1) for g, shape in zip(grids, shapes)]) for axis in (2, 3)]
-        bx0, by0, table, fields = self._block_table(west, south, east, north, points)
+        box = self.streets.turn_box(west, south, east, north, (TABLE_MARGIN + 1) * BLOCK)
+        if box is None or self.streets.recall_turns(box):
+            bx0, by0, table, fields = self._block_table(west, south, east, north, points)
+        else:  # the relief the contour twist's new vortices read, in the same macro call as those points
+            fields = self._learn_turns(box, points)
+            bx0, by0, table = self._block_table(west, south, east, north)
         split = {k: torch.split(v, [rows * cols for rows, cols in shapes]) for k, v in fields.items()}
         on_grids = [{k: v[i].reshape(shape) for k, v in split.items()} for i, shape in enumerate(shapes)]
-        uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1))
+        roads = (table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)
+        # the cells pay where they are coarser than the samples (their nodes are exact too)
+        lattice_cells = street_cells(self.streets, west, south, east, north, table, bx0, by0) \
+            if self.streets.height is not None and res * 2.0 <= STREET_CELL and bool(roads.any()) else None
+        uv_s, block_s = self._street_grid(table, bx0, by0, xs.reshape(1, -1), ys.reshape(-1, 1), lattice_cells)
         veg = self.vegetation_nodes(west, south, east, north, on_grids[0])
         nodes = None
         if macro_grid is not None:
             nodes = self.macro_nodes(west, south, east, north, on_grids[1] if len(on_grids) > 1 else None)
             veg = veg._replace(wet=nodes.water)
         lots = self._chunk_lots(table, bx0, by0)
-        blocks = BlockTable(table, bx0, by0, self.streets, lots)
+        blocks = BlockTable(table, bx0, by0, self.streets, lots, lattice_cells)
         # the tree candidates of the chunk's cells, evaluated once for samples, pixels and the tree list
         cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks)
         dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), uv_s, key.level, True,
@@ -448,7 +480,7 @@ class ProceduralGenerator:
         }
         semantic = biomes.classify(pix)
 
-        uv_p, block_p = self._street_grid(table, bx0, by0, px, py)
+        uv_p, block_p = self._street_grid(table, bx0, by0, px, py, lattice_cells)
         if uv_p is None:
             b = {"id": torch.zeros((n, n), dtype=torch.int64, device=dev)}
             road = torch.zeros((n, n), dtype=torch.bool, device=dev)
@@ -612,9 +644,11 @@ class BlockTable:
     so the clamped border rows never answer); `any_urban`: is any block of the table urban?; `houses`:
     the buildings of lots, from the chunk's `lots` (`_chunk_lots`)."""
 
-    def __init__(self, table: torch.Tensor, bx0: int, by0: int, frame: StreetFrame, lots: "Lots | None" = None):
+    def __init__(self, table: torch.Tensor, bx0: int, by0: int, frame: StreetFrame, lots: "Lots | None" = None,
+                 cells: "StreetCells | None" = None):
         self.frame = frame
         self.lots = lots
+        self.cells = cells
         self.rows, self.cols = table.shape[0], table.shape[1]
         self.flat = table.reshape(-1, BLOCK_ROW)
         self.bx0, self.by0 = bx0, by0
@@ -642,6 +676,12 @@ class BlockTable:
         r = self.lots.find(loc["bx"], loc["by"], loc["li"], loc["lj"])
         return r >= 0, {k: v.index_select(0, r.clamp(0, None)) if v.numel() else torch.zeros_like(r, dtype=v.dtype)
                         for k, v in self.lots.rect.items()}
+
+    def street_coordinates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`StreetFrame.to_grid`, or where the chunk has `street_cells`, exact only where it needs them."""
+        if self.cells is None:
+            return self.frame.to_grid(x, y)
+        return street_coordinates(self.frame, self.cells, x, y)[:2]
 
     def urban_near(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         c = (bx - self.bx0).clamp(0, self.cols - 1)
@@ -741,10 +781,95 @@ class PointBlocks(NamedTuple):
     def columns(self, bx: torch.Tensor, by: torch.Tensor, names: tuple[int, ...]) -> torch.Tensor:
         return self(bx, by)[..., list(names)]
 
+    def street_coordinates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.frame.to_grid(x, y)
+
     def houses(self, loc: dict[str, torch.Tensor], density: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """As `BlockTable.houses`, computed for the points' lots."""
         b = settlements.lot_building(self.seed, loc["bx"], loc["by"], loc["li"], loc["lj"], density)
-        return (b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"])), settlements.world_rects(self.frame, b)
+        rect = settlements.world_rects(self.frame, b)
+        return b["present"] & (loc["li"] < loc["n"]) & (loc["lj"] < loc["n"]) & settlements.buildable(rect), rect
+
+
+STREET_CELL = 32.0  # metres: the world lattice whose cells `street_coordinates` tests
+STREET_WIDEN = 0.5  # metres the roads may be widened by a reader of street coordinates (trees keep that off them)
+STREET_SLACK = 9.0  # street metres a point's street coordinates may lie outside the box of its cell's
+# corners': three times the largest difference between `to_grid` and its bilinear interpolation from
+# that lattice measured under the contour twist (2.9 m over 640 000 points in 40 km, four seeds)
+
+
+class StreetCells(NamedTuple):
+    """The STREET_CELL world lattice over a chunk (`street_cells`): its first node (i0, j0), node
+    columns, the nodes' exact street coordinates nu, nv (float64, (rows, cols)) and whether each
+    cell may hold a street or a country road (needed, bool (rows - 1, cols - 1))."""
+
+    i0: int
+    j0: int
+    cols: int
+    nu: torch.Tensor
+    nv: torch.Tensor
+    needed: torch.Tensor
+
+
+def street_cells(frame: StreetFrame, west: float, south: float, east: float, north: float, table: torch.Tensor,
+                 bx0: int, by0: int) -> StreetCells:
+    """The cells of the STREET_CELL lattice over a region that need exact street coordinates: those
+    where a street or a country road may be near. `road_at` reads a point's block and those across
+    its borders, so a cell needs them where an urban block lies in the 3 x 3 blocks around one that
+    its points may fall in (the box of its corners' street coordinates and STREET_SLACK), or a block
+    with country roads does and that box comes within HALF_COUNTRY + STREET_WIDEN of a country line (every
+    NEAR_TOWN_EVERY-th). `table`: the chunk's block rows from bx0, by0 (its flags are functions of
+    block indices, and the cells are world-anchored: each cell's answer is a pure function of it)."""
+    s = STREET_CELL
+    i0, j0 = int(np.floor(west / s)), int(np.floor(south / s))
+    cols, rows = int(np.floor(east / s)) - i0 + 2, int(np.floor(north / s)) - j0 + 2  # nodes: the cells' corners
+    dev = table.device
+    nu, nv = frame.to_grid(((torch.arange(cols, dtype=torch.float64, device=dev) + i0) * s).reshape(1, -1),
+                           ((torch.arange(rows, dtype=torch.float64, device=dev) + j0) * s).reshape(-1, 1))
+    corners = lambda a: torch.stack([a[:-1, :-1], a[:-1, 1:], a[1:, :-1], a[1:, 1:]])  # noqa: E731
+    cu, cv = corners(nu), corners(nv)
+    lo_u, hi_u = cu.amin(0) - STREET_SLACK, cu.amax(0) + STREET_SLACK
+    lo_v, hi_v = cv.amin(0) - STREET_SLACK, cv.amax(0) + STREET_SLACK
+    t_rows, t_cols = table.shape[:2]
+    block = lambda a, o, n: (torch.floor(a * (1.0 / BLOCK)).to(torch.int64) - o).clamp(0, n - 1)  # noqa: E731
+    c0, c1 = block(lo_u, bx0, t_cols), block(hi_u, bx0, t_cols) + 1
+    r0, r1 = block(lo_v, by0, t_rows), block(hi_v, by0, t_rows) + 1
+
+    def any_in_box(flag: torch.Tensor) -> torch.Tensor:  # a flag of the dilated table in blocks c0..c1, r0..r1
+        sums = torch.nn.functional.pad(vegetation.dilate(flag.to(torch.float64)).cumsum(0).cumsum(1), (1, 0, 1, 0))
+        at = lambda r, c: sums.reshape(-1).index_select(0, (r * (t_cols + 1) + c).reshape(-1)).reshape(r.shape)  # noqa: E731
+        return at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0) > 0
+
+    span, reach = BLOCK * settlements.NEAR_TOWN_EVERY, settlements.HALF_COUNTRY + STREET_WIDEN
+    by_line = lambda lo, hi: torch.floor((hi + reach) * (1.0 / span)) * span >= lo - reach  # noqa: E731
+    needed = any_in_box(table[..., settlements.URBAN] > 0) | (
+        any_in_box(table[..., settlements.COUNTRY] > 0) & (by_line(lo_u, hi_u) | by_line(lo_v, hi_v)))
+    return StreetCells(i0, j0, cols, nu, nv, needed)
+
+
+def street_coordinates(frame: StreetFrame, cells: StreetCells, x: torch.Tensor, y: torch.Tensor):
+    """Street coordinates (u, v) (float64, broadcast shape of x, y: a separable grid (1, W), (H, 1)
+    or points) and `needed` (bool, that shape): exact (`frame.to_grid`) in the cells that need them
+    and outside the region of `cells`; elsewhere the cell's south-west node's (exact too), where no
+    road (widened by up to STREET_WIDEN), building or grading can be either. A pure function of
+    position, like the cells."""
+    shape = torch.broadcast_shapes(x.shape, y.shape)
+    s = STREET_CELL
+    rows, cols = cells.needed.shape
+    i = torch.floor(x * (1.0 / s)).to(torch.int64) - cells.i0
+    j = torch.floor(y * (1.0 / s)).to(torch.int64) - cells.j0
+    outside = ((i < 0) | (i >= cols) | (j < 0) | (j >= rows)).expand(shape).reshape(-1)
+    i, j = i.clamp(0, cols - 1), j.clamp(0, rows - 1)
+    cell = (i + j * cols).expand(shape).reshape(-1)
+    needed = cells.needed.reshape(-1).index_select(0, cell) | outside
+    node = (i + j * cells.cols).expand(shape).reshape(-1)  # the cell's south-west node
+    u, v = cells.nu.reshape(-1).index_select(0, node), cells.nv.reshape(-1).index_select(0, node)
+    idx = torch.nonzero(needed).reshape(-1)
+    if idx.numel():
+        eu, ev = frame.to_grid(x.expand(shape).reshape(-1).index_select(0, idx),
+                               y.expand(shape).reshape(-1).index_select(0, idx))
+        u, v = u.index_put((idx,), eu), v.index_put((idx,), ev)
+    return u.reshape(shape), v.reshape(shape), needed.reshape(shape)
 
 
 def _tiles(x: torch.Tensor, y: torch.Tensor, tile: float = 4096.0):

@@ -80,6 +80,7 @@ def test_depth_and_classes_agree_with_a_trimesh_ray_cast_of_the_glbs(town, merge
     origin = np.asarray(pose.position)
     best = np.full(len(dirs), np.inf)
     kind = np.full(len(dirs), "", dtype=object)
+    solid = np.full(len(dirs), np.inf)  # the nearest hit that is no tree
     for glb in merged_glbs:
         for material, mesh in gltf_meshes(glb):
             loc, ray, _ = mesh.ray.intersects_location(np.repeat(origin[None], len(dirs), 0), dirs, multiple_hits=True)
@@ -89,6 +90,8 @@ def test_depth_and_classes_agree_with_a_trimesh_ray_cast_of_the_glbs(town, merge
             for r, d in zip(ray, dist):
                 if d < best[r]:
                     best[r], kind[r] = d, material
+                if not material.startswith("tree_"):
+                    solid[r] = min(solid[r], d)
     hit = np.isfinite(best)
     assert hit.mean() > 0.5
     planar = best[hit] * (dirs[hit] @ pose.forward)
@@ -109,7 +112,11 @@ def test_depth_and_classes_agree_with_a_trimesh_ray_cast_of_the_glbs(town, merge
     assert (classes[on_roof] == building).all()
     assert np.isin(classes[on_facade], [building, CLASS_IDS["rock"]]).all()
     assert (classes[on_terrain] != building).mean() > 0.95
-    on_tree = good & np.char.startswith(k.astype(str), "tree_")
+    # a crown that reaches over a roof or a wall meets it: where the two lie within the tolerance of
+    # one another either may be the surface drawn (trees whose crowns overhang a footprint: 18 of 1118
+    # in these chunks, 29 of 1002 with the grid of contour_streets 0)
+    clear = (solid[hit] - best[hit]) / best[hit] > 0.01
+    on_tree = good & np.char.startswith(k.astype(str), "tree_") & clear
     assert on_tree.sum() > 5  # the town has garden and street trees
     assert (classes[on_tree] == CLASS_IDS["tree"]).all()
     tree_ids = {t.id for c in chunks for t in c.trees}
