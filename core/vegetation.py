@@ -22,7 +22,6 @@ import torch
 
 from .hashing import hash2, mix32, salt, unit_float
 from .settlements import BLOCK, SIDEWALK, locate, rect_local, road_at
-from .spec import TREE_OBJECTS_MAX_RESOLUTION  # noqa: F401 (the generator reads it here)
 from .streets import StreetFrame
 
 CELL = 6.0  # metres between tree candidates; a crown never reaches past the neighbouring cell

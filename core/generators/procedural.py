@@ -25,8 +25,8 @@ from ..keys import ChunkKey
 from ..noise import Octave, fbms, octaves, smoothstep
 from ..settlements import BLOCK, Building
 from ..streets import StreetFrame
-from ..vegetation import TREE_OBJECTS_MAX_RESOLUTION, Tree, VegetationNodes
-from ..spec import WorldSpec
+from ..vegetation import Tree, VegetationNodes
+from ..spec import TREE_OBJECTS_MAX_RESOLUTION, WorldSpec
 from . import register
 
 MACRO_LATTICE = 16.0  # metres; the macro relief's finest lattice is 192 m
