@@ -27,7 +27,10 @@ as "workers warm s"). Prints per speed:
   machine may be shared: wall-clock latencies grow with the load, CPU seconds much less);
 - last, the same start-up and resident fraction "all around": with the chunks outside the frustum
   too, which the server keeps (coarse) so that a turning camera never shows a hole, and sends
-  after those in view ("-": the first view's all-around set was not complete by the flight's end).
+  after those in view ("-": the first view's all-around set was not complete by the flight's end);
+  then "hole-free s": when every chunk in the first view was covered, if only by a coarser
+  ancestor (the server sends each level-0 area's root first as a hole filler): from then on the
+  first view shows terrain everywhere, and the start-up time is when it shows it at full detail.
 """
 
 from __future__ import annotations
@@ -86,11 +89,15 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
         t0 = time.monotonic()
         first = flight_view(flight, altitude, 0.0, max_sse)
         await client.view([first])
-        while not whole(required(first)[0]):
+        hole_free = None  # when every chunk in the first view is covered, if only by a coarser ancestor
+        while not whole(in_view := required(first)[0]):
+            if hole_free is None and all(lod.covered(k, resident, finest) for k in in_view):
+                hole_free = time.monotonic() - t0
             await asyncio.sleep(0.05)
             if reader.done():
                 reader.result()
         startup = time.monotonic() - t0
+        hole_free = startup if hole_free is None else hole_free
         first_all = required(first)[1]
         startup_all = startup if whole(first_all) else None
         base_chunks, base_bytes = received["chunks"], received["bytes"]
@@ -108,7 +115,7 @@ async def fly(url: str, spec, flight: Flight, altitude, duration: float, max_sse
         gaps.close(time.monotonic())
         stats = await final_stats(client, received, reader)
     c = stats.get("client", {})
-    return {"startup_s": startup, "views": views, "resident_fraction": resolved_views / max(views, 1),
+    return {"startup_s": startup, "hole_free_s": hole_free, "views": views, "resident_fraction": resolved_views / max(views, 1),
             "startup_all_s": startup_all, "resident_all_fraction": resolved_all / max(views, 1),
             "chunks_per_s": (received["chunks"] - base_chunks) / elapsed,
             "bytes_per_s": (received["bytes"] - base_bytes) / elapsed,
@@ -142,7 +149,7 @@ def main(argv=None) -> dict:
     print(f"{'m/s':>5} {'start-up s':>10} {'views':>6} {'resident %':>10} {'gap p50 ms':>13} {'p95 ms':>8} {'gaps':>7} "
           f"{'nothing new %':>13} {'chunks/s':>8} {'kB/s':>8} {'generated':>9} {'cancelled':>9} {'RSS MB':>7} "
           f"{'server CPU s':>12} {'load':>5} {'server p95 ms (samples)':>23} {'start-up all s':>14} {'resident all %':>14} "
-          f"{'workers warm s':>14}")
+          f"{'workers warm s':>14} {'hole-free s':>11}")
     results = {}
     def started() -> tuple:
         proc, url = start_server(args.seed, args.workers, cache=args.cache)
@@ -172,7 +179,7 @@ def main(argv=None) -> dict:
                   f"{r['server_cpu_s']:12.1f} {r['load']:>5} "
                   f"{fmt(r['server_latency_ms_p95']) + ' (' + fmt(r['server_latency_samples']) + ')':>23} "
                   f"{'-' if r['startup_all_s'] is None else format(r['startup_all_s'], '.1f'):>14} "
-                  f"{100 * r['resident_all_fraction']:14.1f} {warm_s:14.1f}")
+                  f"{100 * r['resident_all_fraction']:14.1f} {warm_s:14.1f} {r['hole_free_s']:11.1f}")
     finally:
         if shared is not None:
             stop_server(shared[0])

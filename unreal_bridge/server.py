@@ -409,7 +409,8 @@ async def run_server(spec: WorldSpec, host: str = "127.0.0.1", port: int = 8765,
     try:
         async with serve(server.handle, host, port, process_request=server.process_request,
                          create_connection=stamped_connection(watch),
-                         max_size=p.MAX_TEXT_BYTES, max_queue=16, write_limit=1 << 20) as ws_server:
+                         max_size=p.MAX_TEXT_BYTES, max_queue=16, write_limit=1 << 20,
+                         compression=None) as ws_server:
             bound = ws_server.sockets[0].getsockname()[1]
             if ready is not None and not ready.done():
                 ready.set_result(bound)

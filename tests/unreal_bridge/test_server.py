@@ -61,6 +61,19 @@ def test_view_streams_the_most_urgent_chunks_first(server):
     run(go())
 
 
+def test_the_server_declines_per_message_compression(server):
+    """Chunk frames are GLB and PNG/TIFF bytes that deflate poorly: the server must not spend its
+    event loop deflating them, even for a client that offers permessage-deflate (websockets does)."""
+    import websockets
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{server}/", compression="deflate") as ws:
+            assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+            assert ws.protocol.extensions == []
+    run(go())
+
+
 def test_moving_away_unloads_only_covered_chunks(server):
     async def go():
         async with StreamClient(f"ws://127.0.0.1:{server}/") as c:
