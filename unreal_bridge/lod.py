@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable, Iterable
 
-import numpy as np
 
 from ..core import frames
 from ..core.keys import ChunkKey
@@ -63,12 +62,16 @@ class Camera:
         return 2.0 * math.atan(math.tan(self.fov_x / 2.0) * self.height / self.width)
 
 
-def _rotate(q, v) -> np.ndarray:
-    """Rotate vector v by unit quaternion q = (w, x, y, z)."""
-    w, x, y, z = q
-    u = np.array([x, y, z])
-    v = np.asarray(v, dtype=np.float64)
-    return 2.0 * np.dot(u, v) * u + (w * w - np.dot(u, u)) * v + 2.0 * w * np.cross(u, v)
+def _rotate(q, v) -> tuple[float, float, float]:
+    """Rotate vector v by unit quaternion q = (w, x, y, z). Plain floats: this runs for every view
+    a client sends, and numpy on 3-vectors costs more in call overhead than the arithmetic."""
+    w, x, y, z = (float(c) for c in q)
+    a, b, c = (float(c) for c in v)
+    uv, uu = x * a + y * b + z * c, x * x + y * y + z * z
+    s = w * w - uu
+    return (2.0 * uv * x + s * a + 2.0 * w * (y * c - z * b),
+            2.0 * uv * y + s * b + 2.0 * w * (z * a - x * c),
+            2.0 * uv * z + s * c + 2.0 * w * (x * b - y * a))
 
 
 def camera_from_view(view: CameraView) -> Camera:
@@ -76,14 +79,14 @@ def camera_from_view(view: CameraView) -> Camera:
     (identity looks east); in the "airsim" frame AirSim's x forward, y right, z down in NED
     relative to `player_start` (identity looks north)."""
     if view.frame == "enu":
-        position = np.asarray(view.position, dtype=np.float64)
-        forward = _rotate(view.orientation, [1.0, 0.0, 0.0])
-        up = _rotate(view.orientation, [0.0, 0.0, 1.0])
+        position = view.position
+        forward = _rotate(view.orientation, (1.0, 0.0, 0.0))
+        up = _rotate(view.orientation, (0.0, 0.0, 1.0))
     else:
         position = frames.airsim_to_enu(view.position, view.player_start)
-        ned_to_enu = lambda v: np.array([v[1], v[0], -v[2]])  # noqa: E731
-        forward = ned_to_enu(_rotate(view.orientation, [1.0, 0.0, 0.0]))
-        up = ned_to_enu(_rotate(view.orientation, [0.0, 0.0, -1.0]))
+        ned_to_enu = lambda v: (v[1], v[0], -v[2])  # noqa: E731
+        forward = ned_to_enu(_rotate(view.orientation, (1.0, 0.0, 0.0)))
+        up = ned_to_enu(_rotate(view.orientation, (0.0, 0.0, -1.0)))
     return Camera(position=tuple(float(c) for c in position), forward=tuple(float(c) for c in forward),
                   up=tuple(float(c) for c in up), fov_x=math.radians(view.fov_deg), width=view.viewport[0],
                   height=view.viewport[1], max_sse=view.max_sse)
