@@ -120,9 +120,31 @@ def _worker_world(spec_json: str):
 
 def warm_worker(spec_json: str) -> int:
     """Make this worker process ready to export `spec_json`'s chunks (torch and the exporters
-    imported, its World built, as `export_key` keeps it); returns the process id, so a caller can
-    tell when every worker of a pool is warm."""
+    imported and run once, its World built, as `export_key` keeps it); returns the process id, so a
+    caller can tell when every worker of a pool is warm."""
     import os
 
-    _worker_world(spec_json)
+    from ..core.workers import trim_heap
+
+    _first_calls(_worker_world(spec_json).spec)
+    trim_heap()
     return os.getpid()
+
+
+def _first_calls(spec: WorldSpec) -> None:
+    """Generate and export the coarsest and the finest chunk of a 16-pixel copy of `spec`'s world:
+    a process's first call of each torch kernel, exporter and image library costs about a second in
+    all (a level-0 chunk took 2.7 s of CPU as a worker's first job, 1.3-1.6 s as its second), which
+    would otherwise delay the first client's first chunks. Procedural worlds only: a learned
+    generator's first chunk runs its models, which a 16-pixel chunk may not fit."""
+    from dataclasses import replace
+
+    from ..core.keys import ChunkKey
+    from ..core.world import World
+
+    if spec.generator != "procedural":
+        return
+    tiny = World(replace(spec, chunk_size=16), cache_chunks=0)
+    for key in (ChunkKey(0, 0, 0), ChunkKey(spec.levels - 1, 0, 0)):
+        export_chunk(tiny.chunk(key), tiny.spec, ("glb", "sidecars"), MeshOptions())
+
