@@ -372,9 +372,12 @@ def covered(key: ChunkKey, ready: set[ChunkKey], max_level: int) -> bool:
 
 def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> tuple[list[ChunkKey], list[ChunkKey]]:
     """(to_send, to_unload). to_send: the required chunks not yet delivered, most urgent first,
-    preceded by hole fillers: the level-0 ancestor of every required chunk whose area nothing
-    delivered covers yet (one cheap coarse chunk shows the whole area at once; fillers for visible
-    chunks go first, the others after the visible chunks). to_unload: delivered chunks no longer
+    coverage before refinement, as 3D Tiles clients load ancestors first: first the level-0 chunks
+    of the visible areas that nothing delivered covers, both the hole fillers (the level-0
+    ancestor of every required chunk whose area nothing delivered covers yet: one coarse chunk
+    shows the whole area at once) and the visible required chunks of level 0 (the far field, its
+    own filler); then the other visible chunks, the fillers of the others, the others.
+    to_unload: delivered chunks no longer
     required whose area is either outside the selection or fully covered by delivered chunks of the
     selection (never a hole on the client).
 
@@ -395,13 +398,19 @@ def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> 
             (visible_fillers if s.visible else other_fillers).append(root)
     wanted = [s for s in required if s.key not in delivered]
     split = next((i for i, s in enumerate(wanted) if not s.visible), len(wanted))
-    to_send = (visible_fillers + [s.key for s in wanted[:split]] + other_fillers
+    to_send = (visible_fillers + coverage_first([s.key for s in wanted[:split]]) + other_fillers
                + [s.key for s in wanted[split:]])
     overlapping = _overlap_test(req_set)
     cover = _Cover(delivered & req_set, max_level)
     to_unload = [key for key in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y))
                  if not overlapping(key) or cover(key)]
     return to_send, to_unload
+
+
+def coverage_first(keys: list[ChunkKey]) -> list[ChunkKey]:
+    """`keys` with those of level 0 first (each shows a whole area where nothing else can), the
+    order kept otherwise."""
+    return [k for k in keys if k.level == 0] + [k for k in keys if k.level > 0]
 
 
 def above_selection(keys: Iterable[ChunkKey], selected: Iterable[ChunkKey]) -> list[ChunkKey]:

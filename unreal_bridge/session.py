@@ -385,11 +385,13 @@ class Delivery:
         return None
 
     def _queue(self) -> list:
-        """lod.plan's to_send (visible fillers, visible wanted keys, other fillers, the rest) less
-        the keys that failed since the selection."""
+        """lod.plan's to_send (visible fillers, visible wanted keys of level 0 then the others,
+        other fillers, the rest) less the keys that failed since the selection."""
+        from .lod import coverage_first
+
         fillers = sorted(self._fillers.items(), key=lambda kv: kv[1][0])
-        queue = ([r for r, (_, v) in fillers if v] + self._wanted[0] + [r for r, (_, v) in fillers if not v]
-                 + self._wanted[1])
+        queue = ([r for r, (_, v) in fillers if v] + coverage_first(self._wanted[0])
+                 + [r for r, (_, v) in fillers if not v] + self._wanted[1])
         return [k for k in queue if k not in self._failed] if self._failed else queue
 
     def _release(self, unloadable, now: float) -> list:

@@ -91,6 +91,15 @@ def test_plan_keeps_parents_until_all_children_arrive():
     assert lod.plan(required, delivered={far}, max_level=6)[1] == [far]
 
 
+def test_plan_sends_the_visible_level_0_chunks_before_refinements():
+    far = ChunkKey(0, 3, 0)  # a visible level-0 leaf: the far field, ranked last by its small sse
+    near = [ChunkKey(5, 0, 0), ChunkKey(5, 1, 0)]
+    required = ([lod.Selected(k, 20.0, 10.0, True) for k in near] + [lod.Selected(far, 1.0, 9000.0, True)]
+                + [lod.Selected(ChunkKey(0, -1, 0), 0.5, 9000.0, False)])
+    send, _ = lod.plan(required, delivered=set(), max_level=6)
+    assert send == [ChunkKey(0, 0, 0), far, *near, ChunkKey(0, -1, 0)]
+
+
 def test_plan_fills_uncovered_areas_with_their_level_0_chunk_first():
     root = ChunkKey(0, 0, 0)
     fine = [ChunkKey(5, 0, 0), ChunkKey(5, 1, 0)]
@@ -240,7 +249,9 @@ def _reference_plan(required, delivered, max_level):
             (vis if s.visible else other).append(root)
     wanted = [s for s in required if s.key not in delivered]
     split = next((i for i, s in enumerate(wanted) if not s.visible), len(wanted))
-    to_send = vis + [s.key for s in wanted[:split]] + other + [s.key for s in wanted[split:]]
+    seen_now = [s.key for s in wanted[:split]]
+    roots_now = [k for k in seen_now if k.level == 0]  # coverage first: the far field's own fillers
+    to_send = vis + roots_now + [k for k in seen_now if k not in roots_now] + other + [s.key for s in wanted[split:]]
     ready = delivered & req_set
     gone = [k for k in sorted(delivered - req_set, key=lambda k: (k.level, k.x, k.y))
             if not [r for r in req if overlaps(r, k)] or covered(k, ready)]
