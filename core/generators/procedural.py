@@ -244,9 +244,11 @@ class ProceduralGenerator:
         return PointBlocks(self.block_at, self.streets, self.spec.seed)
 
     def lots(self, bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor, lj: torch.Tensor,
-             block: torch.Tensor) -> "Lots":
+             block: torch.Tensor, within: tuple[float, float, float, float] | None = None) -> "Lots":
         """The buildings of lots (1-D int64 block and lot indices; block: (L, BLOCK_ROW) their
-        block rows): footprints, rectangles in the world and levels, of the lots that hold one."""
+        block rows): footprints, rectangles in the world and levels, of the lots that hold one.
+        With `within` (west, south, east, north), levels only of the buildings whose footprint's
+        bounding box meets that box (NaN elsewhere: only points inside a footprint read them)."""
         b = settlements.lot_building(self.spec.seed, bx, by, li, lj, block[:, settlements.URBAN])
         real = torch.nonzero(b["present"] & (li < b["n"]) & (lj < b["n"]) & (block[:, settlements.URBAN] > 0)).reshape(-1)
         b = {k: v.index_select(0, real) for k, v in b.items()}
@@ -256,17 +258,25 @@ class ProceduralGenerator:
         b, rect = ({k: v.index_select(0, built) for k, v in d.items()} for d in (b, rect))
         bx, by, li, lj, block = (v.index_select(0, built) for v in (bx, by, li, lj, block))
         b["rise"] = settlements.world_rise(b, rect)
-        base, eaves, ridge = building_levels(b, rect, block, bx, by, self.macro, self.streets, li, lj,
-                                             self.__dict__.setdefault("_building_levels", {}))
+        need = torch.arange(bx.numel(), device=bx.device) if within is None else \
+            torch.nonzero(_boxes_meet(settlements.rect_corners(rect), within)).reshape(-1)
+        levels = building_levels({k: v.index_select(0, need) for k, v in b.items()},
+                                 {k: v.index_select(0, need) for k, v in rect.items()}, block.index_select(0, need),
+                                 *(v.index_select(0, need) for v in (bx, by)), self.macro, self.streets,
+                                 *(v.index_select(0, need) for v in (li, lj)),
+                                 self.__dict__.setdefault("_building_levels", {}))
+        base, eaves, ridge = (torch.full(bx.shape, float("nan"), dtype=torch.float32, device=bx.device)
+                              .index_put((need,), v) for v in levels)
         keys = lot_key(bx, by, li, lj)
         order = torch.argsort(keys)
         pick = lambda v: v.index_select(0, order)  # noqa: E731
         return Lots(pick(keys), {k: pick(v) for k, v in b.items()}, {k: pick(v) for k, v in rect.items()},
                     pick(base), pick(eaves), pick(ridge), pick(bx), pick(by), pick(li), pick(lj))
 
-    def _chunk_lots(self, table: torch.Tensor, bx0: int, by0: int) -> "Lots":
+    def _chunk_lots(self, table: torch.Tensor, bx0: int, by0: int,
+                    within: tuple[float, float, float, float] | None = None) -> "Lots":
         """The lots of the urban blocks of a chunk's table, less its two outer rings of blocks
-        (every point of the chunk and every tree that asks lies within the others)."""
+        (every point of the chunk and every tree that asks lies within the others); `within`: as `lots`."""
         inner = torch.zeros(table.shape[:2], dtype=torch.bool, device=table.device)
         inner[2:-2, 2:-2] = True
         rows, cols = torch.nonzero((table[..., settlements.URBAN] > 0) & inner, as_tuple=True)
@@ -275,7 +285,7 @@ class ProceduralGenerator:
         li = lots.reshape(1, 4, 1).expand(k, 4, 4).reshape(-1)
         lj = lots.reshape(1, 1, 4).expand(k, 4, 4).reshape(-1)
         return self.lots((cols + bx0).repeat_interleave(16), (rows + by0).repeat_interleave(16), li, lj,
-                         table[rows, cols].repeat_interleave(16, dim=0))
+                         table[rows, cols].repeat_interleave(16, dim=0), within)
 
     def _point_lots(self, loc: dict[str, torch.Tensor], block: torch.Tensor) -> "Lots":
         """The lots of scattered points (`settlements.locate`; block rows (N, BLOCK_ROW)), each once."""
@@ -443,7 +453,9 @@ class ProceduralGenerator:
         if macro_grid is not None:
             nodes = self.macro_nodes(west, south, east, north, on_grids[1] if len(on_grids) > 1 else None)
             veg = veg._replace(wet=nodes.water)
-        lots = self._chunk_lots(table, bx0, by0)
+        # building levels are read at the chunk's points and by its building list only (a metre of slack
+        # for rounding between a footprint's corners and the point-in-footprint test)
+        lots = self._chunk_lots(table, bx0, by0, (west - 1.0, south - 1.0, east + 1.0, north + 1.0))
         blocks = BlockTable(table, bx0, by0, self.streets, lots, lattice_cells)
         # the tree candidates of the chunk's cells, evaluated once for samples, pixels and the tree list
         cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks)
@@ -557,9 +569,7 @@ class ProceduralGenerator:
         """The buildings whose footprint meets the chunk."""
         west, south, east, north = key.bounds(self.spec)
         corners = settlements.rect_corners(lots.rect)
-        lo, hi = corners.min(dim=1).values, corners.max(dim=1).values
-        keep = (hi[:, 0] >= west) & (lo[:, 0] <= east) & (hi[:, 1] >= south) & (lo[:, 1] <= north)
-        idx = torch.nonzero(keep).reshape(-1)
+        idx = torch.nonzero(_boxes_meet(corners, (west, south, east, north))).reshape(-1)
         if idx.numel() == 0:
             return ()
         col = lambda v: v.index_select(0, idx).tolist()  # noqa: E731
@@ -700,6 +710,12 @@ def block_key(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
 def lot_key(bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor, lj: torch.Tensor) -> torch.Tensor:
     """One int64 per lot, ordered by (bx, by, li, lj)."""
     return block_key(bx, by) * 256 + li * 16 + lj
+
+
+def _boxes_meet(corners: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Tensor:
+    """Whether the bounding box of each of (N, 4, 2) corners meets `box` (west, south, east, north)."""
+    lo, hi = corners.min(dim=1).values, corners.max(dim=1).values
+    return (hi[:, 0] >= box[0]) & (lo[:, 0] <= box[2]) & (hi[:, 1] >= box[1]) & (lo[:, 1] <= box[3])
 
 
 def _first_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
