@@ -284,20 +284,38 @@ def cell_range(x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int, int]:
     return int(ci.min()) - 1, int(ci.max()) + 1, int(cj.min()) - 1, int(cj.max()) + 1
 
 
-def grid_table(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
-               ) -> CellTable | None:
+def grid_table(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
+               heights_only: bool = False) -> CellTable | None:
     """The cell table for a separable grid of points, or None where evaluating 9 cells per point
-    costs less (coarse levels: cells much smaller than the point spacing)."""
+    costs less (coarse levels: cells much smaller than the point spacing). `heights_only`: the
+    table serves only the crown heights at this grid's points (`canopy(...)["height"]`), so the
+    candidates of cells further than MAX_CROWN from every point are left absent (they cover none):
+    where the points are sparser than the cells, most are."""
     c0, c1, r0, r1 = cell_range(x, y)
     ncol, nrow = c1 - c0 + 1, r1 - r0 + 1
     if nodes.density <= 0 or ncol * nrow > 9 * x.shape[1] * y.shape[0]:
         return None
     cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=x.device).reshape(1, -1)
     rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=x.device).reshape(-1, 1)
-    cells = _candidates_where_possible(seed, cols.expand(nrow, -1).reshape(-1), rows.expand(-1, ncol).reshape(-1),
-                                       (cols.to(torch.float64) + 0.5) * CELL, (rows.to(torch.float64) + 0.5) * CELL,
-                                       nodes, _reach(nodes), blocks)
+    ci, cj = cols.expand(nrow, -1).reshape(-1), rows.expand(-1, ncol).reshape(-1)
+    only = None
+    if heights_only:
+        _, cx, cy = _position(seed, ci, cj)
+        gap_x, gap_y = _gap(cx, x.reshape(-1)), _gap(cy, y.reshape(-1))
+        reach = MAX_CROWN + 0.01  # float64 here, float32 in `_top_crown`: a centimetre of slack
+        only = gap_x * gap_x + gap_y * gap_y < reach * reach
+    cells = _candidates_where_possible(seed, ci, cj, (cols.to(torch.float64) + 0.5) * CELL,
+                                       (rows.to(torch.float64) + 0.5) * CELL, nodes, _reach(nodes), blocks, only)
     return CellTable(c0, r0, ncol, nrow, cells)
+
+
+def _gap(pos: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+    """Distance (float64) from each of `pos` to the nearest of the coordinates `axis` (1-D, any order)."""
+    axis = torch.sort(axis).values
+    at = torch.searchsorted(axis, pos)
+    below = axis.index_select(0, (at - 1).clamp(0, axis.numel() - 1))
+    above = axis.index_select(0, at.clamp(0, axis.numel() - 1))
+    return torch.minimum(torch.abs(pos - below), torch.abs(above - pos))
 
 
 def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
@@ -383,13 +401,13 @@ def _reach(nodes: VegetationNodes) -> torch.Tensor:
 
 
 def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                               nodes: VegetationNodes, reach: torch.Tensor, blocks: BlockLookup
-                               ) -> dict[str, torch.Tensor]:
+                               nodes: VegetationNodes, reach: torch.Tensor, blocks: BlockLookup,
+                               only: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """`candidates` of 1-D cells (ci, cj), evaluated only where a tree can be near (x, y) (within
     a node spacing or a block of the cell): far from forests, hedges and towns a candidate is
     never a tree, and most of the land at coarse levels is such. The others are returned absent.
     x, y: float64, 1-D like ci, or a separable grid ((1, W), (H, 1)) whose flattened points
-    match the cells."""
+    match the cells. `only` (bool, like ci): the cells whose candidates are asked for at all."""
     if nodes.density <= 0:
         near = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
     else:
@@ -408,8 +426,10 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
         d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
         around = blocks(bx.reshape(-1, 1) + d.repeat(3).reshape(1, 9), by.reshape(-1, 1) + d.repeat_interleave(3).reshape(1, 9))
         urban = (around[..., 0] > 0).any(dim=1).reshape(bx.shape)
-    near = near | (urban & (nodes.density > 0))
-    idx = torch.nonzero(near.reshape(-1)).reshape(-1)
+    near = (near | (urban & (nodes.density > 0))).reshape(-1)
+    if only is not None:
+        near = near & only
+    idx = torch.nonzero(near).reshape(-1)
     n = ci.numel()
     # a cell whose centre has no urban block in the 3 x 3 around holds no candidate in an urban block
     maybe_urban = (urban & (nodes.density > 0)).reshape(-1)

@@ -460,7 +460,9 @@ class ProceduralGenerator:
         lots = self._chunk_lots(table, bx0, by0, (west - 1.0, south - 1.0, east + 1.0, north + 1.0))
         blocks = BlockTable(table, bx0, by0, self.streets, lots, lattice_cells)
         # the tree candidates of the chunk's cells, evaluated once for samples, pixels and the tree list
-        cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks)
+        # (coarser levels read only the crown heights at the samples from them)
+        cells = vegetation.grid_table(spec.seed, xs.reshape(1, -1), ys.reshape(-1, 1), veg, blocks,
+                                      heights_only=res > TREE_OBJECTS_MAX_RESOLUTION)
         dem, dsm, water, m, canopy = self._samples(xs.reshape(1, -1), ys.reshape(-1, 1), uv_s, key.level, True,
                                                    block_s, veg, blocks, cells, lots, nodes)
 
