@@ -100,11 +100,12 @@ class ProceduralGenerator:
             return lattice.on_grid(field, x.reshape(-1), y.reshape(-1), MACRO_LATTICE)
         return lattice.at_points(self.macro, x, y, MACRO_LATTICE)
 
-    def block_density(self, cx: torch.Tensor, cy: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor,
+    def block_density(self, cx: torch.Tensor, cy: torch.Tensor, nu: torch.Tensor, nv: torch.Tensor,
                       by_country_line: torch.Tensor, by_trunk_line: torch.Tensor,
                       extra: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Block rows of blocks centred at world points (cx, cy) with their south-west grid node at
-        (nx, ny) (float64, 1-D); by_country_line, by_trunk_line (bool): the block borders a country
+        street coordinates (nu, nv) (float64, 1-D; its world point is found only for the blocks
+        whose relief is evaluated); by_country_line, by_trunk_line (bool): the block borders a country
         road's grid line, a trunk road's (only those blocks' country flag is ever read, and on
         wild land only trunk lines').
 
@@ -132,8 +133,9 @@ class ProceduralGenerator:
         cand = torch.nonzero(raw > 0).reshape(-1)  # of `near`
         ax, ay, bx, by = self.streets.inverse_jacobian(px.index_select(0, cand), py.index_select(0, cand))
         cx_, cy_ = px.index_select(0, cand), py.index_select(0, cand)
-        m = self.macro(torch.cat([px, pick(nx), cx_ + ax * PLANE_STEP, cx_ + bx * PLANE_STEP, ex]),
-                       torch.cat([py, pick(ny), cy_ + ay * PLANE_STEP, cy_ + by * PLANE_STEP, ey]))
+        nx, ny = self.streets.to_world(pick(nu), pick(nv))
+        m = self.macro(torch.cat([px, nx, cx_ + ax * PLANE_STEP, cx_ + bx * PLANE_STEP, ex]),
+                       torch.cat([py, ny, cy_ + ay * PLANE_STEP, cy_ + by * PLANE_STEP, ey]))
         e = ex.numel()
         fields = {name: v[v.numel() - e:] for name, v in m.items()}
         m = {name: v[:v.numel() - e] for name, v in m.items()}
@@ -233,11 +235,10 @@ class ProceduralGenerator:
         shape = torch.broadcast_shapes(bx.shape, by.shape)
         bx, by = bx.expand(shape).reshape(-1), by.expand(shape).reshape(-1)
         u, v = bx.to(torch.float64) * BLOCK, by.to(torch.float64) * BLOCK
-        x, y = self.streets.to_world(torch.cat([u + 0.5 * BLOCK, u]), torch.cat([v + 0.5 * BLOCK, v]))
-        k = bx.numel()
+        x, y = self.streets.to_world(u + 0.5 * BLOCK, v + 0.5 * BLOCK)
         line = settlements.by_country_line(bx) | settlements.by_country_line(by)
         trunk = settlements.by_country_line(bx, settlements.TRUNK_EVERY) | settlements.by_country_line(by, settlements.TRUNK_EVERY)
-        out = self.block_density(x[:k], y[:k], x[k:], y[k:], line, trunk, extra)
+        out = self.block_density(x, y, u, v, line, trunk, extra)
         if extra is None:
             return out.reshape(shape + (BLOCK_ROW,))
         return out[0].reshape(shape + (BLOCK_ROW,)), out[1]
