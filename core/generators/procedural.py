@@ -79,6 +79,7 @@ class ProceduralGenerator:
         self.farm_octaves = octaves(seed, 31, 2500.0, 2)
         self.snow_octaves = octaves(seed, 32, 400.0, 2)
         self.broad_octaves = octaves(seed, 33, 320.0, 3)
+        self._level_cache = LevelCache()  # building levels by lot, across chunks
         self.crop_key = salt(seed, 34)
         self.texture_key = salt(seed, 35)
         self.clearing_key = salt(seed, 36)
@@ -267,7 +268,7 @@ class ProceduralGenerator:
                                  {k: v.index_select(0, need) for k, v in rect.items()}, block.index_select(0, need),
                                  *(v.index_select(0, need) for v in (bx, by)), self.macro, self.streets,
                                  *(v.index_select(0, need) for v in (li, lj)),
-                                 self.__dict__.setdefault("_building_levels", {}))
+                                 self._level_cache)
         base, eaves, ridge = (torch.full(bx.shape, float("nan"), dtype=torch.float32, device=bx.device)
                               .index_put((need,), v) for v in levels)
         keys = lot_key(bx, by, li, lj)
@@ -943,24 +944,56 @@ def grade_blocks(dem: torch.Tensor, x: torch.Tensor, y: torch.Tensor, block: tor
     return dem + (settlements.terrace(d) - d) * w
 
 
+class LevelCache:
+    """Building levels (base, eaves, ridge) already computed (`building_levels`), by `lot_key`: pure
+    functions of the lot. Sorted keys (int64) and rows ((n, 3) float32), looked up and merged by
+    whole tensors; one attribute holds both, so threads sharing it read consistent pairs."""
+
+    LIMIT = 60_000  # rows kept (about 2 MB); beyond, the cache starts over
+
+    def __init__(self) -> None:
+        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def find(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(whether each key is known (bool), the rows of those that are (float32, (known, 3)))."""
+        state = self.state
+        if state is None or state[0].device != keys.device:
+            return torch.zeros(keys.shape, dtype=torch.bool, device=keys.device), torch.zeros((0, 3))
+        known, rows = state
+        at = torch.searchsorted(known, keys).clamp(max=known.numel() - 1)
+        hit = known.index_select(0, at) == keys
+        return hit, rows.index_select(0, at[hit])
+
+    def add(self, keys: torch.Tensor, rows: torch.Tensor) -> None:
+        """Keep `rows` of keys not known yet."""
+        state = self.state
+        if state is not None and state[0].device == keys.device and state[0].numel() + keys.numel() <= self.LIMIT:
+            keys, rows = torch.cat([state[0], keys]), torch.cat([state[1], rows])
+        order = torch.argsort(keys)
+        self.state = (keys.index_select(0, order), rows.index_select(0, order))
+
+
 def building_levels(b: dict[str, torch.Tensor], rect: dict[str, torch.Tensor], block: torch.Tensor, bx: torch.Tensor,
                     by: torch.Tensor, macro, frame: StreetFrame, li: torch.Tensor, lj: torch.Tensor,
-                    cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    cache: LevelCache | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(base, eaves, ridge) heights (float32 m) of buildings on their block's terraces: the walls
     start 0.5 m below the lowest ground under the footprint and the eaves stand `height` above the
     highest, so on a slope no corner floats and no roof is buried. The ground is bounded from the
     macro relief at the footprint's corners (`rect`, settlements.world_rects; `macro`: the
     generator's level-independent fields) against the pad plane there (in street coordinates,
     `frame`), settlements.GROUND_SLACK (EAVES_SLACK for the eaves) and the terrace function, which is
-    monotonic. `cache` (optional) maps (bx, by, li, lj) to levels already computed: values are
-    pure functions of the lot."""
+    monotonic. `cache` (optional) holds levels already computed."""
     k = b["x0"].shape[0]
-    keys = list(zip(bx.tolist(), by.tolist(), li.tolist(), lj.tolist())) if cache is not None else []
-    known = [cache.get(key) for key in keys] if cache is not None else [None] * k
-    todo = [i for i, v in enumerate(known) if v is None]
-    if todo:
-        t = torch.tensor(todo, dtype=torch.int64, device=b["x0"].device)
-        m = len(todo)
+    dev = b["x0"].device
+    out = torch.zeros((k, 3), dtype=torch.float32, device=dev)
+    keys = lot_key(bx, by, li, lj)
+    known = torch.zeros((k,), dtype=torch.bool, device=dev)
+    if cache is not None:
+        known, rows = cache.find(keys)
+        out[known] = rows
+    t = torch.nonzero(~known).reshape(-1)
+    m = t.numel()
+    if m:
         world = settlements.rect_corners({k: v.index_select(0, t) for k, v in rect.items()})  # (m, 4, 2)
         xs, ys = world[..., 0].T.reshape(-1), world[..., 1].T.reshape(-1)  # corner-major
         natural = macro(xs, ys)["height"].reshape(4, m)
@@ -973,13 +1006,8 @@ def building_levels(b: dict[str, torch.Tensor], rect: dict[str, torch.Tensor], b
         low = plane.min(dim=0).values + settlements.terrace(d.min(dim=0).values - settlements.GROUND_SLACK)
         high = plane.max(dim=0).values + settlements.terrace(d.max(dim=0).values + settlements.EAVES_SLACK)
         eaves = high + b["height"].index_select(0, t)
-        flat = torch.stack([low - 0.5, eaves, eaves + b["rise"].index_select(0, t)], dim=1).reshape(-1).tolist()
-        new = list(zip(flat[0::3], flat[1::3], flat[2::3]))  # (a nested tolist is ~30x slower)
-        if cache is not None and len(cache) > 60_000:  # about 15 MB
-            cache.clear()
-        for i, v in zip(todo, new):
-            known[i] = v
-            if cache is not None:
-                cache[keys[i]] = v
-    out = torch.tensor([h for v in known for h in v], dtype=torch.float32, device=b["x0"].device).reshape(k, 3)
+        new = torch.stack([low - 0.5, eaves, eaves + b["rise"].index_select(0, t)], dim=1)
+        out[t] = new
+        if cache is not None:
+            cache.add(keys.index_select(0, t), new)
     return out[:, 0], out[:, 1], out[:, 2]
