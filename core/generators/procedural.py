@@ -440,10 +440,14 @@ class ProceduralGenerator:
         shapes = [(gy.shape[0], gx.shape[1]) for _, _, gx, gy in grids]
         points = [torch.cat([g[axis].expand(shape).reshape(-1) for g, shape in zip(grids, shapes)]) for axis in (2, 3)]
         box = self.streets.turn_box(west, south, east, north, (TABLE_MARGIN + 1) * BLOCK)
-        if box is None or self.streets.recall_turns(box):
+        unknown = None if box is None else self.streets.unknown_box(box)
+        if unknown is not None:  # the relief the contour twist's new vortices read, in the same macro call
+            fields = self._learn_turns(unknown, points)  # as those points
+        if box is not None:
+            self.streets.recall_turns(box)  # the box's turns in one table (all known, unless the cache overflowed)
+        if unknown is None:
             bx0, by0, table, fields = self._block_table(west, south, east, north, points)
-        else:  # the relief the contour twist's new vortices read, in the same macro call as those points
-            fields = self._learn_turns(box, points)
+        else:
             bx0, by0, table = self._block_table(west, south, east, north)
         split = {k: torch.split(v, [rows * cols for rows, cols in shapes]) for k, v in fields.items()}
         on_grids = [{k: v[i].reshape(shape) for k, v in split.items()} for i, shape in enumerate(shapes)]
