@@ -390,13 +390,15 @@ def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: Vegeta
     # about 2.6 on average are within reach, and only those are evaluated
     d2 = (x9 - cx) ** 2 + (y9 - cy) ** 2
     within = torch.nonzero(d2 < MAX_CROWN * MAX_CROWN).reshape(-1)
-    every = _absent(x9.numel(), x.device)
-    if within.numel():  # each (cell, point) pair is a candidate of its own, read by its point alone
-        some = _candidates_where_possible(seed, cell_i.index_select(0, within), cell_j.index_select(0, within),
-                                          x9.index_select(0, within), y9.index_select(0, within), nodes, reach, blocks,
-                                          d2.index_select(0, within))
-        every = {k: v.index_put((within,), some[k]) for k, v in every.items()}
-    found = _top_crown(xb, yb, every, torch.arange(x9.numel(), device=x.device).reshape(9, -1))
+    # each (cell, point) pair within reach is a candidate of its own, read by its point alone; the
+    # others all read one absent candidate, the last row
+    some = _candidates_where_possible(seed, cell_i.index_select(0, within), cell_j.index_select(0, within),
+                                      x9.index_select(0, within), y9.index_select(0, within), nodes, reach, blocks,
+                                      d2.index_select(0, within))
+    cells = {k: torch.cat([v, _absent(1, x.device)[k]]) for k, v in some.items()}
+    idx = torch.full((x9.numel(),), within.numel(), dtype=torch.int64, device=x.device).index_put(
+        (within,), torch.arange(within.numel(), device=x.device))
+    found = _top_crown(xb, yb, cells, idx.reshape(9, -1))
     return {k: v.reshape(shape) for k, v in found.items()}
 
 
