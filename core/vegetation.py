@@ -428,8 +428,8 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     a node spacing or a block of the cell): far from forests, hedges and towns a candidate is
     never a tree, and most of the land at coarse levels is such. The others are returned absent.
     x, y: float64, 1-D like ci, or a separable grid ((1, W), (H, 1)) whose flattened points
-    match the cells. `reader_d2`: as `candidates`; candidates that no crown from them reaches a
-    point from are left absent too."""
+    match the cells. `reader_d2`: as `candidates`; candidates further than MAX_CROWN from every
+    point that reads them are left absent too."""
     if nodes.density <= 0:
         near = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
     else:
