@@ -105,6 +105,16 @@ class StreetFrame:
         self.learned[:] = [(i0, i1, j0, j1, torch.tensor(known, dtype=torch.float64))]
         return True
 
+    def unknown_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+        """The bounding box (i0, i1, j0, j1) of the nodes in `box` whose turns the frame does not
+        know, None where it knows them all (a chunk next to one done before learns only the rest)."""
+        i0, i1, j0, j1 = box
+        todo = [(i, j) for j in range(j0, j1 + 1) for i in range(i0, i1 + 1) if (i, j) not in self.turns]
+        if not todo:
+            return None
+        ii, jj = zip(*todo)
+        return min(ii), max(ii), min(jj), max(jj)
+
     def learn_turns(self, box: tuple[int, int, int, int], z: torch.Tensor) -> None:
         """Keep the turns of the nodes in `box` (turn_box) from the relief z (float32 m, (H, W)) on
         their twist.stencil_axes (the values `turn` would compute)."""

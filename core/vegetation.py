@@ -114,7 +114,7 @@ def node_range(lo: float, hi: float) -> tuple[int, int]:
 
 
 def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
-               maybe_urban: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               maybe_urban: torch.Tensor | None = None, reader_d2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The tree candidate of cells (ci, cj) (int64, same shape) and whether it is a tree.
 
     Returns tensors of that shape: present (bool), x, y (float64 world metres), height, radius
@@ -123,7 +123,10 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
     candidate certainly lies in no urban block; then a candidate whose draw is above its forest
     and hedgerow chances is no tree whatever the roads, and the settlement tests (street
     coordinates, roads, houses) are left out for it: its height, radius, kind and setting are
-    those of `_absent` (what no reader of a candidate that is no tree looks at)."""
+    those of `_absent` (what no reader of a candidate that is no tree looks at). `reader_d2`
+    (float64, like ci): where only the crown heights at some points read the candidates, the
+    squared distance from each cell's candidate to the nearest of them; a candidate whose crown
+    reaches none of them is `present` without its water test (no reader can tell)."""
     h, x, y = _position(seed, ci, cj)
     h2 = mix32(torch.bitwise_xor(h, 0x9E3779B9))
     u = _fields(h, (12, 10, 10)) + _fields(h2, (10, 11, 11))  # six uniform numbers from 64 hashed bits
@@ -149,19 +152,23 @@ def candidates(seed: int, ci: torch.Tensor, cj: torch.Tensor, nodes: VegetationN
                 pick = lambda v: v.index_select(0, idx)  # noqa: E731
                 xs, ys = pick(x), pick(y)
                 some = _settled(xs, ys, [pick(v) for v in u], {**{k: pick(v) for k, v in f.items()},
-                                                               **nodes.at(xs, ys, _LIVE_FIELDS)}, pick(hedge), nodes, blocks)
+                                                               **nodes.at(xs, ys, _LIVE_FIELDS)}, pick(hedge), nodes, blocks,
+                                None if reader_d2 is None else pick(reader_d2))
                 out.update({k: out[k].index_put((idx,), v) for k, v in some.items()})
             return out
-    return dict(_settled(x, y, u, {**f, **nodes.at(x, y, _LIVE_FIELDS)}, hedge, nodes, blocks), x=x, y=y, id=tid)
+    return dict(_settled(x, y, u, {**f, **nodes.at(x, y, _LIVE_FIELDS)}, hedge, nodes, blocks, reader_d2),
+                x=x, y=y, id=tid)
 
 
 _LIVE_FIELDS = ("conifer", "vigour", "water")  # the node fields `_settled` reads beyond forest and hedge
 
 
 def _settled(x: torch.Tensor, y: torch.Tensor, u: list[torch.Tensor], f: dict[str, torch.Tensor],
-             hedge: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup) -> dict[str, torch.Tensor]:
+             hedge: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
+             reader_d2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The rest of `candidates` once the land's chances are known: present, height, radius, kind,
-    setting of candidates at (x, y) with draws u, node fields f and hedgerow chance `hedge`."""
+    setting of candidates at (x, y) with draws u, node fields f and hedgerow chance `hedge`
+    (`reader_d2`: as `candidates`)."""
     zero = torch.zeros_like(u[0])
 
     # settlements: no trees on roads or in houses; street trees on sidewalks, garden trees in lots
@@ -187,11 +194,6 @@ def _settled(x: torch.Tensor, y: torch.Tensor, u: list[torch.Tensor], f: dict[st
 
     p = torch.maximum(torch.maximum(forest, hedge), torch.maximum(street, garden))
     present = u[0] < p * nodes.density
-    if nodes.wet is not None:
-        ask = torch.nonzero((present & (f["water"] > 0)).reshape(-1)).reshape(-1)
-        if ask.numel():
-            wet = nodes.wet(x.reshape(-1).index_select(0, ask), y.reshape(-1).index_select(0, ask))
-            present = present.reshape(-1).index_put((ask,), ~wet).reshape(present.shape)
     setting = torch.where(forest >= torch.maximum(hedge, torch.maximum(street, garden)), 0,
                           torch.where(hedge >= torch.maximum(street, garden), 1, torch.where(street >= garden, 2, 3)))
     kind = torch.where((setting == 0) & (u[3] < f["conifer"]), 0, 1).to(torch.int64)
@@ -204,7 +206,22 @@ def _settled(x: torch.Tensor, y: torch.Tensor, u: list[torch.Tensor], f: dict[st
     radius = torch.where(kind == 0, 0.8 + 0.16 * height, 1.0 + 0.2 * height) * (0.85 + 0.3 * u[5])
     radius = torch.minimum(radius, torch.where(setting == 0, torch.full_like(radius, MAX_CROWN),
                                                torch.full_like(radius, 3.5)))
+    if nodes.wet is not None:  # no tree is rooted in water
+        ask = present & (f["water"] > 0)
+        if reader_d2 is not None:
+            ask = ask & (reader_d2 < _crown_reach2(radius))
+        ask = torch.nonzero(ask.reshape(-1)).reshape(-1)
+        if ask.numel():
+            wet = nodes.wet(x.reshape(-1).index_select(0, ask), y.reshape(-1).index_select(0, ask))
+            present = present.reshape(-1).index_put((ask,), ~wet).reshape(present.shape)
     return {"present": present, "height": height, "radius": radius, "kind": kind, "setting": setting.to(torch.int64)}
+
+
+def _crown_reach2(radius: torch.Tensor) -> torch.Tensor:
+    """Squared distance (float64) within which a crown of `radius` (float32 m) may cover a point:
+    `_top_crown` tests the distance in float32, a centimetre of slack covers its rounding."""
+    r = radius.to(torch.float64) + 0.01
+    return r * r
 
 
 def _position(seed: int, ci: torch.Tensor, cj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -284,20 +301,38 @@ def cell_range(x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int, int]:
     return int(ci.min()) - 1, int(ci.max()) + 1, int(cj.min()) - 1, int(cj.max()) + 1
 
 
-def grid_table(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup
-               ) -> CellTable | None:
+def grid_table(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
+               heights_only: bool = False) -> CellTable | None:
     """The cell table for a separable grid of points, or None where evaluating 9 cells per point
-    costs less (coarse levels: cells much smaller than the point spacing)."""
+    costs less (coarse levels: cells much smaller than the point spacing). `heights_only`: the
+    table serves only the crown heights at this grid's points (`canopy(...)["height"]`), so the
+    candidates of cells further than MAX_CROWN from every point are left absent (they cover none;
+    where the points are sparser than the cells, most are), and the others are `candidates` with
+    their `reader_d2`."""
     c0, c1, r0, r1 = cell_range(x, y)
     ncol, nrow = c1 - c0 + 1, r1 - r0 + 1
     if nodes.density <= 0 or ncol * nrow > 9 * x.shape[1] * y.shape[0]:
         return None
     cols = torch.arange(c0, c1 + 1, dtype=torch.int64, device=x.device).reshape(1, -1)
     rows = torch.arange(r0, r1 + 1, dtype=torch.int64, device=x.device).reshape(-1, 1)
-    cells = _candidates_where_possible(seed, cols.expand(nrow, -1).reshape(-1), rows.expand(-1, ncol).reshape(-1),
-                                       (cols.to(torch.float64) + 0.5) * CELL, (rows.to(torch.float64) + 0.5) * CELL,
-                                       nodes, _reach(nodes), blocks)
+    ci, cj = cols.expand(nrow, -1).reshape(-1), rows.expand(-1, ncol).reshape(-1)
+    reader_d2 = None
+    if heights_only:  # the nearest point of a separable grid: the nearest column's and row's
+        _, cx, cy = _position(seed, ci, cj)
+        gap_x, gap_y = _gap(cx, x.reshape(-1)), _gap(cy, y.reshape(-1))
+        reader_d2 = gap_x * gap_x + gap_y * gap_y
+    cells = _candidates_where_possible(seed, ci, cj, (cols.to(torch.float64) + 0.5) * CELL,
+                                       (rows.to(torch.float64) + 0.5) * CELL, nodes, _reach(nodes), blocks, reader_d2)
     return CellTable(c0, r0, ncol, nrow, cells)
+
+
+def _gap(pos: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+    """Distance (float64) from each of `pos` to the nearest of the coordinates `axis` (1-D, any order)."""
+    axis = torch.sort(axis).values
+    at = torch.searchsorted(axis, pos)
+    below = axis.index_select(0, (at - 1).clamp(0, axis.numel() - 1))
+    above = axis.index_select(0, at.clamp(0, axis.numel() - 1))
+    return torch.minimum(torch.abs(pos - below), torch.abs(above - pos))
 
 
 def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, blocks: BlockLookup,
@@ -353,13 +388,17 @@ def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: Vegeta
     x9, y9 = xb.repeat(9), yb.repeat(9)
     # a candidate further than the largest crown from the point cannot cover it: of the 9 cells,
     # about 2.6 on average are within reach, and only those are evaluated
-    within = torch.nonzero(((x9 - cx) ** 2 + (y9 - cy) ** 2) < MAX_CROWN * MAX_CROWN).reshape(-1)
-    every = _absent(x9.numel(), x.device)
-    if within.numel():
-        some = _candidates_where_possible(seed, cell_i.index_select(0, within), cell_j.index_select(0, within),
-                                          x9.index_select(0, within), y9.index_select(0, within), nodes, reach, blocks)
-        every = {k: v.index_put((within,), some[k]) for k, v in every.items()}
-    found = _top_crown(xb, yb, every, torch.arange(x9.numel(), device=x.device).reshape(9, -1))
+    d2 = (x9 - cx) ** 2 + (y9 - cy) ** 2
+    within = torch.nonzero(d2 < MAX_CROWN * MAX_CROWN).reshape(-1)
+    # each (cell, point) pair within reach is a candidate of its own, read by its point alone; the
+    # others all read one absent candidate, the last row
+    some = _candidates_where_possible(seed, cell_i.index_select(0, within), cell_j.index_select(0, within),
+                                      x9.index_select(0, within), y9.index_select(0, within), nodes, reach, blocks,
+                                      d2.index_select(0, within))
+    cells = {k: torch.cat([v, _absent(1, x.device)[k]]) for k, v in some.items()}
+    idx = torch.full((x9.numel(),), within.numel(), dtype=torch.int64, device=x.device).index_put(
+        (within,), torch.arange(within.numel(), device=x.device))
+    found = _top_crown(xb, yb, cells, idx.reshape(9, -1))
     return {k: v.reshape(shape) for k, v in found.items()}
 
 
@@ -383,13 +422,14 @@ def _reach(nodes: VegetationNodes) -> torch.Tensor:
 
 
 def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                               nodes: VegetationNodes, reach: torch.Tensor, blocks: BlockLookup
-                               ) -> dict[str, torch.Tensor]:
+                               nodes: VegetationNodes, reach: torch.Tensor, blocks: BlockLookup,
+                               reader_d2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """`candidates` of 1-D cells (ci, cj), evaluated only where a tree can be near (x, y) (within
     a node spacing or a block of the cell): far from forests, hedges and towns a candidate is
     never a tree, and most of the land at coarse levels is such. The others are returned absent.
     x, y: float64, 1-D like ci, or a separable grid ((1, W), (H, 1)) whose flattened points
-    match the cells."""
+    match the cells. `reader_d2`: as `candidates`; candidates further than MAX_CROWN from every
+    point that reads them are left absent too."""
     if nodes.density <= 0:
         near = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
     else:
@@ -408,17 +448,19 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
         d = torch.tensor([-1, 0, 1], dtype=torch.int64, device=x.device)
         around = blocks(bx.reshape(-1, 1) + d.repeat(3).reshape(1, 9), by.reshape(-1, 1) + d.repeat_interleave(3).reshape(1, 9))
         urban = (around[..., 0] > 0).any(dim=1).reshape(bx.shape)
-    near = near | (urban & (nodes.density > 0))
-    idx = torch.nonzero(near.reshape(-1)).reshape(-1)
+    near = (near | (urban & (nodes.density > 0))).reshape(-1)
+    if reader_d2 is not None:
+        near = near & (reader_d2 < _crown_reach2(torch.tensor(MAX_CROWN, dtype=torch.float32)))
+    idx = torch.nonzero(near).reshape(-1)
     n = ci.numel()
     # a cell whose centre has no urban block in the 3 x 3 around holds no candidate in an urban block
     maybe_urban = (urban & (nodes.density > 0)).reshape(-1)
     if idx.numel() == n:
-        return candidates(seed, ci, cj, nodes, blocks, maybe_urban)
+        return candidates(seed, ci, cj, nodes, blocks, maybe_urban, reader_d2)
     out = _absent(n, x.device)
     if idx.numel():
         some = candidates(seed, ci.index_select(0, idx), cj.index_select(0, idx), nodes, blocks,
-                          maybe_urban.index_select(0, idx))
+                          maybe_urban.index_select(0, idx), None if reader_d2 is None else reader_d2.index_select(0, idx))
         out = {k: v.index_put((idx,), some[k]) for k, v in out.items()}
     return out
 
