@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from .shapes import broadcast_shape
+
 Field = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
@@ -108,6 +110,6 @@ def interpolate(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) 
     points; both give the same bits for the same point. Returns tensors of the broadcast shape."""
     if x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1:
         return on_grid(field, x.reshape(-1), y.reshape(-1), spacing)
-    shape = torch.broadcast_shapes(x.shape, y.shape)
+    shape = broadcast_shape(x.shape, y.shape)
     out = at_points(field, x.expand(shape).reshape(-1), y.expand(shape).reshape(-1), spacing)
     return {k: v.reshape(shape) for k, v in out.items()}

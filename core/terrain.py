@@ -20,6 +20,7 @@ import torch
 from . import lattice
 from .hashing import salt
 from .noise import Octave, eroded_fbm, fbms, octave_noise, octaves, ridged, smoothstep, valleys
+from .shapes import broadcast_shape
 
 FBM_STD = 0.14  # measured standard deviation of a 3-4 octave `fbm`; fields below are in its units
 SMOOTH_LATTICE = 512.0  # metres: world lattice the kilometre-scale fields are interpolated from
@@ -125,7 +126,7 @@ def macro_fields(x: torch.Tensor, y: torch.Tensor, octs: MacroOctaves,
     Many scattered points are evaluated POINT_BLOCK at a time (the same bits: every value is a
     pure function of its point); a separable grid (x (1, W), y (H, 1)) in one call.
     """
-    shape = torch.broadcast_shapes(x.shape, y.shape)
+    shape = broadcast_shape(x.shape, y.shape)
     n = math.prod(shape)
     if n <= POINT_BLOCK or (x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1):
         return _macro_fields(x, y, octs, params)
@@ -245,7 +246,7 @@ def detail_height(x: torch.Tensor, y: torch.Tensor, octs: list[Octave], amplitud
 
     Summed coarse to fine, so the partial sum up to level L is bit-identical to level L's total.
     """
-    total = torch.zeros(torch.broadcast_shapes(x.shape, y.shape), dtype=torch.float32, device=x.device)
+    total = torch.zeros(broadcast_shape(x.shape, y.shape), dtype=torch.float32, device=x.device)
     for o, n in zip(octs, octave_noise(x, y, octs)):
         total = total + n * (o.spacing * 0.06) * amplitude
     return total

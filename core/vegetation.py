@@ -22,6 +22,7 @@ import torch
 
 from .hashing import hash2, mix32, salt, unit_float
 from .settlements import BLOCK, SIDEWALK, locate, rect_local, road_at
+from .shapes import broadcast_shape
 from .streets import StreetFrame
 
 CELL = 6.0  # metres between tree candidates; a crown never reaches past the neighbouring cell
@@ -345,7 +346,7 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
     cells from `table` (built here when not given or not covering it, see `grid_table`); points
     evaluate the cells around each. Both paths give the same bits for the same point."""
     if nodes.density <= 0:
-        return _no_cover(torch.broadcast_shapes(x.shape, y.shape), x.device)
+        return _no_cover(broadcast_shape(x.shape, y.shape), x.device)
     grid = x.dim() == 2 and y.dim() == 2 and x.shape[0] == 1 and y.shape[1] == 1
     if grid and (table is None or not table.covers(*cell_range(x, y))):
         table = grid_table(seed, x, y, nodes, blocks)
@@ -379,7 +380,7 @@ def _canopy_at_points(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: Vegeta
     ci = torch.floor(x * (1.0 / CELL)).to(torch.int64)
     cj = torch.floor(y * (1.0 / CELL)).to(torch.int64)
     reach = _reach(nodes)
-    shape = torch.broadcast_shapes(x.shape, y.shape)
+    shape = broadcast_shape(x.shape, y.shape)
     xb, yb = x.expand(shape).reshape(-1), y.expand(shape).reshape(-1)
     da, db = (d.reshape((9,) + (1,) * len(shape)) for d in _around(x.device))
     cell_i, cell_j = ci + da, cj + db  # (9, ...): hashed broadcast, so a grid's columns and rows once each
@@ -437,7 +438,7 @@ def _candidates_where_possible(seed: int, ci: torch.Tensor, cj: torch.Tensor, x:
     if x.numel() == 0:
         return _absent(0, x.device)
     if hasattr(blocks, "urban_near") and not blocks.any_urban:  # a chunk's block table without towns
-        urban = torch.zeros(torch.broadcast_shapes(x.shape, y.shape), dtype=torch.bool, device=x.device)
+        urban = torch.zeros(broadcast_shape(x.shape, y.shape), dtype=torch.bool, device=x.device)
     elif hasattr(blocks, "urban_near"):  # a chunk's block table: one gather
         gu, gv = blocks.frame.to_grid_near(x, y)  # 11 m off at most: urban_near has a block of slack
         urban = blocks.urban_near(torch.floor(gu * (1.0 / BLOCK)).to(torch.int64), torch.floor(gv * (1.0 / BLOCK)).to(torch.int64))

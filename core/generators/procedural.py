@@ -26,6 +26,7 @@ from ..hashing import hash2, salt, unit_float
 from ..keys import ChunkKey
 from ..noise import Octave, fbms, octaves, smoothstep
 from ..settlements import BLOCK, Building
+from ..shapes import broadcast_shape
 from ..streets import StreetFrame
 from ..vegetation import Tree, VegetationNodes
 from ..spec import TREE_OBJECTS_MAX_RESOLUTION, WorldSpec
@@ -233,7 +234,7 @@ class ProceduralGenerator:
     def block_at(self, bx: torch.Tensor, by: torch.Tensor, extra: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Block rows (..., BLOCK_ROW) computed directly from block indices (same bits as a
         table's); with `extra` points, (rows, macro fields there) (`block_density`)."""
-        shape = torch.broadcast_shapes(bx.shape, by.shape)
+        shape = broadcast_shape(bx.shape, by.shape)
         bx, by = bx.expand(shape).reshape(-1), by.expand(shape).reshape(-1)
         u, v = bx.to(torch.float64) * BLOCK, by.to(torch.float64) * BLOCK
         x, y = self.streets.to_world(u + 0.5 * BLOCK, v + 0.5 * BLOCK)
@@ -399,7 +400,7 @@ class ProceduralGenerator:
         needs them: no grading, building, road or bridge). With the contour twist, whose exact map
         costs several times the warp's, `cells` (`street_cells`, over the chunk) tell where they are
         needed; points elsewhere take inexact ones and zero rows: the same rasters, bit for bit."""
-        shape = torch.broadcast_shapes(x.shape, y.shape)
+        shape = broadcast_shape(x.shape, y.shape)
         if not bool(((table[..., settlements.URBAN] > 0) | (table[..., settlements.COUNTRY] > 0)).any()):
             return None, torch.zeros(shape + (BLOCK_ROW,), dtype=torch.float32, device=x.device)
         if cells is None:
@@ -893,7 +894,7 @@ def street_coordinates(frame: StreetFrame, cells: StreetCells, x: torch.Tensor, 
     and outside the region of `cells`; elsewhere the cell's south-west node's (exact too), where no
     road (widened by up to STREET_WIDEN), building or grading can be either. A pure function of
     position, like the cells."""
-    shape = torch.broadcast_shapes(x.shape, y.shape)
+    shape = broadcast_shape(x.shape, y.shape)
     s = STREET_CELL
     rows, cols = cells.needed.shape
     i = torch.floor(x * (1.0 / s)).to(torch.int64) - cells.i0

@@ -255,3 +255,19 @@ def test_the_server_process_does_not_load_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_worker_loads_neither_sympy_nor_scipy():
+    """A worker's jobs need torch, not sympy (which torch.broadcast_shapes imports: 0.44 s and
+    34 MB a worker) nor scipy (29 MB; only the terrain mesh's rare Delaunay fallback uses it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from worldstream.core import WorldSpec; "
+            "from worldstream.exporters.formats import warm_worker, export_key; "
+            "s = WorldSpec(seed=7, chunk_size=64, levels=5).to_json(); warm_worker(s); "
+            "[export_key(s, k, ('glb', 'sidecars')) for k in ('0/0/0', '4/3/-2')]; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sympy', 'scipy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
