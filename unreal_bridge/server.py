@@ -73,7 +73,6 @@ RETRY_AFTER_S = 1  # told to HTTP clients refused for load (503)
 # over a ridge (a velocity measured a moment ago puts the 2 s prediction tens of metres off there);
 # with 0.5 s as well, none (cold: 98.5 -> 99.7 %)
 LOOKAHEAD_S = (0.5, 2.0)
-INLINE_SELECT_S = 0.005  # a selection that took less runs on the event loop next time: a thread hand-off costs more
 MAX_SPEED = 1000.0  # m/s; faster apparent motion is a teleport, not a velocity
 VELOCITY_SMOOTHING = 0.3  # weight of the newest measurement
 
@@ -95,7 +94,6 @@ class ClientState:
     view_ready: asyncio.Event = field(default_factory=asyncio.Event)
     motion: dict = field(default_factory=dict)  # camera id -> (position, time, velocity)
     ahead: list = field(default_factory=list)
-    select_s: float = 0.0  # how long this client's last selection took
 
     @property
     def hello(self) -> p.Hello | None:
@@ -185,8 +183,7 @@ class StreamServer:
         state.view_ready.set()  # the selector takes the newest view; views it missed are skipped
 
     async def _select_loop(self, ws, state: ClientState, wake: asyncio.Event) -> None:
-        """Re-select for the newest view (off the event loop when the client's last selection took
-        INLINE_SELECT_S or more); views that arrive meanwhile coalesce."""
+        """Re-select for the newest view, off the event loop; views that arrive meanwhile coalesce."""
         try:
             while True:
                 await state.view_ready.wait()
@@ -198,14 +195,9 @@ class StreamServer:
                         continue
                     except asyncio.TimeoutError:  # none came: select for this one after all
                         state.reselection.due(state.cameras, state.ahead, view_time, force=True)
-                args = (self.spec, list(state.cameras), self.level_error, self.horizon_m, self.heights,
-                        state.delivery.previous)
-                started = time.perf_counter()
-                if state.select_s < INLINE_SELECT_S:
-                    selection = lod.select(*args, ahead=list(state.ahead))
-                else:  # heavy (many cameras, a wide horizon): off the event loop
-                    selection = await asyncio.to_thread(lod.select, *args, ahead=list(state.ahead))
-                state.select_s = time.perf_counter() - started
+                selection = await asyncio.to_thread(
+                    lod.select, self.spec, list(state.cameras), self.level_error, self.horizon_m, self.heights,
+                    state.delivery.previous, ahead=list(state.ahead))
                 await self._send_unloads(ws, state.delivery.on_selection(selection, view_time))
                 wake.set()
         except ConnectionClosed:

@@ -33,7 +33,7 @@ def test_viewer_files_are_served_from_the_package_without_any_cdn(server):
 def test_viewer_streams_terrain_in_headless_chromium_with_zero_errors(server, tmp_path):
     url = f"http://127.0.0.1:{server}/viewer/?fly=path&speed=60&agl=150"
     state, png = browser.open_page(url, ready_js="window.viewerStatus && viewerStatus.meshes >= 12 && viewerStatus.frames > 60"
-                                   " && viewerStatus.stats !== null", state_js="window.viewerStatus", timeout=150)
+                                   " && viewerStatus.stats !== null && Object.keys(viewerStatus.levels).length >= 2", state_js="window.viewerStatus", timeout=150)
     (tmp_path / "viewer.png").write_bytes(png)
     print(f"screenshot: {tmp_path / 'viewer.png'}")
     assert state is not None, "the page never ran its script"
