@@ -138,18 +138,19 @@ def _frustum(camera: Camera) -> _Frustum:
     return _Frustum(px, py, pz, (f0, f1, f2), planes, math.tan(camera.fov_y / 2.0))
 
 
-def in_frustum(camera: Camera, bounds, z_range, margin: float = 0.0) -> bool:
-    """Conservative test of the box bounds x z_range against the four side planes and the near
-    side of the view frustum, each moved `margin` metres outwards: False only where the box lies
-    wholly outside one of them (its corner furthest along the plane's inward normal is outside).
-    A bounding sphere, tested before, passed a 16 km chunk whose box lay kilometres outside the
-    view."""
+def in_frustum(camera: Camera, bounds, z_range) -> bool:
+    """Conservative test of the box's bounding sphere against the four side planes and the near
+    side of the view frustum."""
     fr = _frustum(camera)
     w, s, e, n = bounds
     z0, z1 = z_range
-    lx, ly, lz, hx, hy, hz = w - fr.px, s - fr.py, z0 - fr.pz, e - fr.px, n - fr.py, z1 - fr.pz
-    for a, b, c in (fr.forward, *fr.planes):
-        if (a * (hx if a > 0 else lx) + b * (hy if b > 0 else ly) + c * (hz if c > 0 else lz)) < -margin:
+    radius = 0.5 * math.sqrt((e - w) ** 2 + (n - s) ** 2 + (z1 - z0) ** 2)
+    rx, ry, rz = (w + e) / 2.0 - fr.px, (s + n) / 2.0 - fr.py, (z0 + z1) / 2.0 - fr.pz
+    f0, f1, f2 = fr.forward
+    if rx * f0 + ry * f1 + rz * f2 < -radius:
+        return False
+    for a, b, c in fr.planes:
+        if rx * a + ry * b + rz * c < -radius:
             return False
     return True
 
@@ -207,18 +208,13 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
         bounds = key.bounds(spec)
         z = zr(key)
         err = level_error(key.level)
-        was_refined = key in refined_before
-        # hysteresis at the frustum's sides too: a chunk refined before keeps the in-view rule while
-        # it lies within a fraction of its size outside the view
-        margin = hysteresis * spec.chunk_extent(key.level) if was_refined else 0.0
         worst, nearest, visible, soon, refine, refine_now = 0.0, math.inf, False, False, False, False
         for i, cam in enumerate(cameras):
             d = box_distance(cam, bounds, z)
             sse = screen_space_error(err, d, cam)
             seen = in_frustum(cam, bounds, z)
-            in_view_rule = seen or (margin > 0.0 and in_frustum(cam, bounds, z, margin))
-            limit = cam.max_sse * (1.0 if in_view_rule else OUT_OF_VIEW_SSE_FACTOR)
-            limit *= (1.0 - hysteresis) if was_refined else (1.0 + hysteresis)
+            limit = cam.max_sse * (1.0 if seen else OUT_OF_VIEW_SSE_FACTOR)
+            limit *= (1.0 - hysteresis) if key in refined_before else (1.0 + hysteresis)
             refine |= sse > limit
             if i < len(current):
                 worst, nearest, visible = max(worst, sse), min(nearest, d), visible or seen
