@@ -138,6 +138,27 @@ def _frustum(camera: Camera) -> _Frustum:
     return _Frustum(px, py, pz, (f0, f1, f2), planes, math.tan(camera.fov_y / 2.0))
 
 
+OUTSIDE, STRADDLES, INSIDE = 0, 1, 2
+
+
+def frustum_side(camera: Camera, bounds, z_range, margin: float = 0.0) -> int:
+    """Where the box bounds x z_range lies against the four side planes and the near side of the
+    view frustum, each moved `margin` metres outwards: OUTSIDE when wholly outside one of them (its
+    corner furthest along the plane's inward normal is outside), INSIDE when wholly inside all,
+    else STRADDLES."""
+    fr = _frustum(camera)
+    w, s, e, n = bounds
+    z0, z1 = z_range
+    lx, ly, lz, hx, hy, hz = w - fr.px, s - fr.py, z0 - fr.pz, e - fr.px, n - fr.py, z1 - fr.pz
+    side = INSIDE
+    for a, b, c in (fr.forward, *fr.planes):
+        if (a * (hx if a > 0 else lx) + b * (hy if b > 0 else ly) + c * (hz if c > 0 else lz)) < -margin:
+            return OUTSIDE
+        if (a * (lx if a > 0 else hx) + b * (ly if b > 0 else hy) + c * (lz if c > 0 else hz)) < -margin:
+            side = STRADDLES
+    return side
+
+
 def in_frustum(camera: Camera, bounds, z_range) -> bool:
     """Conservative test of the box's bounding sphere against the four side planes and the near
     side of the view frustum."""
@@ -153,6 +174,22 @@ def in_frustum(camera: Camera, bounds, z_range) -> bool:
         if rx * a + ry * b + rz * c < -radius:
             return False
     return True
+
+
+VIEW_DEPTH = 1  # chunk_in_view's levels of children below a chunk whose box straddles the frustum
+
+
+def chunk_in_view(spec: WorldSpec, camera: Camera, key: ChunkKey, z_range: Callable[[ChunkKey], tuple[float, float]],
+                  margin: float = 0.0, depth: int = VIEW_DEPTH) -> bool:
+    """Whether chunk `key` (height span z_range(key)) is in the camera's view: its box is, and if
+    the box straddles a plane of the frustum, one of its children is (`depth` levels down, at most
+    to the finest), each with its own span. Tighter than `in_frustum`'s bounding sphere, which
+    passed 8-16 km chunks lying kilometres outside the view; and a tall box (a span bounded from
+    a coarse ancestor) reaches into the view where its children, whose spans are known, do not."""
+    side = frustum_side(camera, key.bounds(spec), z_range(key), margin)
+    if side != STRADDLES or depth <= 0 or key.level >= spec.levels - 1:
+        return side != OUTSIDE
+    return any(chunk_in_view(spec, camera, child, z_range, margin, depth - 1) for child in key.children())
 
 
 @dataclass(frozen=True)
@@ -223,7 +260,8 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
                 soon |= seen
         if refine and key.level < finest:
             stack.extend((child, needed and refine_now) for child in key.children())
-        else:
+        else:  # a leaf: whether it is in view (its priority; what a view lacks without it) by its box
+            visible = visible and any(chunk_in_view(spec, cam, key, zr) for cam in current)
             out.append(Selected(key=key, sse=worst, distance=nearest, visible=visible, soon=soon, needed=needed))
     out.sort(key=lambda s: s.priority)
     return out
@@ -249,9 +287,11 @@ def moved(a: Camera, b: Camera, tolerance_m: float, turn_rad: float) -> bool:
 
 class HeightSpans:
     """Chunk height spans (world ENU z, metres) learned from exported chunks, as `z_range` for
-    select(): exact for a known chunk; for an unknown one, its nearest known ancestor's span padded
-    by twice that ancestor's geometric error and a margin (finer levels add detail, not new relief);
-    else DEFAULT_Z_RANGE. Bounded: forgets everything past `capacity` chunks."""
+    select(): exact for a known chunk; for an unknown one whose four children are known, their
+    union padded by the chunk's geometric error (its samples are some of theirs); else its nearest
+    known ancestor's span padded by twice that ancestor's geometric error and a margin (finer levels
+    add detail, not new relief); else DEFAULT_Z_RANGE. Bounded: forgets everything past `capacity`
+    chunks."""
 
     def __init__(self, level_error: Callable[[int], float], capacity: int = 200_000):
         self.level_error = level_error
@@ -271,6 +311,10 @@ class HeightSpans:
         known = self._spans.get(key)
         if known is not None:
             return known
+        children = [self._spans.get(c) for c in key.children()]
+        if all(c is not None for c in children):
+            pad = self.level_error(key.level)
+            return min(c[0] for c in children) - pad, max(c[1] for c in children) + pad
         for a in ancestors(key):
             known = self._spans.get(a)
             if known is not None:

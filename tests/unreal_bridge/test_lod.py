@@ -52,7 +52,9 @@ def test_selection_tiles_the_horizon_without_overlaps_and_refines_near_the_camer
 
 
 def test_behind_the_camera_stays_coarser_but_covered():
-    sel = lod.select(SPEC, [cam(forward=(1.0, 0.0, -0.1))], level_error)
+    # at max_sse 16 this world's chunks refine only around the camera itself (their measured
+    # errors are small), the same ahead and behind; the frustum rule shows at a stricter max_sse
+    sel = lod.select(SPEC, [cam(forward=(1.0, 0.0, -0.1), max_sse=2.0)], level_error)
     ahead = [s.key.level for s in sel if s.visible and 200 < s.distance < 2000]
     behind = [s.key.level for s in sel if not s.visible and 200 < s.distance < 2000]
     assert ahead and behind and np.mean(ahead) > np.mean(behind)
@@ -165,6 +167,59 @@ def test_resolved_means_resident_at_the_key_or_finer_everywhere():
     assert not lod.resolved(k, set(kids[:3]), SPEC.levels - 1)
     assert lod.resolved(k, set(kids[:3]) | set(kids[3].children()), SPEC.levels - 1)
     assert not lod.resolved(k, {k.parent()}, SPEC.levels - 1)  # coarser does not count
+
+
+def test_a_chunk_is_in_view_exactly_when_one_of_its_children_is_with_their_own_spans():
+    spans = lod.HeightSpans(level_error)
+    rng = np.random.default_rng(5)
+    for k in [ChunkKey(6, x, y) for x in range(-8, 8) for y in range(-8, 8)]:
+        lo = float(rng.uniform(0, 300))
+        spans.learn(k, lo, lo + float(rng.uniform(1, 60)))
+    c = cam(0.0, 0.0, 150.0, forward=(1.0, 0.3, -0.5))
+    coarse = [ChunkKey(3, x, y) for x in (-1, 0) for y in (-1, 0)] + [ChunkKey(4, x, y) for x in range(-2, 2) for y in range(-2, 2)]
+    seen = 0
+    for key in coarse:
+        got = lod.chunk_in_view(SPEC, c, key, spans, depth=9)
+        assert got == any(lod.chunk_in_view(SPEC, c, child, spans, depth=9) for child in key.children())
+        assert not got or lod.in_frustum(c, key.bounds(SPEC), spans(key))  # never more than the sphere
+        seen += got
+    assert 0 < seen < len(coarse)
+
+
+def _frustum_planes(camera: lod.Camera) -> list[np.ndarray]:
+    """Inward normals of the near side and the four side planes, all through the camera (numpy)."""
+    f, up = np.asarray(camera.forward), np.asarray(camera.up)
+    right = np.cross(f, up)
+    hx, hy = camera.fov_x / 2.0, camera.fov_y / 2.0
+    return [f, -math.cos(hx) * right + math.sin(hx) * f, math.cos(hx) * right + math.sin(hx) * f,
+            -math.cos(hy) * up + math.sin(hy) * f, math.cos(hy) * up + math.sin(hy) * f]
+
+
+def test_leaves_beside_the_view_are_not_in_view_and_leaves_in_it_are():
+    c = cam(0.0, 0.0, 120.0, forward=(1.0, 0.0, -0.3))
+    z = (0.0, 50.0)
+    sel = lod.select(SPEC, [c], level_error, z_range=lambda key: z)
+    sphere_only = [s for s in sel if not s.visible and lod.in_frustum(c, s.key.bounds(SPEC), z)]
+    assert sphere_only  # bounding spheres reach into the view from beside it
+    planes = _frustum_planes(c)
+    rng = np.random.default_rng(2)
+    for s in sel:
+        w, so, e, n = s.key.bounds(SPEC)
+        pts = np.stack([rng.uniform(w, e, 400), rng.uniform(so, n, 400), rng.uniform(*z, 400)], 1) - np.asarray(c.position)
+        if any(all(pt @ p > 0 for p in planes) for pt in pts):  # conservative: a leaf holding a point in view is in view
+            assert s.visible, s.key
+
+
+def test_height_spans_bound_an_unknown_chunk_by_its_four_known_children():
+    spans = lod.HeightSpans(level_error)
+    parent = ChunkKey(2, 1, 1)
+    spans.learn(ChunkKey(0, 0, 0), -50.0, 900.0)  # a far looser bound from the ancestor
+    for i, k in enumerate(parent.children()[:3]):
+        spans.learn(k, 100.0 + i, 120.0 + i)
+    assert spans(parent)[0] < -50.0  # three children known: still the ancestor's padded bound
+    spans.learn(parent.children()[3], 95.0, 150.0)
+    pad = level_error(parent.level)
+    assert spans(parent) == (95.0 - pad, 150.0 + pad)
 
 
 def test_height_spans_are_exact_when_known_and_bound_unknown_descendants():
