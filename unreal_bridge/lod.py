@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable, Iterable
 
-
 from ..core import frames
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
@@ -141,20 +140,19 @@ def _frustum(camera: Camera) -> _Frustum:
 OUTSIDE, STRADDLES, INSIDE = 0, 1, 2
 
 
-def frustum_side(camera: Camera, bounds, z_range, margin: float = 0.0) -> int:
+def frustum_side(camera: Camera, bounds, z_range) -> int:
     """Where the box bounds x z_range lies against the four side planes and the near side of the
-    view frustum, each moved `margin` metres outwards: OUTSIDE when wholly outside one of them (its
-    corner furthest along the plane's inward normal is outside), INSIDE when wholly inside all,
-    else STRADDLES."""
+    view frustum: OUTSIDE when wholly outside one of them (its corner furthest along the plane's
+    inward normal is outside), INSIDE when wholly inside all, else STRADDLES."""
     fr = _frustum(camera)
     w, s, e, n = bounds
     z0, z1 = z_range
     lx, ly, lz, hx, hy, hz = w - fr.px, s - fr.py, z0 - fr.pz, e - fr.px, n - fr.py, z1 - fr.pz
     side = INSIDE
     for a, b, c in (fr.forward, *fr.planes):
-        if (a * (hx if a > 0 else lx) + b * (hy if b > 0 else ly) + c * (hz if c > 0 else lz)) < -margin:
+        if (a * (hx if a > 0 else lx) + b * (hy if b > 0 else ly) + c * (hz if c > 0 else lz)) < 0.0:
             return OUTSIDE
-        if (a * (lx if a > 0 else hx) + b * (ly if b > 0 else hy) + c * (lz if c > 0 else hz)) < -margin:
+        if (a * (lx if a > 0 else hx) + b * (ly if b > 0 else hy) + c * (lz if c > 0 else hz)) < 0.0:
             side = STRADDLES
     return side
 
@@ -180,16 +178,16 @@ VIEW_DEPTH = 1  # chunk_in_view's levels of children below a chunk whose box str
 
 
 def chunk_in_view(spec: WorldSpec, camera: Camera, key: ChunkKey, z_range: Callable[[ChunkKey], tuple[float, float]],
-                  margin: float = 0.0, depth: int = VIEW_DEPTH) -> bool:
+                  depth: int = VIEW_DEPTH) -> bool:
     """Whether chunk `key` (height span z_range(key)) is in the camera's view: its box is, and if
     the box straddles a plane of the frustum, one of its children is (`depth` levels down, at most
     to the finest), each with its own span. Tighter than `in_frustum`'s bounding sphere, which
     passed 8-16 km chunks lying kilometres outside the view; and a tall box (a span bounded from
     a coarse ancestor) reaches into the view where its children, whose spans are known, do not."""
-    side = frustum_side(camera, key.bounds(spec), z_range(key), margin)
+    side = frustum_side(camera, key.bounds(spec), z_range(key))
     if side != STRADDLES or depth <= 0 or key.level >= spec.levels - 1:
         return side != OUTSIDE
-    return any(chunk_in_view(spec, camera, child, z_range, margin, depth - 1) for child in key.children())
+    return any(chunk_in_view(spec, camera, child, z_range, depth - 1) for child in key.children())
 
 
 @dataclass(frozen=True)

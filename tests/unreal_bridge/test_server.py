@@ -242,32 +242,32 @@ def test_stopping_the_server_leaves_no_worker_processes(signal_name):
         time.sleep(0.2)
 
 
-def test_the_server_process_does_not_load_torch():
-    """`serve` only names keys and files and hands jobs to its workers: its own process stays free
-    of torch and scipy (about 200 MB of RSS and 1.4 s of start-up), which only the workers load."""
+def _packages_loaded(setup: str, packages: tuple[str, ...]) -> list[str]:
+    """Which of `packages` a fresh interpreter has imported after running `setup` (Python code)."""
+    import ast
     import subprocess
     import sys
 
-    code = ("import sys, worldstream.cli, worldstream.unreal_bridge.server as s, worldstream.core as c; "
-            "from worldstream.exporters.mesh_options import MeshOptions; "
-            "s.ChunkService(c.WorldSpec(seed=7), workers=1, options=MeshOptions()).close(); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'scipy')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    code = f"import sys\n{setup}\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & {set(packages)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    return ast.literal_eval(out.stdout.strip())
+
+
+def test_the_server_process_does_not_load_torch():
+    """`serve` only names keys and files and hands jobs to its workers: its own process stays free
+    of torch and scipy (about 200 MB of RSS and 1.4 s of start-up), which only the workers load."""
+    setup = ("import worldstream.cli, worldstream.unreal_bridge.server as s, worldstream.core as c\n"
+             "from worldstream.exporters.mesh_options import MeshOptions\n"
+             "s.ChunkService(c.WorldSpec(seed=7), workers=1, options=MeshOptions()).close()")
+    assert _packages_loaded(setup, ("torch", "scipy")) == []
 
 
 def test_a_worker_loads_neither_sympy_nor_scipy():
     """A worker's jobs need torch, not sympy (which torch.broadcast_shapes imports: 0.44 s and
     34 MB a worker) nor scipy (29 MB; only the terrain mesh's rare Delaunay fallback uses it)."""
-    import subprocess
-    import sys
-
-    code = ("import sys; from worldstream.core import WorldSpec; "
-            "from worldstream.exporters.formats import warm_worker, export_key; "
-            "s = WorldSpec(seed=7, chunk_size=64, levels=5).to_json(); warm_worker(s); "
-            "[export_key(s, k, ('glb', 'sidecars')) for k in ('0/0/0', '4/3/-2')]; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sympy', 'scipy'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    setup = ("from worldstream.core import WorldSpec\n"
+             "from worldstream.exporters.formats import warm_worker, export_key\n"
+             "s = WorldSpec(seed=7, chunk_size=64, levels=5).to_json()\nwarm_worker(s)\n"
+             "for k in ('0/0/0', '4/3/-2'):\n    export_key(s, k, ('glb', 'sidecars'))")
+    assert _packages_loaded(setup, ("sympy", "scipy")) == []
