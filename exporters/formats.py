@@ -78,6 +78,7 @@ def export_chunk(chunk: Chunk, spec: WorldSpec, formats: tuple[str, ...],
 
 
 _WORKER_WORLD = None
+_WARMED_FOR: str | None = None  # the spec whose first calls this process has made (warm_worker)
 
 
 def export_key(spec_json: str, key_path: str, formats: tuple[str, ...],
@@ -126,8 +127,12 @@ def warm_worker(spec_json: str) -> int:
 
     from ..core.workers import trim_heap
 
-    _first_calls(_worker_world(spec_json).spec)
-    trim_heap()
+    global _WARMED_FOR
+    world = _worker_world(spec_json)
+    if _WARMED_FOR != spec_json:  # a pool warm-up may hand one process several rounds (core.workers.warm_up)
+        _first_calls(world.spec)
+        trim_heap()
+        _WARMED_FOR = spec_json
     return os.getpid()
 
 
@@ -147,4 +152,3 @@ def _first_calls(spec: WorldSpec) -> None:
     tiny = World(replace(spec, chunk_size=16), cache_chunks=0)
     for key in (ChunkKey(0, 0, 0), ChunkKey(spec.levels - 1, 0, 0)):
         export_chunk(tiny.chunk(key), tiny.spec, ("glb", "sidecars"), MeshOptions())
-

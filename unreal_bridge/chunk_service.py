@@ -110,9 +110,10 @@ class ChunkService:
             self.store.clean_temporaries()
 
     def warm(self) -> None:
-        """Start the pool's workers now and make each ready (torch imported, its World built), in
-        the background while the server starts listening (`stats.workers_warm` counts the ready
-        ones; a client's first jobs queue behind a warm-up still running). The pool forks all its
+        """Start the pool's workers now and make each ready (`warm_worker`: its World built, two
+        tiny chunks generated and exported, so that first-call costs are paid), in the background
+        while the server starts listening (`stats.workers_warm` counts the ready ones; a client's
+        first jobs queue behind a warm-up still running). The pool forks all its
         workers at its first job, so none is forked later from a process whose threads (the
         selection's, the disk cache's) may hold a lock."""
         if not self._own_executor:
