@@ -9,6 +9,7 @@ border samples. Pixel layers are size x size with pixel [i, j] centred half a pi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class Chunk:
     semantic: np.ndarray  # (H, W) uint8 class ids (worldstream.core.biomes.CLASSES)
     instances: np.ndarray  # (H, W) uint32 building or tree ids (trees have bit 31 set), 0 = none
     water: np.ndarray  # (H+1, W+1) bool, water at the sample
-    buildings: tuple[Building, ...] = field(default=())
+    buildings: Sequence[Building] = field(default=())  # a BuildingTable, or a tuple
     canopy: np.ndarray | None = None  # (H+1, W+1) float32 tree crown height above the DEM (m), 0 = none
     trees: tuple[Tree, ...] = field(default=())  # trees rooted in the chunk (fine levels only)
     # learned facade views (render.multiview.BlockViews, one per building) that the exporters bake onto

@@ -9,10 +9,8 @@ in any order or process, and agree bit for bit on shared samples (see core.noise
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from dataclasses import fields
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +23,8 @@ from ..errors import GeneratorError
 from ..hashing import hash2, salt, unit_float
 from ..keys import ChunkKey
 from ..noise import Octave, fbms, octaves, smoothstep
-from ..settlements import BLOCK, Building
+from ..building_table import BuildingTable, gc_paused
+from ..settlements import BLOCK
 from ..shapes import broadcast_shape
 from ..streets import StreetFrame
 from ..vegetation import Tree, VegetationNodes
@@ -574,25 +573,21 @@ class ProceduralGenerator:
         kinds = [vegetation.KINDS[k] for k in kinds]
         settings = [vegetation.SETTINGS[s] for s in settings]
         # positional fields (Tree's order): keyword construction cost ~5 us a tree
-        with _gc_paused():
+        with gc_paused():
             return tuple(map(Tree._make, zip(ids, xs, ys, ground.tolist(), heights, radii, kinds, settings)))
 
-    def _building_list(self, key: ChunkKey, lots: "Lots") -> tuple[Building, ...]:
-        """The buildings whose footprint meets the chunk."""
+    def _building_list(self, key: ChunkKey, lots: "Lots") -> BuildingTable | tuple[()]:
+        """The buildings whose footprint meets the chunk (their tuples made when read)."""
         west, south, east, north = key.bounds(self.spec)
         corners = settlements.rect_corners(lots.rect)
         idx = torch.nonzero(_boxes_meet(corners, (west, south, east, north))).reshape(-1)
         if idx.numel() == 0:
             return ()
-        col = lambda v: v.index_select(0, idx).tolist()  # noqa: E731
-        xy = iter(corners.index_select(0, idx).reshape(-1).tolist())  # flat: a nested tolist is ~30x slower
-        footprints = zip(*[zip(xy, xy)] * 4)  # four (x, y) corners a building
-        rows_out = zip(col(lots.b["id"]), footprints, col(lots.base), col(lots.eaves), col(lots.b["floors"]),
-                       zip(col(lots.bx), col(lots.by)), zip(col(lots.li), col(lots.lj)), col(lots.ridge),
-                       map(settlements.ROOFS.__getitem__, col(lots.b["roof"])),
-                       map(settlements.TYPES.__getitem__, col(lots.b["type"])))  # positional: Building's order
-        with _gc_paused():
-            return tuple(map(Building._make, rows_out))
+        col = lambda v: v.index_select(0, idx).cpu().numpy()  # noqa: E731
+        pair = lambda a, b: torch.stack([a, b], dim=1).index_select(0, idx).cpu().numpy()  # noqa: E731
+        return BuildingTable(ids=col(lots.b["id"]), footprints=col(corners), base=col(lots.base), roof=col(lots.eaves),
+                             floors=col(lots.b["floors"]), block=pair(lots.bx, lots.by), lot=pair(lots.li, lots.lj),
+                             ridge=col(lots.ridge), roof_kind=col(lots.b["roof"]), type=col(lots.b["type"]))
 
     # ---------------------------------------------------------------- point queries
     def sample_heights(self, level: int, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -722,19 +717,6 @@ def block_key(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
 def lot_key(bx: torch.Tensor, by: torch.Tensor, li: torch.Tensor, lj: torch.Tensor) -> torch.Tensor:
     """One int64 per lot, ordered by (bx, by, li, lj)."""
     return block_key(bx, by) * 256 + li * 16 + lj
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused (if it runs) while a chunk's object lists are built: it
-    would scan its young objects every 700 new tuples, two thirds of the time of 100 000 buildings."""
-    running = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if running:
-            gc.enable()
 
 
 def _boxes_meet(corners: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Tensor:

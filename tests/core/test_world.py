@@ -36,6 +36,32 @@ def test_neighbours_share_border_samples_bit_for_bit(world, key):
         assert np.array_equal(a[0, :], n[-1, :]), name
 
 
+def test_a_chunk_makes_building_tuples_only_when_read(spec):
+    """Coarse chunks list every building they meet, which only sidecars and fine meshes read: the
+    generator keeps them as columns (BuildingTable) that read as the tuple of Building."""
+    import pickle
+
+    from worldstream.core.building_table import BuildingTable
+    from worldstream.core.settlements import Building
+    from worldstream.exporters.formats import export_chunk
+
+    c = World(spec, cache_chunks=0).chunk(TOWN)
+    table = c.buildings
+    assert isinstance(table, BuildingTable) and len(table) > 500
+    export_chunk(c, spec, ("glb",))  # 8 m/px: no building meshes, so no tuples
+    assert table._rows is None
+    rows = table.rows()
+    assert type(rows) is tuple and all(type(b) is Building for b in rows) and table.rows() is rows
+    assert table == rows and rows == tuple(table) and repr(table) == repr(rows)
+    assert table[3] == rows[3] and table[-2:] == rows[-2:] and table[:0] == ()
+    assert table != rows[:-1] and table != list(rows)
+    again = pickle.loads(pickle.dumps(table))
+    assert again._rows is None and again == table
+    assert {type(v) for v in rows[0]} == {int, tuple, float, str}
+    with pytest.raises(ValueError, match="rows"):
+        BuildingTable(*(col[:1] if i == 2 else col for i, col in enumerate(table._columns)))
+
+
 def test_town_chunk_has_buildings_that_raise_the_dsm_not_the_dem(world):
     c = world.chunk(TOWN)
     assert len(c.buildings) > 500
