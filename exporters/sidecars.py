@@ -103,7 +103,9 @@ def chunk_sidecars(chunk: Chunk, spec: WorldSpec) -> dict[str, bytes]:
         "semantic.png": encode_semantic_png(chunk.semantic),
         "instances.png": encode_instances_png(chunk.instances),
         "ortho.png": _png(chunk.ortho, "RGB"),
-        "annotations.json": json.dumps(annotations(chunk, spec), indent=1).encode(),
+        # compact: the C encoder (an indented dump runs in Python, 3 times slower: 3.5 s for the 104k
+        # buildings of a city's level-0 chunk)
+        "annotations.json": json.dumps(annotations(chunk, spec), separators=(",", ":")).encode(),
     }
     for name, layer in layers.items():  # where QGIS / GDAL place each PNG layer
         files[f"{name}.aux.xml"] = encode_pam(west, north, (east - west) / layer.shape[1], spec.origin)
