@@ -93,7 +93,7 @@ def export_key_with(spec_json: str, key_path: str, formats: tuple[str, ...], opt
     """export_key's files, and extract(chunk) (None without `extract`): a worker hands over what a
     caller would otherwise decode back from the files (a picklable top-level function)."""
     from ..core.keys import ChunkKey
-    from ..core.workers import trim_heap
+    from ..core.workers import settle_heap
 
     world = _worker_world(spec_json)
     try:
@@ -101,7 +101,7 @@ def export_key_with(spec_json: str, key_path: str, formats: tuple[str, ...], opt
         return export_chunk(chunk, world.spec, formats, options), (extract(chunk) if extract else None)
     finally:
         chunk = None
-        trim_heap()  # a pool worker keeps only what it needs between jobs
+        settle_heap()  # a pool worker keeps little more than it needs between jobs
 
 
 def _worker_world(spec_json: str):
@@ -125,13 +125,13 @@ def warm_worker(spec_json: str) -> int:
     caller can tell when every worker of a pool is warm."""
     import os
 
-    from ..core.workers import trim_heap
+    from ..core.workers import settle_heap
 
     global _WARMED_FOR
     world = _worker_world(spec_json)
     if _WARMED_FOR != spec_json:  # a pool warm-up may hand one process several rounds (core.workers.warm_up)
         _first_calls(world.spec)
-        trim_heap()
+        settle_heap()  # its first call: a full trim, and the size this process rests at
         _WARMED_FOR = spec_json
     return os.getpid()
 
