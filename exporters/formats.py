@@ -132,7 +132,7 @@ def warm_worker(spec_json: str) -> int:
     world = _worker_world(spec_json)
     if _WARMED_FOR != spec_json:  # a pool warm-up may hand one process several rounds (core.workers.warm_up)
         _first_calls(world.spec)
-        settle_heap()  # its first call: a full trim, and the size this process rests at
+        settle_heap()  # (a process's first call trims all and records the size it rests at)
         # the 175k objects of the imports and the World live as long as the process: out of the
         # collector's sight, a full collection no longer walks them (65 ms each, every few chunks)
         gc.freeze()

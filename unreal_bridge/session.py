@@ -210,6 +210,45 @@ class Session:
         return [SendText(self.welcome)]
 
 
+def arrival_window_start(now: float, last_read: float | None, last_tick: float | None, paused: bool) -> float:
+    """The earliest time the messages of a read at `now` may have arrived: since the connection's
+    previous read (`last_read`; none: now); and, if its reading was not paused since then, not
+    before the event loop last ran (`last_tick`: a running loop reads a readable socket at once).
+    While reading is paused (the handler fell behind: websockets stops reading at max_queue frames)
+    the bytes wait in the kernel however often the loop runs, so only `last_read` bounds them; a
+    polite client read late under load was otherwise judged as one burst (issue 19, D1)."""
+    start = now if last_read is None else last_read
+    if last_tick is not None and not paused:
+        start = max(start, last_tick)
+    return start
+
+
+def arrivals_from_backlog(start: float, now: float, count: int, nbytes: int,
+                          backlog: list[tuple[float, int]]) -> list[float]:
+    """Arrival times for `count` messages of `nbytes` read together at `now`, from `backlog`: the
+    bytes waiting unread in the kernel at times while the connection's reading was paused,
+    [(time, bytes)] in time order (since `start`). A message is taken to end at its share of the
+    bytes (messages of one read are about the same size) and to have come in between the two
+    samples that bracket that byte count (spread evenly there); bytes beyond the last sample,
+    after it. Without samples: `spread_arrivals(start, now, count)`."""
+    if count <= 0:
+        return []
+    edges = [(start, 0)] + [(t, b) for t, b in backlog if start <= t <= now] + [(now, max(nbytes, 1))]
+    out: list[float] = []
+    done = 0
+    for (t0, b0), (t1, b1) in zip(edges, edges[1:]):
+        if b1 <= b0:
+            continue
+        # messages whose last byte, at (i + 1) * nbytes / count, came in by b1
+        upto = count if t1 == now else min(count, int(b1 * count / max(nbytes, 1)))
+        n = upto - done
+        if n > 0:
+            out.extend(spread_arrivals(t0, t1, n))
+            done = upto
+    out.extend([now] * (count - done))
+    return out
+
+
 def spread_arrivals(start: float, now: float, count: int) -> list[float]:
     """Arrival times for `count` messages read together at `now` that may have arrived at any time
     since `start` (the event loop was stalled, or the connection's reading paused): evenly spread

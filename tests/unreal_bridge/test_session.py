@@ -112,6 +112,31 @@ def test_binary_messages_are_rejected():
     assert codes(s.receive(b"\x00\x01", 1.0)) == [p.BAD_MESSAGE]
 
 
+def test_arrival_window_start():
+    # a first read: now; else since the previous read, but not before the loop last ran ...
+    assert ss.arrival_window_start(10.0, None, 9.0, False) == 10.0
+    assert ss.arrival_window_start(10.0, 4.0, 9.5, False) == 9.5
+    assert ss.arrival_window_start(10.0, 4.0, None, False) == 4.0
+    # ... unless reading was paused: the bytes waited in the kernel since that read, loop running or not
+    assert ss.arrival_window_start(10.0, 4.0, 9.5, True) == 4.0
+    # a stalled loop (its last tick before the previous read): since the previous read
+    assert ss.arrival_window_start(10.0, 4.0, 2.0, False) == 4.0
+
+
+def test_arrivals_from_backlog():
+    # 6 messages of 600 bytes read at t=10 after a pause since t=4, sampled by the watch: by t=5
+    # 200 bytes waited (2 messages, spread over 4..5), by t=6 all 600 (the other 4 over 5..6)
+    assert ss.arrivals_from_backlog(4.0, 10.0, 6, 600, [(5.0, 200), (6.0, 600)]) == pytest.approx(
+        [4.5, 5.0, 5.25, 5.5, 5.75, 6.0])
+    # a burst all there at the first sample stays a burst (within that 50 ms); bytes after the last
+    # sample came after it
+    assert ss.arrivals_from_backlog(4.0, 10.0, 4, 400, [(4.05, 400)]) == pytest.approx([4.0125, 4.025, 4.0375, 4.05])
+    assert ss.arrivals_from_backlog(4.0, 10.0, 2, 400, [(5.0, 200)]) == [5.0, 10.0]
+    # no samples: spread over the window
+    assert ss.arrivals_from_backlog(0.0, 6.0, 3, 300, []) == ss.spread_arrivals(0.0, 6.0, 3)
+    assert ss.arrivals_from_backlog(0.0, 6.0, 0, 0, []) == []
+
+
 def test_spread_arrivals():
     assert ss.spread_arrivals(0.0, 6.0, 3) == [2.0, 4.0, 6.0]
     assert ss.spread_arrivals(7.0, 6.0, 2) == [6.0, 6.0]
