@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from typing import Hashable
+from typing import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +101,9 @@ class ChunkService:
         self._slots = max(1, workers)  # jobs handed to the pool at once (the pool itself never queues)
         self._running = 0
         self._queues: OrderedDict[Hashable, deque[_Job]] = OrderedDict()  # client -> its waiting jobs, in turn order
+        # how far a client is behind on what it was sent (the server: frames not credited yet);
+        # the waiting client with the least goes first, in turn order among equals
+        self.backlog: Callable[[Hashable], int] = lambda client: 0
         self.stats = ServiceStats()
         if self.store:
             self.store.prepare()
@@ -308,9 +311,12 @@ class ChunkService:
         job.queued = False
 
     def _pump(self) -> None:
-        """Hand waiting jobs to free workers, one per client in turn (round robin)."""
+        """Hand waiting jobs to free workers, one per client in turn (round robin) among the
+        waiting clients least behind (`backlog`): a client that holds the frames it is sent
+        keeps its claim, but not ahead of one that consumes them."""
         while self._running < self._slots and self._queues:
-            client, queue = next(iter(self._queues.items()))
+            client = min(self._queues, key=self.backlog)  # the first of the least, in turn order
+            queue = self._queues[client]
             job = queue.popleft()
             if queue:
                 self._queues.move_to_end(client)  # its next job waits for the other clients' turns

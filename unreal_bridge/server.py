@@ -112,12 +112,19 @@ class StreamServer:
         self.root_error = implicit_root_error(spec, options)
         self.clients: dict[ServerConnection, ClientState] = {}
         self.heights = lod.HeightSpans(self.level_error)
+        service.backlog = self._uncredited
         self.started = time.monotonic()
         self.limits = limits
         self.welcome = p.encode_welcome(json.loads(spec.to_json()), limits.credit)
         self.http_generation_limit = http_generation_limit
         self.http_generating = 0  # HTTP requests in flight that may generate a chunk
         self.http_refused = 0
+
+    def _uncredited(self, client) -> int:
+        """The chunk frames a websocket client was sent and has not returned credit for (0 for
+        others: HTTP)."""
+        state = self.clients.get(client)
+        return 0 if state is None else state.session.uncredited
 
     def level_error(self, level: int) -> float:
         return level_geometric_error(self.root_error, level)

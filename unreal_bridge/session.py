@@ -150,6 +150,14 @@ class Session:
         except p.ProtocolError as exc:
             return self._reject(exc)
 
+    @property
+    def uncredited(self) -> int:
+        """Chunk frames sent whose credit the client has not returned yet: about the frames in
+        flight for a client that reads and credits as it goes, growing for one that holds them
+        (its chunks then wait at the generators behind those of clients with fewer:
+        `ChunkService.backlog`)."""
+        return self._unreturned
+
     def spend_credit(self) -> bool:
         """The sender sends one chunk frame if this returns True."""
         if self.credit <= 0:

@@ -37,6 +37,34 @@ def test_clients_take_turns_at_the_pool():
     assert running == 0 and stats["generated"] == 9
 
 
+def test_a_client_that_holds_its_frames_waits_behind_one_that_consumes_them():
+    """A client that holds what it is sent (no credit returned) keeps its jobs, but each of them
+    waits while a client with fewer frames uncredited has one waiting."""
+    holder = [ChunkKey(4, x, 11) for x in range(6)]
+    active = [ChunkKey(4, x, -11) for x in range(3)]
+
+    async def go():
+        done: list[ChunkKey] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            service = ChunkService(SPEC, executor=pool, workers=1)
+            service.backlog = {"holder": 9, "active": 1}.__getitem__
+
+            async def get(key, client):
+                await service.get(key, ("glb",), client=client)
+                done.append(key)
+
+            tasks = [asyncio.create_task(get(k, "holder")) for k in holder]
+            await asyncio.sleep(0)
+            tasks += [asyncio.create_task(get(k, "active")) for k in active]
+            await asyncio.gather(*tasks)
+            return done, service.stats.as_dict()
+
+    done, stats = asyncio.run(go())
+    # the holder's first job was running; then all of the active client's, then the holder's rest
+    assert done[:4] == [holder[0]] + active and done[4:] == holder[1:], done
+    assert stats["generated"] == 9
+
+
 def test_cancelled_queued_jobs_free_their_turn_and_never_run():
     keys = [ChunkKey(4, x, 7) for x in range(6)]
 

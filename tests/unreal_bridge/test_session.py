@@ -107,6 +107,15 @@ def test_credit_is_granted_capped_and_spent():
     assert s.receive('{"type":"stats"}', 1.1) == [ss.SendStats()]
 
 
+def test_uncredited_frames_count_what_was_sent_and_not_credited():
+    s = new_session(credit=16)
+    for _ in range(5):
+        assert s.spend_credit()
+    assert s.uncredited == 5
+    s.receive(p.encode_client(p.Credit(chunks=3)), 1.0)
+    assert s.uncredited == 2
+
+
 def test_binary_messages_are_rejected():
     s = new_session()
     assert codes(s.receive(b"\x00\x01", 1.0)) == [p.BAD_MESSAGE]
