@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from . import kernels
 from .shapes import broadcast_shape
 
 Field = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -80,26 +81,30 @@ def at_points(field: Field, x: torch.Tensor, y: torch.Tensor, spacing: float) ->
         grid = field(((torch.arange(nx, device=x.device, dtype=torch.float64) + x0) * spacing).reshape(1, -1),
                      ((torch.arange(ny, device=x.device, dtype=torch.float64) + y0) * spacing).reshape(-1, 1))
         names = list(grid)
-        f = torch.stack([grid[k].reshape(-1) for k in names]).index_select(1, flat)
+        table, node = torch.stack([grid[k].reshape(-1) for k in names]), flat
     elif nx * ny < 2**62:
         # clustered points far apart (e.g. along a river across a large chunk): each distinct node once
-        unique, inverse = torch.unique(flat, return_inverse=True)
+        unique, node = torch.unique(flat, return_inverse=True)
         ux = (torch.remainder(unique, nx) + x0).to(torch.float64) * spacing
         uy = (torch.div(unique, nx, rounding_mode="floor") + y0).to(torch.float64) * spacing
         values = field(ux, uy)
         names = list(values)
-        f = torch.stack([values[k] for k in names]).index_select(1, inverse)
+        table = torch.stack([values[k] for k in names])
     else:
         values = field(cols.to(torch.float64) * spacing, rows.to(torch.float64) * spacing)
         names = list(values)
-        f = torch.stack([values[k].expand(4, 4, n).reshape(-1) for k in names])
+        table, node = torch.stack([values[k].expand(4, 4, n).reshape(-1) for k in names]), None
+    wx, wy = catmull_rom_weights(tx), catmull_rom_weights(ty)
+    if node is not None and table.dtype == torch.float32 and kernels.available(table):
+        return dict(zip(names, kernels.catmull_rom_points(table, node.reshape(4, 4, n), wx, wy).unbind(0)))
+    f = table if node is None else table.index_select(1, node)
     f = f.reshape(len(names), 4, 4, n)  # [field, col, row, point]: every field in one pass
     along_x = None
-    for j, w in enumerate(catmull_rom_weights(tx)):
+    for j, w in enumerate(wx):
         term = f[:, j] * w
         along_x = term if along_x is None else along_x + term
     value = None
-    for i, w in enumerate(catmull_rom_weights(ty)):
+    for i, w in enumerate(wy):
         term = along_x[:, i] * w
         value = term if value is None else value + term
     return dict(zip(names, value.unbind(0)))

@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from . import kernels
 from .device import as_tensor
 from .hashing import axis_keys, combine_axes, hash2, hash_axis, salt
 from .shapes import broadcast_shape
@@ -87,6 +88,8 @@ def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool 
         values = [_grid_octave(xs, ys, o) for o in octs]
         if all(v is not None for v in values):
             return values
+    if x.dtype == y.dtype == torch.float64 and kernels.available(x, y):
+        return _compiled_noise(x, y, octs, with_derivatives)
     order, group = _by_spacing(octs)
     grouped = tuple(octs[i] for i in order)
     per_pass = max(1, STACK_MAX // max(math.prod(broadcast_shape(x.shape, y.shape)), 1))
@@ -97,6 +100,17 @@ def octave_noise(x: torch.Tensor, y: torch.Tensor, octs, with_derivatives: bool 
     for i, v in zip(order, (v for values in passes for v in values)):
         out[i] = v
     return out
+
+
+def _compiled_noise(x: torch.Tensor, y: torch.Tensor, octs: tuple[Octave, ...], with_derivatives: bool) -> list:
+    """`octave_noise` by the compiled kernel (the same bits as `_noise_stack`), at every point of
+    the broadcast shape."""
+    shape = broadcast_shape(x.shape, y.shape)
+    xs, ys = x.expand(shape).reshape(-1), y.expand(shape).reshape(-1)
+    out = kernels.noise_points(xs, ys, [o.spacing for o in octs], [o.key for o in octs],
+                               _grad_table(x.device), with_derivatives)
+    per_octave = [[t.reshape(shape) for t in o.unbind(0)] for o in out]
+    return list(zip(*per_octave)) if with_derivatives else per_octave[0]
 
 
 def _by_spacing(octs: tuple[Octave, ...]) -> tuple[list[int], int]:

@@ -1,0 +1,198 @@
+/* Compiled per-point kernels of the procedural world, loaded by core/kernels.py through ctypes.
+ *
+ * Each function repeats, operation for operation, a torch path of core/noise.py or core/lattice.py
+ * (named above it): the same float32 products and sums in the same order, the same 32-bit hash
+ * words. Only correctly rounded IEEE operations are used and the build passes -ffp-contract=off,
+ * so no multiply-add is fused: the results are the torch path's bits on any x86-64 CPU.
+ * Arrays are C-contiguous; n counts points.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+/* Vector-width clones, picked at load time by the CPU: the same IEEE operations at any width, so the
+ * same bits (fused multiply-adds stay off: -ffp-contract=off). WORLDSTREAM_NO_CLONES builds one width, for
+ * tests/core/test_kernels.py. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(WORLDSTREAM_NO_CLONES)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+static inline uint32_t mix32(uint32_t h) {
+    h = ((h >> 16) ^ h) * 0x45D9F3Bu;
+    h = ((h >> 16) ^ h) * 0x45D9F3Bu;
+    return (h >> 16) ^ h;
+}
+
+/* hashing.hash_axis: the low and high 32-bit words of a signed 64-bit coordinate */
+static inline uint32_t hash_axis(int64_t c, uint32_t key) {
+    uint32_t lo = (uint32_t)(uint64_t)c;
+    uint32_t hi = (uint32_t)((uint64_t)c >> 32);
+    return mix32(mix32(lo ^ key) ^ hi);
+}
+
+/* hashing.combine_axes */
+static inline uint32_t combine_axes(uint32_t hx, uint32_t hy) {
+    return mix32(hx ^ (hy * 0x2C1B3C6u));
+}
+
+/* noise._fade and noise._dfade */
+static inline float fade(float t) {
+    float inner = (t * 6.0f - 15.0f) * t + 10.0f;
+    return t * t * t * inner;
+}
+
+static inline float dfade(float t) {
+    float s = (t - 1.0f) * t;
+    return s * s * 30.0f;
+}
+
+/* One octave's cells: cell[i] = floor(pos[i] / spacing), frac[i] = float32(pos[i] / spacing - cell),
+ * as noise._stacked_cells (exact for |pos / spacing| < 2^62, hashing.hash_axis's range);
+ * returns the smallest and largest cell through lo, hi. */
+VECTOR_CLONES
+static void cells(int64_t n, const double *restrict pos, double spacing, int64_t *restrict cell,
+                  float *restrict frac, int64_t *lo, int64_t *hi) {
+    int64_t a = INT64_MAX, b = INT64_MIN;
+    for (int64_t i = 0; i < n; i++) {
+        const double u = pos[i] / spacing;
+        const int64_t t = (int64_t)u;  /* toward zero: one less below zero unless u is whole */
+        const int64_t c = t - ((double)t > u);
+        cell[i] = c;
+        frac[i] = (float)(u - (double)c);
+        a = c < a ? c : a;
+        b = c > b ? c : b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* The value of one octave at n points from their corners' gradients and cell fractions. */
+VECTOR_CLONES
+static void octave_values(int64_t n, const uint8_t *restrict corner, const float *restrict fxs,
+                          const float *restrict fys, const float *restrict gx, const float *restrict gy,
+                          float *restrict val) {
+    for (int64_t i = 0; i < n; i++) {
+        const int ia = corner[4 * i], ib = corner[4 * i + 1], ic = corner[4 * i + 2], id = corner[4 * i + 3];
+        const float fx = fxs[i], fy = fys[i];
+        const float fx1 = fx - 1.0f, fy1 = fy - 1.0f;
+        const float a = gx[ia] * fx + gy[ia] * fy;
+        const float b = gx[ib] * fx1 + gy[ib] * fy;
+        const float c = gx[ic] * fx + gy[ic] * fy1;
+        const float d = gx[id] * fx1 + gy[id] * fy1;
+        const float u = fade(fx), v = fade(fy);
+        const float k1 = b - a, k2 = c - a, k3 = a - b - c + d;
+        val[i] = u * k1 + a + v * k2 + u * v * k3;
+    }
+}
+
+/* `octave_values` and the derivatives per lattice unit along x and y. */
+VECTOR_CLONES
+static void octave_with_derivatives(int64_t n, const uint8_t *restrict corner, const float *restrict fxs,
+                                    const float *restrict fys, const float *restrict gx, const float *restrict gy,
+                                    float *restrict val, float *restrict ddx, float *restrict ddy) {
+    for (int64_t i = 0; i < n; i++) {
+        const int ia = corner[4 * i], ib = corner[4 * i + 1], ic = corner[4 * i + 2], id = corner[4 * i + 3];
+        const float fx = fxs[i], fy = fys[i];
+        const float fx1 = fx - 1.0f, fy1 = fy - 1.0f;
+        const float a = gx[ia] * fx + gy[ia] * fy;
+        const float b = gx[ib] * fx1 + gy[ib] * fy;
+        const float c = gx[ic] * fx + gy[ic] * fy1;
+        const float d = gx[id] * fx1 + gy[id] * fy1;
+        const float u = fade(fx), v = fade(fy);
+        const float k1 = b - a, k2 = c - a, k3 = a - b - c + d;
+        const float uv = u * v;
+        val[i] = u * k1 + a + v * k2 + uv * k3;
+        const float grad_x = (gx[ib] - gx[ia]) * u + gx[ia] + (gx[ic] - gx[ia]) * v + (gx[ia] - gx[ib] - gx[ic] + gx[id]) * uv;
+        const float grad_y = (gy[ib] - gy[ia]) * u + gy[ia] + (gy[ic] - gy[ia]) * v + (gy[ia] - gy[ib] - gy[ic] + gy[id]) * uv;
+        ddx[i] = (v * k3 + k1) * dfade(fx) + grad_x;
+        ddy[i] = (u * k3 + k2) * dfade(fy) + grad_y;
+    }
+}
+
+/* noise._noise_stack for k octaves at n points: value[o * n + i] (and, when dx is not NULL, the
+ * derivatives per lattice unit dx, dy). The gradient (0..15) of each corner is hashing.hash2 of
+ * its node under the octave's key; as in noise._corner_gradients, the nodes of the box the
+ * points' cells span are hashed once each into a table when the box is small, else every corner
+ * combines its column's and row's hashes. grad: (2, 16), the gradients' x then y components; key_y:
+ * hashing.axis_keys(key)[1] of each octave. Returns 0, or -1 where memory ran out. */
+int noise_points(int64_t n, const double *x, const double *y, int32_t k, const double *spacing,
+                 const uint32_t *key, const uint32_t *key_y, const float *grad,
+                 float *value, float *dx, float *dy) {
+    int64_t *cx = malloc(n * sizeof(int64_t)), *cy = malloc(n * sizeof(int64_t));
+    float *fxs = malloc(n * sizeof(float)), *fys = malloc(n * sizeof(float));
+    uint8_t *corner = malloc(4 * n);  /* the gradients (0..15) of corners a, b, c, d of each point */
+    int status = cx && cy && fxs && fys && corner ? 0 : -1;
+    for (int32_t o = 0; o < k && status == 0; o++) {
+        int64_t x0, x1, y0, y1;
+        cells(n, x, spacing[o], cx, fxs, &x0, &x1);
+        cells(n, y, spacing[o], cy, fys, &y0, &y1);
+        /* box widths as unsigned: a spread over 2^63 wraps, and is then hashed point by point */
+        const uint64_t cols = (uint64_t)x1 - (uint64_t)x0 + 2, rows = (uint64_t)y1 - (uint64_t)y0 + 2;
+        const uint64_t limit = 4 * (uint64_t)n + 256;
+        uint8_t *table = NULL;
+        uint32_t *hx = NULL, *hy = NULL;
+        if (cols <= limit && rows <= limit) {
+            hx = malloc(cols * sizeof(uint32_t));
+            hy = malloc(rows * sizeof(uint32_t));
+            if (!hx || !hy) { status = -1; free(hx); free(hy); break; }
+            for (uint64_t c = 0; c < cols; c++) hx[c] = hash_axis(x0 + (int64_t)c, key[o]);
+            for (uint64_t r = 0; r < rows; r++) hy[r] = hash_axis(y0 + (int64_t)r, key_y[o]);
+            if (cols * rows <= limit) {
+                table = malloc(cols * rows);
+                if (!table) { status = -1; free(hx); free(hy); break; }
+                for (uint64_t r = 0; r < rows; r++)
+                    for (uint64_t c = 0; c < cols; c++) table[r * cols + c] = combine_axes(hx[c], hy[r]) & 15;
+            }
+        }
+        if (table) {
+            for (int64_t i = 0; i < n; i++) {
+                const uint8_t *t = table + (uint64_t)(cy[i] - y0) * cols + (uint64_t)(cx[i] - x0);
+                corner[4 * i] = t[0]; corner[4 * i + 1] = t[1]; corner[4 * i + 2] = t[cols]; corner[4 * i + 3] = t[cols + 1];
+            }
+        } else {
+            for (int64_t i = 0; i < n; i++) {
+                uint32_t hx0, hx1, hy0, hy1;
+                if (hx) {
+                    hx0 = hx[cx[i] - x0]; hx1 = hx[cx[i] - x0 + 1];
+                    hy0 = hy[cy[i] - y0]; hy1 = hy[cy[i] - y0 + 1];
+                } else {
+                    hx0 = hash_axis(cx[i], key[o]); hx1 = hash_axis(cx[i] + 1, key[o]);
+                    hy0 = hash_axis(cy[i], key_y[o]); hy1 = hash_axis(cy[i] + 1, key_y[o]);
+                }
+                corner[4 * i] = combine_axes(hx0, hy0) & 15; corner[4 * i + 1] = combine_axes(hx1, hy0) & 15;
+                corner[4 * i + 2] = combine_axes(hx0, hy1) & 15; corner[4 * i + 3] = combine_axes(hx1, hy1) & 15;
+            }
+        }
+        if (dx)
+            octave_with_derivatives(n, corner, fxs, fys, grad, grad + 16, value + (int64_t)o * n, dx + (int64_t)o * n, dy + (int64_t)o * n);
+        else
+            octave_values(n, corner, fxs, fys, grad, grad + 16, value + (int64_t)o * n);
+        free(table); free(hx); free(hy);
+    }
+    free(cx); free(cy); free(fxs); free(fys); free(corner);
+    return status;
+}
+
+/* lattice.at_points' interpolation: for each of nf fields (rows of table, m nodes each) and each
+ * point, the Catmull-Rom sum of its 4 x 4 nodes, node (column j, row r) of point i being
+ * table[f * m + node[(j * 4 + r) * n + i]]: along x first (j = 0..3, each row r), then along y.
+ * wx, wy: (4, n) weights. out: (nf, n). */
+void catmull_rom_points(int64_t n, int32_t nf, const float *table, int64_t m, const int64_t *node,
+                        const float *wx, const float *wy, float *out) {
+    for (int32_t f = 0; f < nf; f++) {
+        const float *t = table + (int64_t)f * m;
+        float *o = out + (int64_t)f * n;
+        for (int64_t i = 0; i < n; i++) {
+            float value = 0.0f;
+            for (int r = 0; r < 4; r++) {
+                float along = t[node[r * n + i]] * wx[i];
+                for (int j = 1; j < 4; j++)
+                    along = along + t[node[(j * 4 + r) * n + i]] * wx[j * n + i];
+                const float term = along * wy[r * n + i];
+                value = r == 0 ? term : value + term;
+            }
+            o[i] = value;
+        }
+    }
+}

@@ -1,0 +1,95 @@
+"""The compiled per-point kernels (core/kernels.c), for CPU tensors, and whether they are in use.
+
+`pip install` builds them (setup.py) with the platform's C compiler; where that failed, or
+``WORLDSTREAM_KERNELS=0`` is set, or the tensors live on another device, `available` says no and
+the callers (noise.octave_noise, lattice.at_points) take their torch paths, which give the same
+bits: each kernel repeats its torch path's float32 operations in the same order, built without
+fused multiply-adds (tests/core/test_kernels.py checks them against each other).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+
+import numpy as np
+import torch
+
+from .hashing import axis_keys
+
+
+def open_library(path: str) -> ctypes.CDLL:
+    """The kernels' shared library at `path`, with its functions' argument types declared."""
+    lib = ctypes.CDLL(path)
+    i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
+    lib.noise_points.argtypes = [i64, ptr, ptr, i32, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.noise_points.restype = ctypes.c_int
+    lib.catmull_rom_points.argtypes = [i64, i32, ptr, i64, ptr, ptr, ptr, ptr]
+    lib.catmull_rom_points.restype = None
+    return lib
+
+
+def built_library() -> str | None:
+    """Where `pip install` put the compiled kernels, or None."""
+    spec = importlib.util.find_spec(__package__ + "._kernels")
+    return None if spec is None else spec.origin
+
+
+def _load() -> ctypes.CDLL | None:
+    if os.environ.get("WORLDSTREAM_KERNELS", "1") == "0":
+        return None
+    path = built_library()
+    return None if path is None else open_library(path)
+
+
+LIBRARY = _load()
+
+
+def available(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels are built and enabled, and every tensor is on the CPU."""
+    return LIBRARY is not None and all(t.device.type == "cpu" for t in tensors)
+
+
+def _address(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def noise_points(x: torch.Tensor, y: torch.Tensor, spacings: list[float], keys: list[int], grad: torch.Tensor,
+                 with_derivatives: bool) -> tuple[torch.Tensor, ...]:
+    """Gradient noise of K octaves at N points (noise._noise_stack's operations).
+
+    x, y: (N,) float64 world metres; spacings, keys: the K octaves; grad: (2, 16) float32, the
+    gradient table. Returns (value,) or (value, d/dx, d/dy), each (K, N) float32.
+    """
+    n, k = x.numel(), len(keys)
+    if n == 0:
+        return tuple(torch.empty((k, 0), dtype=torch.float32) for _ in range(3 if with_derivatives else 1))
+    x, y = x.contiguous(), y.contiguous()
+    spacing = torch.tensor(spacings, dtype=torch.float64)
+    key_x = np.array(keys, dtype=np.uint32)
+    key_y = np.array([axis_keys(key)[1] for key in keys], dtype=np.uint32)
+    table = grad.contiguous()
+    out = tuple(torch.empty((k, n), dtype=torch.float32) for _ in range(3 if with_derivatives else 1))
+    dx, dy = (_address(out[1]), _address(out[2])) if with_derivatives else (None, None)
+    if LIBRARY.noise_points(n, _address(x), _address(y), k, _address(spacing), key_x.ctypes.data,
+                            key_y.ctypes.data, _address(table), _address(out[0]), dx, dy) != 0:
+        raise MemoryError(f"noise_points: no memory for the cells of {n} points")
+    return out
+
+
+def catmull_rom_points(table: torch.Tensor, node: torch.Tensor, wx: tuple[torch.Tensor, ...],
+                       wy: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """lattice.at_points' interpolation of F fields at N points.
+
+    table: (F, M) float32 node values; node: (4, 4, N) int64 indices into a table row, [column,
+    row, point]; wx, wy: the 4 Catmull-Rom weights along x and y, (N,) float32 each.
+    Returns (F, N) float32.
+    """
+    table, node = table.contiguous(), node.contiguous()
+    n = node.shape[-1]
+    wx, wy = torch.stack(wx), torch.stack(wy)
+    out = torch.empty((table.shape[0], n), dtype=torch.float32)
+    LIBRARY.catmull_rom_points(n, table.shape[0], _address(table), table.shape[1], _address(node),
+                               _address(wx), _address(wy), _address(out))
+    return out

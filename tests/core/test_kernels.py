@@ -1,0 +1,117 @@
+"""The compiled kernels (core/kernels.c) give their torch paths' bits, at every vector width."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from worldstream.core import kernels, lattice, terrain
+from worldstream.core.noise import octave_noise, octaves
+
+SOURCE = Path(kernels.__file__).with_name("kernels.c")
+# (spread of the points in metres, offset): one box of lattice nodes hashed once; boxes too wide
+# for a node table (column and row hashes only); points too far apart for any (each corner hashed);
+# far from the origin and below zero
+SPREADS = [(4000.0, 0.0), (4000.0, -1e6), (1e5, 3e9), (50.0, -7.3e10), (1e7, 0.0), (4e9, 1e10)]
+OCTAVES = octaves(7, 5, 6144.0, 6) + octaves(7, 6, 3072.0, 5) + octaves(7, 100, 1.0, 2)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int32) if t.dtype == torch.float32 else t
+
+
+def assert_same_bits(a, b) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same_bits(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for p, q in zip(a, b):
+            assert_same_bits(p, q)
+    else:
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert torch.equal(_bits(a), _bits(b))
+
+
+def compiled_and_torch(monkeypatch, library, run):
+    """`run()` with the kernels of `library`, then on the torch paths."""
+    monkeypatch.setattr(kernels, "LIBRARY", library)
+    compiled = run()
+    monkeypatch.setattr(kernels, "LIBRARY", None)
+    return compiled, run()
+
+
+def points(n: int, spread: float, offset: float, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, generator=g, dtype=torch.float64) * spread + offset
+    y = torch.rand(n, generator=g, dtype=torch.float64) * spread - offset
+    return x, y
+
+
+def check_library(monkeypatch, library) -> None:
+    for spread, offset in SPREADS:
+        x, y = points(3000, spread, offset)
+        for derivatives in (False, True):
+            assert_same_bits(*compiled_and_torch(monkeypatch, library, lambda: octave_noise(x, y, OCTAVES, derivatives)))
+        # a small separable grid (below noise.GRID_MIN): broadcast, not the grid path
+        grid = lambda: octave_noise(x[:40].reshape(1, -1), y[:30].reshape(-1, 1), OCTAVES)  # noqa: E731
+        assert_same_bits(*compiled_and_torch(monkeypatch, library, grid))
+    macro = terrain.MacroOctaves.for_seed(7)
+    for spread, offset in ((4000.0, 1000.0), (60000.0, 0.0)):  # a node grid, and distinct nodes only
+        x, y = points(5000, spread, offset, seed=2)
+        assert_same_bits(*compiled_and_torch(monkeypatch, library, lambda: terrain.macro_fields(x, y, macro)))
+
+
+@pytest.fixture(scope="module")
+def built():
+    if kernels.built_library() is None:
+        if shutil.which("cc") is None and shutil.which("gcc") is None:
+            pytest.skip("no C compiler: `pip install` could not build core/kernels.c (the torch paths are used)")
+        pytest.fail("core/kernels.c is not built: run ./install.sh (pip install -e .)")
+    return kernels.open_library(kernels.built_library())
+
+
+def test_the_installed_kernels_give_the_torch_paths_bits(monkeypatch, built):
+    check_library(monkeypatch, built)
+
+
+@pytest.mark.parametrize("flags", [[], ["-mavx2"]], ids=["x86-64", "avx2"])
+def test_every_vector_width_gives_the_same_bits(monkeypatch, tmp_path, built, flags):
+    """The installed library runs the widest clone this CPU has; one-width builds check the others."""
+    if flags and "avx2" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("this CPU has no AVX2")
+    out = tmp_path / "kernels.so"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([cc, "-shared", "-fPIC", "-O3", "-std=c99", "-ffp-contract=off", "-fno-fast-math",
+                    "-DWORLDSTREAM_NO_CLONES", *flags, str(SOURCE), "-o", str(out)], check=True)
+    check_library(monkeypatch, kernels.open_library(str(out)))
+
+
+def test_kernels_are_used_only_on_the_cpu(monkeypatch, built):
+    monkeypatch.setattr(kernels, "LIBRARY", built)
+    assert kernels.available(torch.zeros(1))
+    assert not kernels.available(torch.zeros(1), torch.zeros(1, device="meta"))
+    monkeypatch.setattr(kernels, "LIBRARY", None)
+    assert not kernels.available(torch.zeros(1))
+
+
+def test_no_points_give_empty_octaves(monkeypatch, built):
+    monkeypatch.setattr(kernels, "LIBRARY", built)
+    empty = torch.zeros(0, dtype=torch.float64)
+    values = octave_noise(empty, empty, OCTAVES[:3], with_derivatives=True)
+    assert len(values) == 3 and all(t.shape == (0,) for v in values for t in v)
+
+
+def test_lattice_points_through_the_kernel(monkeypatch, built):
+    """at_points of a field whose nodes differ everywhere: every node and weight is placed right."""
+    def field(x, y):
+        return {"a": (x * 0.37 + y * 1.91).to(torch.float32), "b": torch.sin(x * 1e-3 + y * 7e-4).to(torch.float32)}
+
+    for spread, offset in ((900.0, -3e4), (3e5, 0.0)):
+        x, y = points(4000, spread, offset, seed=3)
+        assert_same_bits(*compiled_and_torch(monkeypatch, built, lambda: lattice.at_points(field, x, y, 16.0)))
