@@ -196,3 +196,47 @@ void catmull_rom_points(int64_t n, int32_t nf, const float *table, int64_t m, co
         }
     }
 }
+
+/* twist.class_nodes: the class-(ox, oy) node nearest to each point, i = floor((x / L - ox) / 2 + 1 / 2) * 2 + ox
+ * (inv_l = 1 / L, a power of two), likewise j. */
+VECTOR_CLONES
+void twist_class_nodes(int64_t n, const double *restrict x, const double *restrict y, double inv_l,
+                       int64_t ox, int64_t oy, int64_t *restrict i_out, int64_t *restrict j_out) {
+    for (int64_t k = 0; k < n; k++) {
+        const double u = (x[k] * inv_l - (double)ox) * 0.5 + 0.5;
+        const double v = (y[k] * inv_l - (double)oy) * 0.5 + 0.5;
+        const int64_t tu = (int64_t)u, tv = (int64_t)v;
+        i_out[k] = (tu - ((double)tu > u)) * 2 + ox;
+        j_out[k] = (tv - ((double)tv > v)) * 2 + oy;
+    }
+}
+
+/* twist._step: one class's vortices at n points around nodes (i, j) with half-angle tangents tau;
+ * the moved points, and when jac is not NULL the step's Jacobian (a, b, c, d) as jac[0..3][n]. */
+VECTOR_CLONES
+void twist_step(int64_t n, const double *restrict x, const double *restrict y, const int64_t *restrict i,
+                const int64_t *restrict j, const double *restrict tau, double spacing,
+                double *restrict x_out, double *restrict y_out, double *restrict jac) {
+    const double inv_l2 = 1.0 / (spacing * spacing), q_scale = -8.0 / (spacing * spacing);
+    for (int64_t k = 0; k < n; k++) {
+        const double cx = (double)i[k] * spacing, cy = (double)j[k] * spacing;
+        const double dx = x[k] - cx, dy = y[k] - cy;
+        double inside = 1.0 - (dx * dx + dy * dy) * inv_l2;
+        inside = inside < 0.0 ? 0.0 : inside;
+        const double t = tau[k] * (inside * inside);
+        const double t2 = t * t;
+        const double den = 1.0 + t2;
+        const double cs = (1.0 - t2) / den, sn = (t + t) / den;
+        const int still = t == 0.0;
+        x_out[k] = still ? x[k] : cx + (cs * dx - sn * dy);
+        y_out[k] = still ? y[k] : cy + (sn * dx + cs * dy);
+        if (jac) {
+            const double q = tau[k] * inside * q_scale / den;
+            const double m11 = 1.0 - q * dx * dy, m12 = -q * dy * dy, m21 = q * dx * dx, m22 = 1.0 + q * dx * dy;
+            jac[k] = cs * m11 - sn * m21;
+            jac[n + k] = cs * m12 - sn * m22;
+            jac[2 * n + k] = sn * m11 + cs * m21;
+            jac[3 * n + k] = sn * m12 + cs * m22;
+        }
+    }
+}

@@ -27,6 +27,10 @@ def open_library(path: str) -> ctypes.CDLL:
     lib.noise_points.restype = ctypes.c_int
     lib.catmull_rom_points.argtypes = [i64, i32, ptr, i64, ptr, ptr, ptr, ptr]
     lib.catmull_rom_points.restype = None
+    lib.twist_class_nodes.argtypes = [i64, ptr, ptr, ctypes.c_double, i64, i64, ptr, ptr]
+    lib.twist_class_nodes.restype = None
+    lib.twist_step.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_double, ptr, ptr, ptr]
+    lib.twist_step.restype = None
     return lib
 
 
@@ -93,3 +97,24 @@ def catmull_rom_points(table: torch.Tensor, node: torch.Tensor, wx: tuple[torch.
     LIBRARY.catmull_rom_points(n, table.shape[0], _address(table), table.shape[1], _address(node),
                                _address(wx), _address(wy), _address(out))
     return out
+
+
+def twist_class_nodes(x: torch.Tensor, y: torch.Tensor, spacing: float, ox: int, oy: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """twist.class_nodes: node indices (int64, x's shape) of the class with parities (ox, oy) nearest
+    to the points x, y (float64, one shape)."""
+    x, y = x.contiguous(), y.contiguous()
+    i, j = torch.empty(x.shape, dtype=torch.int64), torch.empty(x.shape, dtype=torch.int64)
+    LIBRARY.twist_class_nodes(x.numel(), _address(x), _address(y), 1.0 / spacing, ox, oy, _address(i), _address(j))
+    return i, j
+
+
+def twist_step(x: torch.Tensor, y: torch.Tensor, i: torch.Tensor, j: torch.Tensor, tau: torch.Tensor, spacing: float,
+               jacobian: bool):
+    """twist._step at points x, y (float64), nodes i, j (int64) and tau (float64), all one shape:
+    the moved points, and with `jacobian` the step's Jacobian (a, b, c, d)."""
+    x, y, i, j, tau = (t.contiguous() for t in (x, y, i, j, tau))
+    nx, ny = torch.empty_like(x), torch.empty_like(y)
+    jac = torch.empty((4,) + x.shape, dtype=torch.float64) if jacobian else None
+    LIBRARY.twist_step(x.numel(), _address(x), _address(y), _address(i), _address(j), _address(tau), spacing,
+                       _address(nx), _address(ny), None if jac is None else _address(jac))
+    return (nx, ny, tuple(jac.unbind(0))) if jacobian else (nx, ny)

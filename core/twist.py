@@ -27,6 +27,8 @@ from typing import Callable
 
 import torch
 
+from . import kernels
+
 TWIST_SPACING = 512.0  # metres between vortices (a power of two: node positions are exact)
 CLASSES = ((0, 0), (1, 0), (0, 1), (1, 1))  # node index parities, in the order they are applied
 STENCIL = 5  # relief samples per side around a node (L / 4 apart: +-L / 2)
@@ -40,6 +42,8 @@ def class_nodes(x: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor,
     """Indices (int64) of the class-k node nearest to world points (x, y float64): the only
     class-k vortex that can move them."""
     ox, oy = CLASSES[k]
+    if x.dtype == y.dtype == torch.float64 and x.shape == y.shape and kernels.available(x, y):
+        return kernels.twist_class_nodes(x, y, TWIST_SPACING, ox, oy)
     i = torch.floor((x * (1.0 / TWIST_SPACING) - ox) * 0.5 + 0.5).to(torch.int64) * 2 + ox
     j = torch.floor((y * (1.0 / TWIST_SPACING) - oy) * 0.5 + 0.5).to(torch.int64) * 2 + oy
     return i, j
@@ -49,6 +53,8 @@ def _step(x, y, i, j, tau, jacobian: bool):
     """One class's vortex at points (x, y) around nodes (i, j) with half-angle tangents tau (float64,
     broadcast); the points, and with `jacobian` the step's Jacobian (a, b, c, d) (row-major)."""
     L = TWIST_SPACING
+    if _compiled(x, y, i, j, tau):
+        return kernels.twist_step(x, y, i, j, tau, L, jacobian)
     cx, cy = i.to(torch.float64) * L, j.to(torch.float64) * L
     dx, dy = x - cx, y - cy
     inside = torch.clamp(1.0 - (dx * dx + dy * dy) * (1.0 / (L * L)), 0.0, None)
@@ -64,6 +70,12 @@ def _step(x, y, i, j, tau, jacobian: bool):
     q = tau * inside * (-8.0 / (L * L)) / den  # grad theta = q (dx, dy)
     m11, m12, m21, m22 = 1.0 - q * dx * dy, -q * dy * dy, q * dx * dx, 1.0 + q * dx * dy
     return nx, ny, (cs * m11 - sn * m21, cs * m12 - sn * m22, sn * m11 + cs * m21, sn * m12 + cs * m22)
+
+
+def _compiled(x, y, i, j, tau) -> bool:
+    """Whether `_step` can take the compiled kernel: CPU tensors of one shape and the expected dtypes."""
+    return (x.dtype == y.dtype == tau.dtype == torch.float64 and i.dtype == j.dtype == torch.int64
+            and x.shape == y.shape == i.shape == j.shape == tau.shape and kernels.available(x, y, i, j, tau))
 
 
 def twist(x: torch.Tensor, y: torch.Tensor, tau_of: TauOf, jacobian: bool = False):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from worldstream.core import kernels, lattice, terrain
+from worldstream.core import kernels, lattice, terrain, twist
 from worldstream.core.noise import octave_noise, octaves
 
 SOURCE = Path(kernels.__file__).with_name("kernels.c")
@@ -53,6 +53,11 @@ def points(n: int, spread: float, offset: float, seed: int = 1) -> tuple[torch.T
     return x, y
 
 
+def vortices(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """tau of twist nodes: turns either way up to tan(22.5 deg), and none at a third of the nodes."""
+    return ((i * 7 + j * 13) % 9 - 4).to(torch.float64) * (0.41421356 / 4) * ((i + j) % 3 != 0)
+
+
 def check_library(monkeypatch, library) -> None:
     for spread, offset in SPREADS:
         x, y = points(3000, spread, offset)
@@ -61,6 +66,11 @@ def check_library(monkeypatch, library) -> None:
         # a small separable grid (below noise.GRID_MIN): broadcast, not the grid path
         grid = lambda: octave_noise(x[:40].reshape(1, -1), y[:30].reshape(-1, 1), OCTAVES)  # noqa: E731
         assert_same_bits(*compiled_and_torch(monkeypatch, library, grid))
+    for spread, offset in ((3000.0, 0.0), (3000.0, -2e7)):
+        x, y = points(4000, spread, offset, seed=4)
+        for jacobian in (False, True):
+            assert_same_bits(*compiled_and_torch(monkeypatch, library, lambda: twist.twist(x, y, vortices, jacobian)))
+        assert_same_bits(*compiled_and_torch(monkeypatch, library, lambda: twist.untwist(x, y, vortices)))
     macro = terrain.MacroOctaves.for_seed(7)
     for spread, offset in ((4000.0, 1000.0), (60000.0, 0.0)):  # a node grid, and distinct nodes only
         x, y = points(5000, spread, offset, seed=2)
