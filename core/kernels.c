@@ -110,6 +110,23 @@ static void octave_with_derivatives(int64_t n, const uint8_t *restrict corner, c
     }
 }
 
+/* One row of noise_grid: the row's fraction fy and fade v, each column's fraction and fade u. */
+VECTOR_CLONES
+static void grid_row(int64_t w, const uint8_t *restrict corner, const float *restrict fxs, const float *restrict us,
+                     float fy, float v, const float *restrict gx, const float *restrict gy, float *restrict val) {
+    const float fy1 = fy - 1.0f;
+    for (int64_t i = 0; i < w; i++) {
+        const int ia = corner[4 * i], ib = corner[4 * i + 1], ic = corner[4 * i + 2], id = corner[4 * i + 3];
+        const float fx = fxs[i], fx1 = fx - 1.0f, u = us[i];
+        const float a = gx[ia] * fx + gy[ia] * fy;
+        const float b = gx[ib] * fx1 + gy[ib] * fy;
+        const float c = gx[ic] * fx + gy[ic] * fy1;
+        const float d = gx[id] * fx1 + gy[id] * fy1;
+        const float k1 = b - a, k2 = c - a, k3 = a - b - c + d;
+        val[i] = u * k1 + a + v * k2 + u * v * k3;
+    }
+}
+
 /* noise._noise_stack for k octaves at n points: value[o * n + i] (and, when dx is not NULL, the
  * derivatives per lattice unit dx, dy). The gradient (0..15) of each corner is hashing.hash2 of
  * its node under the octave's key; as in noise._corner_gradients, the nodes of the box the
@@ -171,6 +188,51 @@ int noise_points(int64_t n, const double *x, const double *y, int32_t k, const d
         free(table); free(hx); free(hy);
     }
     free(cx); free(cy); free(fxs); free(fys); free(corner);
+    return status;
+}
+
+/* noise._grid_octave: one octave on the separable grid of columns xs (w) and rows ys (h), out (h, w),
+ * row by row; the same words and operations as noise_points at the grid's points, each lattice node
+ * of the grid's box hashed once. Returns 0; 1, writing nothing, where the box holds over 4 nodes a
+ * sample (noise._grid_octave's rule: the caller takes noise_points); -1 where memory ran out. */
+int noise_grid(int64_t w, const double *xs, int64_t h, const double *ys, double spacing, uint32_t key,
+               uint32_t key_y, const float *grad, float *out) {
+    int64_t *cx = malloc(w * sizeof(int64_t)), *cy = malloc(h * sizeof(int64_t));
+    float *fx = malloc(w * sizeof(float)), *fy = malloc(h * sizeof(float)), *u = malloc(w * sizeof(float));
+    uint32_t *hx = NULL, *hy = NULL;
+    uint8_t *table = NULL, *corner = malloc(4 * w);
+    int status = -1;
+    if (!cx || !cy || !fx || !fy || !u || !corner) goto done;
+    int64_t x0, x1, y0, y1;
+    cells(w, xs, spacing, cx, fx, &x0, &x1);
+    cells(h, ys, spacing, cy, fy, &y0, &y1);
+    const uint64_t cols = (uint64_t)x1 - (uint64_t)x0 + 2, rows = (uint64_t)y1 - (uint64_t)y0 + 2;
+    const uint64_t limit = 4 * ((uint64_t)w + 1) * ((uint64_t)h + 1);
+    if (cols > limit || rows > limit || cols * rows > limit) {
+        status = 1;
+        goto done;
+    }
+    hx = malloc(cols * sizeof(uint32_t));
+    hy = malloc(rows * sizeof(uint32_t));
+    table = malloc(cols * rows);
+    if (!hx || !hy || !table) goto done;
+    for (uint64_t c = 0; c < cols; c++) hx[c] = hash_axis(x0 + (int64_t)c, key);
+    for (uint64_t r = 0; r < rows; r++) hy[r] = hash_axis(y0 + (int64_t)r, key_y);
+    for (uint64_t r = 0; r < rows; r++)
+        for (uint64_t c = 0; c < cols; c++) table[r * cols + c] = combine_axes(hx[c], hy[r]) & 15;
+    for (int64_t c = 0; c < w; c++) u[c] = fade(fx[c]);
+    for (int64_t r = 0; r < h; r++) {
+        const uint8_t *south = table + (uint64_t)(cy[r] - y0) * cols, *north = south + cols;
+        for (int64_t c = 0; c < w; c++) {
+            const int64_t k = cx[c] - x0;
+            corner[4 * c] = south[k]; corner[4 * c + 1] = south[k + 1];
+            corner[4 * c + 2] = north[k]; corner[4 * c + 3] = north[k + 1];
+        }
+        grid_row(w, corner, fx, u, fy[r], fade(fy[r]), grad, grad + 16, out + r * w);
+    }
+    status = 0;
+done:
+    free(cx); free(cy); free(fx); free(fy); free(u); free(hx); free(hy); free(table); free(corner);
     return status;
 }
 

@@ -27,6 +27,8 @@ def open_library(path: str) -> ctypes.CDLL:
     lib.noise_points.restype = ctypes.c_int
     lib.catmull_rom_points.argtypes = [i64, i32, ptr, i64, ptr, ptr, ptr, ptr]
     lib.catmull_rom_points.restype = None
+    lib.noise_grid.argtypes = [i64, ptr, i64, ptr, ctypes.c_double, ctypes.c_uint32, ctypes.c_uint32, ptr, ptr]
+    lib.noise_grid.restype = ctypes.c_int
     lib.twist_class_nodes.argtypes = [i64, ptr, ptr, ctypes.c_double, i64, i64, ptr, ptr]
     lib.twist_class_nodes.restype = None
     lib.twist_step.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_double, ptr, ptr, ptr]
@@ -80,6 +82,19 @@ def noise_points(x: torch.Tensor, y: torch.Tensor, spacings: list[float], keys: 
                             key_y.ctypes.data, _address(table), _address(out[0]), dx, dy) != 0:
         raise MemoryError(f"noise_points: no memory for the cells of {n} points")
     return out
+
+
+def noise_grid(xs: torch.Tensor, ys: torch.Tensor, spacing: float, key: int, grad: torch.Tensor) -> torch.Tensor | None:
+    """One gradient-noise octave on the separable grid of columns xs (W,) and rows ys (H,) (float64
+    metres): (H, W) float32 (noise._grid_octave's operations), or None where the grid spans over
+    4 lattice nodes a sample (as noise._grid_octave)."""
+    xs, ys = xs.contiguous(), ys.contiguous()
+    out = torch.empty((ys.numel(), xs.numel()), dtype=torch.float32)
+    status = LIBRARY.noise_grid(xs.numel(), _address(xs), ys.numel(), _address(ys), spacing, key, axis_keys(key)[1],
+                                _address(grad.contiguous()), _address(out))
+    if status < 0:
+        raise MemoryError(f"noise_grid: no memory for a {ys.numel()} x {xs.numel()} grid")
+    return None if status else out
 
 
 def catmull_rom_points(table: torch.Tensor, node: torch.Tensor, wx: tuple[torch.Tensor, ...],

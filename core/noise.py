@@ -141,6 +141,8 @@ def _grid_octave(xs: torch.Tensor, ys: torch.Tensor, octave: Octave) -> torch.Te
     taken on those small (node rows, W) and (H, node columns) arrays, and only then spread over
     the grid by row and column copies (index_select), with no per-sample index arithmetic.
     """
+    if xs.dtype == ys.dtype == torch.float64 and kernels.available(xs, ys):
+        return kernels.noise_grid(xs, ys, octave.spacing, octave.key, _grad_table(xs.device))
     cx, fx = lattice_coords(xs, octave.spacing)
     cy, fy = lattice_coords(ys, octave.spacing)
     (x0, x1), (y0, y1) = torch.stack([torch.stack(cx.aminmax()), torch.stack(cy.aminmax())]).tolist()

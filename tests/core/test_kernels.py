@@ -63,9 +63,12 @@ def check_library(monkeypatch, library) -> None:
         x, y = points(3000, spread, offset)
         for derivatives in (False, True):
             assert_same_bits(*compiled_and_torch(monkeypatch, library, lambda: octave_noise(x, y, OCTAVES, derivatives)))
-        # a small separable grid (below noise.GRID_MIN): broadcast, not the grid path
-        grid = lambda: octave_noise(x[:40].reshape(1, -1), y[:30].reshape(-1, 1), OCTAVES)  # noqa: E731
-        assert_same_bits(*compiled_and_torch(monkeypatch, library, grid))
+        # separable grids: below noise.GRID_MIN (broadcast points), and above (the grid path; the
+        # 1 m octaves span more nodes than samples there, and take the points' path)
+        for cols, rows in ((40, 30), (90, 70)):
+            xs, ys = torch.sort(x[:cols]).values.reshape(1, -1), torch.sort(y[:rows]).values.reshape(-1, 1)
+            grid = lambda: octave_noise(xs, ys, OCTAVES)  # noqa: E731
+            assert_same_bits(*compiled_and_torch(monkeypatch, library, grid))
     for spread, offset in ((3000.0, 0.0), (3000.0, -2e7)):
         x, y = points(4000, spread, offset, seed=4)
         for jacobian in (False, True):
