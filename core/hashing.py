@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from . import kernels
+
 M32 = 0xFFFFFFFF
 _MUL = 0x45D9F3B  # odd multiplier from the well-known 32-bit integer finaliser
 
@@ -44,6 +46,9 @@ def hash2(ix: torch.Tensor, iy: torch.Tensor, key: int | torch.Tensor) -> torch.
     under each key, the same words as separate calls). The axes are hashed separately, so
     broadcast (H, 1) x (1, W) inputs cost two 1-D passes and one full-size combine.
     """
+    if (isinstance(key, int) and 0 <= key <= M32 and isinstance(ix, torch.Tensor) and isinstance(iy, torch.Tensor)
+            and ix.dtype == iy.dtype == torch.int64 and kernels.available(ix, iy)):
+        return kernels.hash2(ix, iy, key)
     key_x, key_y = axis_keys(key)
     return combine_axes(hash_axis(ix, key_x), hash_axis(iy, key_y))
 

@@ -302,3 +302,12 @@ void twist_step(int64_t n, const double *restrict x, const double *restrict y, c
         }
     }
 }
+
+/* hashing.hash2 under one key at n coordinate pairs: 32-bit words, stored as int64 (key_y:
+ * hashing.axis_keys(key)[1]). */
+VECTOR_CLONES
+void hash2_points(int64_t n, const int64_t *restrict ix, const int64_t *restrict iy, uint32_t key, uint32_t key_y,
+                  int64_t *restrict out) {
+    for (int64_t k = 0; k < n; k++)
+        out[k] = combine_axes(hash_axis(ix[k], key), hash_axis(iy[k], key_y));
+}

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import torch
 
-from .hashing import axis_keys
+from . import hashing
 
 
 def open_library(path: str) -> ctypes.CDLL:
@@ -29,6 +29,8 @@ def open_library(path: str) -> ctypes.CDLL:
     lib.catmull_rom_points.restype = None
     lib.noise_grid.argtypes = [i64, ptr, i64, ptr, ctypes.c_double, ctypes.c_uint32, ctypes.c_uint32, ptr, ptr]
     lib.noise_grid.restype = ctypes.c_int
+    lib.hash2_points.argtypes = [i64, ptr, ptr, ctypes.c_uint32, ctypes.c_uint32, ptr]
+    lib.hash2_points.restype = None
     lib.twist_class_nodes.argtypes = [i64, ptr, ptr, ctypes.c_double, i64, i64, ptr, ptr]
     lib.twist_class_nodes.restype = None
     lib.twist_step.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ctypes.c_double, ptr, ptr, ptr]
@@ -74,7 +76,7 @@ def noise_points(x: torch.Tensor, y: torch.Tensor, spacings: list[float], keys: 
     x, y = x.contiguous(), y.contiguous()
     spacing = torch.tensor(spacings, dtype=torch.float64)
     key_x = np.array(keys, dtype=np.uint32)
-    key_y = np.array([axis_keys(key)[1] for key in keys], dtype=np.uint32)
+    key_y = np.array([hashing.axis_keys(key)[1] for key in keys], dtype=np.uint32)
     table = grad.contiguous()
     out = tuple(torch.empty((k, n), dtype=torch.float32) for _ in range(3 if with_derivatives else 1))
     dx, dy = (_address(out[1]), _address(out[2])) if with_derivatives else (None, None)
@@ -90,7 +92,7 @@ def noise_grid(xs: torch.Tensor, ys: torch.Tensor, spacing: float, key: int, gra
     4 lattice nodes a sample (as noise._grid_octave)."""
     xs, ys = xs.contiguous(), ys.contiguous()
     out = torch.empty((ys.numel(), xs.numel()), dtype=torch.float32)
-    status = LIBRARY.noise_grid(xs.numel(), _address(xs), ys.numel(), _address(ys), spacing, key, axis_keys(key)[1],
+    status = LIBRARY.noise_grid(xs.numel(), _address(xs), ys.numel(), _address(ys), spacing, key, hashing.axis_keys(key)[1],
                                 _address(grad.contiguous()), _address(out))
     if status < 0:
         raise MemoryError(f"noise_grid: no memory for a {ys.numel()} x {xs.numel()} grid")
@@ -133,3 +135,12 @@ def twist_step(x: torch.Tensor, y: torch.Tensor, i: torch.Tensor, j: torch.Tenso
     LIBRARY.twist_step(x.numel(), _address(x), _address(y), _address(i), _address(j), _address(tau), spacing,
                        _address(nx), _address(ny), None if jac is None else _address(jac))
     return (nx, ny, tuple(jac.unbind(0))) if jacobian else (nx, ny)
+
+
+def hash2(ix: torch.Tensor, iy: torch.Tensor, key: int) -> torch.Tensor:
+    """hashing.hash2 of int64 coordinates (broadcastable) under one 32-bit key: int64 words."""
+    shape = torch.broadcast_shapes(ix.shape, iy.shape)
+    ix, iy = ix.expand(shape).contiguous(), iy.expand(shape).contiguous()
+    out = torch.empty(shape, dtype=torch.int64)
+    LIBRARY.hash2_points(out.numel(), _address(ix), _address(iy), key, hashing.axis_keys(key)[1], _address(out))
+    return out

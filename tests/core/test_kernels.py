@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from worldstream.core import kernels, lattice, terrain, twist
+from worldstream.core.hashing import hash2
 from worldstream.core.noise import octave_noise, octaves
 
 SOURCE = Path(kernels.__file__).with_name("kernels.c")
@@ -69,6 +70,12 @@ def check_library(monkeypatch, library) -> None:
             xs, ys = torch.sort(x[:cols]).values.reshape(1, -1), torch.sort(y[:rows]).values.reshape(-1, 1)
             grid = lambda: octave_noise(xs, ys, OCTAVES)  # noqa: E731
             assert_same_bits(*compiled_and_torch(monkeypatch, library, grid))
+    g = torch.Generator().manual_seed(5)
+    for bound in (1000, 2**40, 2**62):
+        i = torch.randint(-bound, bound, (3000,), generator=g, dtype=torch.int64)
+        j = torch.randint(-bound, bound, (3000,), generator=g, dtype=torch.int64)
+        assert_same_bits(*compiled_and_torch(monkeypatch, library, lambda: hash2(i, j, 0xDEADBEEF)))
+        assert_same_bits(*compiled_and_torch(monkeypatch, library, lambda: hash2(i[:50].reshape(-1, 1), j[:70], 7)))
     for spread, offset in ((3000.0, 0.0), (3000.0, -2e7)):
         x, y = points(4000, spread, offset, seed=4)
         for jacobian in (False, True):
