@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import hashing
+from .shapes import broadcast_shape
 
 
 def open_library(path: str) -> ctypes.CDLL:
@@ -139,7 +140,7 @@ def twist_step(x: torch.Tensor, y: torch.Tensor, i: torch.Tensor, j: torch.Tenso
 
 def hash2(ix: torch.Tensor, iy: torch.Tensor, key: int) -> torch.Tensor:
     """hashing.hash2 of int64 coordinates (broadcastable) under one 32-bit key: int64 words."""
-    shape = torch.broadcast_shapes(ix.shape, iy.shape)
+    shape = broadcast_shape(ix.shape, iy.shape)  # (torch.broadcast_shapes imports sympy: 33 MB)
     ix, iy = ix.expand(shape).contiguous(), iy.expand(shape).contiguous()
     out = torch.empty(shape, dtype=torch.int64)
     LIBRARY.hash2_points(out.numel(), _address(ix), _address(iy), key, hashing.axis_keys(key)[1], _address(out))
