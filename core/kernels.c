@@ -67,22 +67,34 @@ static void cells(int64_t n, const double *restrict pos, double spacing, int64_t
     *hi = b;
 }
 
+/* A point's cell in noise._noise_stack's terms: a (the corner term of its south-west node) and
+ * k1, k2, k3, from the gradients (indices into gx, gy) of its corners a, b, c, d (south-west,
+ * south-east, north-west, north-east) and its fractions fx, fy. */
+struct cell_terms { float a, k1, k2, k3; };
+
+static inline struct cell_terms cell_terms(int ia, int ib, int ic, int id, float fx, float fy,
+                                           const float *gx, const float *gy) {
+    const float fx1 = fx - 1.0f, fy1 = fy - 1.0f;
+    const float a = gx[ia] * fx + gy[ia] * fy;
+    const float b = gx[ib] * fx1 + gy[ib] * fy;
+    const float c = gx[ic] * fx + gy[ic] * fy1;
+    const float d = gx[id] * fx1 + gy[id] * fy1;
+    return (struct cell_terms){a, b - a, c - a, a - b - c + d};
+}
+
+/* The noise value: a + u k1 + v k2 + (u v) k3, with the fades u, v of the fractions. */
+static inline float blend(struct cell_terms t, float u, float v) {
+    return u * t.k1 + t.a + v * t.k2 + u * v * t.k3;
+}
+
 /* The value of one octave at n points from their corners' gradients and cell fractions. */
 VECTOR_CLONES
 static void octave_values(int64_t n, const uint8_t *restrict corner, const float *restrict fxs,
                           const float *restrict fys, const float *restrict gx, const float *restrict gy,
                           float *restrict val) {
     for (int64_t i = 0; i < n; i++) {
-        const int ia = corner[4 * i], ib = corner[4 * i + 1], ic = corner[4 * i + 2], id = corner[4 * i + 3];
-        const float fx = fxs[i], fy = fys[i];
-        const float fx1 = fx - 1.0f, fy1 = fy - 1.0f;
-        const float a = gx[ia] * fx + gy[ia] * fy;
-        const float b = gx[ib] * fx1 + gy[ib] * fy;
-        const float c = gx[ic] * fx + gy[ic] * fy1;
-        const float d = gx[id] * fx1 + gy[id] * fy1;
-        const float u = fade(fx), v = fade(fy);
-        const float k1 = b - a, k2 = c - a, k3 = a - b - c + d;
-        val[i] = u * k1 + a + v * k2 + u * v * k3;
+        const uint8_t *g = corner + 4 * i;
+        val[i] = blend(cell_terms(g[0], g[1], g[2], g[3], fxs[i], fys[i], gx, gy), fade(fxs[i]), fade(fys[i]));
     }
 }
 
@@ -94,19 +106,13 @@ static void octave_with_derivatives(int64_t n, const uint8_t *restrict corner, c
     for (int64_t i = 0; i < n; i++) {
         const int ia = corner[4 * i], ib = corner[4 * i + 1], ic = corner[4 * i + 2], id = corner[4 * i + 3];
         const float fx = fxs[i], fy = fys[i];
-        const float fx1 = fx - 1.0f, fy1 = fy - 1.0f;
-        const float a = gx[ia] * fx + gy[ia] * fy;
-        const float b = gx[ib] * fx1 + gy[ib] * fy;
-        const float c = gx[ic] * fx + gy[ic] * fy1;
-        const float d = gx[id] * fx1 + gy[id] * fy1;
-        const float u = fade(fx), v = fade(fy);
-        const float k1 = b - a, k2 = c - a, k3 = a - b - c + d;
-        const float uv = u * v;
-        val[i] = u * k1 + a + v * k2 + uv * k3;
+        const struct cell_terms t = cell_terms(ia, ib, ic, id, fx, fy, gx, gy);
+        const float u = fade(fx), v = fade(fy), uv = u * v;
+        val[i] = blend(t, u, v);
         const float grad_x = (gx[ib] - gx[ia]) * u + gx[ia] + (gx[ic] - gx[ia]) * v + (gx[ia] - gx[ib] - gx[ic] + gx[id]) * uv;
         const float grad_y = (gy[ib] - gy[ia]) * u + gy[ia] + (gy[ic] - gy[ia]) * v + (gy[ia] - gy[ib] - gy[ic] + gy[id]) * uv;
-        ddx[i] = (v * k3 + k1) * dfade(fx) + grad_x;
-        ddy[i] = (u * k3 + k2) * dfade(fy) + grad_y;
+        ddx[i] = (v * t.k3 + t.k1) * dfade(fx) + grad_x;
+        ddy[i] = (u * t.k3 + t.k2) * dfade(fy) + grad_y;
     }
 }
 
@@ -114,16 +120,9 @@ static void octave_with_derivatives(int64_t n, const uint8_t *restrict corner, c
 VECTOR_CLONES
 static void grid_row(int64_t w, const uint8_t *restrict corner, const float *restrict fxs, const float *restrict us,
                      float fy, float v, const float *restrict gx, const float *restrict gy, float *restrict val) {
-    const float fy1 = fy - 1.0f;
     for (int64_t i = 0; i < w; i++) {
-        const int ia = corner[4 * i], ib = corner[4 * i + 1], ic = corner[4 * i + 2], id = corner[4 * i + 3];
-        const float fx = fxs[i], fx1 = fx - 1.0f, u = us[i];
-        const float a = gx[ia] * fx + gy[ia] * fy;
-        const float b = gx[ib] * fx1 + gy[ib] * fy;
-        const float c = gx[ic] * fx + gy[ic] * fy1;
-        const float d = gx[id] * fx1 + gy[id] * fy1;
-        const float k1 = b - a, k2 = c - a, k3 = a - b - c + d;
-        val[i] = u * k1 + a + v * k2 + u * v * k3;
+        const uint8_t *g = corner + 4 * i;
+        val[i] = blend(cell_terms(g[0], g[1], g[2], g[3], fxs[i], fy, gx, gy), us[i], v);
     }
 }
 
