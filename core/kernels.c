@@ -235,25 +235,26 @@ done:
     return status;
 }
 
-/* lattice.at_points' interpolation: for each of nf fields (rows of table, m nodes each) and each
- * point, the Catmull-Rom sum of its 4 x 4 nodes, node (column j, row r) of point i being
- * table[f * m + node[(j * 4 + r) * n + i]]: along x first (j = 0..3, each row r), then along y.
- * wx, wy: (4, n) weights. out: (nf, n). */
-void catmull_rom_points(int64_t n, int32_t nf, const float *table, int64_t m, const int64_t *node,
-                        const float *wx, const float *wy, float *out) {
-    for (int32_t f = 0; f < nf; f++) {
-        const float *t = table + (int64_t)f * m;
-        float *o = out + (int64_t)f * n;
-        for (int64_t i = 0; i < n; i++) {
+/* lattice.at_points' interpolation: for each point and each of nf fields, the Catmull-Rom sum of
+ * the point's 4 x 4 nodes, node (column j, row r) of point i being row node[(j * 4 + r) * n + i] of
+ * table (m, nf), node-major: along x first (j = 0..3, each row r), then along y. wx, wy: (4, n)
+ * weights. out: (n, nf). */
+VECTOR_CLONES
+void catmull_rom_points(int64_t n, int32_t nf, const float *restrict table, const int64_t *restrict node,
+                        const float *restrict wx, const float *restrict wy, float *restrict out) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *p[16];
+        for (int q = 0; q < 16; q++) p[q] = table + node[q * n + i] * nf;
+        const float x0 = wx[i], x1 = wx[n + i], x2 = wx[2 * n + i], x3 = wx[3 * n + i];
+        float *o = out + i * nf;
+        for (int32_t f = 0; f < nf; f++) {
             float value = 0.0f;
             for (int r = 0; r < 4; r++) {
-                float along = t[node[r * n + i]] * wx[i];
-                for (int j = 1; j < 4; j++)
-                    along = along + t[node[(j * 4 + r) * n + i]] * wx[j * n + i];
+                const float along = p[r][f] * x0 + p[4 + r][f] * x1 + p[8 + r][f] * x2 + p[12 + r][f] * x3;
                 const float term = along * wy[r * n + i];
                 value = r == 0 ? term : value + term;
             }
-            o[i] = value;
+            o[f] = value;
         }
     }
 }

@@ -26,7 +26,7 @@ def open_library(path: str) -> ctypes.CDLL:
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
     lib.noise_points.argtypes = [i64, ptr, ptr, i32, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.noise_points.restype = ctypes.c_int
-    lib.catmull_rom_points.argtypes = [i64, i32, ptr, i64, ptr, ptr, ptr, ptr]
+    lib.catmull_rom_points.argtypes = [i64, i32, ptr, ptr, ptr, ptr, ptr]
     lib.catmull_rom_points.restype = None
     lib.noise_grid.argtypes = [i64, ptr, i64, ptr, ctypes.c_double, ctypes.c_uint32, ctypes.c_uint32, ptr, ptr]
     lib.noise_grid.restype = ctypes.c_int
@@ -108,13 +108,13 @@ def catmull_rom_points(table: torch.Tensor, node: torch.Tensor, wx: tuple[torch.
     row, point]; wx, wy: the 4 Catmull-Rom weights along x and y, (N,) float32 each.
     Returns (F, N) float32.
     """
-    table, node = table.contiguous(), node.contiguous()
-    n = node.shape[-1]
+    node = node.contiguous()
+    n, nf = node.shape[-1], table.shape[0]
+    nodes = table.t().contiguous()  # (M, F): a node's fields side by side
     wx, wy = torch.stack(wx), torch.stack(wy)
-    out = torch.empty((table.shape[0], n), dtype=torch.float32)
-    LIBRARY.catmull_rom_points(n, table.shape[0], _address(table), table.shape[1], _address(node),
-                               _address(wx), _address(wy), _address(out))
-    return out
+    out = torch.empty((n, nf), dtype=torch.float32)
+    LIBRARY.catmull_rom_points(n, nf, _address(nodes), _address(node), _address(wx), _address(wy), _address(out))
+    return out.t().contiguous()
 
 
 def twist_class_nodes(x: torch.Tensor, y: torch.Tensor, spacing: float, ox: int, oy: int) -> tuple[torch.Tensor, torch.Tensor]:
