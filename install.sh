@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install worldstream (editable) with its test tools, without ever pulling CUDA wheels:
 # torch is installed first as the CPU build 2.13.0 unless some torch is already importable, and
-# any installed torch satisfies the package's loose requirement.
+# any installed torch satisfies the package's loose requirement. pip also compiles the core's C kernels
+# (setup.py: core/kernels.c) where a C compiler is found; without one the same results come from torch.
 # Then the official airsim client, Debian's EGL / Mesa for the renderer, the JavaScript tools the tests use (npm: Khronos glTF validator,
 # three.js, 3d-tiles-renderer), Debian's chromium for the headless-browser checks and Debian's
 # websocketpp / Asio headers for the C++ core's live test, where npm / apt-get are available; tests
