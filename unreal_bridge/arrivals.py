@@ -10,7 +10,9 @@ when the loop last ran, and on each tick it samples how many bytes wait in the k
 paused connection (FIONREAD), so the messages of the read after a pause are dated to the 50 ms
 tick by which their bytes had come (`session.arrivals_from_backlog`); with no samples (the loop
 itself stalled) they are spread evenly over the time they may have come in
-(`session.arrival_window_start`, `session.spread_arrivals`).
+(`session.arrival_window_start`, `session.spread_arrivals`). That time ends when the kernel last
+received data on the socket (TCP_INFO's tcpi_last_data_recv, `session.arrival_window_end`), not
+at the late read.
 
 `data_received` is asyncio's protocol callback; `process_event` is websockets' (17.x) hook for
 each parsed frame. Should a websockets release stop calling the latter, no message is stamped
@@ -20,6 +22,7 @@ and `arrival()` falls back to the time the handler reads it (the old behaviour),
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import time
 from collections import deque
@@ -27,7 +30,7 @@ from collections import deque
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import DATA_OPCODES, Frame
 
-from .session import arrival_window_start, arrivals_from_backlog
+from .session import arrival_window_end, arrival_window_start, arrivals_from_backlog
 
 TICK_S = 0.05
 
@@ -77,7 +80,8 @@ class StampedConnection(ServerConnection):
         paused_before = self._paused_after_read or bool(self._backlog)
         start = arrival_window_start(now, self._last_read, self.watch.last_tick if self.watch else None,
                                      paused_before)
-        self._arrivals.extend(arrivals_from_backlog(start, now, self._batch, len(data), self._backlog))
+        end = arrival_window_end(now, start, _last_data_age(self.transport))
+        self._arrivals.extend(arrivals_from_backlog(start, end, self._batch, len(data), self._backlog))
         # what this read left in the kernel came in at the later samples
         self._backlog = [(t, b - len(data)) for t, b in self._backlog if b > len(data)]
         self._last_read = now
@@ -125,6 +129,23 @@ def _bytes_waiting(transport) -> int | None:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
     except (ImportError, AttributeError, OSError, ValueError):
         return None
+
+
+def _last_data_age(transport) -> float | None:
+    """Seconds since `transport`'s TCP socket last received data (the kernel's TCP_INFO
+    tcpi_last_data_recv, whole milliseconds), None where that cannot be read (not TCP, not Linux)."""
+    try:
+        sock = transport.get_extra_info("socket")
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+        return struct.unpack_from("I", info, _LAST_DATA_RECV)[0] / 1000.0
+    except (AttributeError, OSError, ValueError, struct.error):
+        return None
+
+
+# struct tcp_info (linux/tcp.h): 8 one-byte fields, nine 32-bit ones, then tcpi_last_data_sent,
+# tcpi_last_ack_sent and tcpi_last_data_recv (ms)
+_LAST_DATA_RECV = 52
+_TCP_INFO_BYTES = 104
 
 
 def stamped_connection(watch: LoopWatch) -> type[StampedConnection]:

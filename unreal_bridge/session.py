@@ -231,6 +231,17 @@ def arrival_window_start(now: float, last_read: float | None, last_tick: float |
     return start
 
 
+def arrival_window_end(now: float, start: float, last_data_age: float | None) -> float:
+    """The latest time the messages of a read at `now` may have arrived: when the socket's last
+    data came in (`last_data_age` seconds before `now`, from the kernel's TCP_INFO; None: unknown,
+    then `now`), never before `start`. A burst that waited in the kernel while the event loop was
+    busy is then dated to when it came, not spread up to the late read (issue 19, D1: a flood
+    read late looked like a trickle)."""
+    if last_data_age is None:
+        return now
+    return max(start, min(now, now - last_data_age))
+
+
 def arrivals_from_backlog(start: float, now: float, count: int, nbytes: int,
                           backlog: list[tuple[float, int]]) -> list[float]:
     """Arrival times for `count` messages of `nbytes` read together at `now`, from `backlog`: the

@@ -132,6 +132,47 @@ def test_arrival_window_start():
     assert ss.arrival_window_start(10.0, 4.0, 2.0, False) == 4.0
 
 
+def test_arrival_window_end():
+    # messages read at t=10 whose socket last received data 3 s before: they came by t=7
+    assert ss.arrival_window_end(10.0, 4.0, 3.0) == 7.0
+    # never before the window's start, never after the read; unknown (not TCP): the read
+    assert ss.arrival_window_end(10.0, 8.5, 3.0) == 8.5
+    assert ss.arrival_window_end(10.0, 4.0, 0.0) == 10.0
+    assert ss.arrival_window_end(10.0, 4.0, None) == 10.0
+    # a burst read 5 s late after a stalled loop stays a burst: 300 views within 0.1 s, not 5 s
+    start, end = 5.0, ss.arrival_window_end(10.0, 5.0, 4.9)
+    assert ss.arrivals_from_backlog(start, end, 300, 30000, [])[-1] == pytest.approx(5.1)
+
+
+def test_the_kernel_tells_when_a_socket_last_received_data():
+    """arrivals._last_data_age on a real loopback TCP connection: data sent, read 0.4 s later."""
+    import socket
+    import time
+
+    from worldstream.unreal_bridge.arrivals import _last_data_age
+
+    class Transport:  # what asyncio's transport offers: its socket
+        def __init__(self, sock):
+            self.sock = sock
+
+        def get_extra_info(self, name):
+            return self.sock if name == "socket" else None
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as client:
+            conn, _ = server.accept()
+            with conn:
+                client.sendall(b"x" * 30000)
+                time.sleep(0.4)
+                got = 0
+                while got < 30000:
+                    got += len(conn.recv(1 << 16))
+                age = _last_data_age(Transport(conn))
+    if age is None:
+        pytest.skip("TCP_INFO is not readable here (not Linux)")
+    assert 0.3 <= age <= 2.0, age
+
+
 def test_arrivals_from_backlog():
     # 6 messages of 600 bytes read at t=10 after a pause since t=4, sampled by the watch: by t=5
     # 200 bytes waited (2 messages, spread over 4..5), by t=6 all 600 (the other 4 over 5..6)
