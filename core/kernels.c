@@ -18,6 +18,11 @@
 #define VECTOR_CLONES
 #endif
 
+/* Bumped whenever a function below changes its name, arguments or meaning (core/kernels.py INTERFACE). */
+#define WORLDSTREAM_KERNELS_INTERFACE 1
+
+int worldstream_kernels_interface(void) { return WORLDSTREAM_KERNELS_INTERFACE; }
+
 static inline uint32_t mix32(uint32_t h) {
     h = ((h >> 16) ^ h) * 0x45D9F3Bu;
     h = ((h >> 16) ^ h) * 0x45D9F3Bu;

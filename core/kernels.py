@@ -2,9 +2,10 @@
 
 `pip install` builds them (setup.py) with the platform's C compiler; where that failed, or
 ``WORLDSTREAM_KERNELS=0`` is set, or the tensors live on another device, `available` says no and
-the callers (noise.octave_noise, lattice.at_points) take their torch paths, which give the same
-bits: each kernel repeats its torch path's float32 operations in the same order, built without
-fused multiply-adds (tests/core/test_kernels.py checks them against each other).
+the callers (noise, lattice.at_points, twist, hashing.hash2) take their torch paths, which give
+the same bits: each kernel repeats its torch path's operations in the same order, built without
+fused multiply-adds (tests/core/test_kernels.py checks them against each other). A library
+built from another version of kernels.c (its INTERFACE differs) is not used: reinstall.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -20,9 +22,19 @@ from . import hashing
 from .shapes import broadcast_shape
 
 
+INTERFACE = 1  # kernels.c's WORLDSTREAM_KERNELS_INTERFACE: the functions and arguments declared below
+
+
 def open_library(path: str) -> ctypes.CDLL:
-    """The kernels' shared library at `path`, with its functions' argument types declared."""
+    """The kernels' shared library at `path`, with its functions' argument types declared.
+    Raises OSError where it cannot be loaded or was built from another interface version."""
     lib = ctypes.CDLL(path)
+    try:
+        built = lib.worldstream_kernels_interface()
+    except AttributeError:
+        built = 0
+    if built != INTERFACE:
+        raise OSError(f"{path} implements kernel interface {built}, this code needs {INTERFACE}")
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
     lib.noise_points.argtypes = [i64, ptr, ptr, i32, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.noise_points.restype = ctypes.c_int
@@ -49,7 +61,14 @@ def _load() -> ctypes.CDLL | None:
     if os.environ.get("WORLDSTREAM_KERNELS", "1") == "0":
         return None
     path = built_library()
-    return None if path is None else open_library(path)
+    if path is None:
+        return None
+    try:
+        return open_library(path)
+    except OSError as exc:  # e.g. a library left by an older install: the torch paths give the same bits
+        warnings.warn(f"worldstream's compiled kernels are not used ({exc}); reinstall (pip install -e .) "
+                      "to rebuild them", RuntimeWarning, stacklevel=2)
+        return None
 
 
 LIBRARY = _load()

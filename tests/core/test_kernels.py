@@ -112,6 +112,20 @@ def test_every_vector_width_gives_the_same_bits(monkeypatch, tmp_path, built, fl
     check_library(monkeypatch, kernels.open_library(str(out)))
 
 
+def test_a_library_of_another_interface_is_refused(tmp_path):
+    """A library left by an older build (other functions or arguments) must never be called."""
+    stale = tmp_path / "stale.c"
+    stale.write_text(SOURCE.read_text().replace("#define WORLDSTREAM_KERNELS_INTERFACE 1",
+                                                "#define WORLDSTREAM_KERNELS_INTERFACE 0"))
+    out = tmp_path / "stale.so"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-std=c99", str(stale), "-o", str(out)], check=True)
+    with pytest.raises(OSError, match="interface 0"):
+        kernels.open_library(str(out))
+
+
 def test_kernels_are_used_only_on_the_cpu(monkeypatch, built):
     monkeypatch.setattr(kernels, "LIBRARY", built)
     assert kernels.available(torch.zeros(1))
