@@ -1,9 +1,10 @@
 /* Compiled per-point kernels of the procedural world, loaded by core/kernels.py through ctypes.
  *
- * Each function repeats, operation for operation, a torch path of core/noise.py or core/lattice.py
- * (named above it): the same float32 products and sums in the same order, the same 32-bit hash
- * words. Only correctly rounded IEEE operations are used and the build passes -ffp-contract=off,
- * so no multiply-add is fused: the results are the torch path's bits on any x86-64 CPU.
+ * Each function repeats, operation for operation, a torch path of core/noise.py, core/lattice.py,
+ * core/twist.py or core/hashing.py (named above it): the same float32 / float64 products and sums in
+ * the same order, the same 32-bit hash words. Only correctly rounded IEEE operations are used and the
+ * build passes -ffp-contract=off, so no multiply-add is fused: the results are the torch path's bits
+ * on any x86-64 CPU.
  * Arrays are C-contiguous; n counts points.
  */
 #include <stdint.h>
@@ -134,8 +135,9 @@ static void grid_row(int64_t w, const uint8_t *restrict corner, const float *res
 /* noise._noise_stack for k octaves at n points: value[o * n + i] (and, when dx is not NULL, the
  * derivatives per lattice unit dx, dy). The gradient (0..15) of each corner is hashing.hash2 of
  * its node under the octave's key; as in noise._corner_gradients, the nodes of the box the
- * points' cells span are hashed once each into a table when the box is small, else every corner
- * combines its column's and row's hashes. grad: (2, 16), the gradients' x then y components; key_y:
+ * points' cells span are hashed once each into a table when the box is small; else every corner
+ * combines its column's and row's hashes (each column and row hashed once where they are few, else
+ * at each corner). grad: (2, 16), the gradients' x then y components; key_y:
  * hashing.axis_keys(key)[1] of each octave. Returns 0, or -1 where memory ran out. */
 int noise_points(int64_t n, const double *x, const double *y, int32_t k, const double *spacing,
                  const uint32_t *key, const uint32_t *key_y, const float *grad,
