@@ -53,6 +53,13 @@ static inline float dfade(float t) {
     return s * s * 30.0f;
 }
 
+/* floor(u) as an integer, for |u| < 2^62 (hashing.hash_axis's range), without a libm call: the
+ * conversion truncates toward zero, one too high below zero unless u is whole. */
+static inline int64_t floor_int(double u) {
+    const int64_t t = (int64_t)u;
+    return t - ((double)t > u);
+}
+
 /* One octave's cells: cell[i] = floor(pos[i] / spacing), frac[i] = float32(pos[i] / spacing - cell),
  * as noise._stacked_cells (exact for |pos / spacing| < 2^62, hashing.hash_axis's range);
  * returns the smallest and largest cell through lo, hi. */
@@ -62,8 +69,7 @@ static void cells(int64_t n, const double *restrict pos, double spacing, int64_t
     int64_t a = INT64_MAX, b = INT64_MIN;
     for (int64_t i = 0; i < n; i++) {
         const double u = pos[i] / spacing;
-        const int64_t t = (int64_t)u;  /* toward zero: one less below zero unless u is whole */
-        const int64_t c = t - ((double)t > u);
+        const int64_t c = floor_int(u);
         cell[i] = c;
         frac[i] = (float)(u - (double)c);
         a = c < a ? c : a;
@@ -272,11 +278,8 @@ VECTOR_CLONES
 void twist_class_nodes(int64_t n, const double *restrict x, const double *restrict y, double inv_l,
                        int64_t ox, int64_t oy, int64_t *restrict i_out, int64_t *restrict j_out) {
     for (int64_t k = 0; k < n; k++) {
-        const double u = (x[k] * inv_l - (double)ox) * 0.5 + 0.5;
-        const double v = (y[k] * inv_l - (double)oy) * 0.5 + 0.5;
-        const int64_t tu = (int64_t)u, tv = (int64_t)v;
-        i_out[k] = (tu - ((double)tu > u)) * 2 + ox;
-        j_out[k] = (tv - ((double)tv > v)) * 2 + oy;
+        i_out[k] = floor_int((x[k] * inv_l - (double)ox) * 0.5 + 0.5) * 2 + ox;
+        j_out[k] = floor_int((y[k] * inv_l - (double)oy) * 0.5 + 0.5) * 2 + oy;
     }
 }
 
