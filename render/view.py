@@ -111,9 +111,10 @@ class WorldView:
         instead of fetching a whole selection made with default spans."""
         camera = selection_camera(pose, intr, self.max_sse)
         for _ in range(self.spec.levels + 2):
-            keys = [s.key for s in lod.select(self.spec, [camera], self.level_error, self.horizon_m, self.heights,
-                                              hysteresis=0.0)
-                    if lod.in_frustum(camera, s.key.bounds(self.spec), self.heights(s.key))]
+            selected = [s.key for s in lod.select(self.spec, [camera], self.level_error, self.horizon_m, self.heights,
+                                                  hysteresis=0.0)]
+            seen = lod.keys_in_frustum(self.spec, camera, selected, self.heights)
+            keys = [k for k, s in zip(selected, seen.tolist()) if s]
             wanted = list(dict.fromkeys(self._next_to_learn(k) for k in keys))
             await asyncio.gather(*(self.chunk(k) for k in wanted))
             if wanted == keys:
@@ -131,7 +132,8 @@ class WorldView:
     def in_view(self, chunks: list[RenderChunk], pose: Pose, intr: Intrinsics) -> list[RenderChunk]:
         """The chunks whose bounds (with their learned height spans) meet the view frustum."""
         camera = selection_camera(pose, intr, self.max_sse)
-        return [c for c in chunks if lod.in_frustum(camera, c.key.bounds(self.spec), self.heights(c.key))]
+        seen = lod.keys_in_frustum(self.spec, camera, [c.key for c in chunks], self.heights)
+        return [c for c, s in zip(chunks, seen.tolist()) if s]
 
     async def frame(self, pose: Pose, intr: Intrinsics, outputs=("scene", "depth", "ids", "normals")) -> Frame:
         """Render one camera off the event loop (the renderer's own GL thread)."""

@@ -9,9 +9,9 @@ that job (the chunk is generated once for both: a camera's "glb" and the simulat
 A job nobody waits for any more is cancelled if it has not started.
 
 Fair turns: jobs wait in one queue per client (`get(..., client=...)`) and are handed to the pool
-only when a worker is free, one client's job at a time in round robin, so a client asking for
-hundreds of chunks delays another client's most urgent chunk by at most one job per other client,
-not by its whole backlog.
+only when a worker is free, one client's job at a time (`turns.Turns`: the client least behind,
+then round robin), so a client asking for hundreds of chunks delays another client's most urgent
+chunk by at most one job per other client, not by its whole backlog.
 
 Every file in the disk cache is verified against the SHA-256 recorded when it was written (one
 `sha256.json` per chunk folder, written after the files): a truncated, bit-flipped or unrecorded
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -47,6 +47,7 @@ from ..exporters.formats import FORMATS, expected_files, export_key_with, warm_w
 from ..exporters.mesh_options import MeshOptions
 from ..exporters.store import Store, check_chunk, claim_world, open_store, write_chunk
 from .products import LAYERS, Product, chunk_layers
+from .turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,9 @@ class ChunkService:
         self._own_executor = executor is None
         self._slots = max(1, workers)  # jobs handed to the pool at once (the pool itself never queues)
         self._running = 0
-        self._queues: OrderedDict[Hashable, deque[_Job]] = OrderedDict()  # client -> its waiting jobs, in turn order
-        # how far a client is behind on what it was sent (the server: frames not credited yet);
-        # the waiting client with the least goes first, in turn order among equals
+        self._queues: dict[Hashable, deque[_Job]] = {}  # client -> its waiting jobs
+        self._turns = Turns()
+        # how far a client is behind on what it was sent (the server: frames not credited yet)
         self.backlog: Callable[[Hashable], int] = lambda client: 0
         self.stats = ServiceStats()
         if self.store:
@@ -197,6 +198,11 @@ class ChunkService:
         self.stats.products_made += 1
         self._keep(key, product, value)
         return value
+
+    def client_gone(self, client: Hashable) -> None:
+        """`client` will ask for nothing more (its connection closed): forget its place in the
+        turns. Its waiting jobs go as their requests are cancelled."""
+        self._turns.forget(client)
 
     def in_memory(self, key: ChunkKey, formats: tuple[str, ...]) -> bool:
         """Whether every file of `formats` for `key` is in the memory LRU (a request would not wait)."""
@@ -299,6 +305,7 @@ class ChunkService:
                    formats=formats, client=client, queued=True, hand_over=hand_over)
         self._jobs[(key, formats)] = job
         self._queues.setdefault(client, deque()).append(job)
+        self._turns.arrive(client)
         self._pump()
         return job
 
@@ -311,16 +318,14 @@ class ChunkService:
         job.queued = False
 
     def _pump(self) -> None:
-        """Hand waiting jobs to free workers, one per client in turn (round robin) among the
-        waiting clients least behind (`backlog`): a client that holds the frames it is sent
-        keeps its claim, but not ahead of one that consumes them."""
+        """Hand waiting jobs to free workers, a client's oldest job at a time, the client chosen
+        by `Turns`: a client that holds the frames it is sent keeps its claim, but not ahead of
+        one that consumes them."""
         while self._running < self._slots and self._queues:
-            client = min(self._queues, key=self.backlog)  # the first of the least, in turn order
+            client = self._turns.next(self._queues, self.backlog)
             queue = self._queues[client]
             job = queue.popleft()
-            if queue:
-                self._queues.move_to_end(client)  # its next job waits for the other clients' turns
-            else:
+            if not queue:
                 del self._queues[client]
             job.queued = False
             self._submit(job, job.key, job.formats)
@@ -343,6 +348,7 @@ class ChunkService:
         if cf is not job.exec_future:
             return  # replaced by a wider job before it started
         self._running -= 1
+        self._turns.finished(job.client)
         self._pump()
         self._forget(job)
         if cf.cancelled():

@@ -33,6 +33,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable, Iterable
 
+import numpy as np
+
 from ..core import frames
 from ..core.keys import ChunkKey
 from ..core.spec import WorldSpec
@@ -92,26 +94,60 @@ def camera_from_view(view: CameraView) -> Camera:
 
 
 def screen_space_error(geometric_error: float, distance: float, camera: Camera) -> float:
-    if distance <= 1e-9:
-        return math.inf
-    return geometric_error * camera.height / (2.0 * distance * _frustum(camera).tan_half_fov_y)
+    return float(screen_space_errors(geometric_error, np.array([distance]), camera)[0])
+
+
+def screen_space_errors(geometric_error: float, distances: np.ndarray, camera: Camera) -> np.ndarray:
+    """The sse (pixels) of chunks of `geometric_error` at `distances` (N,) float64; inf at 0."""
+    with np.errstate(divide="ignore"):
+        sse = geometric_error * camera.height / (2.0 * distances * _frustum(camera).tan_half_fov_y)
+    return np.where(distances <= 1e-9, math.inf, sse)
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """N axis-aligned boxes in world ENU (metres): west, south, east, north, bottom, top, each (N,)
+    float64."""
+
+    w: np.ndarray
+    s: np.ndarray
+    e: np.ndarray
+    n: np.ndarray
+    z0: np.ndarray
+    z1: np.ndarray
+
+    @classmethod
+    def of(cls, bounds, z_range) -> "Boxes":
+        """One box: bounds (w, s, e, n) x z_range (z0, z1)."""
+        return cls(*(np.array([float(v)]) for v in (*bounds, *z_range)))
+
+    @classmethod
+    def of_keys(cls, spec: WorldSpec, level: int, xs: np.ndarray, ys: np.ndarray, z0: np.ndarray,
+                z1: np.ndarray) -> "Boxes":
+        """The boxes of chunks (level, xs, ys) (int64 (N,)) with height spans z0..z1 (exact: the
+        same products as ChunkKey.bounds)."""
+        e = spec.chunk_extent(level)
+        return cls(xs * e, ys * e, (xs + 1) * e, (ys + 1) * e, z0, z1)
 
 
 def box_distance(camera: Camera, bounds, z_range) -> float:
     """Distance from the camera to the axis-aligned box bounds x z_range (0 inside)."""
-    w, s, e, n = bounds
+    return float(box_distances(camera, Boxes.of(bounds, z_range))[0])
+
+
+def box_distances(camera: Camera, boxes: Boxes) -> np.ndarray:
+    """Distances (N,) from the camera to `boxes` (0 inside)."""
     x, y, z = camera.position
-    dx = max(w - x, 0.0, x - e)
-    dy = max(s - y, 0.0, y - n)
-    dz = max(z_range[0] - z, 0.0, z - z_range[1])
-    return math.sqrt(dx * dx + dy * dy + dz * dz)
+    dx = np.maximum(np.maximum(boxes.w - x, 0.0), x - boxes.e)
+    dy = np.maximum(np.maximum(boxes.s - y, 0.0), y - boxes.n)
+    dz = np.maximum(np.maximum(boxes.z0 - z, 0.0), z - boxes.z1)
+    return np.sqrt(dx * dx + dy * dy + dz * dz)
 
 
 @dataclass(frozen=True)
 class _Frustum:
     """A camera's culling data, computed once per Camera: position, forward, the inward normals of
-    the four side planes and tan(fov_y / 2). Plain floats: the tests run per chunk, and numpy on
-    3-vectors costs more in call overhead than the arithmetic."""
+    the four side planes and tan(fov_y / 2), in plain floats."""
 
     px: float
     py: float
@@ -141,37 +177,49 @@ OUTSIDE, STRADDLES, INSIDE = 0, 1, 2
 
 
 def frustum_side(camera: Camera, bounds, z_range) -> int:
-    """Where the box bounds x z_range lies against the four side planes and the near side of the
-    view frustum: OUTSIDE when wholly outside one of them (its corner furthest along the plane's
+    return int(frustum_sides(camera, Boxes.of(bounds, z_range))[0])
+
+
+def frustum_sides(camera: Camera, boxes: Boxes) -> np.ndarray:
+    """Where each box lies against the four side planes and the near side of the view frustum,
+    (N,) int8: OUTSIDE when wholly outside one of them (its corner furthest along the plane's
     inward normal is outside), INSIDE when wholly inside all, else STRADDLES."""
     fr = _frustum(camera)
-    w, s, e, n = bounds
-    z0, z1 = z_range
-    lx, ly, lz, hx, hy, hz = w - fr.px, s - fr.py, z0 - fr.pz, e - fr.px, n - fr.py, z1 - fr.pz
-    side = INSIDE
+    lx, ly, lz = boxes.w - fr.px, boxes.s - fr.py, boxes.z0 - fr.pz
+    hx, hy, hz = boxes.e - fr.px, boxes.n - fr.py, boxes.z1 - fr.pz
+    outside = np.zeros(len(lx), bool)
+    straddles = np.zeros(len(lx), bool)
     for a, b, c in (fr.forward, *fr.planes):
-        if (a * (hx if a > 0 else lx) + b * (hy if b > 0 else ly) + c * (hz if c > 0 else lz)) < 0.0:
-            return OUTSIDE
-        if (a * (lx if a > 0 else hx) + b * (ly if b > 0 else hy) + c * (lz if c > 0 else hz)) < 0.0:
-            side = STRADDLES
-    return side
+        outside |= (a * (hx if a > 0 else lx) + b * (hy if b > 0 else ly) + c * (hz if c > 0 else lz)) < 0.0
+        straddles |= (a * (lx if a > 0 else hx) + b * (ly if b > 0 else hy) + c * (lz if c > 0 else hz)) < 0.0
+    return np.where(outside, OUTSIDE, np.where(straddles, STRADDLES, INSIDE)).astype(np.int8)
 
 
 def in_frustum(camera: Camera, bounds, z_range) -> bool:
-    """Conservative test of the box's bounding sphere against the four side planes and the near
-    side of the view frustum."""
+    return bool(spheres_in_frustum(camera, Boxes.of(bounds, z_range))[0])
+
+
+def spheres_in_frustum(camera: Camera, boxes: Boxes) -> np.ndarray:
+    """Conservative test (N,) bool of each box's bounding sphere against the four side planes and
+    the near side of the view frustum."""
     fr = _frustum(camera)
-    w, s, e, n = bounds
-    z0, z1 = z_range
-    radius = 0.5 * math.sqrt((e - w) ** 2 + (n - s) ** 2 + (z1 - z0) ** 2)
-    rx, ry, rz = (w + e) / 2.0 - fr.px, (s + n) / 2.0 - fr.py, (z0 + z1) / 2.0 - fr.pz
-    f0, f1, f2 = fr.forward
-    if rx * f0 + ry * f1 + rz * f2 < -radius:
-        return False
-    for a, b, c in fr.planes:
-        if rx * a + ry * b + rz * c < -radius:
-            return False
-    return True
+    ew, ns, tb = boxes.e - boxes.w, boxes.n - boxes.s, boxes.z1 - boxes.z0
+    radius = 0.5 * np.sqrt(ew * ew + ns * ns + tb * tb)
+    rx, ry, rz = (boxes.w + boxes.e) / 2.0 - fr.px, (boxes.s + boxes.n) / 2.0 - fr.py, (boxes.z0 + boxes.z1) / 2.0 - fr.pz
+    seen = np.ones(len(rx), bool)
+    for a, b, c in (fr.forward, *fr.planes):
+        seen &= ~(rx * a + ry * b + rz * c < -radius)
+    return seen
+
+
+def keys_in_frustum(spec: WorldSpec, camera: Camera, keys: list[ChunkKey],
+                    z_range: Callable[[ChunkKey], tuple[float, float]]) -> np.ndarray:
+    """`spheres_in_frustum` (N,) bool for chunks `keys`, each with its span z_range(key)."""
+    if not keys:
+        return np.zeros(0, bool)
+    bounds = np.array([k.bounds(spec) for k in keys], dtype=np.float64).reshape(-1, 4)
+    z = np.array([z_range(k) for k in keys], dtype=np.float64).reshape(-1, 2)
+    return spheres_in_frustum(camera, Boxes(*bounds.T, *z.T))
 
 
 VIEW_DEPTH = 1  # chunk_in_view's levels of children below a chunk whose box straddles the frustum
@@ -184,10 +232,37 @@ def chunk_in_view(spec: WorldSpec, camera: Camera, key: ChunkKey, z_range: Calla
     to the finest), each with its own span. Tighter than `in_frustum`'s bounding sphere, which
     passed 8-16 km chunks lying kilometres outside the view; and a tall box (a span bounded from
     a coarse ancestor) reaches into the view where its children, whose spans are known, do not."""
-    side = frustum_side(camera, key.bounds(spec), z_range(key))
-    if side != STRADDLES or depth <= 0 or key.level >= spec.levels - 1:
-        return side != OUTSIDE
-    return any(chunk_in_view(spec, camera, child, z_range, depth - 1) for child in key.children())
+    spans = _span_lookup(z_range)
+    xs, ys = np.array([key.x]), np.array([key.y])
+    return bool(_in_view(spec, camera, key.level, xs, ys, spans(key.level, xs, ys), spans, depth)[0])
+
+
+def _in_view(spec: WorldSpec, camera: Camera, level: int, xs: np.ndarray, ys: np.ndarray, z, spans,
+             depth: int) -> np.ndarray:
+    """chunk_in_view (N,) bool for the chunks (level, xs, ys) with spans z = (z0, z1)."""
+    side = frustum_sides(camera, Boxes.of_keys(spec, level, xs, ys, *z))
+    out = side != OUTSIDE
+    deeper = np.flatnonzero(side == STRADDLES)
+    if depth <= 0 or level >= spec.levels - 1 or not len(deeper):
+        return out
+    cx = (2 * xs[deeper, None] + np.array([0, 1, 0, 1])).ravel()  # children in ChunkKey.children order
+    cy = (2 * ys[deeper, None] + np.array([0, 0, 1, 1])).ravel()
+    kids = _in_view(spec, camera, level + 1, cx, cy, spans(level + 1, cx, cy), spans, depth - 1)
+    out[deeper] = kids.reshape(-1, 4).any(axis=1)
+    return out
+
+
+def _span_lookup(z_range) -> Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(level, xs, ys) -> (z0, z1) float64 arrays, from a HeightSpans (its tuple lookup), any
+    callable of a ChunkKey, or None (DEFAULT_Z_RANGE)."""
+    if z_range is None:
+        return lambda level, xs, ys: (np.full(len(xs), DEFAULT_Z_RANGE[0]), np.full(len(xs), DEFAULT_Z_RANGE[1]))
+    one = z_range.span if isinstance(z_range, HeightSpans) else (lambda k: z_range(ChunkKey(*k)))
+
+    def spans(level: int, xs: np.ndarray, ys: np.ndarray):
+        z = np.array([one((level, x, y)) for x, y in zip(xs.tolist(), ys.tolist())], dtype=np.float64).reshape(-1, 2)
+        return z[:, 0], z[:, 1]
+    return spans
 
 
 @dataclass(frozen=True)
@@ -218,49 +293,75 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
            ahead: Iterable[Camera] = ()) -> list[Selected]:
     """The chunks to show around `cameras` (a set of non-overlapping leaves covering the horizon
     square of every camera), most urgent first. level_error(L): the geometric error (m) a level-L
-    chunk may have; z_range(key): its height span (default -200..3000 m); previous: the last
-    selection, for hysteresis; ahead: predicted cameras that refine too but rank after the
-    current ones."""
+    chunk may have; z_range(key): its height span (default -200..3000 m; a HeightSpans is read
+    without making ChunkKeys); previous: the last selection, for hysteresis; ahead: predicted
+    cameras that refine too but rank after the current ones.
+
+    The quadtree is walked a level at a time, every chunk of a level tested against every camera
+    in numpy: a client's view costs a few array operations per level, not a Python loop per chunk
+    and camera (the server selects for every client, and its event loop shares the interpreter)."""
     current = list(cameras)
     if not current:
         return []
     cameras = current + list(ahead)
-    zr = z_range or (lambda key: DEFAULT_Z_RANGE)
-    refined_before = {a for k in previous for a in ancestors(k)}
-    roots: dict[ChunkKey, bool] = {}  # level-0 key -> within a current camera's horizon square
+    spans = _span_lookup(z_range)
+    refined_before = _ancestor_tuples({_t(k) for k in previous})
+    roots: dict[tuple[int, int], bool] = {}  # level-0 (x, y) -> within a current camera's horizon square
+    e0 = spec.chunk_extent(0)
     for n, cam in enumerate(cameras):
         x, y, _ = cam.position
-        e0 = spec.chunk_extent(0)
         for i in range(math.floor((x - horizon_m) / e0), math.floor((x + horizon_m) / e0) + 1):
             for j in range(math.floor((y - horizon_m) / e0), math.floor((y + horizon_m) / e0) + 1):
-                key = ChunkKey(0, i, j)
-                roots[key] = roots.get(key, False) or n < len(current)
-    out: list[Selected] = []
-    stack = sorted(roots.items(), key=lambda kv: (kv[0].x, kv[0].y))  # (key, needed by the current cameras)
+                roots[(i, j)] = roots.get((i, j), False) or n < len(current)
+    xs = np.array([k[0] for k in roots], dtype=np.int64)
+    ys = np.array([k[1] for k in roots], dtype=np.int64)
+    needed = np.array(list(roots.values()), dtype=bool)
     finest = spec.levels - 1
-    while stack:
-        key, needed = stack.pop()
-        bounds = key.bounds(spec)
-        z = zr(key)
-        err = level_error(key.level)
-        worst, nearest, visible, soon, refine, refine_now = 0.0, math.inf, False, False, False, False
+    out: list[Selected] = []
+    for level in range(spec.levels):
+        if not len(xs):
+            break
+        z = spans(level, xs, ys)
+        boxes = Boxes.of_keys(spec, level, xs, ys, *z)
+        err = level_error(level)
+        before = np.array([(level, x, y) in refined_before for x, y in zip(xs.tolist(), ys.tolist())], dtype=bool)
+        relax = np.where(before, 1.0 - hysteresis, 1.0 + hysteresis)
+        refine = np.zeros(len(xs), bool)
+        refine_now = np.zeros(len(xs), bool)
+        worst, nearest = np.zeros(len(xs)), np.full(len(xs), math.inf)
+        visible, soon = np.zeros(len(xs), bool), np.zeros(len(xs), bool)
         for i, cam in enumerate(cameras):
-            d = box_distance(cam, bounds, z)
-            sse = screen_space_error(err, d, cam)
-            seen = in_frustum(cam, bounds, z)
-            limit = cam.max_sse * (1.0 if seen else OUT_OF_VIEW_SSE_FACTOR)
-            limit *= (1.0 - hysteresis) if key in refined_before else (1.0 + hysteresis)
-            refine |= sse > limit
+            d = box_distances(cam, boxes)
+            sse = screen_space_errors(err, d, cam)
+            seen = spheres_in_frustum(cam, boxes)
+            over = sse > cam.max_sse * np.where(seen, 1.0, OUT_OF_VIEW_SSE_FACTOR) * relax
+            refine |= over
             if i < len(current):
-                worst, nearest, visible = max(worst, sse), min(nearest, d), visible or seen
-                refine_now |= sse > limit
+                worst, nearest, visible = np.maximum(worst, sse), np.minimum(nearest, d), visible | seen
+                refine_now |= over
             else:
                 soon |= seen
-        if refine and key.level < finest:
-            stack.extend((child, needed and refine_now) for child in key.children())
-        else:  # a leaf: whether it is in view (its priority; what a view lacks without it) by its box
-            visible = visible and any(chunk_in_view(spec, cam, key, zr) for cam in current)
-            out.append(Selected(key=key, sse=worst, distance=nearest, visible=visible, soon=soon, needed=needed))
+        if level < finest:
+            split = refine
+        else:
+            split = np.zeros(len(xs), bool)
+        leaf = np.flatnonzero(~split)
+        if len(leaf):  # whether a leaf is in view (its priority; what a view lacks without it) by its box
+            lx, ly = xs[leaf], ys[leaf]
+            lz = (z[0][leaf], z[1][leaf])
+            in_view = np.zeros(len(leaf), bool)
+            for cam in current:
+                todo = np.flatnonzero(visible[leaf] & ~in_view)
+                if len(todo):
+                    in_view[todo] = _in_view(spec, cam, level, lx[todo], ly[todo], (lz[0][todo], lz[1][todo]),
+                                             spans, VIEW_DEPTH)
+            for x, y, w_, d_, v_, s_, n_ in zip(lx.tolist(), ly.tolist(), worst[leaf].tolist(), nearest[leaf].tolist(),
+                                                in_view.tolist(), soon[leaf].tolist(), needed[leaf].tolist()):
+                out.append(Selected(key=ChunkKey(level, x, y), sse=w_, distance=d_, visible=v_, soon=s_, needed=n_))
+        parents = np.flatnonzero(split)
+        xs = (2 * xs[parents, None] + np.array([0, 1, 0, 1])).ravel()  # children in ChunkKey.children order
+        ys = (2 * ys[parents, None] + np.array([0, 0, 1, 1])).ravel()
+        needed = np.repeat(needed[parents] & refine_now[parents], 4)
     out.sort(key=lambda s: s.priority)
     return out
 
@@ -289,36 +390,68 @@ class HeightSpans:
     union padded by the chunk's geometric error (its samples are some of theirs); else its nearest
     known ancestor's span padded by twice that ancestor's geometric error and a margin (finer levels
     add detail, not new relief); else DEFAULT_Z_RANGE. Bounded: forgets everything past `capacity`
-    chunks."""
+    chunks learned (and its resolved spans past `capacity` chunks looked up)."""
 
     def __init__(self, level_error: Callable[[int], float], capacity: int = 200_000):
         self.level_error = level_error
         self.capacity = capacity
-        self._spans: dict[ChunkKey, tuple[float, float]] = {}
+        self._spans: dict[Key, tuple[float, float]] = {}
+        # resolved spans, per level-0 root: a span learned under a root changes only the spans of
+        # that root's chunks (the chunk, its parent, its descendants), so learning forgets one root
+        self._resolved: dict[tuple[int, int], dict[Key, tuple[float, float]]] = {}
+        self._n_resolved = 0  # entries in _resolved, bounded by capacity too
 
     def learn(self, key: ChunkKey, z_min: float, z_max: float) -> None:
         if len(self._spans) >= self.capacity:
             self._spans.clear()
-        self._spans[key] = (float(z_min), float(z_max))
+            self._forget_resolved()
+        k = _t(key)
+        self._spans[k] = (float(z_min), float(z_max))
+        self._n_resolved -= len(self._resolved.pop(_root_xy(k), ()))
+
+    def _forget_resolved(self) -> None:
+        self._resolved.clear()
+        self._n_resolved = 0
 
     def knows(self, key: ChunkKey) -> bool:
         """Whether `key`'s own span was learned (not bounded from an ancestor's)."""
-        return key in self._spans
+        return _t(key) in self._spans
 
     def __call__(self, key: ChunkKey) -> tuple[float, float]:
-        known = self._spans.get(key)
+        return self.span(_t(key))
+
+    def span(self, k: Key) -> tuple[float, float]:
+        """The span of chunk k = (level, x, y)."""
+        resolved = self._resolved.setdefault(_root_xy(k), {})
+        span = resolved.get(k)
+        if span is None:
+            if self._n_resolved >= self.capacity:
+                self._forget_resolved()
+                resolved = self._resolved.setdefault(_root_xy(k), {})
+            span = resolved[k] = self._resolve(k)
+            self._n_resolved += 1
+        return span
+
+    def _resolve(self, k: Key) -> tuple[float, float]:
+        known = self._spans.get(k)
         if known is not None:
             return known
-        children = [self._spans.get(c) for c in key.children()]
+        children = [self._spans.get(c) for c in _children(k)]
         if all(c is not None for c in children):
-            pad = self.level_error(key.level)
+            pad = self.level_error(k[0])
             return min(c[0] for c in children) - pad, max(c[1] for c in children) + pad
-        for a in ancestors(key):
+        for a in _up(k):
             known = self._spans.get(a)
             if known is not None:
-                pad = 2.0 * self.level_error(a.level) + Z_MARGIN_M
+                pad = 2.0 * self.level_error(a[0]) + Z_MARGIN_M
                 return known[0] - pad, known[1] + pad
         return DEFAULT_Z_RANGE
+
+
+def _root_xy(k: Key) -> tuple[int, int]:
+    """The (x, y) of k's level-0 ancestor (k itself at level 0)."""
+    level, x, y = k
+    return (x >> level, y >> level)
 
 
 def predict(camera: Camera, velocity, seconds: float) -> Camera:

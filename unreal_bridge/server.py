@@ -159,6 +159,7 @@ class StreamServer:
             sender.cancel()
             selector.cancel()
             self.clients.pop(ws, None)
+            self.service.client_gone(ws)
 
     async def _perform(self, ws, state: ClientState, action: ss.Action, wake: asyncio.Event,
                        closing: list[asyncio.Task]) -> None:

@@ -83,3 +83,29 @@ def test_cancelled_queued_jobs_free_their_turn_and_never_run():
     running, queues, stats, late = asyncio.run(go())
     assert "mesh.glb" in late and running == 0 and not queues
     assert stats["cancelled"] == 5 and stats["generated"] == 2
+
+
+def test_a_client_whose_queue_emptied_keeps_its_turn_ahead_of_clients_that_came_later():
+    """A client re-planning every view empties and refills its queue all the time: its next job
+    goes before those of clients that came after its last turn, not behind all of them."""
+    newcomers = [ChunkKey(4, x, 13) for x in range(5)]
+
+    async def go():
+        done: list[ChunkKey] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            service = ChunkService(SPEC, executor=pool, workers=1)
+
+            async def get(key, client):
+                await service.get(key, ("glb",), client=client)
+                done.append(key)
+
+            await get(ChunkKey(4, 0, 15), "replanner")  # its turn; its queue is empty again
+            tasks = [asyncio.create_task(get(k, f"new{i}")) for i, k in enumerate(newcomers)]
+            await asyncio.sleep(0)
+            tasks.append(asyncio.create_task(get(ChunkKey(4, 1, 15), "replanner")))
+            await asyncio.gather(*tasks)
+            return done
+
+    done = asyncio.run(go())
+    # the first newcomer's job was running; the replanner's comes next, not after the other four
+    assert done[1:3] == [newcomers[0], ChunkKey(4, 1, 15)], done

@@ -236,7 +236,7 @@ def test_height_spans_are_exact_when_known_and_bound_unknown_descendants():
 
 
 def _in_frustum_reference(camera: lod.Camera, bounds, z_range) -> bool:
-    """The bounding-sphere test written with numpy vectors (lod.in_frustum's former form)."""
+    """The bounding-sphere test written with numpy 3-vectors, one box at a time (an independent form)."""
     w, s, e, n = bounds
     centre = np.array([(w + e) / 2.0, (s + n) / 2.0, (z_range[0] + z_range[1]) / 2.0])
     radius = 0.5 * math.sqrt((e - w) ** 2 + (n - s) ** 2 + (z_range[1] - z_range[0]) ** 2)
@@ -251,7 +251,7 @@ def _in_frustum_reference(camera: lod.Camera, bounds, z_range) -> bool:
     return all(np.dot(rel, p) >= -radius for p in planes)
 
 
-def test_in_frustum_in_plain_floats_agrees_with_the_vector_form():
+def test_in_frustum_agrees_with_the_vector_form():
     rng = np.random.default_rng(3)
     agree = inside = 0
     for i in range(8):
@@ -341,3 +341,52 @@ def test_plan_matches_the_plain_reference_and_is_fast(seed):
 
     (fast, t_fast), (slow, t_slow) = best_of_3(lod.plan), best_of_3(_reference_plan)
     assert fast == slow and (t_fast < t_slow or t_slow < 2e-3), (t_fast, t_slow)
+
+
+def test_each_selected_chunk_carries_the_per_chunk_rules_over_all_cameras():
+    """select() tests a whole level against every camera at once; each leaf's figures are those the
+    per-chunk functions give it: nearest distance and largest sse over the current cameras, in view
+    by its box (and children), seen by a look-ahead camera; refined chunks exceed their limit."""
+    spans = lod.HeightSpans(level_error)
+    rng = np.random.default_rng(11)
+    for k in [ChunkKey(5, x, y) for x in range(-6, 6) for y in range(-6, 6)]:
+        lo = float(rng.uniform(0, 200))
+        spans.learn(k, lo, lo + float(rng.uniform(1, 80)))
+    current = [cam(0.0, 0.0, 150.0, forward=(1.0, 0.3, -0.5), max_sse=8.0), cam(900.0, -400.0, 60.0, forward=(-1.0, 0.2, -0.2))]
+    ahead = [lod.predict(current[0], (60.0, 0.0, 0.0), 2.0)]
+    sel = lod.select(SPEC, current, level_error, horizon_m=8000, z_range=spans, ahead=ahead)
+    assert len(sel) > 50 and any(s.visible for s in sel) and any(not s.visible for s in sel)
+    for s in sel:
+        b, z, err = s.key.bounds(SPEC), spans(s.key), level_error(s.key.level)
+        d = [lod.box_distance(c, b, z) for c in current]
+        assert s.distance == min(d) and s.sse == max(lod.screen_space_error(err, x, c) for x, c in zip(d, current))
+        seen = [lod.in_frustum(c, b, z) for c in current]
+        assert s.visible == (any(seen) and any(lod.chunk_in_view(SPEC, c, s.key, spans) for c in current))
+        assert s.soon == any(lod.in_frustum(c, b, z) for c in ahead)
+        if s.key.level > 0:  # its parent was refined: over the limit for some camera
+            p = s.key.parent()
+            pb, pz, perr = p.bounds(SPEC), spans(p), level_error(p.level)
+            assert any(lod.screen_space_error(perr, lod.box_distance(c, pb, pz), c)
+                       > c.max_sse * (1.0 if lod.in_frustum(c, pb, pz) else lod.OUT_OF_VIEW_SSE_FACTOR) * 1.2
+                       for c in current + ahead), s.key
+
+
+def test_height_spans_answer_anew_after_learning():
+    """Spans are remembered once resolved; learning a chunk changes the answers for the chunk, its
+    parent (four children known) and its descendants (a nearer known ancestor)."""
+    spans = lod.HeightSpans(level_error)
+    parent = ChunkKey(3, 5, -2)
+    grandchild = parent.children()[1].children()[2]
+    assert spans(parent) == spans(grandchild) == lod.DEFAULT_Z_RANGE
+    spans.learn(ChunkKey(0, 0, -1), 10.0, 500.0)  # the level-0 ancestor
+    assert spans(grandchild)[1] < lod.DEFAULT_Z_RANGE[1] and spans(parent)[1] < lod.DEFAULT_Z_RANGE[1]
+    for i, k in enumerate(parent.children()):
+        spans.learn(k, 100.0 + i, 110.0 + i)
+    pad = level_error(parent.level)
+    assert spans(parent) == (100.0 - pad, 113.0 + pad)
+    lo, hi = spans(grandchild)  # now bounded by its parent (known), not the level-0 chunk
+    assert 100.0 < hi < 140.0
+    spans.learn(grandchild, 101.0, 102.0)
+    assert spans(grandchild) == (101.0, 102.0)
+    other = ChunkKey(3, -40, 40)  # under another level-0 chunk: untouched by all this
+    assert spans(other) == lod.DEFAULT_Z_RANGE
