@@ -305,7 +305,7 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
         return []
     cameras = current + list(ahead)
     spans = _span_lookup(z_range)
-    refined_before = _ancestor_tuples({_t(k) for k in previous})
+    refined_before = selection_ancestors(frozenset(previous))
     roots: dict[tuple[int, int], bool] = {}  # level-0 (x, y) -> within a current camera's horizon square
     e0 = spec.chunk_extent(0)
     for n, cam in enumerate(cameras):
@@ -558,7 +558,7 @@ def plan(required: list[Selected], delivered: set[ChunkKey], max_level: int) -> 
 
     It runs after every chunk sent, so its lookups are sets of tuples, each ancestor set is
     built once per call, and no candidate is compared with every required chunk."""
-    req_set = {s.key for s in required}
+    req_set = frozenset(s.key for s in required)
     done = {_t(k) for k in delivered}
     seen_fillers: set[ChunkKey] = set()
     visible_fillers, other_fillers = [], []
@@ -590,7 +590,7 @@ def coverage_first(keys: list[ChunkKey]) -> list[ChunkKey]:
 
 def above_selection(keys: Iterable[ChunkKey], selected: Iterable[ChunkKey]) -> list[ChunkKey]:
     """The keys of `keys` that are ancestors of a selected key (coarser than the selection there)."""
-    above = _ancestor_tuples({_t(k) for k in selected})
+    above = selection_ancestors(frozenset(selected))
     return [k for k in keys if _t(k) in above]
 
 
@@ -598,10 +598,21 @@ def _overlap_test(selected: Iterable[ChunkKey]) -> Callable[[ChunkKey], bool]:
     """A test of whether an unselected key's area overlaps a selected key: one is the other's
     ancestor (each ancestor set built once)."""
     sel_t = {_t(k) for k in selected}
-    above = _ancestor_tuples(sel_t)  # keys with a selected descendant
+    above = selection_ancestors(frozenset(selected))  # keys with a selected descendant
     return lambda key: _t(key) in above or any(a in sel_t for a in _up(_t(key)))
 
 
+@lru_cache(maxsize=1 << 16)
 def _root(key: ChunkKey) -> ChunkKey:
+    """key's level-0 ancestor (remembered: the delivery asks for the roots of every selected key
+    at every selection, and a ChunkKey costs more to make than to look up)."""
     shift = key.level
     return ChunkKey(0, key.x >> shift, key.y >> shift)
+
+
+@lru_cache(maxsize=16)
+def selection_ancestors(keys: frozenset[ChunkKey]) -> frozenset[Key]:
+    """The (level, x, y) of every proper ancestor of `keys`. Remembered for the last few sets: a
+    client's selection is walked up by the next selection (hysteresis), the plan, the delivery's
+    indexes and its unload rule (a frozenset hashes once; a lookup compares it with the one kept)."""
+    return frozenset(_ancestor_tuples({_t(k) for k in keys}))

@@ -403,7 +403,7 @@ class Delivery:
     # ------------------------------------------------------------------ planning
     def _plan(self, now: float) -> list:
         """From scratch, for a new selection (and the indexes on_sent keeps up to date)."""
-        from .lod import _Cover, _ancestor_tuples, _overlap_test, _root, _t, above_selection, plan
+        from .lod import _Cover, _overlap_test, _root, _t, above_selection, plan, selection_ancestors
 
         self._failed = set()
         self.pending, unloadable = plan(self.selection, self.delivered, self.max_level)
@@ -421,7 +421,7 @@ class Delivery:
                         [s.key for s in sel if not s.visible and s.key not in self.delivered])
         self._cover = _Cover(self.delivered & self.previous, self.max_level)
         self._overlaps = _overlap_test(self.previous)
-        self._above = _ancestor_tuples({_t(k) for k in self.previous})
+        self._above = selection_ancestors(self.previous)
         # a new selection re-judges which parents are held: one no longer covered is not held any more
         covered = set(above_selection(unloadable, self.previous))
         self.covered_since = {k: t for k, t in self.covered_since.items() if k in covered}
