@@ -7,7 +7,8 @@ imported and the World built, which the server starts as it starts listening; no
 at start, peak (sampled every 0.5 s) and end, also as PSS (shared pages split among the processes), the server's CPU
 seconds (main process, workers) and the load average, and per client: chunks and bytes received, the longest
 wait between two chunks, the server's share of its views that needed nothing new, and p50/p95 latency
-to each view's most urgent chunk; then the ratio of the least to the most served client (no client
+to each view's most urgent chunk, and how many of its views were selected for (the rest
+coalesced, or moved too little to change the selection); then the ratio of the least to the most served client (no client
 starves when every client keeps receiving and the spread stays small).
 """
 
@@ -48,6 +49,7 @@ async def one_client(url: str, flight: Flight, altitude, duration: float, name: 
         c = (await final_stats(client, got, reader)).get("client", {})
     return {"views": views, "chunks": got["chunks"], "bytes": got["bytes"], "max_gap_s": got["max_gap"],
             "nothing_new": c.get("views_resolved", 0) / max(c.get("views_selected", 1), 1),
+            "selections": c.get("views_selected", 0),
             "p50": c.get("latency_ms_p50"), "p95": c.get("latency_ms_p95")}
 
 
@@ -104,11 +106,11 @@ def main(argv=None) -> dict:
               f"peak {peak_pss:.0f} MB, end {end_pss:.0f} MB")
     print(f"server CPU during the flights: main process {cpu1[0] - cpu0[0]:.1f} s, workers {cpu1[1] - cpu0[1]:.1f} s; "
           f"machine load average {load0} at start, {load1} at end")
-    print(f"{'client':>6} {'views':>6} {'chunks':>7} {'MB':>7} {'max gap s':>9} {'nothing new %':>13} "
+    print(f"{'client':>6} {'views':>6} {'selected':>8} {'chunks':>7} {'MB':>7} {'max gap s':>9} {'nothing new %':>13} "
           f"{'p50 ms':>7} {'p95 ms':>7}")
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
     for i, r in enumerate(results):
-        print(f"{i:6d} {r['views']:6d} {r['chunks']:7d} {r['bytes'] / 1e6:7.1f} {r['max_gap_s']:9.1f} "
+        print(f"{i:6d} {r['views']:6d} {r['selections']:8d} {r['chunks']:7d} {r['bytes'] / 1e6:7.1f} {r['max_gap_s']:9.1f} "
               f"{100 * r['nothing_new']:13.1f} {fmt(r['p50']):>7} {fmt(r['p95']):>7}")
     chunks = [r["chunks"] for r in results]
     print(f"least / most served client: {min(chunks)} / {max(chunks)} chunks = {min(chunks) / max(max(chunks), 1):.2f}")
