@@ -99,8 +99,13 @@ def screen_space_error(geometric_error: float, distance: float, camera: Camera) 
 
 def screen_space_errors(geometric_error: float, distances: np.ndarray, camera: Camera) -> np.ndarray:
     """The sse (pixels) of chunks of `geometric_error` at `distances` (N,) float64; inf at 0."""
+    return _sse(geometric_error, distances[None], _rig((camera,)))[0]
+
+
+def _sse(geometric_error: float, distances: np.ndarray, rig: "_Rig") -> np.ndarray:
+    """screen_space_errors for every camera of `rig`: distances (C, N) -> (C, N)."""
     with np.errstate(divide="ignore"):
-        sse = geometric_error * camera.height / (2.0 * distances * _frustum(camera).tan_half_fov_y)
+        sse = geometric_error * rig.height / (2.0 * distances * rig.tan_half_fov_y)
     return np.where(distances <= 1e-9, math.inf, sse)
 
 
@@ -137,10 +142,14 @@ def box_distance(camera: Camera, bounds, z_range) -> float:
 
 def box_distances(camera: Camera, boxes: Boxes) -> np.ndarray:
     """Distances (N,) from the camera to `boxes` (0 inside)."""
-    x, y, z = camera.position
-    dx = np.maximum(np.maximum(boxes.w - x, 0.0), x - boxes.e)
-    dy = np.maximum(np.maximum(boxes.s - y, 0.0), y - boxes.n)
-    dz = np.maximum(np.maximum(boxes.z0 - z, 0.0), z - boxes.z1)
+    return _distances(_rig((camera,)), boxes)[0]
+
+
+def _distances(rig: "_Rig", boxes: Boxes) -> np.ndarray:
+    """box_distances for every camera of `rig`: (C, N)."""
+    dx = np.maximum(np.maximum(boxes.w - rig.px, 0.0), rig.px - boxes.e)
+    dy = np.maximum(np.maximum(boxes.s - rig.py, 0.0), rig.py - boxes.n)
+    dz = np.maximum(np.maximum(boxes.z0 - rig.pz, 0.0), rig.pz - boxes.z1)
     return np.sqrt(dx * dx + dy * dy + dz * dz)
 
 
@@ -173,6 +182,32 @@ def _frustum(camera: Camera) -> _Frustum:
     return _Frustum(px, py, pz, (f0, f1, f2), planes, math.tan(camera.fov_y / 2.0))
 
 
+@dataclass(frozen=True)
+class _Rig:
+    """Cameras as columns, for testing boxes against all of them at once: position, viewport
+    height, tan(fov_y / 2) and max sse, each (C, 1) float64, and the inward normals of the near
+    side and the four side planes, normals[plane][axis] (C, 1) (the same floats as `_Frustum`)."""
+
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+    height: np.ndarray
+    tan_half_fov_y: np.ndarray
+    max_sse: np.ndarray
+    normals: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+
+
+@lru_cache(maxsize=256)
+def _rig(cameras: tuple[Camera, ...]) -> _Rig:
+    frs = [_frustum(c) for c in cameras]
+    col = lambda values: np.array(values, dtype=np.float64).reshape(-1, 1)  # noqa: E731
+    normals = tuple(tuple(col([(fr.forward, *fr.planes)[p][axis] for fr in frs]) for axis in range(3))
+                    for p in range(5))
+    return _Rig(col([fr.px for fr in frs]), col([fr.py for fr in frs]), col([fr.pz for fr in frs]),
+                col([c.height for c in cameras]), col([fr.tan_half_fov_y for fr in frs]),
+                col([c.max_sse for c in cameras]), normals)
+
+
 OUTSIDE, STRADDLES, INSIDE = 0, 1, 2
 
 
@@ -184,15 +219,31 @@ def frustum_sides(camera: Camera, boxes: Boxes) -> np.ndarray:
     """Where each box lies against the four side planes and the near side of the view frustum,
     (N,) int8: OUTSIDE when wholly outside one of them (its corner furthest along the plane's
     inward normal is outside), INSIDE when wholly inside all, else STRADDLES."""
-    fr = _frustum(camera)
-    lx, ly, lz = boxes.w - fr.px, boxes.s - fr.py, boxes.z0 - fr.pz
-    hx, hy, hz = boxes.e - fr.px, boxes.n - fr.py, boxes.z1 - fr.pz
-    outside = np.zeros(len(lx), bool)
-    straddles = np.zeros(len(lx), bool)
-    for a, b, c in (fr.forward, *fr.planes):
-        outside |= (a * (hx if a > 0 else lx) + b * (hy if b > 0 else ly) + c * (hz if c > 0 else lz)) < 0.0
-        straddles |= (a * (lx if a > 0 else hx) + b * (ly if b > 0 else hy) + c * (lz if c > 0 else hz)) < 0.0
+    normals, positive = _side_normals(camera)
+    low = np.stack([boxes.w - normals.px, boxes.s - normals.py, boxes.z0 - normals.pz])  # (3, N) box corners
+    high = np.stack([boxes.e - normals.px, boxes.n - normals.py, boxes.z1 - normals.pz])  # relative to the camera
+    far = np.where(positive[:, :, None], high, low) * normals.n[:, :, None]  # (5 planes, 3 axes, N)
+    near = np.where(positive[:, :, None], low, high) * normals.n[:, :, None]
+    outside = ((far[:, 0] + far[:, 1]) + far[:, 2] < 0.0).any(axis=0)
+    straddles = ((near[:, 0] + near[:, 1]) + near[:, 2] < 0.0).any(axis=0)
     return np.where(outside, OUTSIDE, np.where(straddles, STRADDLES, INSIDE)).astype(np.int8)
+
+
+@dataclass(frozen=True)
+class _Normals:
+    px: float
+    py: float
+    pz: float
+    n: np.ndarray  # (5, 3): the near side's and the four side planes' inward normals
+
+
+@lru_cache(maxsize=256)
+def _side_normals(camera: Camera) -> tuple[_Normals, np.ndarray]:
+    """A camera's plane normals as one array, and where each component is positive (the corner a
+    plane tests: furthest along its normal)."""
+    fr = _frustum(camera)
+    n = np.array([fr.forward, *fr.planes], dtype=np.float64)
+    return _Normals(fr.px, fr.py, fr.pz, n), n > 0
 
 
 def in_frustum(camera: Camera, bounds, z_range) -> bool:
@@ -202,12 +253,18 @@ def in_frustum(camera: Camera, bounds, z_range) -> bool:
 def spheres_in_frustum(camera: Camera, boxes: Boxes) -> np.ndarray:
     """Conservative test (N,) bool of each box's bounding sphere against the four side planes and
     the near side of the view frustum."""
-    fr = _frustum(camera)
+    return _spheres_seen(_rig((camera,)), boxes)[0]
+
+
+def _spheres_seen(rig: _Rig, boxes: Boxes) -> np.ndarray:
+    """spheres_in_frustum for every camera of `rig`: (C, N)."""
     ew, ns, tb = boxes.e - boxes.w, boxes.n - boxes.s, boxes.z1 - boxes.z0
     radius = 0.5 * np.sqrt(ew * ew + ns * ns + tb * tb)
-    rx, ry, rz = (boxes.w + boxes.e) / 2.0 - fr.px, (boxes.s + boxes.n) / 2.0 - fr.py, (boxes.z0 + boxes.z1) / 2.0 - fr.pz
-    seen = np.ones(len(rx), bool)
-    for a, b, c in (fr.forward, *fr.planes):
+    rx = (boxes.w + boxes.e) / 2.0 - rig.px
+    ry = (boxes.s + boxes.n) / 2.0 - rig.py
+    rz = (boxes.z0 + boxes.z1) / 2.0 - rig.pz
+    seen = np.ones(rx.shape, bool)
+    for a, b, c in rig.normals:
         seen &= ~(rx * a + ry * b + rz * c < -radius)
     return seen
 
@@ -304,6 +361,8 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
     if not current:
         return []
     cameras = current + list(ahead)
+    n_now = len(current)
+    rig = _rig(tuple(cameras))
     spans = _span_lookup(z_range)
     refined_before = selection_ancestors(frozenset(previous))
     roots: dict[tuple[int, int], bool] = {}  # level-0 (x, y) -> within a current camera's horizon square
@@ -312,7 +371,7 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
         x, y, _ = cam.position
         for i in range(math.floor((x - horizon_m) / e0), math.floor((x + horizon_m) / e0) + 1):
             for j in range(math.floor((y - horizon_m) / e0), math.floor((y + horizon_m) / e0) + 1):
-                roots[(i, j)] = roots.get((i, j), False) or n < len(current)
+                roots[(i, j)] = roots.get((i, j), False) or n < n_now
     xs = np.array([k[0] for k in roots], dtype=np.int64)
     ys = np.array([k[1] for k in roots], dtype=np.int64)
     needed = np.array(list(roots.values()), dtype=bool)
@@ -326,21 +385,13 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
         err = level_error(level)
         before = np.array([(level, x, y) in refined_before for x, y in zip(xs.tolist(), ys.tolist())], dtype=bool)
         relax = np.where(before, 1.0 - hysteresis, 1.0 + hysteresis)
-        refine = np.zeros(len(xs), bool)
-        refine_now = np.zeros(len(xs), bool)
-        worst, nearest = np.zeros(len(xs)), np.full(len(xs), math.inf)
-        visible, soon = np.zeros(len(xs), bool), np.zeros(len(xs), bool)
-        for i, cam in enumerate(cameras):
-            d = box_distances(cam, boxes)
-            sse = screen_space_errors(err, d, cam)
-            seen = spheres_in_frustum(cam, boxes)
-            over = sse > cam.max_sse * np.where(seen, 1.0, OUT_OF_VIEW_SSE_FACTOR) * relax
-            refine |= over
-            if i < len(current):
-                worst, nearest, visible = np.maximum(worst, sse), np.minimum(nearest, d), visible | seen
-                refine_now |= over
-            else:
-                soon |= seen
+        d = _distances(rig, boxes)  # (C, N): every camera, current ones first
+        sse = _sse(err, d, rig)
+        seen = _spheres_seen(rig, boxes)
+        over = sse > rig.max_sse * np.where(seen, 1.0, OUT_OF_VIEW_SSE_FACTOR) * relax
+        refine, refine_now = over.any(axis=0), over[:n_now].any(axis=0)
+        worst, nearest = np.maximum(sse[:n_now].max(axis=0), 0.0), d[:n_now].min(axis=0)
+        visible, soon = seen[:n_now].any(axis=0), seen[n_now:].any(axis=0)
         if level < finest:
             split = refine
         else:
