@@ -12,18 +12,26 @@ from worldstream.unreal_bridge.chunk_service import ChunkService
 from .conftest import SPEC
 
 
+class Recorder:
+    """A ChunkService on one thread worker; `get` notes the order in which keys are done."""
+
+    def __init__(self, pool: ThreadPoolExecutor):
+        self.service = ChunkService(SPEC, executor=pool, workers=1)
+        self.done: list[ChunkKey] = []
+
+    async def get(self, key: ChunkKey, client: str) -> None:
+        await self.service.get(key, ("glb",), client=client)
+        self.done.append(key)
+
+
 def test_clients_take_turns_at_the_pool():
     greedy = [ChunkKey(4, x, 3) for x in range(8)]
     polite = ChunkKey(4, 0, -5)
 
     async def go():
-        done: list[ChunkKey] = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            service = ChunkService(SPEC, executor=pool, workers=1)
-
-            async def get(key, client):
-                await service.get(key, ("glb",), client=client)
-                done.append(key)
+            rec = Recorder(pool)
+            service, get, done = rec.service, rec.get, rec.done
 
             tasks = [asyncio.create_task(get(k, "greedy")) for k in greedy]
             await asyncio.sleep(0)
@@ -44,14 +52,10 @@ def test_a_client_that_holds_its_frames_waits_behind_one_that_consumes_them():
     active = [ChunkKey(4, x, -11) for x in range(3)]
 
     async def go():
-        done: list[ChunkKey] = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            service = ChunkService(SPEC, executor=pool, workers=1)
+            rec = Recorder(pool)
+            service, get, done = rec.service, rec.get, rec.done
             service.backlog = {"holder": 9, "active": 1}.__getitem__
-
-            async def get(key, client):
-                await service.get(key, ("glb",), client=client)
-                done.append(key)
 
             tasks = [asyncio.create_task(get(k, "holder")) for k in holder]
             await asyncio.sleep(0)
@@ -91,14 +95,9 @@ def test_a_client_whose_queue_emptied_keeps_its_turn_ahead_of_clients_that_came_
     newcomers = [ChunkKey(4, x, 13) for x in range(5)]
 
     async def go():
-        done: list[ChunkKey] = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            service = ChunkService(SPEC, executor=pool, workers=1)
-
-            async def get(key, client):
-                await service.get(key, ("glb",), client=client)
-                done.append(key)
-
+            rec = Recorder(pool)
+            get, done = rec.get, rec.done
             await get(ChunkKey(4, 0, 15), "replanner")  # its turn; its queue is empty again
             tasks = [asyncio.create_task(get(k, f"new{i}")) for i, k in enumerate(newcomers)]
             await asyncio.sleep(0)
