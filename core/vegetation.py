@@ -28,6 +28,7 @@ from .streets import StreetFrame
 CELL = 6.0  # metres between tree candidates; a crown never reaches past the neighbouring cell
 VEG_LATTICE = 128.0  # metres between the nodes of the smooth vegetation fields
 MAX_CROWN = 5.5  # metres, < CELL: the 3 x 3 cells around a point hold every crown over it
+POINT_BATCH = 8192  # points whose canopy is evaluated at once (its memory: 9 candidate cells a point)
 KINDS = ("conifer", "broadleaf")
 SETTINGS = ("forest", "hedgerow", "street", "garden")
 CONIFER_CROWN_BASE = 0.25  # crown base of a conifer, fraction of its height
@@ -352,7 +353,16 @@ def canopy(seed: int, x: torch.Tensor, y: torch.Tensor, nodes: VegetationNodes, 
         table = grid_table(seed, x, y, nodes, blocks)
     if grid and table is not None:
         return _canopy_from_table(x, y, table)
-    return _canopy_at_points(seed, x, y, nodes, blocks)
+    shape = broadcast_shape(x.shape, y.shape)
+    if math.prod(shape) <= POINT_BATCH:
+        return _canopy_at_points(seed, x, y, nodes, blocks)
+    # in batches: each point's cover is its own (the 9 x N candidate pairs of all points at once
+    # held 80 MB for a level-0 chunk), and only correctly rounded operations are used, so a point
+    # gets the same bits in any batch
+    xb, yb = x.expand(shape).reshape(-1), y.expand(shape).reshape(-1)
+    parts = [_canopy_at_points(seed, xb[i:i + POINT_BATCH], yb[i:i + POINT_BATCH], nodes, blocks)
+             for i in range(0, xb.numel(), POINT_BATCH)]
+    return {k: torch.cat([part[k] for part in parts]).reshape(shape) for k in parts[0]}
 
 
 def _canopy_from_table(x: torch.Tensor, y: torch.Tensor, table: CellTable) -> dict[str, torch.Tensor]:

@@ -183,3 +183,24 @@ def test_lattice_points_spread_far_apart_get_the_same_bits_as_on_a_grid(world):
     one_by_one = [lattice.at_points(world.generator.macro, far_x[k:k + 1], far_y[k:k + 1], 16.0)["wetness"][0]
                   for k in range(5)]
     assert torch.equal(got, torch.stack(one_by_one))
+
+
+def test_many_points_are_evaluated_in_batches_with_the_same_bits(world):
+    """`canopy` at more than POINT_BATCH scattered points runs in batches (its candidate pairs
+    held 80 MB for a level-0 chunk); every point gets the bits of one evaluation of them all."""
+    from worldstream.core import vegetation
+
+    c = world.chunk(FOREST)
+    gen = world.generator
+    west, south, east, north = c.bounds
+    veg = gen.vegetation_nodes(west, south, east, north)
+    rng = np.random.default_rng(4)
+    n = 2 * vegetation.POINT_BATCH + 123
+    x = torch.tensor(rng.uniform(west, east, n), dtype=torch.float64).reshape(-1, 1).expand(-1, 1)
+    y = torch.tensor(rng.uniform(south, north, n), dtype=torch.float64).reshape(-1, 1)
+    batched = vegetation.canopy(world.spec.seed, x, y, veg, gen.point_blocks())
+    whole = vegetation._canopy_at_points(world.spec.seed, x, y, veg, gen.point_blocks())
+    assert batched.keys() == whole.keys()
+    for k in whole:
+        assert batched[k].shape == whole[k].shape == (n, 1) and torch.equal(batched[k], whole[k]), k
+    assert (whole["height"] > 0).sum() > 100  # a forest: many points under crowns
