@@ -204,3 +204,25 @@ def test_many_points_are_evaluated_in_batches_with_the_same_bits(world):
     for k in whole:
         assert batched[k].shape == whole[k].shape == (n, 1) and torch.equal(batched[k], whole[k]), k
     assert (whole["height"] > 0).sum() > 100  # a forest: many points under crowns
+
+
+@pytest.mark.parametrize("key", [FOREST, COARSE_FOREST])
+def test_a_grid_cell_table_made_in_bands_of_rows_has_the_bits_of_one_made_at_once(world, key, monkeypatch):
+    from worldstream.core import vegetation
+
+    c = world.chunk(key)
+    xs, ys = sample_grid(c)
+    x = torch.tensor(xs, dtype=torch.float64).reshape(1, -1)
+    y = torch.tensor(ys, dtype=torch.float64).reshape(-1, 1)
+    gen = world.generator
+    veg = gen.vegetation_nodes(*c.bounds)
+    tables = []
+    for batch in (300, 10**9):  # bands of a few rows; one band
+        monkeypatch.setattr(vegetation, "POINT_BATCH", batch)
+        for heights_only in (False, True):
+            tables.append(vegetation.grid_table(world.spec.seed, x, y, veg, gen.point_blocks(), heights_only))
+    for banded, whole in zip(tables[:2], tables[2:]):
+        assert banded.nrow * banded.ncol > 3 * 300  # several bands
+        assert banded.cells.keys() == whole.cells.keys()
+        assert all(torch.equal(banded.cells[k], whole.cells[k]) for k in whole.cells)
+    assert int(tables[0].cells["present"].sum()) > 50
