@@ -94,6 +94,7 @@ def camera_from_view(view: CameraView) -> Camera:
 
 
 def screen_space_error(geometric_error: float, distance: float, camera: Camera) -> float:
+    """The sse (pixels) of a chunk of `geometric_error` at `distance` (inf at 0)."""
     return float(screen_space_errors(geometric_error, np.array([distance]), camera)[0])
 
 
@@ -212,6 +213,7 @@ OUTSIDE, STRADDLES, INSIDE = 0, 1, 2
 
 
 def frustum_side(camera: Camera, bounds, z_range) -> int:
+    """`frustum_sides` of the one box bounds x z_range."""
     return int(frustum_sides(camera, Boxes.of(bounds, z_range))[0])
 
 
@@ -219,7 +221,8 @@ def frustum_sides(camera: Camera, boxes: Boxes) -> np.ndarray:
     """Where each box lies against the four side planes and the near side of the view frustum,
     (N,) int8: OUTSIDE when wholly outside one of them (its corner furthest along the plane's
     inward normal is outside), INSIDE when wholly inside all, else STRADDLES."""
-    normals, positive = _side_normals(camera)
+    normals = _side_normals(camera)
+    positive = normals.positive
     low = np.stack([boxes.w - normals.px, boxes.s - normals.py, boxes.z0 - normals.pz])  # (3, N) box corners
     high = np.stack([boxes.e - normals.px, boxes.n - normals.py, boxes.z1 - normals.pz])  # relative to the camera
     far = np.where(positive[:, :, None], high, low) * normals.n[:, :, None]  # (5 planes, 3 axes, N)
@@ -235,18 +238,19 @@ class _Normals:
     py: float
     pz: float
     n: np.ndarray  # (5, 3): the near side's and the four side planes' inward normals
+    positive: np.ndarray  # (5, 3) bool: n > 0 (which corner a plane tests: the furthest along it)
 
 
 @lru_cache(maxsize=256)
-def _side_normals(camera: Camera) -> tuple[_Normals, np.ndarray]:
-    """A camera's plane normals as one array, and where each component is positive (the corner a
-    plane tests: furthest along its normal)."""
+def _side_normals(camera: Camera) -> _Normals:
+    """A camera's position and plane normals as one array, for `frustum_sides`."""
     fr = _frustum(camera)
     n = np.array([fr.forward, *fr.planes], dtype=np.float64)
-    return _Normals(fr.px, fr.py, fr.pz, n), n > 0
+    return _Normals(fr.px, fr.py, fr.pz, n, n > 0)
 
 
 def in_frustum(camera: Camera, bounds, z_range) -> bool:
+    """`spheres_in_frustum` of the one box bounds x z_range."""
     return bool(spheres_in_frustum(camera, Boxes.of(bounds, z_range))[0])
 
 
@@ -392,10 +396,7 @@ def select(spec: WorldSpec, cameras: Iterable[Camera], level_error: Callable[[in
         refine, refine_now = over.any(axis=0), over[:n_now].any(axis=0)
         worst, nearest = np.maximum(sse[:n_now].max(axis=0), 0.0), d[:n_now].min(axis=0)
         visible, soon = seen[:n_now].any(axis=0), seen[n_now:].any(axis=0)
-        if level < finest:
-            split = refine
-        else:
-            split = np.zeros(len(xs), bool)
+        split = refine if level < finest else np.zeros(len(xs), bool)  # refined: its children are walked next
         leaf = np.flatnonzero(~split)
         if len(leaf):  # whether a leaf is in view (its priority; what a view lacks without it) by its box
             lx, ly = xs[leaf], ys[leaf]
