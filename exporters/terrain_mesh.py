@@ -147,10 +147,11 @@ def _delatin_with_fans(g: np.ndarray, border: np.ndarray, max_error: float):
     border_keys = set(map(tuple, border.tolist()))
     if not all(tuple(p) in border_keys for p in pts[on_border].tolist()):
         return None
-    index = {tuple(p): i for i, p in enumerate(pts.tolist())}
+    # only border vertices are ever looked up (the extra ones and the fans' chains)
+    index = {tuple(p): i for i, p in zip(np.flatnonzero(on_border).tolist(), pts[on_border].tolist())}
     extra = [tuple(p) for p in border.tolist() if tuple(p) not in index]
-    for p in extra:
-        index[p] = len(index)
+    for j, p in enumerate(extra):
+        index[p] = len(pts) + j
     points = np.concatenate([pts, np.array(extra, dtype=np.int64).reshape(-1, 2)])
     # only triangles with an edge on the border can skip border vertices
     pc = points[tris]  # (T, 3, 2)
