@@ -19,6 +19,8 @@ from collections.abc import Callable, Hashable, Iterable
 
 
 class Turns:
+    """The turn bookkeeping of one chunk service (see the module's rule)."""
+
     def __init__(self) -> None:
         self._clock = 0  # counts the turns given and the newcomers
         self._last: dict[Hashable, int] = {}  # client -> the clock when its last turn was given (or it came)
@@ -50,4 +52,5 @@ class Turns:
         self._last.pop(client, None)
 
     def in_pool(self, client: Hashable) -> int:
+        """How many of `client`'s jobs are in the pool."""
         return self._in_pool[client]
