@@ -187,7 +187,8 @@ def _frustum(camera: Camera) -> _Frustum:
 class _Rig:
     """Cameras as columns, for testing boxes against all of them at once: position, viewport
     height, tan(fov_y / 2) and max sse, each (C, 1) float64, and the inward normals of the near
-    side and the four side planes, normals[plane][axis] (C, 1) (the same floats as `_Frustum`)."""
+    side and the four side planes, normals[plane][axis] (C, 1) and planes (C, 5, 3) (the same
+    floats as `_Frustum`)."""
 
     px: np.ndarray
     py: np.ndarray
@@ -196,17 +197,18 @@ class _Rig:
     tan_half_fov_y: np.ndarray
     max_sse: np.ndarray
     normals: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+    planes: np.ndarray  # (C, 5, 3): the same normals, a camera's in one array
 
 
 @lru_cache(maxsize=256)
 def _rig(cameras: tuple[Camera, ...]) -> _Rig:
     frs = [_frustum(c) for c in cameras]
     col = lambda values: np.array(values, dtype=np.float64).reshape(-1, 1)  # noqa: E731
-    normals = tuple(tuple(col([(fr.forward, *fr.planes)[p][axis] for fr in frs]) for axis in range(3))
-                    for p in range(5))
+    planes = np.array([(fr.forward, *fr.planes) for fr in frs], dtype=np.float64).reshape(-1, 5, 3)
+    normals = tuple(tuple(planes[:, p, axis:axis + 1].copy() for axis in range(3)) for p in range(5))
     return _Rig(col([fr.px for fr in frs]), col([fr.py for fr in frs]), col([fr.pz for fr in frs]),
                 col([c.height for c in cameras]), col([fr.tan_half_fov_y for fr in frs]),
-                col([c.max_sse for c in cameras]), normals)
+                col([c.max_sse for c in cameras]), normals, planes)
 
 
 OUTSIDE, STRADDLES, INSIDE = 0, 1, 2
@@ -221,32 +223,17 @@ def frustum_sides(camera: Camera, boxes: Boxes) -> np.ndarray:
     """Where each box lies against the four side planes and the near side of the view frustum,
     (N,) int8: OUTSIDE when wholly outside one of them (its corner furthest along the plane's
     inward normal is outside), INSIDE when wholly inside all, else STRADDLES."""
-    normals = _side_normals(camera)
-    positive = normals.positive
-    low = np.stack([boxes.w - normals.px, boxes.s - normals.py, boxes.z0 - normals.pz])  # (3, N) box corners
-    high = np.stack([boxes.e - normals.px, boxes.n - normals.py, boxes.z1 - normals.pz])  # relative to the camera
-    far = np.where(positive[:, :, None], high, low) * normals.n[:, :, None]  # (5 planes, 3 axes, N)
-    near = np.where(positive[:, :, None], low, high) * normals.n[:, :, None]
+    rig = _rig((camera,))
+    n = rig.planes[0]  # (5 planes, 3 axes)
+    positive = (n > 0)[:, :, None]  # the corner a plane tests: the furthest along its normal
+    px, py, pz = rig.px[0, 0], rig.py[0, 0], rig.pz[0, 0]
+    low = np.stack([boxes.w - px, boxes.s - py, boxes.z0 - pz])  # (3, N) box corners relative to the camera
+    high = np.stack([boxes.e - px, boxes.n - py, boxes.z1 - pz])
+    far = np.where(positive, high, low) * n[:, :, None]  # (5, 3, N)
+    near = np.where(positive, low, high) * n[:, :, None]
     outside = ((far[:, 0] + far[:, 1]) + far[:, 2] < 0.0).any(axis=0)
     straddles = ((near[:, 0] + near[:, 1]) + near[:, 2] < 0.0).any(axis=0)
     return np.where(outside, OUTSIDE, np.where(straddles, STRADDLES, INSIDE)).astype(np.int8)
-
-
-@dataclass(frozen=True)
-class _Normals:
-    px: float
-    py: float
-    pz: float
-    n: np.ndarray  # (5, 3): the near side's and the four side planes' inward normals
-    positive: np.ndarray  # (5, 3) bool: n > 0 (which corner a plane tests: the furthest along it)
-
-
-@lru_cache(maxsize=256)
-def _side_normals(camera: Camera) -> _Normals:
-    """A camera's position and plane normals as one array, for `frustum_sides`."""
-    fr = _frustum(camera)
-    n = np.array([fr.forward, *fr.planes], dtype=np.float64)
-    return _Normals(fr.px, fr.py, fr.pz, n, n > 0)
 
 
 def in_frustum(camera: Camera, bounds, z_range) -> bool:
@@ -474,13 +461,13 @@ class HeightSpans:
 
     def span(self, k: Key) -> tuple[float, float]:
         """The span of chunk k = (level, x, y)."""
-        resolved = self._resolved.setdefault(_root_xy(k), {})
-        span = resolved.get(k)
+        root = _root_xy(k)
+        resolved = self._resolved.get(root)
+        span = None if resolved is None else resolved.get(k)
         if span is None:
             if self._n_resolved >= self.capacity:
                 self._forget_resolved()
-                resolved = self._resolved.setdefault(_root_xy(k), {})
-            span = resolved[k] = self._resolve(k)
+            span = self._resolved.setdefault(root, {})[k] = self._resolve(k)
             self._n_resolved += 1
         return span
 

@@ -359,6 +359,9 @@ def test_each_selected_chunk_carries_the_per_chunk_rules_over_all_cameras():
     for s in sel:
         b, z, err = s.key.bounds(SPEC), spans(s.key), level_error(s.key.level)
         d = [lod.box_distance(c, b, z) for c in current]
+        plain = [math.dist(c.position, (min(max(c.position[0], b[0]), b[2]), min(max(c.position[1], b[1]), b[3]),
+                                        min(max(c.position[2], z[0]), z[1]))) for c in current]
+        assert d == pytest.approx(plain, rel=1e-12, abs=1e-9)  # the nearest point of the box, independently
         assert s.distance == min(d) and s.sse == max(lod.screen_space_error(err, x, c) for x, c in zip(d, current))
         seen = [lod.in_frustum(c, b, z) for c in current]
         assert s.visible == (any(seen) and any(lod.chunk_in_view(SPEC, c, s.key, spans) for c in current))
