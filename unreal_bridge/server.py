@@ -216,16 +216,13 @@ class StreamServer:
             await ws.send(p.encode_unload(gone))
 
     async def _send_loop(self, ws, state: ClientState, wake: asyncio.Event) -> None:
-        """Fetch the first PREFETCH pending keys and send each as soon as it is made, the most
-        urgent ready one first: a slow chunk at the head of the queue does not hold back those
-        behind it (which would leave workers idle once the window behind it was made)."""
         fetches: dict[ChunkKey, asyncio.Task] = {}
         formats = ("glb",)
         try:
             while True:
-                wake.clear()  # set again by whatever changes the queue or the credit from here on
                 delivery = state.delivery
                 if not delivery.pending or state.session.credit <= 0:
+                    wake.clear()
                     await wake.wait()
                     continue
                 if state.hello and state.hello.sidecars:
@@ -237,19 +234,20 @@ class StreamServer:
                 for key in wanted:
                     if key not in fetches:
                         fetches[key] = asyncio.create_task(self.service.get(key, formats, client=ws))
-                key = next((k for k in wanted if fetches[k].done()), None)
-                if key is None:
-                    await _first_done([fetches[k] for k in wanted], wake)
-                    continue
-                fetch = fetches.pop(key)
-                if fetch.cancelled():  # the service dropped the job
-                    continue
+                key = wanted[0]
                 try:
-                    files = fetch.result()
+                    files = await fetches[key]
+                except asyncio.CancelledError:
+                    if asyncio.current_task().cancelling():
+                        raise
+                    fetches.pop(key, None)
+                    continue
                 except Exception as exc:  # generation failed: tell the client, drop the key
+                    fetches.pop(key, None)
                     delivery.on_failed(key)
                     await ws.send(p.encode_error(p.INTERNAL, f"chunk {key.path()} failed: {exc}"))
                     continue
+                fetches.pop(key, None)
                 if not delivery.wants(key):
                     continue
                 meta = await self._tile(key, files)
@@ -335,15 +333,6 @@ class StreamServer:
         if route.name in ("mesh.glb", "tile.json"):
             await self._tile(route.key, files)
         return _response(HTTPStatus.OK, files[route.name], content_type(route.name), route.cache_control, private)
-
-
-async def _first_done(tasks: list[asyncio.Task], wake: asyncio.Event) -> None:
-    """Return when one of `tasks` is done or `wake` is set (a new selection or credit)."""
-    waker = asyncio.ensure_future(wake.wait())
-    try:
-        await asyncio.wait([*tasks, waker], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waker.cancel()
 
 
 def _formats_of(name: str) -> tuple[str, ...]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -16,10 +14,7 @@ from worldstream.core import ChunkKey
 from worldstream.exporters.gltf import read_glb
 from worldstream.unreal_bridge import protocol as p
 from worldstream.unreal_bridge.client import StreamClient, camera
-from websockets.asyncio.server import serve
-
-from worldstream.unreal_bridge.chunk_service import ChunkService
-from worldstream.unreal_bridge.server import StreamServer, run_server
+from worldstream.unreal_bridge.server import run_server
 
 from .conftest import SPEC
 
@@ -160,51 +155,6 @@ def test_a_stalled_client_gets_no_more_than_its_credit(server):
             assert (await client_stats(c, events))["sent_chunks"] == credit + 2
 
     run(go())
-
-
-class HoldsFirstJob(ThreadPoolExecutor):
-    """A two-thread pool whose first job (the client's most urgent chunk) waits for `release`."""
-
-    def __init__(self):
-        super().__init__(max_workers=2)
-        self.release = threading.Event()
-        self.held: str | None = None
-
-    def submit(self, fn, *args, **kwargs):
-        if self.held is None:
-            self.held = args[1]  # export_key_with(spec_json, key_path, ...)
-            return super().submit(self._after_release, fn, *args, **kwargs)
-        return super().submit(fn, *args, **kwargs)
-
-    def _after_release(self, fn, *args, **kwargs):
-        self.release.wait(60)
-        return fn(*args, **kwargs)
-
-
-def test_a_slow_chunk_does_not_hold_back_those_made_after_it():
-    """Chunks are sent as they are made, the most urgent ready one first: while the most urgent
-    chunk is still being made, the ones behind it in the queue reach the client (before, the
-    server waited for the head of its queue, and workers idled behind a slow chunk)."""
-    pool = HoldsFirstJob()
-
-    async def go():
-        server = StreamServer(SPEC, ChunkService(SPEC, executor=pool, workers=2))
-        async with serve(server.handle, "127.0.0.1", 0, compression=None, max_size=p.MAX_TEXT_BYTES) as ws_server:
-            port = ws_server.sockets[0].getsockname()[1]
-            async with StreamClient(f"ws://127.0.0.1:{port}/") as c:
-                await c.view([camera(100.0, 50.0, 300.0, yaw_deg=0, pitch_deg=-40)])
-                early, _, errors = await collect(c, 3, timeout=30)
-                pool.release.set()
-                late, _, more_errors = await collect(c, 12, timeout=60)
-                return [ch.key.path() for ch in early], [ch.key.path() for ch in late], errors + more_errors
-
-    try:
-        early, late, errors = run(go())
-    finally:
-        pool.release.set()
-        pool.shutdown()
-    assert not errors and pool.held is not None
-    assert pool.held not in early and pool.held in late, (pool.held, early, late)
 
 
 def test_http_serves_the_implicit_tileset_and_chunks(server):
